@@ -1,1 +1,27 @@
-//! placeholder
+//! Pure policy of `kennel-idmap`, the helper that writes `/proc/PID/uid_map`
+//! and `gid_map` for unprivileged users.
+//!
+//! Nothing here does I/O: the binary reads `/etc/subuid`, `/etc/subgid` and
+//! the command line, and this library decides. The rules are those of
+//! shadow's `newuidmap`, stated once and tested:
+//!
+//! * [`parse_subid_file`]: malformed lines are skipped and never grant.
+//! * [`allowed_ranges`]: the caller's entries, by exact name or numeric uid,
+//!   sorted and joined.
+//! * [`validate_map`]: own id with count 1, or inside the allowed ranges;
+//!   bounds, overlaps, line and byte limits; host id 0 only for root.
+//! * [`render_map`]: the text given to the kernel in one write.
+//! * [`parse_args`]: the native and the `newuidmap`/`newgidmap` command lines.
+
+mod args;
+mod render;
+mod request;
+mod subid;
+
+pub use args::{parse_args, Command, Form, Request, Target, UsageError, USAGE};
+pub use render::render_map;
+pub use request::{
+    parse_map_line, setgroups_must_be_denied, validate_map, IdKind, MapLine, MapPolicy, Refusal,
+    MAX_ID, MAX_MAP_BYTES, MAX_MAP_LINES,
+};
+pub use subid::{allowed_ranges, parse_subid_file, IdRange, SubidEntry, SubidOwner};
