@@ -1,1 +1,440 @@
-fn main() {}
+//! kennel-idmap: writes `/proc/PID/uid_map` and `gid_map` of a process in a
+//! new user namespace, mapping the ranges /etc/subuid and /etc/subgid grant
+//! the caller. It runs with the file capabilities `cap_setuid,cap_setgid=ep`
+//! (never setuid), so it is the one privileged part of kennel. Everything
+//! it does with privilege, the threat, and the check that answers it:
+//!
+//! * Stray privilege: a helper that is setuid, or holds more than
+//!   CAP_SETUID and CAP_SETGID, could be turned to other ends. We refuse to
+//!   run if the real and effective ids differ, the file has the setuid or
+//!   setgid bit, or any other capability is permitted (unless the caller is
+//!   root already). With no_new_privs or without `setcap` we say so at once.
+//! * Someone else's process: mapping ids into another user's namespace would
+//!   hand them our caller's subordinate ids. The target must be the caller's
+//!   (every uid in its status) and its user namespace must have been created
+//!   by the caller (NS_GET_OWNER_UID), and must not be our own namespace.
+//!   "No such process" and "not yours" give the same answer.
+//! * A recycled pid: between checking and writing, the pid could be reused
+//!   by another process. We hold a pidfd (or the caller's `/proc/PID`
+//!   directory) from the start, check after opening `/proc/PID` that the
+//!   pidfd's process is still alive, and reach every file through that one
+//!   directory fd with openat(2), so all checks and writes hit one process.
+//! * Ids the caller may not use: every range is the caller's own id with
+//!   count 1, or inside their /etc/subuid (/etc/subgid) ranges, with no
+//!   overflow or overlap; host id 0 only for root. The pure, tested rules
+//!   live in the library (`kennel_idmap::validate_map`).
+//! * Shedding a restricting group (CVE-2018-7169): when the only gid mapped
+//!   is the caller's own, `deny` is written to `setgroups` first.
+//! * Tricks with the process state: we make ourselves non-dumpable first
+//!   thing, put /dev/null on closed fds 0-2 so no map file lands there, never
+//!   read the environment, drop every capability but the one a write needs
+//!   before opening a map file, and write each map with one write(2).
+//!   Nothing is written unless every check of both maps has passed.
+
+mod sys;
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fmt;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use caps::{CapSet, Capability};
+use kennel_idmap::{
+    allowed_ranges, parse_args, parse_subid_file, render_map, setgroups_must_be_denied,
+    validate_map, Command, Form, IdKind, MapLine, MapPolicy, Refusal, Request, Target, UsageError,
+    USAGE,
+};
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::{fstat, Mode, SFlag};
+use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC};
+use nix::unistd::{getresgid, getresuid, User};
+
+/// Why the helper did not (completely) do its job. One line each.
+#[derive(Debug)]
+enum Failure {
+    Usage(UsageError),
+    Refused(Refusal),
+    Setuid,
+    ExtraCaps(Vec<Capability>),
+    NoNewPrivs,
+    MissingCaps { path: String },
+    NotYours(Target),
+    OwnNamespace(Target),
+    AlreadyWritten(Target, IdKind),
+    BadFd(i32),
+    NotProcess(i32),
+    Sys { what: String, errno: Errno },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Usage(e) => write!(f, "{e} (see --help)"),
+            Failure::Refused(r) => write!(f, "{r}"),
+            Failure::Setuid => f.write_str(
+                "refused: running setuid or setgid; install with `chmod 0755` and `setcap cap_setuid,cap_setgid=ep` instead",
+            ),
+            Failure::ExtraCaps(caps) => {
+                let names: Vec<String> = caps.iter().map(|c| c.to_string().to_lowercase()).collect();
+                write!(
+                    f,
+                    "refused: holding capabilities beyond cap_setuid,cap_setgid ({}); give the file exactly `cap_setuid,cap_setgid=ep`",
+                    names.join(",")
+                )
+            }
+            Failure::NoNewPrivs => f.write_str(
+                "no_new_privs is set on the caller: file capabilities are ignored, so this helper cannot write id maps; run it from a process without no_new_privs",
+            ),
+            Failure::MissingCaps { path } => write!(
+                f,
+                "missing capabilities cap_setuid,cap_setgid; run `sudo setcap cap_setuid,cap_setgid=ep {path}`"
+            ),
+            Failure::NotYours(t) => write!(f, "refused: {t} does not exist or is not yours"),
+            Failure::OwnNamespace(t) => write!(
+                f,
+                "refused: {t} is in this user namespace, not a new one it owns (create one with unshare -U)"
+            ),
+            Failure::AlreadyWritten(t, kind) => write!(
+                f,
+                "refused: the {} map of {t} is already written; the kernel takes it once",
+                kind.name()
+            ),
+            Failure::BadFd(fd) => write!(f, "refused: fd:{fd} is not an open file descriptor"),
+            Failure::NotProcess(fd) => write!(
+                f,
+                "refused: fd:{fd} is neither a pidfd nor a /proc/PID directory on procfs"
+            ),
+            Failure::Sys { what, errno } => {
+                write!(f, "failed: {what}: {} ({})", errno.desc(), *errno as i32)
+            }
+        }
+    }
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> Failure {
+    let what = what.into();
+    move |errno| Failure::Sys { what, errno }
+}
+
+/// The caller: real ids, which every check is about.
+struct Caller {
+    uid: u32,
+    gid: u32,
+}
+
+fn main() {
+    // Before anything can open a file: no map file may become fd 0-2.
+    let std_fds = sys::ensure_std_fds_open();
+    // Nobody may ptrace us or read our memory. File capabilities already
+    // imply this; say it anyway. Failure leaves the kernel's default.
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let result = std_fds
+        .map_err(sys("opening /dev/null on closed fds 0-2"))
+        .and_then(|()| run(std::env::args_os().collect()));
+    if let Err(failure) = result {
+        let _ = writeln!(std::io::stderr(), "kennel-idmap: {failure}");
+        std::process::exit(1);
+    }
+}
+
+fn run(argv: Vec<OsString>) -> Result<(), Failure> {
+    let argv0 = argv
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let args: Vec<&str> = argv
+        .iter()
+        .skip(1)
+        .map(|a| {
+            a.to_str().ok_or_else(|| {
+                Failure::Usage(UsageError::ExtraArgument(a.to_string_lossy().into()))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let request = match parse_args(Form::from_argv0(&argv0), &args).map_err(Failure::Usage)? {
+        Command::Help => {
+            let _ = std::io::stdout().write_all(USAGE.as_bytes());
+            return Ok(());
+        }
+        Command::Write(request) => request,
+    };
+
+    let caller = check_privileges(&request)?;
+    let proc_dir = open_target(request.target)?;
+    check_owner(&caller, request.target, proc_dir.as_fd())?;
+
+    let name = User::from_uid(caller.uid.into())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    let maps = [
+        (IdKind::Uid, &request.uid_map, caller.uid),
+        (IdKind::Gid, &request.gid_map, caller.gid),
+    ];
+    for (kind, lines, own_id) in maps {
+        if lines.is_empty() {
+            continue;
+        }
+        let policy = MapPolicy {
+            kind,
+            own_id,
+            caller_is_root: caller.uid == 0,
+            allowed: allowed_ranges(&parse_subid_file(&read_subid_file(kind)), &name, caller.uid),
+        };
+        validate_map(&policy, lines).map_err(Failure::Refused)?;
+        if !read_at(proc_dir.as_fd(), kind.map_file())
+            .map_err(|_| Failure::NotYours(request.target))?
+            .is_empty()
+        {
+            return Err(Failure::AlreadyWritten(request.target, kind));
+        }
+    }
+    write_maps(&caller, &request, proc_dir.as_fd())
+}
+
+/// Refuses stray privilege, and explains missing privilege.
+fn check_privileges(request: &Request) -> Result<Caller, Failure> {
+    let uids = getresuid().map_err(sys("getresuid"))?;
+    let gids = getresgid().map_err(sys("getresgid"))?;
+    if uids.effective != uids.real
+        || uids.saved != uids.real
+        || gids.effective != gids.real
+        || gids.saved != gids.real
+    {
+        return Err(Failure::Setuid);
+    }
+    let exe = nix::sys::stat::stat("/proc/self/exe").map_err(sys("stat /proc/self/exe"))?;
+    if Mode::from_bits_truncate(exe.st_mode).intersects(Mode::S_ISUID | Mode::S_ISGID) {
+        return Err(Failure::Setuid);
+    }
+    let caller = Caller {
+        uid: uids.real.as_raw(),
+        gid: gids.real.as_raw(),
+    };
+    let permitted =
+        caps::read(None, CapSet::Permitted).map_err(|_| sys("capget")(Errno::EINVAL))?;
+    let mut extra: Vec<Capability> = permitted
+        .iter()
+        .copied()
+        .filter(|c| *c != Capability::CAP_SETUID && *c != Capability::CAP_SETGID)
+        .collect();
+    if caller.uid != 0 && !extra.is_empty() {
+        extra.sort_by_key(|c| c.index());
+        return Err(Failure::ExtraCaps(extra));
+    }
+    if !needed_caps(&caller, request, IdKind::Uid)
+        .union(&needed_caps(&caller, request, IdKind::Gid))
+        .all(|c| permitted.contains(c))
+    {
+        if nix::sys::prctl::get_no_new_privs().unwrap_or(false) {
+            return Err(Failure::NoNewPrivs);
+        }
+        let path = std::fs::read_link("/proc/self/exe")
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "kennel-idmap".into());
+        return Err(Failure::MissingCaps { path });
+    }
+    Ok(caller)
+}
+
+/// The capabilities writing one map needs: CAP_SETUID (CAP_SETGID), and
+/// CAP_SETFCAP when root maps host uid 0 (the kernel asks for it then).
+fn needed_caps(caller: &Caller, request: &Request, kind: IdKind) -> HashSet<Capability> {
+    let mut set = HashSet::new();
+    match kind {
+        IdKind::Uid if !request.uid_map.is_empty() => {
+            set.insert(Capability::CAP_SETUID);
+            if caller.uid == 0 && request.uid_map.iter().any(|l| l.outer == 0) {
+                set.insert(Capability::CAP_SETFCAP);
+            }
+        }
+        IdKind::Gid if !request.gid_map.is_empty() => {
+            set.insert(Capability::CAP_SETGID);
+        }
+        _ => {}
+    }
+    set
+}
+
+/// Opens the target's `/proc/PID` directory, making sure it is the process
+/// the caller meant and not a later one with a recycled pid.
+fn open_target(target: Target) -> Result<OwnedFd, Failure> {
+    let not_yours = |_| Failure::NotYours(target);
+    match target {
+        Target::Pid(pid) => {
+            let pidfd = sys::pidfd_open(pid).map_err(not_yours)?;
+            let dir = open_proc_dir(pid).map_err(not_yours)?;
+            sys::pidfd_is_alive(pidfd.as_fd()).map_err(not_yours)?;
+            Ok(dir)
+        }
+        Target::Fd(n) => {
+            let fd = sys::inherited_fd(n).ok_or(Failure::BadFd(n))?;
+            let on_proc = fstatfs(fd)
+                .map_err(sys(format!("fstatfs fd:{n}")))?
+                .filesystem_type()
+                == PROC_SUPER_MAGIC;
+            if on_proc {
+                let is_dir = fstat(fd).map(|s| {
+                    SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+                });
+                if !is_dir.map_err(sys(format!("fstat fd:{n}")))? {
+                    return Err(Failure::NotProcess(n));
+                }
+                // Reopen through the fd so we own a read-only directory fd.
+                return openat(
+                    fd,
+                    ".",
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(not_yours);
+            }
+            let pid = pidfd_pid(n).ok_or(Failure::NotProcess(n))?;
+            let pid = u32::try_from(pid)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or(Failure::NotYours(target))?;
+            let dir = open_proc_dir(pid).map_err(not_yours)?;
+            sys::pidfd_is_alive(fd).map_err(not_yours)?;
+            Ok(dir)
+        }
+    }
+}
+
+fn open_proc_dir(pid: u32) -> Result<OwnedFd, Errno> {
+    let dir = nix::fcntl::open(
+        format!("/proc/{pid}").as_str(),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    if fstatfs(&dir)?.filesystem_type() != PROC_SUPER_MAGIC {
+        return Err(Errno::ENODEV);
+    }
+    Ok(dir)
+}
+
+/// The pid a pidfd refers to, from the `Pid:` line of its fdinfo (-1 once
+/// the process is gone, 0 if it is in a pid namespace we cannot see), or
+/// None when the fd is not a pidfd.
+fn pidfd_pid(fd: i32) -> Option<i64> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|p| p.trim().parse().ok())
+}
+
+/// Rule 1: the process and its user namespace belong to the caller, and
+/// that namespace is not our own.
+fn check_owner(caller: &Caller, target: Target, dir: BorrowedFd<'_>) -> Result<(), Failure> {
+    let not_yours = |_| Failure::NotYours(target);
+    let status = read_at(dir, "status").map_err(not_yours)?;
+    let uids: Vec<&str> = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    if uids.len() != 4 || uids.iter().any(|u| u.parse() != Ok(caller.uid)) {
+        return Err(Failure::NotYours(target));
+    }
+    let ns = openat(
+        dir,
+        "ns/user",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(not_yours)?;
+    let theirs = fstat(&ns).map_err(not_yours)?;
+    let ours =
+        nix::sys::stat::stat("/proc/self/ns/user").map_err(sys("stat /proc/self/ns/user"))?;
+    if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino) {
+        return Err(Failure::OwnNamespace(target));
+    }
+    if sys::ns_owner_uid(&ns).map_err(not_yours)? != caller.uid {
+        return Err(Failure::NotYours(target));
+    }
+    Ok(())
+}
+
+/// Reads a small file under the target's `/proc/PID` directory.
+fn read_at(dir: BorrowedFd<'_>, name: &str) -> Result<String, Errno> {
+    let fd = openat(dir, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let mut text = String::new();
+    std::fs::File::from(fd)
+        .read_to_string(&mut text)
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+    Ok(text)
+}
+
+/// A subordinate id file; unreadable means no entries, and lines that are
+/// not UTF-8 are dropped (they could not name anyone anyway).
+fn read_subid_file(kind: IdKind) -> String {
+    let bytes = std::fs::read(kind.subid_file()).unwrap_or_default();
+    bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|line| std::str::from_utf8(line).ok())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Drops to exactly `keep` in every capability set we can change.
+fn limit_caps(keep: &HashSet<Capability>) -> Result<(), Failure> {
+    let fail = |_| sys("capset")(Errno::EPERM);
+    // Ambient is a subset of permitted and inheritable, so shrinking those
+    // clears it too; clearing it directly may fail on old kernels.
+    let _ = caps::clear(None, CapSet::Ambient);
+    caps::clear(None, CapSet::Inheritable).map_err(fail)?;
+    caps::set(None, CapSet::Effective, keep).map_err(fail)?;
+    caps::set(None, CapSet::Permitted, keep).map_err(fail)?;
+    Ok(())
+}
+
+/// Writes the maps: uid_map with only CAP_SETUID, then setgroups and
+/// gid_map with only CAP_SETGID; each map in a single write(2).
+fn write_maps(caller: &Caller, request: &Request, dir: BorrowedFd<'_>) -> Result<(), Failure> {
+    let uid_caps = needed_caps(caller, request, IdKind::Uid);
+    let gid_caps = needed_caps(caller, request, IdKind::Gid);
+    limit_caps(&uid_caps.union(&gid_caps).copied().collect())?;
+    if !request.uid_map.is_empty() {
+        caps::set(None, CapSet::Effective, &uid_caps).map_err(|_| sys("capset")(Errno::EPERM))?;
+        write_map(request.target, dir, IdKind::Uid, &request.uid_map)?;
+    }
+    limit_caps(&gid_caps)?;
+    if !request.gid_map.is_empty() {
+        if setgroups_must_be_denied(&request.gid_map, caller.gid) {
+            write_once(dir, "setgroups", b"deny").map_err(sys(format!(
+                "writing deny to setgroups of {}",
+                request.target
+            )))?;
+        }
+        write_map(request.target, dir, IdKind::Gid, &request.gid_map)?;
+    }
+    limit_caps(&HashSet::new())
+}
+
+fn write_map(
+    target: Target,
+    dir: BorrowedFd<'_>,
+    kind: IdKind,
+    lines: &[MapLine],
+) -> Result<(), Failure> {
+    let text = render_map(lines);
+    write_once(dir, kind.map_file(), text.as_bytes())
+        .map_err(sys(format!("writing {} of {target}", kind.map_file())))
+}
+
+/// Opens `name` under `dir` for writing and writes `data` in one write(2).
+fn write_once(dir: BorrowedFd<'_>, name: &str, data: &[u8]) -> Result<(), Errno> {
+    let fd = openat(
+        dir,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    )?;
+    match nix::unistd::write(&fd, data)? {
+        n if n == data.len() => Ok(()),
+        _ => Err(Errno::EIO),
+    }
+}
