@@ -1,1 +1,70 @@
-fn main() {}
+//! kennel: a rootless container runner.
+//!
+//! `main` parses flags and hands each subcommand to its module. Every
+//! failure of kennel's own ends here as one `kennel: ...` line and exit
+//! code 125; the container's command keeps its own exit codes.
+
+mod cli;
+mod commands;
+mod doctor;
+mod engine;
+mod exec;
+mod idmap;
+mod passwd;
+mod spec_build;
+mod state;
+mod sys;
+
+use anyhow::Result;
+use clap::Parser;
+
+use cli::{Cli, Command, RunArgs};
+use engine::EXIT_KENNEL;
+use spec_build::{Host, RunOptions};
+
+fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
+    let host = Host::current()?;
+    let mode = spec_build::default_userns(args);
+    let subids = idmap::read_subids(&host.caller);
+    let helper = idmap::helper_state();
+    let plan = idmap::plan(mode, &host.caller, &subids, &helper)?;
+    if verbose {
+        eprintln!("kennel: {}", plan.reason);
+    }
+    let spec = match &args.bundle {
+        Some(dir) => spec_build::load_bundle(dir, &plan)?,
+        None => spec_build::build(args, &host, &plan)?,
+    };
+    let opts = RunOptions {
+        name: args.name.clone(),
+        init: args.init,
+        preserve_fds: args.preserve_fds,
+        verbose,
+    };
+    engine::run(&spec, &opts, &host.caller)
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_KENNEL } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let result = match &cli.command {
+        Command::Run(args) => run(args, cli.verbose),
+        Command::Exec(args) => exec::exec(args),
+        Command::Ps(args) => commands::ps(args),
+        Command::Kill(args) => commands::kill(args),
+        Command::Doctor => doctor::doctor(),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("kennel: {e:#}");
+            std::process::exit(EXIT_KENNEL);
+        }
+    }
+}

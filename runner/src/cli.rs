@@ -1,0 +1,200 @@
+//! Command-line definitions. Flags only describe what the user asked for;
+//! `spec_build` turns `run` flags into an OCI `Spec`, the one thing the
+//! engine runs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kennel",
+    version,
+    about = "Rootless containers: fresh namespaces, a pivoted root, no setuid binary.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Say what kennel decided and why (id mapping, helper, rootfs).
+    #[arg(long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command in a new container.
+    Run(Box<RunArgs>),
+    /// Run a command inside a running named container.
+    Exec(ExecArgs),
+    /// List running named containers.
+    Ps(PsArgs),
+    /// Send a signal to a running named container (default SIGKILL).
+    Kill(KillArgs),
+    /// Check that an ordinary user can run containers on this machine.
+    Doctor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UsernsMode {
+    /// Full subordinate range through kennel-idmap when available, else caller -> 0 only.
+    Auto,
+    /// The caller keeps its uid and gid inside; subordinate ids fill the rest of 0..65535.
+    KeepId,
+    /// Caller -> 0 only; no helper.
+    Single,
+    /// The full subordinate range, or an error naming the missing piece.
+    Subids,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetMode {
+    /// A new network namespace with only `lo`, up.
+    Private,
+    /// Keep the host's network namespace.
+    Host,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Root filesystem directory. Without it (and without --bundle), the
+    /// container is a sandbox built from the host's /usr, /etc and your home.
+    #[arg(long, value_name = "DIR", conflicts_with = "bundle")]
+    pub rootfs: Option<PathBuf>,
+
+    /// An OCI bundle: DIR/config.json is run as it is.
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+
+    /// How container ids map to host ids [default: auto, or keep-id for the host sandbox].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub userns: Option<UsernsMode>,
+
+    /// Network: a private namespace with lo, or the host's.
+    #[arg(long, value_enum, default_value = "private", value_name = "MODE")]
+    pub net: NetMode,
+
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// Bind mount SRC at DST; add `:ro` for read-only.
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
+    pub volumes: Vec<String>,
+
+    /// Mount a fresh tmpfs at DST.
+    #[arg(long, value_name = "DST")]
+    pub tmpfs: Vec<String>,
+
+    /// Host sandbox only: do not bind your home directory.
+    #[arg(long)]
+    pub no_home: bool,
+
+    /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+
+    /// Read environment variables from a file (KEY=VALUE lines, # comments).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+
+    /// Working directory inside the container.
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// User to run as: UID[:GID] or a name from the container's /etc/passwd.
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+
+    /// Hostname inside the container [default: the name, or "kennel"].
+    #[arg(long)]
+    pub hostname: Option<String>,
+
+    /// Resource limit: NAME=SOFT[:HARD], e.g. nofile=1024:4096.
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+
+    /// Add a capability (or ALL) to the default set.
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+
+    /// Drop a capability (or ALL) from the default set.
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+
+    /// Do not set no_new_privs (setuid binaries and file capabilities work).
+    #[arg(long)]
+    pub allow_new_privs: bool,
+
+    /// Allocate a terminal inside the container.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+
+    /// Accepted for Docker compatibility: stdin is always passed through.
+    #[arg(short = 'i', long, hide = true)]
+    pub interactive: bool,
+
+    /// Run a tiny init as PID 1 that forwards signals and reaps orphans.
+    #[arg(long)]
+    pub init: bool,
+
+    /// Record the container under this name (for exec, ps, kill).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Pass N extra file descriptors (3 .. 3+N-1) to the command.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
+
+    /// The command and its arguments.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The running container's name.
+    pub name: String,
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    #[arg(short = 'i', long, hide = true)]
+    pub interactive: bool,
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    pub name: String,
+    /// Signal name or number (KILL, SIGTERM, 15, ...).
+    #[arg(default_value = "KILL")]
+    pub signal: String,
+}

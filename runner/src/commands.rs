@@ -1,0 +1,115 @@
+//! `kennel ps` and `kennel kill`: small readers of the state records.
+
+use std::os::fd::AsFd;
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::Signal;
+
+use crate::cli::{KillArgs, OutputFormat, PsArgs};
+use crate::state;
+use crate::sys;
+
+pub fn ps(args: &PsArgs) -> Result<i32> {
+    let list = state::list()?;
+    match args.format {
+        OutputFormat::Json => {
+            let rows: Vec<serde_json::Value> = list
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "name": s.name,
+                        "pid": s.pid,
+                        "rootfs": s.rootfs,
+                        "command": s.command,
+                        "created": s.created,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        }
+        OutputFormat::Table => {
+            println!(
+                "{:<20} {:>8} {:<10} {:<24} COMMAND",
+                "NAME", "PID", "UP", "ROOTFS"
+            );
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            for s in &list {
+                let rootfs = s
+                    .rootfs
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "(host sandbox)".into());
+                println!(
+                    "{:<20} {:>8} {:<10} {:<24} {}",
+                    s.name,
+                    s.pid,
+                    format_age(now.saturating_sub(s.created)),
+                    rootfs,
+                    s.command.join(" ")
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn format_age(secs: u64) -> String {
+    match secs {
+        0..=119 => format!("{secs}s"),
+        120..=7199 => format!("{}m", secs / 60),
+        _ => format!("{}h", secs / 3600),
+    }
+}
+
+/// Parses KILL, SIGKILL, kill or 9.
+pub fn parse_signal(text: &str) -> Result<Signal> {
+    if let Ok(n) = text.parse::<i32>() {
+        return Signal::try_from(n).with_context(|| format!("unknown signal number {n}"));
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>().map_err(|_| {
+        anyhow::anyhow!("unknown signal {text:?} (try TERM, KILL, HUP, INT or a number)")
+    })
+}
+
+pub fn kill(args: &KillArgs) -> Result<i32> {
+    let sig = parse_signal(&args.signal)?;
+    let Some(running) = state::find(&args.name)? else {
+        bail!(
+            "no running container named {:?} (see `kennel ps`)",
+            args.name
+        );
+    };
+    sys::pidfd_send_signal(running.pidfd.as_fd(), sig as i32)
+        .with_context(|| format!("cannot send {sig} to container {:?}", args.name))?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("term").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("SIGHUP").unwrap(), Signal::SIGHUP);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("999").is_err());
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(format_age(5), "5s");
+        assert_eq!(format_age(600), "10m");
+        assert_eq!(format_age(7200), "2h");
+    }
+}

@@ -1,0 +1,267 @@
+//! The child (container init) side: runs in the new namespaces from the
+//! moment clone3 returns until it execs the command. Every failure goes back
+//! to the parent as a `ChildFailure`; the child then exits.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::prctl;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::unistd::{Gid, Uid};
+
+use super::config::{Config, ProcessPlan};
+use super::protocol::{Channel, ChildFailure, Stage, ToChild, ToParent};
+use super::reaper;
+use crate::sys;
+
+/// Runner behaviour the child needs besides the config.
+pub struct ChildOptions {
+    pub init: bool,
+    pub preserve_fds: u32,
+    /// The signal mask to restore before exec (the parent blocks signals it
+    /// forwards, and the child inherits that mask).
+    pub sigmask: SigSet,
+}
+
+type Step<T = ()> = Result<T, ChildFailure>;
+
+/// Entry point after clone for `run`. Never returns.
+pub fn run(cfg: &Config, chan: Channel, opts: &ChildOptions) -> ! {
+    report_and_exit(&chan, setup_and_exec(cfg, &chan, opts))
+}
+
+/// Entry point after the fork for `exec`, already in the container's
+/// namespaces. Never returns.
+pub fn run_process(p: &ProcessPlan, chan: Channel, opts: &ChildOptions) -> ! {
+    report_and_exit(&chan, start_process(p, &chan, opts))
+}
+
+fn report_and_exit(chan: &Channel, result: Step<Infallible>) -> ! {
+    let failure = match result {
+        Ok(never) => match never {},
+        Err(f) => f,
+    };
+    // If the parent is gone there is nobody to tell; exit either way.
+    let _ = chan.send_to_parent(&ToParent::Failed(failure), None);
+    std::process::exit(125);
+}
+
+fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Infallible> {
+    // Die with the runner. Set before waiting, so a parent that dies from
+    // here on takes us with it; one that died before makes recv see EOF.
+    prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(|e| ChildFailure::new(Stage::WaitForMaps, e, None))?;
+    match chan.recv_to_child() {
+        Ok(Some(ToChild::MapsWritten)) => {}
+        // The parent failed to write the maps (and says why) or died.
+        _ => std::process::exit(125),
+    }
+
+    if cfg.new_net() {
+        sys::loopback_up().map_err(|e| ChildFailure::new(Stage::Network, e, Some("lo".into())))?;
+    }
+    if let Some(name) = &cfg.hostname {
+        nix::unistd::sethostname(name)
+            .map_err(|e| ChildFailure::new(Stage::Hostname, e, Some(name.clone())))?;
+    }
+    super::rootfs::setup(cfg)?;
+
+    start_process(&cfg.process, chan, opts)
+}
+
+/// From the finished rootfs to exec: terminal, limits, user, capabilities,
+/// working directory. Shared by `run` and `exec`.
+pub fn start_process(p: &ProcessPlan, chan: &Channel, opts: &ChildOptions) -> Step<Infallible> {
+    if p.terminal {
+        let master = open_terminal()?;
+        chan.send_to_parent(&ToParent::PtyMaster, Some(master.as_raw_fd()))
+            .map_err(|e| ChildFailure::new(Stage::Terminal, e, None))?;
+    }
+    for (resource, soft, hard) in &p.rlimits {
+        nix::sys::resource::setrlimit(*resource, *soft, *hard).map_err(|e| {
+            ChildFailure::new(
+                Stage::Rlimit,
+                e,
+                Some(format!("{resource:?}={soft}:{hard}")),
+            )
+        })?;
+    }
+    // Created as root, before the switch, so a workdir in a root-owned tree
+    // can appear (Docker does the same); entering it is checked as the user.
+    let _ = std::fs::create_dir_all(&p.cwd);
+    switch_user_and_capabilities(p)?;
+    nix::unistd::chdir(Path::new(&p.cwd))
+        .map_err(|e| ChildFailure::new(Stage::Workdir, e, Some(p.cwd.clone())))?;
+    if p.no_new_privs {
+        prctl::set_no_new_privs().map_err(|e| ChildFailure::new(Stage::Capabilities, e, None))?;
+    }
+    // A change of credentials clears the parent-death signal: set it again.
+    prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| ChildFailure::new(Stage::User, e, None))?;
+    for fd in 3..3 + opts.preserve_fds as i32 {
+        sys::set_cloexec(fd, false)
+            .map_err(|e| ChildFailure::new(Stage::Exec, e, Some(format!("fd {fd}"))))?;
+    }
+
+    let program = find_program(p)?;
+    let argv = cstrings(&p.args)?;
+    let envp = cstrings(&p.env)?;
+    if opts.init {
+        reaper::run_as_init(chan, opts, &program, &argv, &envp)
+    } else {
+        prepare_signals_for_exec(opts)?;
+        Err(exec(&program, &argv, &envp, &p.args[0]))
+    }
+}
+
+pub fn prepare_signals_for_exec(opts: &ChildOptions) -> Step {
+    sys::reset_signal_default(Signal::SIGPIPE)
+        .map_err(|e| ChildFailure::new(Stage::Exec, e, None))?;
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&opts.sigmask), None)
+        .map_err(|e| ChildFailure::new(Stage::Exec, e, None))
+}
+
+pub fn exec(program: &CString, argv: &[CString], envp: &[CString], shown: &str) -> ChildFailure {
+    let errno = match nix::unistd::execve(program, argv, envp) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    ChildFailure::new(Stage::Exec, errno, Some(shown.to_string()))
+}
+
+fn cstrings(items: &[String]) -> Step<Vec<CString>> {
+    items
+        .iter()
+        .map(|s| {
+            CString::new(s.as_bytes())
+                .map_err(|_| ChildFailure::new(Stage::Exec, Errno::EINVAL, Some(s.clone())))
+        })
+        .collect()
+}
+
+/// Looks the command up in the container's PATH (the process env's).
+fn find_program(p: &ProcessPlan) -> Step<CString> {
+    let cmd = &p.args[0];
+    let path = if cmd.contains('/') {
+        PathBuf::from(cmd)
+    } else {
+        let search = p
+            .env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(crate::spec_build::DEFAULT_PATH);
+        let mut found = None;
+        for dir in search.split(':').filter(|d| !d.is_empty()) {
+            let candidate = Path::new(dir).join(cmd);
+            if candidate.is_file() {
+                found = Some(candidate);
+                break;
+            }
+        }
+        match found {
+            Some(f) => f,
+            None => {
+                return Err(
+                    ChildFailure::new(Stage::Exec, Errno::ENOENT, Some(cmd.clone()))
+                        .with_detail(format!("not found in the container's PATH ({search})")),
+                )
+            }
+        }
+    };
+    CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| ChildFailure::new(Stage::Exec, Errno::EINVAL, Some(cmd.clone())))
+}
+
+/// Opens a pty in the container's own devpts and makes it our stdio and
+/// controlling terminal. Returns the master for the parent.
+fn open_terminal() -> Step<OwnedFd> {
+    let err = |e: Errno, what: &str| ChildFailure::new(Stage::Terminal, e, Some(what.to_string()));
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| err(e, "/dev/ptmx"))?;
+    nix::pty::grantpt(&master).map_err(|e| err(e, "grantpt"))?;
+    nix::pty::unlockpt(&master).map_err(|e| err(e, "unlockpt"))?;
+    let name = nix::pty::ptsname_r(&master).map_err(|e| err(e, "ptsname"))?;
+    let slave = nix::fcntl::open(
+        Path::new(&name),
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| err(e, &name))?;
+    nix::unistd::setsid().map_err(|e| err(e, "setsid"))?;
+    sys::set_controlling_tty(slave.as_fd()).map_err(|e| err(e, "TIOCSCTTY"))?;
+    for target in 0..3 {
+        sys::dup_onto(slave.as_fd(), target).map_err(|e| err(e, "dup2"))?;
+    }
+    drop(slave);
+    let raw: OwnedFd = master.into();
+    Ok(raw)
+}
+
+/// Drops the bounding set, switches to the container user keeping the
+/// capabilities we still need, then sets the final capability sets.
+fn switch_user_and_capabilities(p: &ProcessPlan) -> Step {
+    use caps::CapSet;
+    let cap_err = |e: caps::errors::CapsError| {
+        ChildFailure::new(Stage::Capabilities, Errno::EPERM, None).with_detail(e.to_string())
+    };
+    // Bounding first: dropping needs CAP_SETPCAP, which we still hold.
+    for cap in caps::all() {
+        if !p.bounding.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
+        {
+            caps::drop(None, CapSet::Bounding, cap).map_err(cap_err)?;
+        }
+    }
+    prctl::set_keepcaps(true).map_err(|e| ChildFailure::new(Stage::User, e, None))?;
+    let user_err = |e: Errno, what: String| {
+        let f = ChildFailure::new(Stage::User, e, Some(what));
+        if e == Errno::EINVAL {
+            f.with_detail("that id is not mapped into the container's user namespace")
+        } else {
+            f
+        }
+    };
+    // setgroups is denied when only our own gid is mapped (no helper); then
+    // there are no supplementary groups to set anyway.
+    let setgroups_allowed = std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() == "allow")
+        .unwrap_or(false);
+    if setgroups_allowed {
+        let mut groups: Vec<Gid> = p
+            .additional_gids
+            .iter()
+            .map(|g| Gid::from_raw(*g))
+            .collect();
+        if groups.is_empty() {
+            groups.push(Gid::from_raw(p.gid));
+        }
+        nix::unistd::setgroups(&groups)
+            .map_err(|e| user_err(e, format!("groups {:?}", p.additional_gids)))?;
+    }
+    let gid = Gid::from_raw(p.gid);
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| user_err(e, format!("gid {}", p.gid)))?;
+    let uid = Uid::from_raw(p.uid);
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| user_err(e, format!("uid {}", p.uid)))?;
+    prctl::set_keepcaps(false).map_err(|e| ChildFailure::new(Stage::User, e, None))?;
+
+    let set = |which: CapSet, list: &[caps::Capability]| {
+        caps::set(None, which, &list.iter().copied().collect()).map_err(cap_err)
+    };
+    // Effective must stay a subset of permitted at every step: shrink it first.
+    let effective: Vec<_> = p
+        .effective
+        .iter()
+        .filter(|c| p.permitted.contains(c))
+        .copied()
+        .collect();
+    set(CapSet::Effective, &effective)?;
+    set(CapSet::Permitted, &p.permitted)?;
+    set(CapSet::Inheritable, &p.inheritable)?;
+    caps::clear(None, CapSet::Ambient).map_err(cap_err)?;
+    for cap in &p.ambient {
+        caps::raise(None, CapSet::Ambient, *cap).map_err(cap_err)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! A typed, checked view of the `Spec`, made once in the parent before the
+//! clone, so the child works from plain data and every error about the spec
+//! itself is reported before any namespace exists.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use kennel_idmap::MapLine;
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use nix::sys::resource::Resource;
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, PosixRlimitType, Process, Spec};
+
+/// One mount, with its options already split into flags and data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPlan {
+    pub destination: String,
+    pub fstype: String,
+    pub source: String,
+    pub flags: MsFlags,
+    /// Filesystem-specific options (e.g. `mode=755`).
+    pub data: String,
+    /// A bind mount (flags contain MS_BIND); read-only is applied by remount.
+    pub bind: bool,
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessPlan {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub terminal: bool,
+    pub no_new_privs: bool,
+    pub bounding: Vec<caps::Capability>,
+    pub permitted: Vec<caps::Capability>,
+    pub effective: Vec<caps::Capability>,
+    pub inheritable: Vec<caps::Capability>,
+    pub ambient: Vec<caps::Capability>,
+    pub rlimits: Vec<(Resource, u64, u64)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub clone_flags: CloneFlags,
+    pub uid_map: Vec<MapLine>,
+    pub gid_map: Vec<MapLine>,
+    /// None: a fresh tmpfs root that the mounts fill (the host sandbox).
+    pub root: Option<PathBuf>,
+    pub readonly_root: bool,
+    pub mounts: Vec<MountPlan>,
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    pub hostname: Option<String>,
+    pub process: ProcessPlan,
+}
+
+impl Config {
+    pub fn new_net(&self) -> bool {
+        self.clone_flags.contains(CloneFlags::CLONE_NEWNET)
+    }
+}
+
+/// Splits OCI mount options into mount(2) flags and data, as runc and crun do.
+pub fn parse_mount_options(options: &[String]) -> (MsFlags, String, bool) {
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    let mut readonly = false;
+    for o in options {
+        let (set, clear) = match o.as_str() {
+            "ro" => {
+                readonly = true;
+                (MsFlags::MS_RDONLY, MsFlags::empty())
+            }
+            "rw" => {
+                readonly = false;
+                (MsFlags::empty(), MsFlags::MS_RDONLY)
+            }
+            "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
+            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" => {
+                // Everything is made private before mounting; nothing to add.
+                (MsFlags::empty(), MsFlags::empty())
+            }
+            other => {
+                data.push(other.to_string());
+                (MsFlags::empty(), MsFlags::empty())
+            }
+        };
+        flags |= set;
+        flags &= !clear;
+    }
+    (flags, data.join(","), readonly)
+}
+
+fn map_lines(m: &Option<Vec<LinuxIdMapping>>) -> Vec<MapLine> {
+    m.iter()
+        .flatten()
+        .map(|l| MapLine {
+            inner: l.container_id(),
+            outer: l.host_id(),
+            count: l.size(),
+        })
+        .collect()
+}
+
+fn to_caps(set: &Option<oci_spec::runtime::Capabilities>) -> Result<Vec<caps::Capability>> {
+    let mut out = Vec::new();
+    for c in set.iter().flatten() {
+        let name = serde_json::to_value(c)?;
+        let name = name.as_str().unwrap_or_default();
+        out.push(name.parse::<caps::Capability>().map_err(|_| {
+            anyhow::anyhow!("capability {name} is not known to this kernel interface")
+        })?);
+    }
+    out.sort_by_key(|c| c.index());
+    Ok(out)
+}
+
+fn to_resource(t: PosixRlimitType) -> Result<Resource> {
+    use PosixRlimitType as T;
+    Ok(match t {
+        T::RlimitCpu => Resource::RLIMIT_CPU,
+        T::RlimitFsize => Resource::RLIMIT_FSIZE,
+        T::RlimitData => Resource::RLIMIT_DATA,
+        T::RlimitStack => Resource::RLIMIT_STACK,
+        T::RlimitCore => Resource::RLIMIT_CORE,
+        T::RlimitRss => Resource::RLIMIT_RSS,
+        T::RlimitNproc => Resource::RLIMIT_NPROC,
+        T::RlimitNofile => Resource::RLIMIT_NOFILE,
+        T::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        T::RlimitAs => Resource::RLIMIT_AS,
+        T::RlimitLocks => Resource::RLIMIT_LOCKS,
+        T::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
+        T::RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        T::RlimitNice => Resource::RLIMIT_NICE,
+        T::RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        T::RlimitRttime => Resource::RLIMIT_RTTIME,
+        #[allow(unreachable_patterns)]
+        other => bail!("resource limit {other:?} is not supported"),
+    })
+}
+
+impl Config {
+    pub fn from_spec(spec: &Spec) -> Result<Config> {
+        let process = spec
+            .process()
+            .as_ref()
+            .context("the spec has no process to run")?;
+        let linux = spec
+            .linux()
+            .as_ref()
+            .context("the spec has no linux section")?;
+        let mut clone_flags = CloneFlags::empty();
+        for ns in linux.namespaces().iter().flatten() {
+            if ns.path().is_some() {
+                bail!(
+                    "joining an existing {:?} namespace by path is not supported yet",
+                    ns.typ()
+                );
+            }
+            clone_flags |= match ns.typ() {
+                LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+                LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+                LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+                LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+                LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+                LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+                LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+                LinuxNamespaceType::Time => bail!("time namespaces are not supported yet"),
+            };
+        }
+        for needed in [
+            CloneFlags::CLONE_NEWUSER,
+            CloneFlags::CLONE_NEWNS,
+            CloneFlags::CLONE_NEWPID,
+        ] {
+            if !clone_flags.contains(needed) {
+                bail!("the spec must ask for user, mount and pid namespaces (kennel is rootless by design)");
+            }
+        }
+        let mounts = spec
+            .mounts()
+            .iter()
+            .flatten()
+            .map(|m| {
+                let (flags, data, readonly) =
+                    parse_mount_options(m.options().as_deref().unwrap_or(&[]));
+                let fstype = m.typ().clone().unwrap_or_else(|| "bind".into());
+                let bind = flags.contains(MsFlags::MS_BIND) || fstype == "bind";
+                MountPlan {
+                    destination: m.destination().display().to_string(),
+                    source: m
+                        .source()
+                        .as_ref()
+                        .map(|s| s.display().to_string())
+                        .unwrap_or_else(|| fstype.clone()),
+                    fstype,
+                    flags: if bind {
+                        flags | MsFlags::MS_BIND
+                    } else {
+                        flags
+                    },
+                    data,
+                    bind,
+                    readonly,
+                }
+            })
+            .collect();
+        Ok(Config {
+            clone_flags,
+            uid_map: map_lines(linux.uid_mappings()),
+            gid_map: map_lines(linux.gid_mappings()),
+            root: spec.root().as_ref().map(|r| r.path().clone()),
+            readonly_root: spec
+                .root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false),
+            mounts,
+            masked_paths: linux.masked_paths().clone().unwrap_or_default(),
+            readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
+            hostname: spec.hostname().clone(),
+            process: ProcessPlan::from_process(process)?,
+        })
+    }
+}
+
+impl ProcessPlan {
+    pub fn from_process(process: &Process) -> Result<ProcessPlan> {
+        let args = process.args().clone().unwrap_or_default();
+        if args.is_empty() {
+            bail!("the spec's process has no args: nothing to run");
+        }
+        let user = process.user();
+        let caps = process.capabilities().clone().unwrap_or_default();
+        let rlimits = process
+            .rlimits()
+            .iter()
+            .flatten()
+            .map(|r| Ok((to_resource(r.typ())?, r.soft(), r.hard())))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ProcessPlan {
+            args,
+            env: process.env().clone().unwrap_or_default(),
+            cwd: process.cwd().display().to_string(),
+            uid: user.uid(),
+            gid: user.gid(),
+            additional_gids: user.additional_gids().clone().unwrap_or_default(),
+            terminal: process.terminal().unwrap_or(false),
+            no_new_privs: process.no_new_privileges().unwrap_or(false),
+            bounding: to_caps(caps.bounding())?,
+            permitted: to_caps(caps.permitted())?,
+            effective: to_caps(caps.effective())?,
+            inheritable: to_caps(caps.inheritable())?,
+            ambient: to_caps(caps.ambient())?,
+            rlimits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(o: &[&str]) -> Vec<String> {
+        o.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn mount_options_split_into_flags_and_data() {
+        let (f, d, ro) =
+            parse_mount_options(&opts(&["nosuid", "strictatime", "mode=755", "size=65536k"]));
+        assert_eq!(f, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(d, "mode=755,size=65536k");
+        assert!(!ro);
+        let (f, _, ro) = parse_mount_options(&opts(&["rbind", "ro", "rprivate"]));
+        assert_eq!(f, MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY);
+        assert!(ro);
+        let (f, _, ro) = parse_mount_options(&opts(&["ro", "rw"]));
+        assert!(!ro && !f.contains(MsFlags::MS_RDONLY));
+    }
+}

@@ -1,0 +1,273 @@
+//! The engine: runs one OCI `Spec` as a rootless container.
+//!
+//! Parent side here; the child side is `child`, the rootfs is `rootfs`, and
+//! the protocol between them is `protocol`.
+
+pub mod child;
+pub mod config;
+mod maps;
+pub mod protocol;
+mod reaper;
+mod rootfs;
+mod tty;
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use crate::idmap::Caller;
+use crate::spec_build::RunOptions;
+use crate::state;
+use crate::sys::{self, Forked};
+use child::ChildOptions;
+use config::Config;
+use protocol::{Channel, ChildFailure, Stage, ToChild, ToParent};
+
+/// Exit code for kennel's own failures (Docker's convention).
+pub const EXIT_KENNEL: i32 = 125;
+pub const EXIT_CANNOT_EXECUTE: i32 = 126;
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// Signals the parent handles: the forwarded ones, SIGCHLD and SIGWINCH.
+fn handled_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in reaper::FORWARDED {
+        set.add(s);
+    }
+    set.add(Signal::SIGCHLD);
+    set.add(Signal::SIGWINCH);
+    set
+}
+
+/// Blocks the handled signals and returns (a signalfd for them, the mask
+/// to restore in the child before exec).
+pub fn block_signals() -> Result<(SignalFd, SigSet)> {
+    let mut old = SigSet::empty();
+    nix::sys::signal::sigprocmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&handled_signals()),
+        Some(&mut old),
+    )
+    .context("cannot block signals")?;
+    let sfd = SignalFd::with_flags(&handled_signals(), SfdFlags::SFD_CLOEXEC)
+        .context("cannot create a signalfd")?;
+    Ok((sfd, old))
+}
+
+/// Runs the container and returns the exit code kennel should exit with.
+pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
+    let cfg = Config::from_spec(spec)?;
+    for fd in 3..3 + opts.preserve_fds as i32 {
+        if !sys::fd_is_open(fd) {
+            anyhow::bail!("--preserve-fds {}: fd {fd} is not open", opts.preserve_fds);
+        }
+    }
+    let reservation = match &opts.name {
+        Some(name) => Some(state::reserve(name)?),
+        None => None,
+    };
+    // Nothing of ours may leak into the container or the helper; the
+    // preserved fds are reopened for exec by the child.
+    sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
+    let (sigfd, sigmask) = block_signals()?;
+    let (parent_end, child_end) = Channel::pair().context("cannot create the sync socketpair")?;
+
+    let (pid, pidfd) = match sys::clone_process(cfg.clone_flags.bits() as u64, None) {
+        Ok(Forked::Child) => {
+            drop(parent_end);
+            let opts = ChildOptions {
+                init: opts.init,
+                preserve_fds: opts.preserve_fds,
+                sigmask,
+            };
+            child::run(&cfg, child_end, &opts);
+        }
+        Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
+        Err(e) => return Err(clone_error(e)),
+    };
+    drop(child_end);
+
+    if let Err(e) = maps::write(
+        caller,
+        pid,
+        &pidfd,
+        &cfg.uid_map,
+        &cfg.gid_map,
+        opts.verbose,
+    ) {
+        let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL as i32);
+        let _ = waitpid(pid, None);
+        return Err(e.context("writing the container's id maps"));
+    }
+    parent_end
+        .send_to_child(&ToChild::MapsWritten)
+        .context("the container exited before it could start")?;
+
+    let master = match wait_for_exec(&parent_end, pid)? {
+        Started::Running(master) => master,
+        Started::Failed(code) => return Ok(code),
+    };
+    if let Some(res) = &reservation {
+        state::record(res, pid, spec)?;
+    }
+    let code = supervise(pid, &pidfd, &sigfd, master.as_ref());
+    drop(reservation);
+    Ok(code)
+}
+
+/// How the start of the command went.
+pub enum Started {
+    /// It is running; with `--tty`, here is the pty master.
+    Running(Option<OwnedFd>),
+    /// It failed before exec; the failure was printed; exit with this code.
+    Failed(i32),
+}
+
+/// Reads the child's messages until its exec closes the channel.
+pub fn wait_for_exec(chan: &Channel, pid: Pid) -> Result<Started> {
+    let mut master = None;
+    loop {
+        match chan.recv_to_parent() {
+            Ok(None) => return Ok(Started::Running(master)),
+            Ok(Some(r)) => match r.message {
+                ToParent::PtyMaster => master = r.fd,
+                ToParent::Failed(f) => {
+                    let _ = waitpid(pid, None);
+                    return Ok(Started::Failed(report_failure(&f)));
+                }
+            },
+            Err(e) => anyhow::bail!("reading from the container: {e}"),
+        }
+    }
+}
+
+pub fn clone_error(e: Errno) -> anyhow::Error {
+    let hint = match e {
+        Errno::EPERM | Errno::ENOSPC | Errno::EACCES => {
+            "; unprivileged user namespaces may be disabled: run `kennel doctor` for the exact fix"
+        }
+        _ => "",
+    };
+    anyhow::anyhow!(
+        "cannot create the container's namespaces (clone3): {}{hint}",
+        e.desc()
+    )
+}
+
+/// Prints one clear line for a failure inside the container and returns the
+/// exit code (126/127 for a command that cannot run, 125 otherwise).
+pub fn report_failure(f: &ChildFailure) -> i32 {
+    let errno = f.errno();
+    let path = f.path.as_deref().unwrap_or("");
+    if f.stage == Stage::Exec {
+        let code = match errno {
+            Errno::ENOENT => EXIT_NOT_FOUND,
+            Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::EPERM => EXIT_CANNOT_EXECUTE,
+            _ => EXIT_KENNEL,
+        };
+        let why = match (errno, &f.detail) {
+            (_, Some(d)) => d.clone(),
+            (Errno::ENOENT, None) => "no such file (or its interpreter is missing)".into(),
+            (Errno::EACCES, None) => "permission denied (is it executable?)".into(),
+            (e, None) => e.desc().to_string(),
+        };
+        eprintln!("kennel: cannot execute {path:?}: {why}");
+        return code;
+    }
+    let mut line = format!("kennel: {}", f.stage.describe());
+    if !path.is_empty() {
+        line.push_str(&format!(" {path}"));
+    }
+    if f.errno != 0 {
+        line.push_str(&format!(" failed: {}", errno.desc()));
+    } else {
+        line.push_str(" failed");
+    }
+    if let Some(d) = &f.detail {
+        line.push_str(&format!(" ({d})"));
+    }
+    eprintln!("{line}");
+    EXIT_KENNEL
+}
+
+fn status_code(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
+        _ => None,
+    }
+}
+
+/// Waits for the container, forwarding signals and relaying the terminal.
+pub fn supervise(pid: Pid, pidfd: &OwnedFd, sigfd: &SignalFd, master: Option<&OwnedFd>) -> i32 {
+    let _raw = master.map(|m| {
+        tty::copy_window_size(m.as_fd());
+        tty::RawMode::enter()
+    });
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut stdin_open = master.is_some();
+    let mut master_open = master.is_some();
+    loop {
+        let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+        if let (Some(m), true) = (master, master_open) {
+            fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+        }
+        if stdin_open && master_open {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            Err(_) => {}
+            Ok(_) => {}
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        if let (Some(m), true) = (master, ready.get(1).copied().unwrap_or(false)) {
+            master_open = tty::pump(m.as_fd(), stdout.as_fd());
+        }
+        if let (Some(m), true) = (master, ready.get(2).copied().unwrap_or(false)) {
+            stdin_open = tty::pump(stdin.as_fd(), m.as_fd());
+        }
+        if !ready[0] {
+            continue;
+        }
+        let Ok(Some(info)) = sigfd.read_signal() else {
+            continue;
+        };
+        let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+            continue;
+        };
+        match sig {
+            Signal::SIGCHLD => {
+                if let Ok(status) = waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                    if let Some(code) = status_code(status) {
+                        if let Some(m) = master {
+                            tty::drain(m);
+                        }
+                        return code;
+                    }
+                }
+            }
+            Signal::SIGWINCH => {
+                if let Some(m) = master {
+                    tty::copy_window_size(m.as_fd());
+                }
+            }
+            other => {
+                if sys::pidfd_send_signal(pidfd.as_fd(), other as i32).is_err() {
+                    let _ = kill(pid, other);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The parent <-> child protocol, readable in one place.
+//!
+//! One `SOCK_SEQPACKET` socketpair, close-on-exec on both ends. The sequence:
+//!
+//! 1. parent: clone3 the child into its new namespaces.
+//! 2. child:  blocks in [`Channel::recv_to_child`] (it is still unmapped).
+//! 3. parent: writes uid_map/gid_map (directly or with kennel-idmap),
+//!    sends [`ToChild::MapsWritten`].
+//! 4. child:  sets up the rootfs, pivots, switches user, drops capabilities.
+//!    With `--tty` it sends [`ToParent::PtyMaster`] with the master fd.
+//! 5. child:  execs. Success closes its end (close-on-exec), so the parent
+//!    reads end-of-file; any failure instead sends [`ToParent::Failed`] with
+//!    (stage, errno, path) and the child exits.
+//!
+//! If the parent dies, the child reads end-of-file in step 2 and exits; after
+//! that PR_SET_PDEATHSIG takes over.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+use serde::{Deserialize, Serialize};
+
+/// What the child was doing when it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    WaitForMaps,
+    Hostname,
+    Network,
+    Mount,
+    PivotRoot,
+    Terminal,
+    Rlimit,
+    User,
+    Capabilities,
+    Workdir,
+    Init,
+    Exec,
+}
+
+impl Stage {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stage::WaitForMaps => "waiting for the id maps",
+            Stage::Hostname => "setting the hostname",
+            Stage::Network => "bringing up lo",
+            Stage::Mount => "mount",
+            Stage::PivotRoot => "pivot_root",
+            Stage::Terminal => "setting up the terminal",
+            Stage::Rlimit => "setting a resource limit",
+            Stage::User => "switching to the container user",
+            Stage::Capabilities => "setting capabilities",
+            Stage::Workdir => "changing to the working directory",
+            Stage::Init => "starting the init process",
+            Stage::Exec => "executing",
+        }
+    }
+}
+
+/// A failure inside the container, as sent to the parent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildFailure {
+    pub stage: Stage,
+    /// 0 when the failure is not a system call's.
+    pub errno: i32,
+    /// The path (or value) the stage was working on.
+    pub path: Option<String>,
+    /// What the child knows that the errno does not say.
+    pub detail: Option<String>,
+}
+
+impl ChildFailure {
+    pub fn new(stage: Stage, errno: Errno, path: impl Into<Option<String>>) -> Self {
+        ChildFailure {
+            stage,
+            errno: errno as i32,
+            path: path.into(),
+            detail: None,
+        }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn errno(&self) -> Errno {
+        Errno::from_raw(self.errno)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToChild {
+    MapsWritten,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToParent {
+    Failed(ChildFailure),
+    /// Carries the pty master as an SCM_RIGHTS fd.
+    PtyMaster,
+}
+
+/// One end of the socketpair.
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+/// A message with an optional fd that came with it.
+pub struct Received<T> {
+    pub message: T,
+    pub fd: Option<OwnedFd>,
+}
+
+impl Channel {
+    /// (parent end, child end), both close-on-exec.
+    pub fn pair() -> nix::Result<(Channel, Channel)> {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        Ok((Channel { fd: a }, Channel { fd: b }))
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn send_to_child(&self, msg: &ToChild) -> nix::Result<()> {
+        self.send(msg, None)
+    }
+
+    pub fn send_to_parent(&self, msg: &ToParent, fd: Option<RawFd>) -> nix::Result<()> {
+        self.send(msg, fd)
+    }
+
+    /// None means the other side closed (exec succeeded, or it died).
+    pub fn recv_to_child(&self) -> nix::Result<Option<ToChild>> {
+        Ok(self.recv()?.map(|r| r.message))
+    }
+
+    pub fn recv_to_parent(&self) -> nix::Result<Option<Received<ToParent>>> {
+        self.recv()
+    }
+
+    fn send<T: Serialize>(&self, msg: &T, fd: Option<RawFd>) -> nix::Result<()> {
+        let bytes = serde_json::to_vec(msg).map_err(|_| Errno::EINVAL)?;
+        let iov = [IoSlice::new(&bytes)];
+        let fds = fd.map(|f| [f]);
+        let cmsgs: Vec<ControlMessage> = fds.iter().map(|f| ControlMessage::ScmRights(f)).collect();
+        loop {
+            match sendmsg::<()>(self.fd.as_raw_fd(), &iov, &cmsgs, MsgFlags::empty(), None) {
+                Err(Errno::EINTR) => continue,
+                other => return other.map(drop),
+            }
+        }
+    }
+
+    fn recv<T: for<'de> Deserialize<'de>>(&self) -> nix::Result<Option<Received<T>>> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let (len, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+                Ok(msg) => {
+                    let mut fd = None;
+                    for c in msg.cmsgs()? {
+                        if let ControlMessageOwned::ScmRights(fds) = c {
+                            for raw in fds {
+                                fd = Some(crate::sys::own_received_fd(raw));
+                            }
+                        }
+                    }
+                    break (msg.bytes, fd);
+                }
+            }
+        };
+        if len == 0 {
+            return Ok(None);
+        }
+        let message = serde_json::from_slice(&buf[..len]).map_err(|_| Errno::EBADMSG)?;
+        Ok(Some(Received { message, fd }))
+    }
+}

@@ -1,0 +1,468 @@
+//! Choosing the container's uid/gid maps (`--userns`), and finding the
+//! kennel-idmap helper that writes the ones we may not write ourselves.
+//!
+//! The plan is pure: it takes what was read from the host (caller, its
+//! subordinate ranges, the helper's state) and returns the maps, or an error
+//! that names the missing piece and its fix.
+
+use std::path::{Path, PathBuf};
+
+use kennel_idmap::{IdRange, MapLine};
+
+use crate::cli::UsernsMode;
+
+/// Container ids that keep-id fills (0..65535, like podman).
+const KEEP_ID_SPAN: u32 = 65536;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub name: String,
+}
+
+/// The caller's subordinate ranges from /etc/subuid and /etc/subgid.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubIds {
+    pub uids: Vec<IdRange>,
+    pub gids: Vec<IdRange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HelperState {
+    Usable(PathBuf),
+    NotFound,
+    /// Installed, but without cap_setuid,cap_setgid=ep.
+    NoCapabilities(PathBuf),
+    /// no_new_privs is set on us, so the kernel would ignore its file caps.
+    CallerHasNoNewPrivs(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdPlan {
+    pub uid_map: Vec<MapLine>,
+    pub gid_map: Vec<MapLine>,
+    /// One line for `--verbose`: what was chosen and why.
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("--userns={mode} needs subordinate ids, but {user} has no entry in {file}; add one with: sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}")]
+    NoSubIds {
+        mode: &'static str,
+        user: String,
+        file: &'static str,
+    },
+    #[error("--userns={mode} needs the kennel-idmap helper, which was not found next to kennel, in {libexec} or on PATH; run `sudo make install`")]
+    HelperNotFound { mode: &'static str, libexec: String },
+    #[error("--userns={mode} needs kennel-idmap's file capabilities, but {path} has none; fix with: sudo setcap cap_setuid,cap_setgid=ep {path}", path = path.display())]
+    HelperNoCapabilities { mode: &'static str, path: PathBuf },
+    #[error("--userns={mode} needs kennel-idmap, but no_new_privs is set on this process, so the kernel ignores its file capabilities; run kennel from a shell without no_new_privs (or use --userns=single)")]
+    NoNewPrivs { mode: &'static str },
+}
+
+fn mode_name(mode: UsernsMode) -> &'static str {
+    match mode {
+        UsernsMode::Auto => "auto",
+        UsernsMode::KeepId => "keep-id",
+        UsernsMode::Single => "single",
+        UsernsMode::Subids => "subids",
+    }
+}
+
+fn line(inner: u32, outer: u32, count: u32) -> MapLine {
+    MapLine {
+        inner,
+        outer,
+        count,
+    }
+}
+
+/// Decides the maps for `mode`. Real root always gets the identity map, so
+/// kennel also works as a root runtime.
+pub fn plan(
+    mode: UsernsMode,
+    caller: &Caller,
+    subids: &SubIds,
+    helper: &HelperState,
+) -> Result<IdPlan, PlanError> {
+    if caller.uid == 0 {
+        let all = vec![line(0, 0, u32::MAX)];
+        return Ok(IdPlan {
+            uid_map: all.clone(),
+            gid_map: all,
+            reason: "running as root: identity map of all ids".into(),
+        });
+    }
+    let name = mode_name(mode);
+    let single_root = || IdPlan {
+        uid_map: vec![line(0, caller.uid, 1)],
+        gid_map: vec![line(0, caller.gid, 1)],
+        reason: String::new(),
+    };
+    let subid_problem = || -> Option<PlanError> {
+        for (ranges, file) in [(&subids.uids, "/etc/subuid"), (&subids.gids, "/etc/subgid")] {
+            if ranges.is_empty() {
+                return Some(PlanError::NoSubIds {
+                    mode: name,
+                    user: caller.name.clone(),
+                    file,
+                });
+            }
+        }
+        match helper {
+            HelperState::Usable(_) => None,
+            HelperState::NotFound => Some(PlanError::HelperNotFound {
+                mode: name,
+                libexec: libexec_dir().display().to_string(),
+            }),
+            HelperState::NoCapabilities(path) => Some(PlanError::HelperNoCapabilities {
+                mode: name,
+                path: path.clone(),
+            }),
+            HelperState::CallerHasNoNewPrivs(_) => Some(PlanError::NoNewPrivs { mode: name }),
+        }
+    };
+    match mode {
+        UsernsMode::Single => Ok(IdPlan {
+            reason: format!("userns=single: {} -> 0 only", caller.uid),
+            ..single_root()
+        }),
+        UsernsMode::Auto | UsernsMode::Subids => match subid_problem() {
+            None => {
+                let (u, g) = (subids.uids[0], subids.gids[0]);
+                Ok(IdPlan {
+                    uid_map: vec![line(0, caller.uid, 1), line(1, u.start, u.count)],
+                    gid_map: vec![line(0, caller.gid, 1), line(1, g.start, g.count)],
+                    reason: format!(
+                        "userns={name}: 0 -> {}, 1..{} -> {}.. (uids) and {}.. (gids) through kennel-idmap",
+                        caller.uid, u.count, u.start, g.start
+                    ),
+                })
+            }
+            Some(err) if mode == UsernsMode::Subids => Err(err),
+            Some(err) => Ok(IdPlan {
+                reason: format!("userns=auto: {} -> 0 only, because {err}", caller.uid),
+                ..single_root()
+            }),
+        },
+        UsernsMode::KeepId => {
+            let own_only = IdPlan {
+                uid_map: vec![line(caller.uid, caller.uid, 1)],
+                gid_map: vec![line(caller.gid, caller.gid, 1)],
+                reason: String::new(),
+            };
+            match subid_problem() {
+                Some(err) => Ok(IdPlan {
+                    reason: format!("userns=keep-id: only {} -> {}, because {err}", caller.uid, caller.uid),
+                    ..own_only
+                }),
+                None => Ok(IdPlan {
+                    uid_map: keep_id_map(caller.uid, &subids.uids),
+                    gid_map: keep_id_map(caller.gid, &subids.gids),
+                    reason: format!(
+                        "userns=keep-id: {} -> {}, the rest of 0..{} onto subordinate ids through kennel-idmap",
+                        caller.uid,
+                        caller.uid,
+                        KEEP_ID_SPAN - 1
+                    ),
+                }),
+            }
+        }
+    }
+}
+
+/// `own` maps to itself; the other container ids of 0..KEEP_ID_SPAN are
+/// filled, in order, from the subordinate ranges until they run out.
+fn keep_id_map(own: u32, ranges: &[IdRange]) -> Vec<MapLine> {
+    let mut lines = vec![line(own, own, 1)];
+    // Container id intervals to fill: [0, own) and (own, SPAN).
+    let mut gaps: Vec<(u32, u32)> = Vec::new();
+    if own < KEEP_ID_SPAN {
+        if own > 0 {
+            gaps.push((0, own));
+        }
+        if own + 1 < KEEP_ID_SPAN {
+            gaps.push((own + 1, KEEP_ID_SPAN));
+        }
+    } else {
+        gaps.push((0, KEEP_ID_SPAN));
+    }
+    let mut sources = ranges
+        .iter()
+        .map(|r| (r.start, r.count))
+        .collect::<Vec<_>>();
+    sources.reverse();
+    for (mut lo, hi) in gaps {
+        while lo < hi {
+            let Some((start, count)) = sources.pop() else {
+                return lines;
+            };
+            let take = count.min(hi - lo);
+            lines.push(line(lo, start, take));
+            lo += take;
+            if take < count {
+                sources.push((start + take, count - take));
+            }
+        }
+    }
+    lines
+}
+
+/// Whether the maps are ones an unprivileged process may write itself:
+/// exactly its own uid and gid, once each.
+pub fn writable_without_helper(caller: &Caller, uid_map: &[MapLine], gid_map: &[MapLine]) -> bool {
+    caller.uid == 0
+        || (matches!(uid_map, [l] if l.outer == caller.uid && l.count == 1)
+            && matches!(gid_map, [l] if l.outer == caller.gid && l.count == 1))
+}
+
+/// The install-time libexec directory (Makefile's LIBEXECDIR).
+pub fn libexec_dir() -> PathBuf {
+    PathBuf::from(option_env!("KENNEL_LIBEXECDIR").unwrap_or("/usr/local/libexec/kennel"))
+}
+
+/// Finds kennel-idmap: next to the kennel binary, then in libexec, then on PATH.
+pub fn find_helper() -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
+        if let Some(dir) = exe.parent() {
+            candidates.push(dir.join("kennel-idmap"));
+            candidates.push(dir.join("../libexec/kennel/kennel-idmap"));
+        }
+    }
+    candidates.push(libexec_dir().join("kennel-idmap"));
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join("kennel-idmap")));
+    }
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// CAP_SETGID and CAP_SETUID bits, and the "effective" flag of vfs_cap_data.
+const CAP_SETGID_BIT: u32 = 1 << 6;
+const CAP_SETUID_BIT: u32 = 1 << 7;
+const VFS_CAP_FLAGS_EFFECTIVE: u32 = 1;
+
+/// Whether raw `security.capability` data grants setuid+setgid, effective.
+pub fn grants_setid(xattr: &[u8]) -> bool {
+    let word = |i: usize| -> Option<u32> {
+        xattr
+            .get(i * 4..i * 4 + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    match (word(0), word(1)) {
+        (Some(magic), Some(permitted)) => {
+            magic & VFS_CAP_FLAGS_EFFECTIVE != 0
+                && permitted & (CAP_SETUID_BIT | CAP_SETGID_BIT) == CAP_SETUID_BIT | CAP_SETGID_BIT
+        }
+        _ => false,
+    }
+}
+
+/// Looks at the helper the way the kernel will when we execute it.
+pub fn helper_state() -> HelperState {
+    let Some(path) = find_helper() else {
+        return HelperState::NotFound;
+    };
+    helper_state_of(&path)
+}
+
+pub fn helper_state_of(path: &Path) -> HelperState {
+    match crate::sys::file_capabilities(path) {
+        Ok(Some(data)) if grants_setid(&data) => {
+            if nix::sys::prctl::get_no_new_privs().unwrap_or(false) {
+                HelperState::CallerHasNoNewPrivs(path.to_path_buf())
+            } else {
+                HelperState::Usable(path.to_path_buf())
+            }
+        }
+        _ => HelperState::NoCapabilities(path.to_path_buf()),
+    }
+}
+
+/// Reads the caller's subordinate ranges; a missing file means none.
+pub fn read_subids(caller: &Caller) -> SubIds {
+    let ranges = |file: &str| {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        kennel_idmap::allowed_ranges(
+            &kennel_idmap::parse_subid_file(&text),
+            &caller.name,
+            caller.uid,
+        )
+    };
+    SubIds {
+        uids: ranges("/etc/subuid"),
+        gids: ranges("/etc/subgid"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller() -> Caller {
+        Caller {
+            uid: 1000,
+            gid: 1000,
+            name: "alice".into(),
+        }
+    }
+
+    fn subids() -> SubIds {
+        SubIds {
+            uids: vec![IdRange {
+                start: 100000,
+                count: 65536,
+            }],
+            gids: vec![IdRange {
+                start: 200000,
+                count: 65536,
+            }],
+        }
+    }
+
+    fn usable() -> HelperState {
+        HelperState::Usable("/x/kennel-idmap".into())
+    }
+
+    #[test]
+    fn auto_with_everything_maps_full_range() {
+        let p = plan(UsernsMode::Auto, &caller(), &subids(), &usable()).unwrap();
+        assert_eq!(p.uid_map, vec![line(0, 1000, 1), line(1, 100000, 65536)]);
+        assert_eq!(p.gid_map, vec![line(0, 1000, 1), line(1, 200000, 65536)]);
+    }
+
+    #[test]
+    fn auto_without_helper_maps_caller_to_root_and_says_why() {
+        let p = plan(
+            UsernsMode::Auto,
+            &caller(),
+            &subids(),
+            &HelperState::NotFound,
+        )
+        .unwrap();
+        assert_eq!(p.uid_map, vec![line(0, 1000, 1)]);
+        assert!(p.reason.contains("not found"), "{}", p.reason);
+    }
+
+    #[test]
+    fn auto_without_subids_maps_caller_to_root() {
+        let p = plan(UsernsMode::Auto, &caller(), &SubIds::default(), &usable()).unwrap();
+        assert_eq!(p.gid_map, vec![line(0, 1000, 1)]);
+        assert!(p.reason.contains("/etc/subuid"));
+    }
+
+    #[test]
+    fn subids_mode_names_each_missing_piece() {
+        let no_gid = SubIds {
+            gids: vec![],
+            ..subids()
+        };
+        let err = plan(UsernsMode::Subids, &caller(), &no_gid, &usable()).unwrap_err();
+        assert!(err.to_string().contains("/etc/subgid"));
+        let err = plan(
+            UsernsMode::Subids,
+            &caller(),
+            &subids(),
+            &HelperState::NoCapabilities("/h".into()),
+        )
+        .unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("setcap cap_setuid,cap_setgid=ep /h"));
+        let err = plan(
+            UsernsMode::Subids,
+            &caller(),
+            &subids(),
+            &HelperState::CallerHasNoNewPrivs("/h".into()),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no_new_privs"));
+    }
+
+    #[test]
+    fn single_never_uses_subids() {
+        let p = plan(UsernsMode::Single, &caller(), &subids(), &usable()).unwrap();
+        assert!(writable_without_helper(&caller(), &p.uid_map, &p.gid_map));
+    }
+
+    #[test]
+    fn root_gets_identity() {
+        let root = Caller {
+            uid: 0,
+            gid: 0,
+            name: "root".into(),
+        };
+        let p = plan(
+            UsernsMode::KeepId,
+            &root,
+            &SubIds::default(),
+            &HelperState::NotFound,
+        )
+        .unwrap();
+        assert_eq!(p.uid_map, vec![line(0, 0, u32::MAX)]);
+    }
+
+    #[test]
+    fn keep_id_fills_around_own_uid() {
+        let p = plan(UsernsMode::KeepId, &caller(), &subids(), &usable()).unwrap();
+        assert_eq!(
+            p.uid_map,
+            vec![
+                line(1000, 1000, 1),
+                line(0, 100000, 1000),
+                line(1001, 101000, 64535)
+            ]
+        );
+        assert!(!writable_without_helper(&caller(), &p.uid_map, &p.gid_map));
+    }
+
+    #[test]
+    fn keep_id_with_small_ranges_maps_what_fits() {
+        let ranges = [
+            IdRange {
+                start: 5000,
+                count: 10,
+            },
+            IdRange {
+                start: 9000,
+                count: 995,
+            },
+        ];
+        let lines = keep_id_map(1000, &ranges);
+        assert_eq!(
+            lines,
+            vec![
+                line(1000, 1000, 1),
+                line(0, 5000, 10),
+                line(10, 9000, 990),
+                line(1001, 9990, 5)
+            ]
+        );
+    }
+
+    #[test]
+    fn keep_id_without_subids_maps_only_self() {
+        let p = plan(UsernsMode::KeepId, &caller(), &SubIds::default(), &usable()).unwrap();
+        assert_eq!(p.uid_map, vec![line(1000, 1000, 1)]);
+        assert!(writable_without_helper(&caller(), &p.uid_map, &p.gid_map));
+    }
+
+    #[test]
+    fn file_capability_decoding() {
+        // VFS_CAP_REVISION_2 | effective, permitted = setuid|setgid.
+        let mut data = vec![];
+        data.extend_from_slice(&(0x0200_0000u32 | 1).to_le_bytes());
+        data.extend_from_slice(&(CAP_SETUID_BIT | CAP_SETGID_BIT).to_le_bytes());
+        data.extend_from_slice(&[0; 12]);
+        assert!(grants_setid(&data));
+        let mut no_eff = data.clone();
+        no_eff[0] = 0;
+        assert!(!grants_setid(&no_eff));
+        let mut only_uid = data.clone();
+        only_uid[4..8].copy_from_slice(&CAP_SETUID_BIT.to_le_bytes());
+        assert!(!grants_setid(&only_uid));
+        assert!(!grants_setid(&[1, 2]));
+    }
+}

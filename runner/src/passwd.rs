@@ -1,0 +1,129 @@
+//! Resolving `--user` against the container's own /etc/passwd and /etc/group.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Who {
+    pub uid: u32,
+    pub gid: u32,
+    pub home: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PasswdEntry {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: String,
+}
+
+fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 7 {
+                return None;
+            }
+            Some(PasswdEntry {
+                name: f[0].to_string(),
+                uid: f[2].parse().ok()?,
+                gid: f[3].parse().ok()?,
+                home: f[5].to_string(),
+            })
+        })
+        .collect()
+}
+
+fn parse_group(text: &str) -> Vec<(String, u32)> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            (f.len() >= 3).then(|| Some((f[0].to_string(), f[2].parse().ok()?)))?
+        })
+        .collect()
+}
+
+fn read(root: &Path, file: &str) -> String {
+    std::fs::read_to_string(root.join(file)).unwrap_or_default()
+}
+
+/// The home directory of `uid` in the container's /etc/passwd, if listed.
+pub fn home_of(root: &Path, uid: u32) -> Option<PathBuf> {
+    parse_passwd(&read(root, "etc/passwd"))
+        .into_iter()
+        .find(|e| e.uid == uid)
+        .map(|e| PathBuf::from(e.home))
+}
+
+/// Resolves USER[:GROUP], each a number or a name in the container's files.
+pub fn resolve_user(root: &Path, spec: &str) -> Result<Who> {
+    resolve_in(&read(root, "etc/passwd"), &read(root, "etc/group"), spec)
+}
+
+fn resolve_in(passwd: &str, group: &str, spec: &str) -> Result<Who> {
+    let users = parse_passwd(passwd);
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    if user.is_empty() {
+        bail!("--user {spec:?} is malformed: expected USER[:GROUP]");
+    }
+    let entry = users.iter().find(|e| e.name == user).or_else(|| {
+        user.parse::<u32>()
+            .ok()
+            .and_then(|u| users.iter().find(|e| e.uid == u))
+    });
+    let (uid, mut gid, home) = match (entry, user.parse::<u32>()) {
+        (Some(e), _) => (e.uid, e.gid, Some(PathBuf::from(&e.home))),
+        (None, Ok(uid)) => (uid, uid, None),
+        (None, Err(_)) => bail!("unknown user {user:?}: it is not in the container's /etc/passwd"),
+    };
+    if let Some(g) = grp {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => match parse_group(group).into_iter().find(|(n, _)| n == g) {
+                Some((_, n)) => n,
+                None => bail!("unknown group {g:?}: it is not in the container's /etc/group"),
+            },
+        };
+    }
+    Ok(Who { uid, gid, home })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1001:u:/home/user:/bin/sh\nbroken:x:notanumber:0::/:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nstaff:x:50:\n";
+
+    #[test]
+    fn names_numbers_and_groups() {
+        let w = resolve_in(PASSWD, GROUP, "user").unwrap();
+        assert_eq!((w.uid, w.gid), (1000, 1001));
+        assert_eq!(w.home.as_deref(), Some(Path::new("/home/user")));
+        let w = resolve_in(PASSWD, GROUP, "1000:staff").unwrap();
+        assert_eq!((w.uid, w.gid), (1000, 50));
+        let w = resolve_in(PASSWD, GROUP, "4242").unwrap();
+        assert_eq!((w.uid, w.gid, w.home), (4242, 4242, None));
+        let w = resolve_in(PASSWD, GROUP, "4242:7").unwrap();
+        assert_eq!(w.gid, 7);
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        assert!(resolve_in(PASSWD, GROUP, "nobody-here")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown user"));
+        assert!(resolve_in(PASSWD, GROUP, "user:nogroup")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown group"));
+        assert!(resolve_in(PASSWD, GROUP, "broken").is_err());
+        assert!(resolve_in(PASSWD, GROUP, ":0").is_err());
+    }
+}

@@ -1,0 +1,597 @@
+//! `kennel run` flags -> an OCI runtime `Spec`. The engine only ever runs a
+//! `Spec`; `--bundle` reads one from config.json instead of building it.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMapping, LinuxIdMappingBuilder,
+    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder, PosixRlimit,
+    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+};
+
+use crate::cli::{NetMode, RunArgs, UsernsMode};
+use crate::idmap::{Caller, IdPlan};
+use crate::passwd;
+
+/// Docker's default capability set.
+pub const DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Paths hidden from the container (Docker's defaults).
+const MASKED_PATHS: [&str; 9] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/sys/firmware",
+];
+
+/// Paths the container sees read-only (Docker's defaults).
+const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Host directories the sandbox (no `--rootfs`) binds read-only.
+const SANDBOX_HOST_DIRS: [&str; 8] = [
+    "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What `kennel run` needs besides the spec: runner behaviour, not container content.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub name: Option<String>,
+    pub init: bool,
+    pub preserve_fds: u32,
+    pub verbose: bool,
+}
+
+/// What the builder reads from the host.
+pub struct Host {
+    pub caller: Caller,
+    pub home: PathBuf,
+    pub cwd: Option<PathBuf>,
+}
+
+impl Host {
+    pub fn current() -> Result<Host> {
+        let uid = nix::unistd::getuid();
+        let user = nix::unistd::User::from_uid(uid).ok().flatten();
+        let name = user
+            .as_ref()
+            .map(|u| u.name.clone())
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| uid.to_string());
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .or_else(|| user.as_ref().map(|u| u.dir.clone()))
+            .unwrap_or_else(|| PathBuf::from("/"));
+        Ok(Host {
+            caller: Caller {
+                uid: uid.as_raw(),
+                gid: nix::unistd::getgid().as_raw(),
+                name,
+            },
+            home,
+            cwd: std::env::current_dir().ok(),
+        })
+    }
+}
+
+fn mount(dst: &str, typ: &str, src: &str, options: &[&str]) -> Result<Mount> {
+    Ok(MountBuilder::default()
+        .destination(dst)
+        .typ(typ)
+        .source(src)
+        .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()?)
+}
+
+fn bind(src: &Path, dst: &str, readonly: bool) -> Result<Mount> {
+    let mut opts = vec!["rbind", "nosuid"];
+    if readonly {
+        opts.push("ro");
+    }
+    mount(dst, "bind", &src.to_string_lossy(), &opts)
+}
+
+/// The standard kernel filesystems every container gets.
+fn system_mounts(net: NetMode, gid5_mapped: bool) -> Result<Vec<Mount>> {
+    let mut pts = vec![
+        "nosuid",
+        "noexec",
+        "newinstance",
+        "ptmxmode=0666",
+        "mode=0620",
+    ];
+    if gid5_mapped {
+        pts.push("gid=5");
+    }
+    let sys = match net {
+        // A sysfs instance belongs to a network namespace; without our own,
+        // the kernel refuses a new one, so show the host's, read-only.
+        NetMode::Host => bind(Path::new("/sys"), "/sys", true)?,
+        NetMode::Private => mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?,
+    };
+    Ok(vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount("/dev/pts", "devpts", "devpts", &pts)?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        sys,
+        mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777"])?,
+        mount("/run", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=755"])?,
+    ])
+}
+
+fn parse_volume(spec: &str, cwd: Option<&Path>) -> Result<(PathBuf, String, bool)> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (src, dst, ro) = match parts.as_slice() {
+        [s, d] => (*s, *d, false),
+        [s, d, "ro"] => (*s, *d, true),
+        [s, d, "rw"] => (*s, *d, false),
+        _ => bail!("--volume {spec:?} is malformed: expected SRC:DST or SRC:DST:ro"),
+    };
+    if src.is_empty() || !dst.starts_with('/') {
+        bail!("--volume {spec:?} is malformed: SRC must be given and DST must be an absolute path");
+    }
+    let src = match cwd {
+        Some(cwd) if !src.starts_with('/') => cwd.join(src),
+        _ => PathBuf::from(src),
+    };
+    let src = std::fs::canonicalize(&src)
+        .with_context(|| format!("--volume source {} does not exist", src.display()))?;
+    Ok((src, dst.to_string(), ro))
+}
+
+fn cap_name(name: &str) -> String {
+    let upper = name.to_ascii_uppercase();
+    if upper.starts_with("CAP_") || upper == "ALL" {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    }
+}
+
+fn parse_cap(name: &str) -> Result<Capability> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .with_context(|| format!("unknown capability {name:?} (see capabilities(7))"))
+}
+
+/// The capability set after `--cap-add` and `--cap-drop`, in Docker's order:
+/// drops apply to the defaults, then adds.
+pub fn capability_set(add: &[String], drop: &[String]) -> Result<HashSet<Capability>> {
+    let mut names: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+    for d in drop.iter().map(|d| cap_name(d)) {
+        if d == "ALL" {
+            names.clear();
+        } else {
+            parse_cap(&d)?;
+            names.retain(|n| *n != d);
+        }
+    }
+    for a in add.iter().map(|a| cap_name(a)) {
+        if a == "ALL" {
+            names.extend(caps::all().iter().map(|c| c.to_string()));
+        } else {
+            parse_cap(&a)?;
+            names.push(a);
+        }
+    }
+    // Capabilities newer than oci-spec knows are skipped only for ALL.
+    let mut set = HashSet::new();
+    for n in names {
+        if let Ok(c) = parse_cap(&n) {
+            set.insert(c);
+        }
+    }
+    Ok(set)
+}
+
+fn parse_ulimit(spec: &str) -> Result<PosixRlimit> {
+    let err = || {
+        format!("--ulimit {spec:?} is malformed: expected NAME=SOFT[:HARD], e.g. nofile=1024:4096")
+    };
+    let (name, values) = spec.split_once('=').with_context(err)?;
+    let typ: PosixRlimitType = serde_json::from_value(serde_json::Value::String(format!(
+        "RLIMIT_{}",
+        name.to_ascii_uppercase()
+    )))
+    .with_context(|| {
+        format!("--ulimit: unknown limit {name:?} (nofile, nproc, core, memlock, stack, ...)")
+    })?;
+    let parse = |v: &str| -> Result<u64> {
+        if v == "unlimited" || v == "-1" {
+            Ok(u64::MAX)
+        } else {
+            v.parse().with_context(err)
+        }
+    };
+    let (soft, hard) = match values.split_once(':') {
+        Some((s, h)) => (parse(s)?, parse(h)?),
+        None => (parse(values)?, parse(values)?),
+    };
+    if soft > hard {
+        bail!("--ulimit {spec:?}: the soft limit is above the hard limit");
+    }
+    Ok(PosixRlimitBuilder::default()
+        .typ(typ)
+        .soft(soft)
+        .hard(hard)
+        .build()?)
+}
+
+fn parse_env_line(entry: &str, out: &mut Vec<String>) {
+    match entry.split_once('=') {
+        Some((k, _)) => {
+            out.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k));
+            out.push(entry.to_string());
+        }
+        None => {
+            if let Ok(v) = std::env::var(entry) {
+                parse_env_line(&format!("{entry}={v}"), out);
+            }
+        }
+    }
+}
+
+fn id_mappings(lines: &[kennel_idmap::MapLine]) -> Result<Vec<LinuxIdMapping>> {
+    lines
+        .iter()
+        .map(|l| {
+            Ok(LinuxIdMappingBuilder::default()
+                .container_id(l.inner)
+                .host_id(l.outer)
+                .size(l.count)
+                .build()?)
+        })
+        .collect()
+}
+
+pub fn maps_contain(lines: &[kennel_idmap::MapLine], inner: u32) -> bool {
+    lines
+        .iter()
+        .any(|l| inner >= l.inner && (inner as u64) < l.inner as u64 + l.count as u64)
+}
+
+/// Builds the spec for `kennel run` flags.
+pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
+    if args.command.is_empty() {
+        bail!("no command given: usage is kennel run [OPTIONS] -- CMD [ARGS...]");
+    }
+    let sandbox = args.rootfs.is_none();
+    let rootfs = match &args.rootfs {
+        Some(dir) => {
+            let abs = std::fs::canonicalize(dir)
+                .with_context(|| format!("rootfs {} does not exist", dir.display()))?;
+            if !abs.is_dir() {
+                bail!("rootfs {} is not a directory", abs.display());
+            }
+            Some(abs)
+        }
+        None => None,
+    };
+    // Where /etc/passwd comes from for names and HOME.
+    let etc_root = rootfs.clone().unwrap_or_else(|| PathBuf::from("/"));
+
+    // The user inside.
+    let (uid, gid, home) = match &args.user {
+        Some(u) => {
+            let who = passwd::resolve_user(&etc_root, u)?;
+            (who.uid, who.gid, who.home)
+        }
+        None if sandbox && ids.uid_map.iter().any(|l| l.inner == host.caller.uid) => {
+            (host.caller.uid, host.caller.gid, Some(host.home.clone()))
+        }
+        None => (0, 0, passwd::home_of(&etc_root, 0)),
+    };
+    if !maps_contain(&ids.uid_map, uid) || !maps_contain(&ids.gid_map, gid) {
+        bail!(
+            "user {uid}:{gid} is not mapped in the container (maps: {}); use --userns=auto or --userns=keep-id with subordinate ids, or pick a mapped user",
+            ids.reason
+        );
+    }
+    let home = home.unwrap_or_else(|| PathBuf::from(if uid == 0 { "/root" } else { "/" }));
+
+    let hostname = args
+        .hostname
+        .clone()
+        .or_else(|| args.name.clone())
+        .unwrap_or_else(|| "kennel".to_string());
+
+    let mut env = vec![
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOME={}", home.display()),
+        format!(
+            "TERM={}",
+            std::env::var("TERM").unwrap_or_else(|_| "xterm".into())
+        ),
+        format!("HOSTNAME={hostname}"),
+        "container=kennel".to_string(),
+    ];
+    for file in &args.env_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("--env-file {} cannot be read", file.display()))?;
+        for line in text.lines().map(str::trim) {
+            if !line.is_empty() && !line.starts_with('#') {
+                parse_env_line(line, &mut env);
+            }
+        }
+    }
+    for e in &args.env {
+        if e.is_empty() || e.starts_with('=') {
+            bail!("--env {e:?} is malformed: expected KEY=VALUE or KEY");
+        }
+        parse_env_line(e, &mut env);
+    }
+
+    let cwd = match &args.workdir {
+        Some(w) if w.starts_with('/') => w.clone(),
+        Some(w) => bail!("--workdir {w:?} must be an absolute path"),
+        None if sandbox && !args.no_home => match &host.cwd {
+            Some(c) if c.starts_with(&host.home) => c.display().to_string(),
+            _ => host.home.display().to_string(),
+        },
+        None => "/".to_string(),
+    };
+
+    let caps = capability_set(&args.cap_add, &args.cap_drop)?;
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .permitted(caps.clone())
+        .effective(caps)
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
+        .build()?;
+    let rlimits = args
+        .ulimit
+        .iter()
+        .map(|u| parse_ulimit(u))
+        .collect::<Result<Vec<_>>>()?;
+
+    let process = ProcessBuilder::default()
+        .terminal(args.tty)
+        .user(UserBuilder::default().uid(uid).gid(gid).build()?)
+        .args(args.command.clone())
+        .env(env)
+        .cwd(cwd)
+        .capabilities(capabilities)
+        .rlimits(rlimits)
+        .no_new_privileges(!args.allow_new_privs)
+        .build()?;
+
+    // Mounts, in the order they are made.
+    let mut mounts = Vec::new();
+    if sandbox {
+        for dir in SANDBOX_HOST_DIRS {
+            if Path::new(dir).exists() {
+                mounts.push(bind(Path::new(dir), dir, true)?);
+            }
+        }
+    }
+    mounts.extend(system_mounts(args.net, maps_contain(&ids.gid_map, 5))?);
+    if sandbox && !args.no_home {
+        let home = std::fs::canonicalize(&host.home).with_context(|| {
+            format!(
+                "your home {} does not exist (use --no-home)",
+                host.home.display()
+            )
+        })?;
+        mounts.push(bind(&home, &home.to_string_lossy(), false)?);
+    }
+    for v in &args.volumes {
+        let (src, dst, ro) = parse_volume(v, host.cwd.as_deref())?;
+        mounts.push(bind(&src, &dst, ro)?);
+    }
+    for t in &args.tmpfs {
+        if !t.starts_with('/') {
+            bail!("--tmpfs {t:?} must be an absolute path");
+        }
+        mounts.push(mount(
+            t,
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "nodev", "mode=1777"],
+        )?);
+    }
+
+    let mut namespaces: Vec<LinuxNamespace> = Vec::new();
+    for typ in [
+        LinuxNamespaceType::User,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Cgroup,
+        LinuxNamespaceType::Network,
+    ] {
+        if typ == LinuxNamespaceType::Network && args.net == NetMode::Host {
+            continue;
+        }
+        namespaces.push(LinuxNamespaceBuilder::default().typ(typ).build()?);
+    }
+    let linux = LinuxBuilder::default()
+        .uid_mappings(id_mappings(&ids.uid_map)?)
+        .gid_mappings(id_mappings(&ids.gid_map)?)
+        .namespaces(namespaces)
+        .masked_paths(
+            MASKED_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .readonly_paths(
+            READONLY_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .build()?;
+
+    let mut spec = Spec::default();
+    spec.set_hostname(Some(hostname))
+        .set_process(Some(process))
+        .set_mounts(Some(mounts))
+        .set_linux(Some(linux))
+        .set_annotations(None)
+        .set_root(None);
+    if let Some(dir) = rootfs {
+        // /proc inside a rootfs must be a real directory: a symlink would
+        // send the fresh procfs somewhere the image chose.
+        let proc_dir = dir.join("proc");
+        if proc_dir.is_symlink() {
+            bail!(
+                "{} is a symlink; refusing to mount /proc through it",
+                proc_dir.display()
+            );
+        }
+        spec.set_root(Some(
+            RootBuilder::default()
+                .path(dir)
+                .readonly(args.read_only)
+                .build()?,
+        ));
+    } else if args.read_only {
+        bail!("--read-only needs --rootfs (the host sandbox's system directories are already read-only)");
+    }
+    Ok(spec)
+}
+
+/// The default userns mode: keep-id for the host sandbox, auto otherwise.
+pub fn default_userns(args: &RunArgs) -> UsernsMode {
+    args.userns
+        .unwrap_or(if args.rootfs.is_none() && args.bundle.is_none() {
+            UsernsMode::KeepId
+        } else {
+            UsernsMode::Auto
+        })
+}
+
+/// Reads an OCI bundle's config.json, resolving root.path against the bundle.
+pub fn load_bundle(dir: &Path, ids: &IdPlan) -> Result<Spec> {
+    let config = dir.join("config.json");
+    let mut spec =
+        Spec::load(&config).with_context(|| format!("cannot read {}", config.display()))?;
+    spec.canonicalize_rootfs(dir)
+        .with_context(|| format!("the rootfs named in {} does not exist", config.display()))?;
+    // Rootless: without maps in the bundle, use the --userns plan.
+    if let Some(linux) = spec.linux_mut() {
+        if linux.uid_mappings().as_ref().is_none_or(|m| m.is_empty()) {
+            linux.set_uid_mappings(Some(id_mappings(&ids.uid_map)?));
+            linux.set_gid_mappings(Some(id_mappings(&ids.gid_map)?));
+        }
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_default_add_drop() {
+        let set = capability_set(&[], &[]).unwrap();
+        assert_eq!(set.len(), 14);
+        let set = capability_set(
+            &["sys_admin".into()],
+            &["CAP_CHOWN".into(), "net_raw".into()],
+        )
+        .unwrap();
+        assert_eq!(set.len(), 13);
+        assert!(set.contains(&Capability::SysAdmin));
+        assert!(!set.contains(&Capability::Chown));
+        let set = capability_set(&["kill".into()], &["ALL".into()]).unwrap();
+        assert_eq!(set, HashSet::from([Capability::Kill]));
+        assert!(capability_set(&["CAP_NOPE".into()], &[]).is_err());
+        assert!(capability_set(&["ALL".into()], &[]).unwrap().len() > 30);
+    }
+
+    #[test]
+    fn ulimits() {
+        let r = parse_ulimit("nofile=1024:4096").unwrap();
+        assert_eq!((r.soft(), r.hard()), (1024, 4096));
+        assert_eq!(r.typ(), PosixRlimitType::RlimitNofile);
+        let r = parse_ulimit("core=0").unwrap();
+        assert_eq!((r.soft(), r.hard()), (0, 0));
+        assert!(parse_ulimit("nofile").is_err());
+        assert!(parse_ulimit("bogus=1").is_err());
+        assert!(parse_ulimit("nofile=10:5").is_err());
+        assert!(parse_ulimit("nofile=x").is_err());
+    }
+
+    #[test]
+    fn volumes() {
+        assert!(parse_volume("/tmp:/data", None).is_ok());
+        assert!(parse_volume("/tmp:/data:ro", None).unwrap().2);
+        assert!(parse_volume("/tmp", None).is_err());
+        assert!(parse_volume("/tmp:rel", None).is_err());
+        assert!(parse_volume("/tmp:/a:bogus", None).is_err());
+        let err = parse_volume("/no/such/dir:/x", None).unwrap_err();
+        assert!(format!("{err:#}").contains("/no/such/dir does not exist"));
+    }
+
+    #[test]
+    fn env_overrides_and_copies() {
+        let mut env = vec!["PATH=/bin".to_string(), "HOME=/root".to_string()];
+        parse_env_line("HOME=/home/x", &mut env);
+        parse_env_line("A=b=c", &mut env);
+        assert_eq!(env, vec!["PATH=/bin", "HOME=/home/x", "A=b=c"]);
+    }
+
+    #[test]
+    fn map_membership() {
+        let m = [kennel_idmap::MapLine {
+            inner: 0,
+            outer: 1000,
+            count: 1,
+        }];
+        assert!(maps_contain(&m, 0));
+        assert!(!maps_contain(&m, 1));
+    }
+}

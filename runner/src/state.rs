@@ -1,0 +1,235 @@
+//! Named containers: `$XDG_RUNTIME_DIR/kennel/NAME/state.json` (root:
+//! `/run/kennel/NAME/`). A record is trusted only while its pid is alive
+//! with the same start time; anything else is stale and removed.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use nix::unistd::Pid;
+use oci_spec::runtime::{Process, Spec};
+use serde::{Deserialize, Serialize};
+
+use crate::sys;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub name: String,
+    pub pid: i32,
+    /// Field 22 of /proc/PID/stat: tells a recycled pid from ours.
+    pub start_time: u64,
+    pub rootfs: Option<PathBuf>,
+    pub command: Vec<String>,
+    /// Seconds since the epoch.
+    pub created: u64,
+    /// The container's process, for `exec` to inherit env, user and caps.
+    pub process: Process,
+}
+
+/// A live container, with a pidfd that is known to refer to it.
+pub struct Running {
+    pub state: State,
+    pub pidfd: OwnedFd,
+}
+
+pub fn state_root() -> Result<PathBuf> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(PathBuf::from("/run/kennel"));
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir).join("kennel")),
+        _ => bail!(
+            "XDG_RUNTIME_DIR is not set, so named containers have nowhere to be recorded; log in through a session manager or export XDG_RUNTIME_DIR=/run/user/$(id -u) (an existing directory of yours)"
+        ),
+    }
+}
+
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !ok {
+        bail!("invalid container name {name:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit");
+    }
+    Ok(())
+}
+
+/// A claimed name; the directory is removed when this is dropped.
+pub struct Reservation {
+    dir: PathBuf,
+    name: String,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Claims `name` atomically (mkdir). A stale record of the same name is
+/// cleaned first; a live one is an error.
+pub fn reserve(name: &str) -> Result<Reservation> {
+    validate_name(name)?;
+    let root = state_root()?;
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let dir = root.join(name);
+    for _ in 0..2 {
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                return Ok(Reservation {
+                    dir,
+                    name: name.to_string(),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if let Some(r) = find(name)? {
+                    bail!(
+                        "a container named {name:?} is already running (pid {}); pick another --name or stop it with `kennel kill {name}`",
+                        r.state.pid
+                    );
+                }
+                // find() removed the stale record; try again.
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+        }
+    }
+    bail!(
+        "cannot claim the name {name:?}: {} keeps reappearing",
+        dir.display()
+    )
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn record(res: &Reservation, pid: Pid, spec: &Spec) -> Result<()> {
+    let start_time =
+        start_time(pid.as_raw()).context("the container exited before it could be recorded")?;
+    let process = spec.process().clone().unwrap_or_default();
+    let state = State {
+        name: res.name.clone(),
+        pid: pid.as_raw(),
+        start_time,
+        rootfs: spec.root().as_ref().map(|r| r.path().clone()),
+        command: process.args().clone().unwrap_or_default(),
+        created: now(),
+        process,
+    };
+    let tmp = res.dir.join("state.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, res.dir.join("state.json"))
+        .context("cannot record the container's state")?;
+    Ok(())
+}
+
+/// Field 22 (starttime) of /proc/PID/stat.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&stat)
+}
+
+fn parse_start_time(stat: &str) -> Option<u64> {
+    // The command name (field 2) may contain spaces and ')': skip past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn load(dir: &Path) -> Option<State> {
+    serde_json::from_slice(&std::fs::read(dir.join("state.json")).ok()?).ok()
+}
+
+/// Checks a record against the live process. The pidfd is opened first and
+/// the start time read after, so the pidfd is known to be the container's.
+fn verify(state: State) -> Option<Running> {
+    let pidfd = sys::pidfd_open(Pid::from_raw(state.pid)).ok()?;
+    if start_time(state.pid)? != state.start_time {
+        return None;
+    }
+    sys::pidfd_send_signal(pidfd.as_fd(), 0).ok()?;
+    Some(Running { state, pidfd })
+}
+
+/// A running container by name; a stale record is removed and gives None.
+pub fn find(name: &str) -> Result<Option<Running>> {
+    validate_name(name)?;
+    let dir = state_root()?.join(name);
+    if !dir.exists() {
+        return Ok(None);
+    }
+    match load(&dir).and_then(verify) {
+        Some(r) => Ok(Some(r)),
+        None => {
+            // A run that is still starting has a directory but no state yet.
+            if dir.join("state.json").exists() || is_abandoned(&dir) {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// A reservation without state that is more than a minute old was left by
+/// a runner that died while starting.
+fn is_abandoned(dir: &Path) -> bool {
+    std::fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age.as_secs() > 60)
+}
+
+/// All running containers, cleaning stale records on the way.
+pub fn list() -> Result<Vec<State>> {
+    let root = state_root()?;
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return Ok(vec![]);
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if validate_name(&name).is_err() {
+            continue;
+        }
+        if let Some(r) = find(&name)? {
+            out.push(r.state);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_skips_tricky_names() {
+        let stat = "42 (a b) c)) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(parse_start_time(stat), Some(987654));
+        assert_eq!(parse_start_time("garbage"), None);
+        let own = start_time(std::process::id() as i32);
+        assert!(own.is_some());
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["web", "a.b-c_d", "9x"] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "../x", "a/b", "-x", ".x", "a b"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The only place in the runner that calls the kernel through `unsafe`.
+//!
+//! Each function is a small safe wrapper around one system call that nix does
+//! not cover (or covers only as an `unsafe fn`). Everything above this module
+//! is safe Rust.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+
+/// Where a clone returned.
+pub enum Forked {
+    /// In the new process.
+    Child,
+    /// In the caller: the child's pid (as seen from here) and a pidfd for it.
+    Parent { pid: Pid, pidfd: OwnedFd },
+}
+
+/// From linux/sched.h (libc's constant is deprecated for overflowing c_int).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` from linux/sched.h (version 2, with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Fork-like clone with namespace `flags`, returning a pidfd for the child.
+/// Uses clone3 (man 2 clone); falls back to the classic clone on ENOSYS.
+/// `cgroup_fd`, when given, places the child in that cgroup at birth
+/// (CLONE_INTO_CGROUP; clone3 only).
+///
+/// The caller must be single-threaded: the child is a copy of this process
+/// with only the calling thread.
+pub fn clone_process(flags: u64, cgroup_fd: Option<BorrowedFd<'_>>) -> Result<Forked, Errno> {
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: flags | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup_fd {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    // SAFETY: clone3 without CLONE_VM duplicates the address space like
+    // fork(2), so the child runs on its own copy of this stack; `args` and
+    // `pidfd` live across the call and their sizes are passed exactly.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    let ret = if ret == -1 && Errno::last() == Errno::ENOSYS && cgroup_fd.is_none() {
+        // SAFETY: classic clone with a null stack behaves like fork(2) (the
+        // child continues on a copy of our stack); CLONE_PIDFD stores the
+        // pidfd through the parent_tid argument, which points at `pidfd`.
+        unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (flags | libc::CLONE_PIDFD as u64 | libc::SIGCHLD as u64) as libc::c_ulong,
+                std::ptr::null_mut::<libc::c_void>(),
+                &mut pidfd as *mut RawFd,
+                std::ptr::null_mut::<libc::c_int>(),
+                0 as libc::c_ulong,
+            )
+        }
+    } else {
+        ret
+    };
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent {
+            pid: Pid::from_raw(pid as libc::pid_t),
+            // SAFETY: the kernel just returned this pidfd to us and nothing
+            // else owns it.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        }),
+    }
+}
+
+/// fork(2) for the single-threaded container init (`--init`).
+pub fn fork_process() -> Result<Option<Pid>, Errno> {
+    // SAFETY: called only in the container's init, which is single-threaded
+    // (a clone of the single-threaded runner), so the child may run any code.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => Ok(None),
+        nix::unistd::ForkResult::Parent { child } => Ok(Some(child)),
+    }
+}
+
+/// pidfd_open(2).
+pub fn pidfd_open(pid: Pid) -> Result<OwnedFd, Errno> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// pidfd_send_signal(2); signal 0 only checks that the process is alive.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> Result<(), Errno> {
+    // SAFETY: plain syscall; a null siginfo means "as kill(2) would".
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Marks every fd from `first` upwards close-on-exec (close_range(2)).
+pub fn cloexec_from(first: u32) -> Result<(), Errno> {
+    // SAFETY: plain syscall with integer arguments.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Sets or clears FD_CLOEXEC on a raw fd number we do not own (for
+/// `--preserve-fds`, whose fds were inherited from our caller).
+pub fn set_cloexec(fd: RawFd, cloexec: bool) -> Result<(), Errno> {
+    // SAFETY: fcntl on an integer fd only reads or changes its flags; a bad
+    // fd gives EBADF.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(Errno::last());
+    }
+    let flags = if cloexec {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
+    // SAFETY: as above.
+    Errno::result(unsafe { libc::fcntl(fd, libc::F_SETFD, flags) }).map(drop)
+}
+
+/// Whether the raw fd number is open.
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD has no side effects.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+/// Brings the loopback interface up in the current network namespace
+/// (SIOCGIFFLAGS/SIOCSIFFLAGS on a datagram socket; no netlink needed).
+pub fn loopback_up() -> Result<(), Errno> {
+    // SAFETY: creating a socket has no memory-safety preconditions.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: we own the fresh socket fd.
+    let sock = unsafe { OwnedFd::from_raw_fd(sock) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads into `req`, which outlives the call.
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: the union member ifru_flags is the one SIOCGIFFLAGS filled.
+    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads `req`, which outlives the call.
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
+}
+
+/// Reads the `security.capability` extended attribute of a file (its file
+/// capabilities), or None when it has none.
+pub fn file_capabilities(path: &Path) -> Result<Option<Vec<u8>>, Errno> {
+    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let name = c"security.capability";
+    let mut buf = vec![0u8; 64];
+    // SAFETY: both strings are NUL-terminated and `buf` is writable for
+    // its full length, which is what we pass.
+    let n = unsafe {
+        libc::getxattr(
+            cpath.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return match Errno::last() {
+            Errno::ENODATA => Ok(None),
+            e => Err(e),
+        };
+    }
+    buf.truncate(n as usize);
+    Ok(Some(buf))
+}
+
+/// Makes `fd` (a terminal) the controlling terminal of this session.
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal).
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) }).map(drop)
+}
+
+/// The window size of a terminal, if `fd` is one.
+pub fn window_size(fd: BorrowedFd<'_>) -> Option<libc::winsize> {
+    // SAFETY: winsize is plain old data.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes into `ws`, which outlives the call.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    (ret == 0).then_some(ws)
+}
+
+/// Sets the window size of a terminal.
+pub fn set_window_size(fd: BorrowedFd<'_>, ws: &libc::winsize) -> Result<(), Errno> {
+    // SAFETY: TIOCSWINSZ reads `ws`, which outlives the call.
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws) }).map(drop)
+}
+
+/// Resets a signal's disposition to the default. Rust ignores SIGPIPE at
+/// start-up, and an ignored signal stays ignored across execve, so the
+/// container's command would inherit it without this.
+pub fn reset_signal_default(signal: nix::sys::signal::Signal) -> Result<(), Errno> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    let action = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing SIG_DFL cannot run any handler code.
+    unsafe { sigaction(signal, &action) }.map(drop)
+}
+
+/// Closes a raw fd number that we own but never wrapped (fds received from
+/// our caller for `--preserve-fds`).
+pub fn close_raw(fd: RawFd) {
+    // SAFETY: closing an integer fd has no memory-safety preconditions; the
+    // callers only pass fds that nothing in this process wraps.
+    unsafe { libc::close(fd) };
+}
+
+/// Takes ownership of an fd that arrived over SCM_RIGHTS.
+pub fn own_received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the kernel installed this fd in our table for this message;
+    // nothing else refers to it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// dup2(2) onto a standard fd number (0, 1, 2) that nothing else owns.
+pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> Result<(), Errno> {
+    // SAFETY: dup2 atomically replaces `target`; the callers only pass
+    // 0..=2, which this process uses as raw stdio and never wraps.
+    Errno::result(unsafe { libc::dup2(fd.as_raw_fd(), target) }).map(drop)
+}
