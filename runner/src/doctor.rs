@@ -1,6 +1,307 @@
-//! `kennel doctor`: placeholder until the checks land.
+//! `kennel doctor`: can an ordinary user run containers here? Each check
+//! prints ok, or the cause and the exact command that fixes it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
 use anyhow::Result;
+use nix::sched::CloneFlags;
+use nix::sys::wait::{waitpid, WaitStatus};
+
+use crate::idmap::{self, HelperState};
+use crate::spec_build::Host;
+use crate::sys::{self, Forked};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: &'static str,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ok(String),
+    /// Works, but something the user may want is missing.
+    Warn {
+        cause: String,
+        fix: String,
+    },
+    Fail {
+        cause: String,
+        fix: String,
+    },
+}
+
+fn ok(name: &'static str, what: impl Into<String>) -> Check {
+    Check {
+        name,
+        outcome: Outcome::Ok(what.into()),
+    }
+}
+
+fn fail(name: &'static str, cause: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        name,
+        outcome: Outcome::Fail {
+            cause: cause.into(),
+            fix: fix.into(),
+        },
+    }
+}
+
+fn warn(name: &'static str, cause: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        name,
+        outcome: Outcome::Warn {
+            cause: cause.into(),
+            fix: fix.into(),
+        },
+    }
+}
+
+fn read_sysctl(path: &str) -> Option<i64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The sysctls that gate unprivileged user namespaces. Pure over the values
+/// read, so each can be tested.
+pub fn userns_sysctls(
+    max_user_ns: Option<i64>,
+    unpriv_clone: Option<i64>,
+    apparmor_restrict: Option<i64>,
+) -> Vec<Check> {
+    let mut out = Vec::new();
+    match max_user_ns {
+        Some(0) => out.push(fail(
+            "user.max_user_namespaces",
+            "is 0: no user namespaces may be created",
+            "sudo sysctl -w user.max_user_namespaces=28633 (and persist it in /etc/sysctl.d/)",
+        )),
+        Some(n) => out.push(ok("user.max_user_namespaces", format!("{n}"))),
+        None => out.push(fail(
+            "user.max_user_namespaces",
+            "the kernel has no user namespace support (CONFIG_USER_NS)",
+            "boot a kernel built with CONFIG_USER_NS=y",
+        )),
+    }
+    match unpriv_clone {
+        Some(0) => out.push(fail(
+            "kernel.unprivileged_userns_clone",
+            "is 0: only root may create user namespaces",
+            "sudo sysctl -w kernel.unprivileged_userns_clone=1",
+        )),
+        Some(_) => out.push(ok("kernel.unprivileged_userns_clone", "1")),
+        None => {}
+    }
+    match apparmor_restrict {
+        Some(1) => out.push(fail(
+            "kernel.apparmor_restrict_unprivileged_userns",
+            "is 1: AppArmor denies user namespaces to unconfined programs",
+            "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (or install an AppArmor profile allowing userns for kennel)",
+        )),
+        Some(_) => out.push(ok("kernel.apparmor_restrict_unprivileged_userns", "0")),
+        None => {}
+    }
+    out
+}
+
+/// The ground truth: create a user namespace and see.
+fn probe_userns() -> Check {
+    let name = "user namespace";
+    match sys::clone_process(CloneFlags::CLONE_NEWUSER.bits() as u64, None) {
+        Ok(Forked::Child) => std::process::exit(0),
+        Ok(Forked::Parent { pid, .. }) => match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, 0)) => ok(name, "can be created"),
+            other => fail(
+                name,
+                format!("probe child ended with {other:?}"),
+                "run `kennel doctor` again; report it if it persists",
+            ),
+        },
+        Err(e) => fail(
+            name,
+            format!("creating one failed: {}", e.desc()),
+            "see the sysctl checks above; inside another container, allow nested user namespaces",
+        ),
+    }
+}
+
+fn subid_checks(host: &Host) -> Vec<Check> {
+    if host.caller.uid == 0 {
+        return vec![ok("subordinate ids", "not needed as root (identity map)")];
+    }
+    let subids = idmap::read_subids(&host.caller);
+    let user = &host.caller.name;
+    let mut out = Vec::new();
+    for (ranges, file, name) in [
+        (&subids.uids, "/etc/subuid", "subordinate uids"),
+        (&subids.gids, "/etc/subgid", "subordinate gids"),
+    ] {
+        match ranges.first() {
+            Some(r) => out.push(ok(
+                name,
+                format!(
+                    "{file}: {}..{} ({} ids)",
+                    r.start,
+                    r.start as u64 + r.count as u64 - 1,
+                    r.count
+                ),
+            )),
+            None => out.push(warn(
+                name,
+                format!(
+                    "{user} has no entry in {file}: containers get a single id (--userns=single)"
+                ),
+                format!(
+                    "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}"
+                ),
+            )),
+        }
+    }
+    out
+}
+
+fn helper_checks() -> Vec<Check> {
+    let name = "kennel-idmap helper";
+    let Some(path) = idmap::find_helper() else {
+        return vec![warn(
+            name,
+            format!("not found next to kennel, in {} or on PATH: only single-id containers are possible", idmap::libexec_dir().display()),
+            "sudo make install",
+        )];
+    };
+    let shown = path.display().to_string();
+    let mut out = Vec::new();
+    let setuid = std::fs::metadata(&path)
+        .map(|m| m.permissions().mode() & 0o4000 != 0)
+        .unwrap_or(false);
+    if setuid {
+        out.push(fail(
+            name,
+            format!("{shown} has the setuid bit; kennel-idmap refuses to run that way"),
+            format!("sudo chmod u-s {shown}"),
+        ));
+    }
+    match idmap::helper_state_of(&path) {
+        HelperState::Usable(_) => {
+            out.push(ok(name, format!("{shown} has cap_setuid,cap_setgid=ep")))
+        }
+        HelperState::NoCapabilities(_) => out.push(fail(
+            name,
+            format!("{shown} lacks its file capabilities"),
+            format!("sudo setcap cap_setuid,cap_setgid=ep {shown}"),
+        )),
+        HelperState::CallerHasNoNewPrivs(_) => {
+            out.push(ok(name, format!("{shown} has cap_setuid,cap_setgid=ep")))
+        }
+        HelperState::NotFound => {}
+    }
+    out
+}
+
+fn no_new_privs_check() -> Check {
+    let name = "no_new_privs";
+    if nix::sys::prctl::get_no_new_privs().unwrap_or(false) {
+        fail(
+            name,
+            "is set on this process, so the kernel ignores kennel-idmap's file capabilities",
+            "run kennel from a shell without no_new_privs (not inside a sandbox or a unit with NoNewPrivileges=yes)",
+        )
+    } else {
+        ok(name, "not set")
+    }
+}
+
+fn runtime_dir_check(uid: u32) -> Check {
+    let name = "XDG_RUNTIME_DIR";
+    if uid == 0 {
+        return ok(name, "root uses /run/kennel");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        None => fail(name, "is not set: --name has nowhere to record containers", format!("export XDG_RUNTIME_DIR=/run/user/{uid} (log in through a session manager to get it created)")),
+        Some(dir) => {
+            let dir = Path::new(&dir);
+            let writable = nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK).is_ok();
+            if dir.is_dir() && writable {
+                ok(name, dir.display().to_string())
+            } else {
+                fail(name, format!("{} is not a directory you can write", dir.display()), format!("sudo install -d -m 0700 -o {uid} {}", dir.display()))
+            }
+        }
+    }
+}
+
+pub fn run_checks() -> Result<Vec<Check>> {
+    let host = Host::current()?;
+    let mut checks = userns_sysctls(
+        read_sysctl("/proc/sys/user/max_user_namespaces"),
+        read_sysctl("/proc/sys/kernel/unprivileged_userns_clone"),
+        read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+    );
+    checks.push(probe_userns());
+    checks.extend(subid_checks(&host));
+    checks.extend(helper_checks());
+    checks.push(no_new_privs_check());
+    checks.push(runtime_dir_check(host.caller.uid));
+    Ok(checks)
+}
 
 pub fn doctor() -> Result<i32> {
-    anyhow::bail!("doctor is not implemented yet")
+    let checks = run_checks()?;
+    let mut failed = 0;
+    for c in &checks {
+        match &c.outcome {
+            Outcome::Ok(what) => println!("ok    {}: {what}", c.name),
+            Outcome::Warn { cause, fix } => {
+                println!("warn  {}: {cause}\n      fix: {fix}", c.name);
+            }
+            Outcome::Fail { cause, fix } => {
+                failed += 1;
+                println!("FAIL  {}: {cause}\n      fix: {fix}", c.name);
+            }
+        }
+    }
+    if failed > 0 {
+        println!("{failed} check(s) failed: containers will not start until they are fixed");
+        Ok(1)
+    } else {
+        println!("all checks passed");
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(checks: &[Check]) -> Vec<&'static str> {
+        checks
+            .iter()
+            .filter(|c| matches!(c.outcome, Outcome::Fail { .. }))
+            .map(|c| c.name)
+            .collect()
+    }
+
+    #[test]
+    fn sysctls() {
+        assert!(failed(&userns_sysctls(Some(1000), None, None)).is_empty());
+        assert_eq!(
+            failed(&userns_sysctls(Some(0), None, None)),
+            vec!["user.max_user_namespaces"]
+        );
+        assert_eq!(
+            failed(&userns_sysctls(Some(5), Some(0), Some(1))),
+            vec![
+                "kernel.unprivileged_userns_clone",
+                "kernel.apparmor_restrict_unprivileged_userns"
+            ]
+        );
+        let c = userns_sysctls(Some(5), Some(0), None);
+        match &c[1].outcome {
+            Outcome::Fail { fix, .. } => {
+                assert!(fix.contains("sysctl -w kernel.unprivileged_userns_clone=1"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

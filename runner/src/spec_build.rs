@@ -326,7 +326,13 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
             let who = passwd::resolve_user(&etc_root, u)?;
             (who.uid, who.gid, who.home)
         }
-        None if sandbox && ids.uid_map.iter().any(|l| l.inner == host.caller.uid) => {
+        // keep-id: the caller's own uid is mapped onto itself; run as it.
+        None if host.caller.uid != 0
+            && ids
+                .uid_map
+                .iter()
+                .any(|l| l.inner == host.caller.uid && l.outer == host.caller.uid) =>
+        {
             (host.caller.uid, host.caller.gid, Some(host.home.clone()))
         }
         None => (0, 0, passwd::home_of(&etc_root, 0)),
