@@ -8,7 +8,8 @@
 //!   CAP_SETUID and CAP_SETGID, could be turned to other ends. We refuse to
 //!   run if the real and effective ids differ, the file has the setuid or
 //!   setgid bit, or any other capability is permitted (unless the caller is
-//!   root already). With no_new_privs or without `setcap` we say so at once.
+//!   root already). Under no_new_privs, or without `setcap`, we say so and
+//!   stop at once: the caller asked that exec grant nothing new.
 //! * Someone else's process: mapping ids into another user's namespace would
 //!   hand them our caller's subordinate ids. The target must be the caller's
 //!   (every uid in its status) and its user namespace must have been created
@@ -85,7 +86,7 @@ impl fmt::Display for Failure {
                 )
             }
             Failure::NoNewPrivs => f.write_str(
-                "no_new_privs is set on the caller: file capabilities are ignored, so this helper cannot write id maps; run it from a process without no_new_privs",
+                "no_new_privs is set on the caller: file capabilities are ignored, so this helper cannot write id maps; run it from a process without no_new_privs (e.g. not under `setpriv --no-new-privs` or NoNewPrivileges=yes)",
             ),
             Failure::MissingCaps { path } => write!(
                 f,
@@ -225,13 +226,15 @@ fn check_privileges(request: &Request) -> Result<Caller, Failure> {
         extra.sort_by_key(|c| c.index());
         return Err(Failure::ExtraCaps(extra));
     }
-    if !needed_caps(&caller, request, IdKind::Uid)
-        .union(&needed_caps(&caller, request, IdKind::Gid))
-        .all(|c| permitted.contains(c))
-    {
-        if nix::sys::prctl::get_no_new_privs().unwrap_or(false) {
-            return Err(Failure::NoNewPrivs);
-        }
+    // no_new_privs promises the caller's sandbox that exec grants nothing
+    // new. Most kernels ignore file capabilities then; where one grants
+    // them anyway, we keep the promise and stop here too.
+    if nix::sys::prctl::get_no_new_privs().unwrap_or(true) {
+        return Err(Failure::NoNewPrivs);
+    }
+    let mut needed = needed_caps(&caller, request, IdKind::Uid);
+    needed.extend(needed_caps(&caller, request, IdKind::Gid));
+    if !needed.is_subset(&permitted) {
         let path = std::fs::read_link("/proc/self/exe")
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "kennel-idmap".into());
