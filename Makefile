@@ -53,7 +53,7 @@ integration: build
 test: test-deps lint unit integration
 
 bench: build
-	bench/start-latency.sh
+	$(PYTHON) bench/start-latency.py
 
 clean:
 	$(CARGO) clean

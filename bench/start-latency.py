@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Container start latency, side by side, as ratios.
+
+Times `kennel run --rootfs R -- /bin/true` (busybox rootfs) with
+--userns=single and with the full subordinate mapping through kennel-idmap,
+next to `bwrap --unshare-all` on the same rootfs and `unshare -Urmpf
+--mount-proc true`, with hyperfine (many runs, medians), and measures the
+runner's peak RSS. Everything runs as an ordinary user.
+
+Run as root (`sudo make bench`): it creates the benchmark user and rootfs
+the same way the test harness does, then drops to that user.
+  --runs N     runs per command (default 300)
+  --json FILE  write the figures as JSON too
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+
+
+def setup_as_root():
+    """Reuses the test harness's user, binaries and rootfs set-up."""
+    import conftest  # noqa: E402  (the harness lives with the tests)
+
+    users = {}
+    for name, start in [(conftest.USER, conftest.USER_SUBID_START)]:
+        pw = conftest._ensure_user(name)
+        conftest._ensure_subid("/etc/subuid", name, start, conftest.SUBID_COUNT)
+        conftest._ensure_subid("/etc/subgid", name, start, conftest.SUBID_COUNT)
+        users[name] = conftest.TestUser(name, pw.pw_uid, pw.pw_gid, pw.pw_dir, conftest._runtime_dir(pw), start)
+    user = users[conftest.USER]
+    scratch = tempfile.mkdtemp(prefix="kennel-bench-")
+    os.chmod(scratch, 0o755)
+    bindir = os.path.join(scratch, "bin")
+    os.mkdir(bindir, 0o755)
+    for b in ["kennel", "kennel-idmap"]:
+        shutil.copy2(os.path.join(conftest.BUILD_DIR, b), os.path.join(bindir, b))
+        os.chmod(os.path.join(bindir, b), 0o755)
+    subprocess.run(["setcap", "cap_setuid,cap_setgid=ep", os.path.join(bindir, "kennel-idmap")], check=True)
+    rootfs = os.path.join(scratch, "rootfs")
+    conftest._build_rootfs(rootfs, user)
+    return user, bindir, rootfs, scratch
+
+
+def peak_rss_kib(argv):
+    pid = os.fork()
+    if pid == 0:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, 1)
+        os.execvp(argv[0], argv)
+    _, status, usage = os.wait4(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"bench: {argv} failed")
+    return usage.ru_maxrss
+
+
+def measure(bindir, rootfs, runs, out_json):
+    kennel = os.path.join(bindir, "kennel")
+    commands = {
+        "kennel (userns=single)": f"{kennel} run --userns=single --rootfs {rootfs} -- /bin/true",
+        "kennel (subids via kennel-idmap)": f"{kennel} run --userns=subids --rootfs {rootfs} -- /bin/true",
+        "bwrap --unshare-all": f"bwrap --unshare-all --bind {rootfs} / --proc /proc --dev /dev /bin/true",
+        "unshare -Urmpf --mount-proc": "unshare -Urmpf --mount-proc true",
+    }
+    if shutil.which("newuidmap"):
+        # util-linux's unshare maps subordinate ids through shadow's two
+        # setuid helpers: the difference to --map-root-user is their cost.
+        commands["unshare -U --map-root-user"] = "unshare -U --map-root-user true"
+        commands["unshare -U --map-auto (newuidmap+newgidmap)"] = "unshare -U --map-auto --map-root-user true"
+    json_path = os.path.join(tempfile.mkdtemp(), "hyperfine.json")
+    argv = ["hyperfine", "-N", "--warmup", "20", "--runs", str(runs), "--export-json", json_path, "--style", "basic"]
+    for name, cmd in commands.items():
+        argv += ["--command-name", name, cmd]
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    with open(json_path) as f:
+        results = {r["command"]: r for r in json.load(f)["results"]}
+    medians = {k: r["median"] * 1000 for k, r in results.items()}
+    bwrap = medians["bwrap --unshare-all"]
+    rss = peak_rss_kib([kennel, "run", "--userns=subids", "--rootfs", rootfs, "--", "/bin/true"])
+    print(f"\nStart latency, {runs} runs each, median (ms), ratio to bwrap:")
+    print("| command | median ms | x bwrap |")
+    print("|---|---|---|")
+    for k, m in medians.items():
+        print(f"| {k} | {m:.2f} | {m / bwrap:.2f} |")
+    print(f"\nkennel runner peak RSS: {rss} KiB")
+    helper = medians["kennel (subids via kennel-idmap)"] - medians["kennel (userns=single)"]
+    print(f"kennel-idmap cost (subids - single): {helper:.2f} ms")
+    if "unshare -U --map-root-user" in medians:
+        shadow = medians["unshare -U --map-auto (newuidmap+newgidmap)"] - medians["unshare -U --map-root-user"]
+        print(f"shadow newuidmap+newgidmap cost (map-auto - map-root-user): {shadow:.2f} ms")
+    if out_json:
+        with open(out_json, "w") as f:
+            json.dump({"medians_ms": medians, "ratio_to_bwrap": {k: m / bwrap for k, m in medians.items()}, "peak_rss_kib": rss}, f, indent=2)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=300)
+    ap.add_argument("--json")
+    ap.add_argument("--as-user", nargs=2, metavar=("BINDIR", "ROOTFS"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    for tool in ["hyperfine", "bwrap", "unshare"]:
+        if not shutil.which(tool):
+            raise SystemExit(f"bench: {tool} is missing (Debian packages hyperfine, bubblewrap, util-linux)")
+    if args.as_user:
+        measure(args.as_user[0], args.as_user[1], args.runs, args.json)
+        return
+    if os.geteuid() != 0:
+        raise SystemExit("bench: run as root (sudo make bench): it sets up a test user and rootfs, then drops to that user")
+    user, bindir, rootfs, scratch = setup_as_root()
+    try:
+        out_json = os.path.abspath(args.json) if args.json else None
+        if out_json:
+            open(out_json, "w").close()
+            os.chown(out_json, user.uid, user.gid)
+        cmd = user.argv([sys.executable, os.path.abspath(__file__), "--runs", str(args.runs), "--as-user", bindir, rootfs]
+                        + (["--json", out_json] if out_json else []))
+        subprocess.run(cmd, env=user.env(), check=True, cwd="/")
+    finally:
+        subprocess.run(["rm", "-rf", "--one-file-system", scratch], check=False)
+
+
+if __name__ == "__main__":
+    main()
