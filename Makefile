@@ -8,7 +8,12 @@ LIBEXECDIR ?= $(PREFIX)/libexec/kennel
 DESTDIR    ?=
 # Set SHADOW_LINKS=1 to also install newuidmap/newgidmap links to kennel-idmap.
 SHADOW_LINKS ?= 0
-CARGO      ?= cargo
+# Under `sudo make install` root often has no cargo: build with the invoking
+# user's toolchain, as that user, so target/ stays theirs.
+ifeq ($(origin CARGO),undefined)
+CARGO := $(shell command -v cargo 2>/dev/null || { [ -n "$$SUDO_USER" ] && [ -x ~$$SUDO_USER/.cargo/bin/cargo ] && eval echo ~$$SUDO_USER/.cargo/bin/cargo; })
+endif
+BUILD_AS := $(if $(and $(SUDO_USER),$(filter 0,$(shell id -u))),runuser -u $(SUDO_USER) --,)
 PYTHON     ?= /usr/bin/python3
 
 export KENNEL_LIBEXECDIR := $(LIBEXECDIR)
@@ -18,8 +23,8 @@ export KENNEL_LIBEXECDIR := $(LIBEXECDIR)
 all: build
 
 build:
-	@command -v $(CARGO) >/dev/null || { echo "make: cargo is missing: install Rust (https://rustup.rs) first"; exit 1; }
-	$(CARGO) build --release --locked
+	@[ -n "$(CARGO)" ] || { echo "make: cargo is missing: install Rust (rustup.rs) first, then run make again"; exit 1; }
+	$(BUILD_AS) $(CARGO) build --release --locked
 
 install: build
 	packaging/install-deps.sh runtime
