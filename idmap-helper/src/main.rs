@@ -163,6 +163,11 @@ fn run(argv: Vec<OsString>) -> Result<(), Failure> {
     };
 
     let caller = check_privileges(&request)?;
+    // From here on only the capabilities the writes need are permitted, and
+    // none is effective until its write.
+    let mut needed = needed_caps(&caller, &request, IdKind::Uid);
+    needed.extend(needed_caps(&caller, &request, IdKind::Gid));
+    limit_caps(&needed, &HashSet::new())?;
     let proc_dir = open_target(request.target)?;
     check_owner(&caller, request.target, proc_dir.as_fd())?;
 
@@ -216,7 +221,7 @@ fn check_privileges(request: &Request) -> Result<Caller, Failure> {
         gid: gids.real.as_raw(),
     };
     let permitted =
-        caps::read(None, CapSet::Permitted).map_err(|_| sys("capget")(Errno::EINVAL))?;
+        caps::read(None, CapSet::Permitted).map_err(|_| sys("capget")(Errno::last()))?;
     let mut extra: Vec<Capability> = permitted
         .iter()
         .copied()
@@ -382,15 +387,19 @@ fn read_subid_file(kind: IdKind) -> String {
         .join("\n")
 }
 
-/// Drops to exactly `keep` in every capability set we can change.
-fn limit_caps(keep: &HashSet<Capability>) -> Result<(), Failure> {
-    let fail = |_| sys("capset")(Errno::EPERM);
+/// Narrows our capabilities to `permitted`, of which `effective` are in
+/// effect; the inheritable and ambient sets are emptied.
+fn limit_caps(
+    permitted: &HashSet<Capability>,
+    effective: &HashSet<Capability>,
+) -> Result<(), Failure> {
+    let fail = |_| sys("capset")(Errno::last());
     // Ambient is a subset of permitted and inheritable, so shrinking those
     // clears it too; clearing it directly may fail on old kernels.
     let _ = caps::clear(None, CapSet::Ambient);
     caps::clear(None, CapSet::Inheritable).map_err(fail)?;
-    caps::set(None, CapSet::Effective, keep).map_err(fail)?;
-    caps::set(None, CapSet::Permitted, keep).map_err(fail)?;
+    caps::set(None, CapSet::Effective, effective).map_err(fail)?;
+    caps::set(None, CapSet::Permitted, permitted).map_err(fail)?;
     Ok(())
 }
 
@@ -399,12 +408,11 @@ fn limit_caps(keep: &HashSet<Capability>) -> Result<(), Failure> {
 fn write_maps(caller: &Caller, request: &Request, dir: BorrowedFd<'_>) -> Result<(), Failure> {
     let uid_caps = needed_caps(caller, request, IdKind::Uid);
     let gid_caps = needed_caps(caller, request, IdKind::Gid);
-    limit_caps(&uid_caps.union(&gid_caps).copied().collect())?;
     if !request.uid_map.is_empty() {
-        caps::set(None, CapSet::Effective, &uid_caps).map_err(|_| sys("capset")(Errno::EPERM))?;
+        limit_caps(&uid_caps.union(&gid_caps).copied().collect(), &uid_caps)?;
         write_map(request.target, dir, IdKind::Uid, &request.uid_map)?;
     }
-    limit_caps(&gid_caps)?;
+    limit_caps(&gid_caps, &gid_caps)?;
     if !request.gid_map.is_empty() {
         if setgroups_must_be_denied(&request.gid_map, caller.gid) {
             write_once(dir, "setgroups", b"deny").map_err(sys(format!(
@@ -414,7 +422,7 @@ fn write_maps(caller: &Caller, request: &Request, dir: BorrowedFd<'_>) -> Result
         }
         write_map(request.target, dir, IdKind::Gid, &request.gid_map)?;
     }
-    limit_caps(&HashSet::new())
+    limit_caps(&HashSet::new(), &HashSet::new())
 }
 
 fn write_map(
