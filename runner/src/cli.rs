@@ -156,7 +156,6 @@ pub struct RunArgs {
     /// The command and its arguments.
     #[arg(
         trailing_var_arg = true,
-        allow_hyphen_values = true,
         value_name = "CMD"
     )]
     pub command: Vec<String>,
@@ -178,7 +177,6 @@ pub struct ExecArgs {
     pub interactive: bool,
     #[arg(
         trailing_var_arg = true,
-        allow_hyphen_values = true,
         required = true,
         value_name = "CMD"
     )]
