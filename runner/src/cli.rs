@@ -154,10 +154,7 @@ pub struct RunArgs {
     pub preserve_fds: u32,
 
     /// The command and its arguments.
-    #[arg(
-        trailing_var_arg = true,
-        value_name = "CMD"
-    )]
+    #[arg(trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 
@@ -175,11 +172,7 @@ pub struct ExecArgs {
     pub tty: bool,
     #[arg(short = 'i', long, hide = true)]
     pub interactive: bool,
-    #[arg(
-        trailing_var_arg = true,
-        required = true,
-        value_name = "CMD"
-    )]
+    #[arg(trailing_var_arg = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 

@@ -190,6 +190,13 @@ fn open_terminal() -> Step<OwnedFd> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| err(e, &name))?;
+    // Size the pty from the runner's terminal (still our stdin) before the
+    // command can ask; the parent keeps it in step on SIGWINCH.
+    if let Some(ws) = sys::window_size(std::io::stdin().as_fd())
+        .or_else(|| sys::window_size(std::io::stdout().as_fd()))
+    {
+        let _ = sys::set_window_size(slave.as_fd(), &ws);
+    }
     nix::unistd::setsid().map_err(|e| err(e, "setsid"))?;
     sys::set_controlling_tty(slave.as_fd()).map_err(|e| err(e, "TIOCSCTTY"))?;
     for target in 0..3 {
