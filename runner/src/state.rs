@@ -134,7 +134,8 @@ pub fn record(res: &Reservation, pid: Pid, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// Field 22 (starttime) of /proc/PID/stat.
+/// Field 22 (starttime) of /proc/PID/stat, for a process that has not
+/// exited (a zombie counts as gone).
 pub fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_start_time(&stat)
@@ -142,8 +143,11 @@ pub fn start_time(pid: i32) -> Option<u64> {
 
 fn parse_start_time(stat: &str) -> Option<u64> {
     // The command name (field 2) may contain spaces and ')': skip past the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    if matches!(fields.next()?, "Z" | "X" | "x") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 fn load(dir: &Path) -> Option<State> {
@@ -219,6 +223,7 @@ mod tests {
         let stat = "42 (a b) c)) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10";
         assert_eq!(parse_start_time(stat), Some(987654));
         assert_eq!(parse_start_time("garbage"), None);
+        assert_eq!(parse_start_time(&stat.replace(" S ", " Z ")), None);
         let own = start_time(std::process::id() as i32);
         assert!(own.is_some());
     }
