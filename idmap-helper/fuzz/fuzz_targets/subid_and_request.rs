@@ -29,15 +29,26 @@ fuzz_target!(|data: &[u8]| {
     }
     let allowed = allowed_ranges(&entries, USER, UID);
     for pair in allowed.windows(2) {
-        assert!(pair[0].end() < u64::from(pair[1].start), "not joined: {pair:?}");
+        assert!(
+            pair[0].end() < u64::from(pair[1].start),
+            "not joined: {pair:?}"
+        );
     }
 
     let args: Vec<&str> = argv.split(' ').filter(|a| !a.is_empty()).collect();
     let Ok(Command::Write(request)) = parse_args(Form::Native, &args) else {
         return;
     };
-    for (kind, lines) in [(IdKind::Uid, &request.uid_map), (IdKind::Gid, &request.gid_map)] {
-        let policy = MapPolicy { kind, own_id: UID, caller_is_root: false, allowed: allowed.clone() };
+    for (kind, lines) in [
+        (IdKind::Uid, &request.uid_map),
+        (IdKind::Gid, &request.gid_map),
+    ] {
+        let policy = MapPolicy {
+            kind,
+            own_id: UID,
+            caller_is_root: false,
+            allowed: allowed.clone(),
+        };
         if validate_map(&policy, lines).is_err() {
             continue;
         }
