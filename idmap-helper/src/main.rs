@@ -42,9 +42,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use caps::{CapSet, Capability};
 use kennel_idmap::{
-    allowed_ranges, parse_args, parse_subid_file, render_map, setgroups_must_be_denied,
-    validate_map, Command, Form, IdKind, MapLine, MapPolicy, Refusal, Request, Target, UsageError,
-    USAGE,
+    allowed_ranges, entry_for_uid, parse_args, parse_subid_file, render_map,
+    setgroups_must_be_denied, validate_map, Command, Form, IdKind, MapLine, MapPolicy, Refusal,
+    Request, Target, UsageError, USAGE,
 };
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
@@ -171,10 +171,16 @@ fn run(argv: Vec<OsString>) -> Result<(), Failure> {
     let proc_dir = open_target(request.target)?;
     check_owner(&caller, request.target, proc_dir.as_fd())?;
 
-    let name = User::from_uid(caller.uid.into())
+    let name = std::fs::read_to_string("/etc/passwd")
         .ok()
-        .flatten()
-        .map(|u| u.name)
+        .and_then(|text| entry_for_uid(&text, caller.uid))
+        .map(|e| e.name)
+        .or_else(|| {
+            User::from_uid(caller.uid.into())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
         .unwrap_or_default();
     let maps = [
         (IdKind::Uid, &request.uid_map, caller.uid),

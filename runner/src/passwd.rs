@@ -3,37 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
+use kennel_idmap::parse_passwd;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Who {
     pub uid: u32,
     pub gid: u32,
     pub home: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct PasswdEntry {
-    name: String,
-    uid: u32,
-    gid: u32,
-    home: String,
-}
-
-fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 7 {
-                return None;
-            }
-            Some(PasswdEntry {
-                name: f[0].to_string(),
-                uid: f[2].parse().ok()?,
-                gid: f[3].parse().ok()?,
-                home: f[5].to_string(),
-            })
-        })
-        .collect()
 }
 
 fn parse_group(text: &str) -> Vec<(String, u32)> {
@@ -55,6 +31,21 @@ pub fn home_of(root: &Path, uid: u32) -> Option<PathBuf> {
         .into_iter()
         .find(|e| e.uid == uid)
         .map(|e| PathBuf::from(e.home))
+}
+
+/// The host user's name and home: /etc/passwd first, NSS (LDAP, sssd, ...)
+/// only for users it does not list, as getpwuid(3) would.
+pub fn host_user(uid: u32) -> Option<(String, PathBuf)> {
+    let local = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| kennel_idmap::entry_for_uid(&text, uid))
+        .map(|e| (e.name, PathBuf::from(e.home)));
+    local.or_else(|| {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| (u.name, u.dir))
+    })
 }
 
 /// Resolves USER[:GROUP], each a number or a name in the container's files.

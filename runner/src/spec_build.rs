@@ -81,15 +81,15 @@ pub struct Host {
 impl Host {
     pub fn current() -> Result<Host> {
         let uid = nix::unistd::getuid();
-        let user = nix::unistd::User::from_uid(uid).ok().flatten();
+        let user = passwd::host_user(uid.as_raw());
         let name = user
             .as_ref()
-            .map(|u| u.name.clone())
+            .map(|u| u.0.clone())
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| uid.to_string());
         let home = std::env::var_os("HOME")
             .map(PathBuf::from)
-            .or_else(|| user.as_ref().map(|u| u.dir.clone()))
+            .or_else(|| user.map(|u| u.1))
             .unwrap_or_else(|| PathBuf::from("/"));
         Ok(Host {
             caller: Caller {
