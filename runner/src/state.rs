@@ -113,9 +113,7 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn record(res: &Reservation, pid: Pid, spec: &Spec) -> Result<()> {
-    let start_time =
-        start_time(pid.as_raw()).context("the container exited before it could be recorded")?;
+pub fn record(res: &Reservation, pid: Pid, start_time: u64, spec: &Spec) -> Result<()> {
     let process = spec.process().clone().unwrap_or_default();
     let state = State {
         name: res.name.clone(),

@@ -93,6 +93,9 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
         Err(e) => return Err(clone_error(e)),
     };
     drop(child_end);
+    // Read now, while the child is blocked: a command that exits at once
+    // would otherwise leave nothing to read when the record is written.
+    let start_time = state::start_time(pid.as_raw());
 
     if let Err(e) = maps::write(
         caller,
@@ -115,7 +118,8 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
         Started::Failed(code) => return Ok(code),
     };
     if let Some(res) = &reservation {
-        state::record(res, pid, spec)?;
+        let start_time = start_time.context("the container exited before it could be recorded")?;
+        state::record(res, pid, start_time, spec)?;
     }
     let code = supervise(pid, &pidfd, &sigfd, master.as_ref());
     drop(reservation);
