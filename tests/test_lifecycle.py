@@ -235,6 +235,22 @@ def test_exec_of_another_user_is_refused(h, containers):
     assert cp.returncode == 125, describe(cp)
 
 
+def test_short_lived_named_containers_keep_their_exit_code(h):
+    """A named command that exits at once must still be recorded and give its
+    own exit code (not a 125 for a container that was gone too soon). Runs
+    in parallel, so the runner is often scheduled after its command exits."""
+    script = ('for i in $(seq 25); do "$0" run --rootfs "$1" --name "$2" -- sh -c "exit 42"; '
+              'echo $?; done')
+    procs = [h.user.popen(["sh", "-c", script, h.kennel, h.rootfs, f"brief-{j}"], stdin=subprocess.DEVNULL)
+             for j in range(8)]
+    results = [p.communicate(timeout=60) for p in procs]
+    codes = [c for out, _ in results for c in out.split()]
+    errors = sorted({e for _, err in results for e in err.splitlines()})
+    assert len(codes) == 200
+    assert set(codes) == {"42"}, f"{sorted(set(codes))}: {errors}"
+    assert errors == []
+
+
 # --------------------------------------------------------------------------
 # ps and kill
 
