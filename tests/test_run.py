@@ -106,6 +106,27 @@ def test_auto_without_the_helper_maps_only_the_caller(h):
     assert id_map(gid_text) == [(0, h.user.gid, 1)]
 
 
+def test_verbose_says_which_mapping_was_chosen(h):
+    cp = kennel(h, "--verbose", "run", "--rootfs", h.rootfs, "--", "true")
+    assert cp.returncode == 0, describe(cp)
+    assert "kennel-idmap" in cp.stderr and "auto" in cp.stderr, cp.stderr
+    cp = kennel(h, "--verbose", "run", "--rootfs", h.rootfs, "--", "true", user=h.nosub)
+    assert cp.returncode == 0, describe(cp)
+    assert "/etc/subuid" in cp.stderr, cp.stderr
+
+
+def test_real_root_gets_the_identity_mapping(h):
+    cp = subprocess.run([h.kennel, "run", "--rootfs", h.rootfs, "--", "sh", "-c",
+                         "id -u; cat /proc/self/uid_map; echo --; cat /proc/self/gid_map"],
+                        capture_output=True, text=True, timeout=20, cwd="/",
+                        env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"})
+    head, gid_text = ok(cp).split("--\n")
+    uid, uid_text = head.split("\n", 1)
+    assert uid == "0"
+    assert id_map(uid_text) == [(0, 0, 4294967295)]
+    assert id_map(gid_text) == [(0, 0, 4294967295)]
+
+
 # --------------------------------------------------------------------------
 # Namespaces: pid, uts, mount, net
 
@@ -385,11 +406,34 @@ def test_rootfs_tmp_is_fresh_and_not_written_through(h):
 
 
 def test_dev_has_the_standard_nodes(h):
-    out = ok(sh(h, "for d in null zero full random urandom tty ptmx; do test -e /dev/$d && echo $d; done; "
+    out = ok(sh(h, "for d in null zero full random urandom tty ptmx shm mqueue pts; do test -e /dev/$d && echo $d; done; "
                 "echo hi > /dev/null && echo null-ok; head -c 4 /dev/zero | od -An -tx1"))
-    for d in ["null", "zero", "full", "random", "urandom", "tty", "ptmx", "null-ok"]:
+    for d in ["null", "zero", "full", "random", "urandom", "tty", "ptmx", "shm", "mqueue", "pts", "null-ok"]:
         assert d in out.split(), out
     assert "00 00 00 00" in out
+
+
+def _mounts(mountinfo):
+    """mount point -> (mount options, fs type, super options)."""
+    out = {}
+    for line in mountinfo.splitlines():
+        left, right = line.split(" - ")
+        f = left.split()
+        out[f[4]] = (f[5].split(","), right.split()[0], right.split()[2].split(","))
+    return out
+
+
+def test_dev_pts_is_a_new_instance_and_sys_is_read_only(h):
+    out = ok(sh(h, "readlink /dev/ptmx; cat /proc/self/mountinfo"))
+    link, mountinfo = out.split("\n", 1)
+    m = _mounts(mountinfo)
+    assert link in ("pts/ptmx", "/dev/pts/ptmx"), link
+    assert m["/dev/pts"][1] == "devpts"
+    assert "ptmxmode=666" in m["/dev/pts"][2]
+    assert m["/sys"][1] == "sysfs" and "ro" in m["/sys"][0]
+    assert m["/dev/mqueue"][1] == "mqueue"
+    assert m["/dev/shm"][1] == "tmpfs"
+    assert m["/proc"][1] == "proc"
 
 
 # --------------------------------------------------------------------------
@@ -408,9 +452,11 @@ def test_default_sandbox_sees_host_usr_read_only(h):
     lines = head.split()
     assert lines[:2] == [str(h.user.uid), str(h.user.gid)]
     assert set(os.listdir("/usr/bin")) <= set(lines[2:]) | {"kennel"}
-    usr = [l for l in mountinfo.splitlines() if l.split()[4] == "/usr"]
-    assert usr, mountinfo
-    assert "ro" in usr[0].split()[5].split(","), usr
+    m = _mounts(mountinfo)
+    for d in ["/usr", "/etc"]:
+        assert d in m, mountinfo
+        assert "ro" in m[d][0], (d, m[d])
+    assert m["/tmp"][1] == "tmpfs"
 
 
 def test_default_sandbox_binds_home_rw_and_keeps_cwd(h):
@@ -550,6 +596,22 @@ def test_tty_forwards_window_size_changes(h):
             proc.kill()
             proc.wait()
     assert b"44 99" in out, out
+    os.close(master)
+    os.close(slave)
+
+
+def test_tty_terminal_is_restored_when_the_command_cannot_start(h):
+    proc, master, slave = _spawn_on_pty(h, ["run", "--rootfs", h.rootfs, "-t", "--", "no-such-command"])
+    before = termios.tcgetattr(slave)
+    try:
+        _read_until(master, proc, b"\0never")
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 127
+    assert termios.tcgetattr(slave) == before
     os.close(master)
     os.close(slave)
 
