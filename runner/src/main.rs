@@ -44,13 +44,37 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
     engine::run(&spec, &opts, &host.caller)
 }
 
+/// Folds clap's multi-line error into kennel's one-line form, keeping the
+/// list of accepted values or the tip where clap gives one.
+fn one_line_usage_error(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid arguments");
+    let mut out = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    for l in lines {
+        if l.starts_with("[possible values") || l.starts_with("tip:") {
+            out.push_str("; ");
+            out.push_str(l.trim_start_matches('[').trim_end_matches(']'));
+        }
+    }
+    out.push_str(" (see kennel --help)");
+    out
+}
+
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_KENNEL } else { 0 };
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
             let _ = e.print();
-            std::process::exit(code);
+            std::process::exit(0);
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            std::process::exit(EXIT_KENNEL);
+        }
+        Err(e) => {
+            eprintln!("kennel: {}", one_line_usage_error(&e.render().to_string()));
+            std::process::exit(EXIT_KENNEL);
         }
     };
     let result = match &cli.command {
