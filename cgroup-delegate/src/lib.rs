@@ -12,9 +12,10 @@ mod limits;
 mod placement;
 pub mod stats;
 mod sys;
+pub mod systemd;
 mod tree;
 
 pub use error::CgroupError;
 pub use limits::{Limits, Swap};
-pub use placement::{place, Finish, How, Manager, PlaceRequest, Placement};
+pub use placement::{place, Finish, How, Manager, PlaceRequest, Placed, Placement};
 pub use tree::{cgroup2_mounted, own_cgroup, CGROUP_ROOT};

@@ -32,6 +32,8 @@ pub enum Command {
     Ps(PsArgs),
     /// Send a signal to a running named container (default SIGKILL).
     Kill(KillArgs),
+    /// Resource usage of a running named container, from its cgroup.
+    Stats(StatsArgs),
     /// Check that an ordinary user can run containers on this machine.
     Doctor,
 }
@@ -153,9 +155,79 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub preserve_fds: u32,
 
+    #[command(flatten)]
+    pub cgroup: CgroupArgs,
+
+    /// With NOTIFY_SOCKET set: who says READY=1 to systemd.
+    #[arg(long, value_enum, default_value = "exec", value_name = "MODE")]
+    pub sdnotify: SdNotifyMode,
+
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CgroupManager {
+    /// A delegated cgroup kennel already runs in, else a systemd scope; with
+    /// neither, no cgroup of its own (an error if a limit was asked for).
+    Auto,
+    /// A transient scope from systemd (the user manager, or the system one as root).
+    Systemd,
+    /// Write the cgroup tree directly (root, or --cgroup-parent).
+    Cgroupfs,
+    /// No cgroup; limit flags are then an error.
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SdNotifyMode {
+    /// READY=1 once the container's command has been executed.
+    Exec,
+    /// The container says READY=1 itself, through /run/notify/notify.sock.
+    Container,
+    /// Say nothing to systemd.
+    Ignore,
+}
+
+/// cgroup placement and resource limits.
+#[derive(Debug, Args)]
+pub struct CgroupArgs {
+    /// How the container's cgroup is made.
+    #[arg(long, value_enum, default_value = "auto", value_name = "MANAGER")]
+    pub cgroup_manager: CgroupManager,
+
+    /// cgroupfs: the delegated cgroup directory to create the container under.
+    #[arg(long, value_name = "DIR")]
+    pub cgroup_parent: Option<PathBuf>,
+
+    /// Memory limit (memory.max), e.g. 64M, 1G.
+    #[arg(short = 'm', long, value_name = "BYTES")]
+    pub memory: Option<String>,
+
+    /// Memory plus swap (Docker's meaning), or -1 for unlimited swap.
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+
+    /// Maximum number of processes (pids.max).
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<u64>,
+
+    /// CPUs the container may use (cpu.max), e.g. 0.5 or 2.
+    #[arg(long, value_name = "CPUS")]
+    pub cpus: Option<f64>,
+
+    /// Relative CPU weight, 1-10000 (cpu.weight).
+    #[arg(long, value_name = "WEIGHT")]
+    pub cpu_weight: Option<u64>,
+
+    /// Relative IO weight, 1-10000 (io.weight).
+    #[arg(long, value_name = "WEIGHT")]
+    pub io_weight: Option<u64>,
+
+    /// Mount /sys/fs/cgroup read-write in the container.
+    #[arg(long)]
+    pub cgroup_rw: bool,
 }
 
 #[derive(Debug, Args)]
@@ -188,4 +260,11 @@ pub struct KillArgs {
     /// Signal name or number (KILL, SIGTERM, 15, ...).
     #[arg(default_value = "KILL")]
     pub signal: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    pub name: String,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
 }

@@ -5,7 +5,7 @@ use std::os::fd::AsFd;
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
 
-use crate::cli::{KillArgs, OutputFormat, PsArgs};
+use crate::cli::{KillArgs, OutputFormat, PsArgs, StatsArgs};
 use crate::state;
 use crate::sys;
 
@@ -22,6 +22,7 @@ pub fn ps(args: &PsArgs) -> Result<i32> {
                         "rootfs": s.rootfs,
                         "command": s.command,
                         "created": s.created,
+                        "cgroup": s.cgroup,
                     })
                 })
                 .collect();
@@ -42,12 +43,18 @@ pub fn ps(args: &PsArgs) -> Result<i32> {
                     .as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "(host sandbox)".into());
+                let cgroup = s
+                    .cgroup
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "-".into());
                 println!(
-                    "{:<20} {:>8} {:<10} {:<24} {}",
+                    "{:<20} {:>8} {:<10} {:<24} {:<40} {}",
                     s.name,
                     s.pid,
                     format_age(now.saturating_sub(s.created)),
                     rootfs,
+                    cgroup,
                     s.command.join(" ")
                 );
             }
@@ -90,6 +97,48 @@ pub fn kill(args: &KillArgs) -> Result<i32> {
     };
     sys::pidfd_send_signal(running.pidfd.as_fd(), sig as i32)
         .with_context(|| format!("cannot send {sig} to container {:?}", args.name))?;
+    Ok(0)
+}
+
+pub fn stats(args: &StatsArgs) -> Result<i32> {
+    let Some(running) = state::find(&args.name)? else {
+        bail!(
+            "no running container named {:?} (see `kennel ps`)",
+            args.name
+        );
+    };
+    let Some(leaf) = running.state.cgroup else {
+        bail!(
+            "container {:?} has no cgroup of its own, so there is nothing to read; start it under systemd or with --cgroup-manager=cgroupfs (kennel run --verbose says why it got none)",
+            args.name
+        );
+    };
+    let s = cgroup_delegate::stats::read_stats(&leaf);
+    match args.format {
+        OutputFormat::Json => {
+            let v = serde_json::json!({
+                "name": args.name,
+                "cgroup": leaf,
+                "memory_current": s.memory_current,
+                "memory_peak": s.memory_peak,
+                "memory_max": s.memory_max,
+                "pids_current": s.pids_current,
+                "pids_max": s.pids_max,
+                "cpu_usage_usec": s.cpu_usage_usec,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        OutputFormat::Table => {
+            let show = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+            println!("cgroup          {}", leaf.display());
+            println!("memory.current  {}", show(s.memory_current));
+            println!("memory.peak     {}", show(s.memory_peak));
+            println!("memory.max      {}", s.memory_max.as_deref().unwrap_or("-"));
+            println!("pids.current    {}", show(s.pids_current));
+            println!("pids.max        {}", s.pids_max.as_deref().unwrap_or("-"));
+            println!("cpu usage_usec  {}", show(s.cpu_usage_usec));
+        }
+    }
     Ok(0)
 }
 

@@ -103,6 +103,7 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
                 init: false,
                 preserve_fds: 0,
                 sigmask,
+                new_cgroupns: false,
             };
             child::run_process(&plan, child_end, &opts);
         }

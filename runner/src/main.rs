@@ -40,6 +40,9 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
         init: args.init,
         preserve_fds: args.preserve_fds,
         verbose,
+        cgroup_manager: args.cgroup.cgroup_manager,
+        cgroup_parent: args.cgroup.cgroup_parent.clone(),
+        sdnotify: args.sdnotify,
     };
     engine::run(&spec, &opts, &host.caller)
 }
@@ -82,6 +85,7 @@ fn main() {
         Command::Exec(args) => exec::exec(args),
         Command::Ps(args) => commands::ps(args),
         Command::Kill(args) => commands::kill(args),
+        Command::Stats(args) => commands::stats(args),
         Command::Doctor => doctor::doctor(),
     };
     match result {

@@ -25,6 +25,9 @@ pub struct State {
     pub created: u64,
     /// The container's process, for `exec` to inherit env, user and caps.
     pub process: Process,
+    /// The container's cgroup leaf, when it has one.
+    #[serde(default)]
+    pub cgroup: Option<PathBuf>,
 }
 
 /// A live container, with a pidfd that is known to refer to it.
@@ -113,7 +116,13 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn record(res: &Reservation, pid: Pid, start_time: u64, spec: &Spec) -> Result<()> {
+pub fn record(
+    res: &Reservation,
+    pid: Pid,
+    start_time: u64,
+    spec: &Spec,
+    cgroup: Option<PathBuf>,
+) -> Result<()> {
     let process = spec.process().clone().unwrap_or_default();
     let state = State {
         name: res.name.clone(),
@@ -123,6 +132,7 @@ pub fn record(res: &Reservation, pid: Pid, start_time: u64, spec: &Spec) -> Resu
         command: process.args().clone().unwrap_or_default(),
         created: now(),
         process,
+        cgroup,
     };
     let tmp = res.dir.join("state.json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?)

@@ -25,6 +25,9 @@ pub struct ChildOptions {
     /// The signal mask to restore before exec (the parent blocks signals it
     /// forwards, and the child inherits that mask).
     pub sigmask: SigSet,
+    /// Unshare a cgroup namespace once the maps are written (by then the
+    /// child sits in its cgroup leaf, so the namespace is rooted there).
+    pub new_cgroupns: bool,
 }
 
 type Step<T = ()> = Result<T, ChildFailure>;
@@ -59,6 +62,10 @@ fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Inf
         Ok(Some(ToChild::MapsWritten)) => {}
         // The parent failed to write the maps (and says why) or died.
         _ => std::process::exit(125),
+    }
+    if opts.new_cgroupns {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| ChildFailure::new(Stage::Cgroup, e, None))?;
     }
 
     if cfg.new_net() {

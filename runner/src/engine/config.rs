@@ -9,7 +9,9 @@ use kennel_idmap::MapLine;
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 use nix::sys::resource::Resource;
-use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, PosixRlimitType, Process, Spec};
+use oci_spec::runtime::{
+    LinuxIdMapping, LinuxNamespaceType, LinuxResources, PosixRlimitType, Process, Spec,
+};
 
 /// One mount, with its options already split into flags and data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +58,8 @@ pub struct Config {
     pub readonly_paths: Vec<String>,
     pub hostname: Option<String>,
     pub process: ProcessPlan,
+    /// From linux.resources; written to the container's cgroup leaf.
+    pub limits: cgroup_delegate::Limits,
 }
 
 impl Config {
@@ -236,8 +240,53 @@ impl Config {
             readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
             hostname: spec.hostname().clone(),
             process: ProcessPlan::from_process(process)?,
+            limits: limits(linux.resources().as_ref())?,
         })
     }
+}
+
+/// linux.resources as cgroup v2 limits. OCI's memory.swap is memory plus
+/// swap (Docker's meaning); -1 means unlimited swap.
+fn limits(r: Option<&LinuxResources>) -> Result<cgroup_delegate::Limits> {
+    use cgroup_delegate::{Limits, Swap};
+    let Some(r) = r else {
+        return Ok(Limits::default());
+    };
+    let positive = |what: &str, v: i64| -> Result<u64> {
+        u64::try_from(v)
+            .ok()
+            .filter(|v| *v > 0)
+            .with_context(|| format!("linux.resources {what} {v} must be positive"))
+    };
+    let mut l = Limits::default();
+    if let Some(m) = r.memory() {
+        l.memory = m.limit().map(|v| positive("memory.limit", v)).transpose()?;
+        l.memory_swap = match m.swap() {
+            None => None,
+            Some(-1) => Some(Swap::Unlimited),
+            Some(v) => Some(Swap::Total(positive("memory.swap", v)?)),
+        };
+    }
+    if let Some(p) = r.pids() {
+        l.pids = Some(positive("pids.limit", p.limit())?);
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(q) = c.quota() {
+            l.cpu_max = Some((positive("cpu.quota", q)?, c.period().unwrap_or(100_000)));
+        }
+    }
+    for (key, value) in r.unified().iter().flatten() {
+        let parsed = value
+            .trim()
+            .parse::<u64>()
+            .with_context(|| format!("linux.resources.unified {key}={value:?} is not a number"))?;
+        match key.as_str() {
+            "cpu.weight" => l.cpu_weight = Some(parsed),
+            "io.weight" => l.io_weight = Some(parsed),
+            other => bail!("linux.resources.unified {other} is not supported yet (cpu.weight and io.weight are)"),
+        }
+    }
+    Ok(l)
 }
 
 impl ProcessPlan {

@@ -3,6 +3,7 @@
 //! Parent side here; the child side is `child`, the rootfs is `rootfs`, and
 //! the protocol between them is `protocol`.
 
+mod cgroup;
 pub mod child;
 pub mod config;
 mod maps;
@@ -16,6 +17,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -79,13 +81,39 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     let (sigfd, sigmask) = block_signals()?;
     let (parent_end, child_end) = Channel::pair().context("cannot create the sync socketpair")?;
 
-    let (pid, pidfd) = match sys::clone_process(cfg.clone_flags.bits() as u64, None) {
+    let id = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| std::process::id().to_string());
+    let leaf = LeafGuard(cgroup::place(&cfg, opts, &id)?);
+    cgroup::ensure_single_threaded()?;
+
+    // The child unshares its cgroup namespace itself once it sits in its
+    // leaf, so the namespace is rooted there on either path below.
+    let flags = (cfg.clone_flags - CloneFlags::CLONE_NEWCGROUP).bits() as u64;
+    let leaf_fd = leaf.0.as_ref().map(|p| p.leaf_fd.as_fd());
+    let mut born_in_leaf = leaf_fd.is_some();
+    let forked = match sys::clone_process(flags, leaf_fd) {
+        Err(e) if born_in_leaf => {
+            if opts.verbose {
+                eprintln!(
+                    "kennel: clone3 into the cgroup failed ({}); moving the child before it starts",
+                    e.desc()
+                );
+            }
+            born_in_leaf = false;
+            sys::clone_process(flags, None)
+        }
+        other => other,
+    };
+    let (pid, pidfd) = match forked {
         Ok(Forked::Child) => {
             drop(parent_end);
             let opts = ChildOptions {
                 init: opts.init,
                 preserve_fds: opts.preserve_fds,
                 sigmask,
+                new_cgroupns: cfg.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP),
             };
             child::run(&cfg, child_end, &opts);
         }
@@ -97,17 +125,23 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     // would otherwise leave nothing to read when the record is written.
     let start_time = state::start_time(pid.as_raw());
 
-    if let Err(e) = maps::write(
-        caller,
-        pid,
-        &pidfd,
-        &cfg.uid_map,
-        &cfg.gid_map,
-        opts.verbose,
-    ) {
+    let moved = match (&leaf.0, born_in_leaf) {
+        (Some(p), false) => p.add_process(pid.as_raw()).map_err(anyhow::Error::from),
+        _ => Ok(()),
+    };
+    if let Err(e) = moved.and_then(|()| {
+        maps::write(
+            caller,
+            pid,
+            &pidfd,
+            &cfg.uid_map,
+            &cfg.gid_map,
+            opts.verbose,
+        )
+    }) {
         let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL as i32);
         let _ = waitpid(pid, None);
-        return Err(e.context("writing the container's id maps"));
+        return Err(e.context("preparing the container"));
     }
     parent_end
         .send_to_child(&ToChild::MapsWritten)
@@ -119,11 +153,32 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     };
     if let Some(res) = &reservation {
         let start_time = start_time.context("the container exited before it could be recorded")?;
-        state::record(res, pid, start_time, spec)?;
+        let cgroup = leaf.0.as_ref().map(|p| p.leaf.clone());
+        state::record(res, pid, start_time, spec, cgroup)?;
     }
-    let code = supervise(pid, &pidfd, &sigfd, master.as_ref());
+    let mut code = supervise(pid, &pidfd, &sigfd, master.as_ref());
+    if let Some(p) = &leaf.0 {
+        if p.finish().oom_killed {
+            eprintln!(
+                "kennel: container killed by the OOM killer ({})",
+                p.limits.memory_description()
+            );
+            code = 128 + Signal::SIGKILL as i32;
+        }
+    }
     drop(reservation);
     Ok(code)
+}
+
+/// Removes the container's leaf on every way out of `run`.
+struct LeafGuard(Option<cgroup_delegate::Placement>);
+
+impl Drop for LeafGuard {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            p.remove();
+        }
+    }
 }
 
 /// How the start of the command went.

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stage {
     WaitForMaps,
+    Cgroup,
     Hostname,
     Network,
     Mount,
@@ -46,6 +47,7 @@ impl Stage {
     pub fn describe(self) -> &'static str {
         match self {
             Stage::WaitForMaps => "waiting for the id maps",
+            Stage::Cgroup => "creating the cgroup namespace",
             Stage::Hostname => "setting the hostname",
             Stage::Network => "bringing up lo",
             Stage::Mount => "mount",

@@ -1,0 +1,228 @@
+//! Resource limits, as cgroup v2 interface files of the container's leaf.
+
+use std::path::Path;
+
+use crate::error::{CgroupError, Result};
+
+/// `--memory-swap`, Docker's meaning: memory plus swap in total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swap {
+    Unlimited,
+    /// Memory plus swap, bytes.
+    Total(u64),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// memory.max, bytes.
+    pub memory: Option<u64>,
+    pub memory_swap: Option<Swap>,
+    /// pids.max.
+    pub pids: Option<u64>,
+    /// cpu.max as (quota, period) in microseconds.
+    pub cpu_max: Option<(u64, u64)>,
+    /// cpu.weight, 1..=10000.
+    pub cpu_weight: Option<u64>,
+    /// io.weight, 1..=10000.
+    pub io_weight: Option<u64>,
+}
+
+/// One interface file to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitFile {
+    pub file: &'static str,
+    pub value: String,
+    pub controller: &'static str,
+    /// The flag that asked for it, for error messages.
+    pub flag: &'static str,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+
+    /// The files to write, in order; memory.max before memory.swap.max.
+    pub fn files(&self) -> Result<Vec<LimitFile>> {
+        let mut out = Vec::new();
+        let mut push = |file, value: String, controller, flag| {
+            out.push(LimitFile {
+                file,
+                value,
+                controller,
+                flag,
+            })
+        };
+        if let Some(m) = self.memory {
+            push("memory.max", m.to_string(), "memory", "--memory");
+        }
+        if let Some(s) = self.memory_swap {
+            let value =
+                match (s, self.memory) {
+                    (Swap::Unlimited, _) => "max".to_string(),
+                    (Swap::Total(total), Some(m)) if total >= m => (total - m).to_string(),
+                    (Swap::Total(_), Some(_)) => return Err(CgroupError::LimitRefused {
+                        file: "memory.swap.max",
+                        value: "less than --memory".into(),
+                        source: std::io::Error::from_raw_os_error(libc::EINVAL),
+                        hint:
+                            " (--memory-swap is memory plus swap, so it must be at least --memory)",
+                    }),
+                    (Swap::Total(_), None) => {
+                        return Err(CgroupError::LimitRefused {
+                            file: "memory.swap.max",
+                            value: "without --memory".into(),
+                            source: std::io::Error::from_raw_os_error(libc::EINVAL),
+                            hint: " (--memory-swap counts memory plus swap: give --memory too)",
+                        })
+                    }
+                };
+            push("memory.swap.max", value, "memory", "--memory-swap");
+        }
+        if let Some(p) = self.pids {
+            push("pids.max", p.to_string(), "pids", "--pids-limit");
+        }
+        if let Some((quota, period)) = self.cpu_max {
+            push("cpu.max", format!("{quota} {period}"), "cpu", "--cpus");
+        }
+        if let Some(w) = self.cpu_weight {
+            push("cpu.weight", w.to_string(), "cpu", "--cpu-weight");
+        }
+        if let Some(w) = self.io_weight {
+            push("io.weight", format!("default {w}"), "io", "--io-weight");
+        }
+        Ok(out)
+    }
+
+    /// The controllers these limits need.
+    pub fn controllers(&self) -> Result<Vec<&'static str>> {
+        let mut c: Vec<&'static str> = self.files()?.iter().map(|f| f.controller).collect();
+        c.dedup();
+        c.sort();
+        c.dedup();
+        Ok(c)
+    }
+
+    /// Writes every limit into `leaf`. A value the kernel refuses is an
+    /// error that names the file, the value and the valid range.
+    pub fn apply(&self, leaf: &Path) -> Result<()> {
+        for f in self.files()? {
+            std::fs::write(leaf.join(f.file), &f.value).map_err(|source| {
+                let hint = match f.file {
+                    "cpu.weight" | "io.weight" => " (valid weights are 1 to 10000)",
+                    "cpu.max" => " (the period must be 1000 to 1000000 microseconds)",
+                    "memory.max" | "memory.swap.max" => {
+                        " (is it below what the container already uses?)"
+                    }
+                    _ => "",
+                };
+                CgroupError::LimitRefused {
+                    file: f.file,
+                    value: f.value.clone(),
+                    source,
+                    hint,
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `memory.max=64M`, for the OOM message.
+    pub fn memory_description(&self) -> String {
+        match self.memory {
+            Some(m) => format!("memory.max={}", human_bytes(m)),
+            None => "no memory limit set".into(),
+        }
+    }
+}
+
+/// Bytes in the largest unit that divides them exactly (64M, 1536K, 1G).
+pub fn human_bytes(b: u64) -> String {
+    for (unit, size) in [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
+        if b >= size && b % size == 0 {
+            return format!("{}{unit}", b / size);
+        }
+    }
+    b.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_and_controllers() {
+        let l = Limits {
+            memory: Some(64 << 20),
+            memory_swap: Some(Swap::Total(96 << 20)),
+            pids: Some(50),
+            cpu_max: Some((150000, 100000)),
+            cpu_weight: Some(200),
+            io_weight: Some(300),
+        };
+        let files: Vec<(String, String)> = l
+            .files()
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.file.to_string(), f.value))
+            .collect();
+        assert_eq!(
+            files,
+            vec![
+                ("memory.max".into(), "67108864".into()),
+                ("memory.swap.max".into(), "33554432".into()),
+                ("pids.max".into(), "50".into()),
+                ("cpu.max".into(), "150000 100000".into()),
+                ("cpu.weight".into(), "200".into()),
+                ("io.weight".into(), "default 300".into()),
+            ]
+        );
+        assert_eq!(
+            l.controllers().unwrap(),
+            vec!["cpu", "io", "memory", "pids"]
+        );
+        assert!(Limits::default().is_empty());
+        assert!(Limits::default().controllers().unwrap().is_empty());
+    }
+
+    #[test]
+    fn swap_rules() {
+        let l = Limits {
+            memory: Some(100),
+            memory_swap: Some(Swap::Total(50)),
+            ..Default::default()
+        };
+        assert!(l
+            .files()
+            .unwrap_err()
+            .to_string()
+            .contains("at least --memory"));
+        let l = Limits {
+            memory_swap: Some(Swap::Total(50)),
+            ..Default::default()
+        };
+        assert!(l.files().is_err());
+        let l = Limits {
+            memory: Some(100),
+            memory_swap: Some(Swap::Unlimited),
+            ..Default::default()
+        };
+        assert_eq!(l.files().unwrap()[1].value, "max");
+    }
+
+    #[test]
+    fn human() {
+        assert_eq!(human_bytes(64 << 20), "64M");
+        assert_eq!(human_bytes(1 << 30), "1G");
+        assert_eq!(human_bytes(1536 << 10), "1536K");
+        assert_eq!(human_bytes(1000), "1000");
+        assert_eq!(
+            Limits {
+                memory: Some(64 << 20),
+                ..Default::default()
+            }
+            .memory_description(),
+            "memory.max=64M"
+        );
+    }
+}

@@ -1,0 +1,294 @@
+//! Choosing the container's cgroup, making it, and cleaning it up.
+//!
+//! Every manager ends in the same shape, so one code path handles it:
+//!
+//! ```text
+//! <unit>/                      delegated to us (service, scope, or --cgroup-parent)
+//!   kennel-supervisor/         the runner (and its unit's other processes)
+//!   kennel-<name>/             the container's leaf: limits, clone3 target
+//! ```
+//!
+//! A cgroup with processes may not enable controllers for its children (the
+//! no-internal-processes rule), hence the supervisor leaf. With cgroupfs the
+//! parent is not ours to move into, so the leaf goes straight under it.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+
+use crate::error::{io, CgroupError, Result};
+use crate::limits::Limits;
+use crate::systemd::{self, Bus, ScopeRequest};
+use crate::tree::{self, SUPERVISOR_LEAF};
+
+/// `--cgroup-manager`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Manager {
+    /// A delegated cgroup we already run in, else systemd; without either,
+    /// no cgroup at all when no limit was asked for.
+    Auto,
+    Systemd,
+    Cgroupfs,
+    Disabled,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlaceRequest {
+    pub manager: Manager,
+    /// The container's name, or a generated id: names the leaf and the scope.
+    pub id: String,
+    /// `--cgroup-parent` for cgroupfs.
+    pub parent: Option<PathBuf>,
+    pub limits: Limits,
+    /// Timeout for systemd's job.
+    pub timeout: Duration,
+}
+
+/// How the cgroup was obtained, for `--verbose`, `ps` and the tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum How {
+    /// Inside the delegated unit kennel already ran in: no D-Bus call.
+    DelegatedUnit,
+    /// A transient scope from systemd.
+    SystemdScope { unit: String },
+    /// Written directly.
+    Cgroupfs,
+}
+
+/// The container's leaf.
+#[derive(Debug)]
+pub struct Placement {
+    /// Absolute path of the leaf, under /sys/fs/cgroup.
+    pub leaf: PathBuf,
+    /// An O_PATH directory fd of the leaf, for clone3(CLONE_INTO_CGROUP).
+    pub leaf_fd: OwnedFd,
+    pub how: How,
+    pub limits: Limits,
+}
+
+/// What happened to the container's cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finish {
+    pub oom_killed: bool,
+}
+
+/// The outcome of [`place`]: a leaf, or why there is none.
+#[derive(Debug)]
+pub enum Placed {
+    Leaf(Placement),
+    /// No cgroup of its own; the string says why (for `--verbose`).
+    None(String),
+}
+
+fn wanted(limits: &Limits) -> String {
+    if limits.is_empty() {
+        "this --cgroup-manager needs".into()
+    } else {
+        "resource limits need".into()
+    }
+}
+
+pub fn place(req: &PlaceRequest) -> Result<Placed> {
+    if req.manager == Manager::Disabled {
+        if !req.limits.is_empty() {
+            return Err(CgroupError::LimitsWithoutCgroup);
+        }
+        return Ok(Placed::None("--cgroup-manager=disabled".into()));
+    }
+    // Check the limits themselves before anything is created.
+    req.limits.files()?;
+    if !tree::cgroup2_mounted() {
+        if req.manager == Manager::Auto && req.limits.is_empty() {
+            return Ok(Placed::None(format!(
+                "cgroup v2 is not mounted at {} ({}), and no limit was asked for",
+                tree::CGROUP_ROOT,
+                tree::describe_mount()
+            )));
+        }
+        return Err(CgroupError::NoCgroup2 {
+            wanted: wanted(&req.limits),
+            found: tree::describe_mount(),
+        });
+    }
+    let root = nix::unistd::geteuid().is_root();
+    match req.manager {
+        Manager::Cgroupfs => place_cgroupfs(req, root),
+        Manager::Systemd => place_with_systemd(req, root),
+        Manager::Auto => {
+            let own = tree::absolute(&tree::own_cgroup()?);
+            let unit = unit_dir(&own);
+            if tree::is_delegated(&unit) {
+                return prepare_delegated(&unit, req, How::DelegatedUnit).map(Placed::Leaf);
+            }
+            match place_with_systemd(req, root) {
+                Err(CgroupError::Systemd { source, .. }) if req.limits.is_empty() && unreachable(&source) => Ok(
+                    Placed::None(format!("no delegated cgroup and {source}; no limit was asked for, so the container shares kennel's cgroup")),
+                ),
+                other => other,
+            }
+        }
+        Manager::Disabled => unreachable!("handled above"),
+    }
+}
+
+/// The unit's own directory: a runner already in its supervisor leaf (a
+/// second kennel in the same unit) places containers beside it.
+fn unit_dir(own: &Path) -> PathBuf {
+    if own.file_name().is_some_and(|n| n == SUPERVISOR_LEAF) {
+        own.parent().unwrap_or(own).to_path_buf()
+    } else {
+        own.to_path_buf()
+    }
+}
+
+fn place_with_systemd(req: &PlaceRequest, root: bool) -> Result<Placed> {
+    let unit = format!("kennel-{}.scope", req.id);
+    let scope = ScopeRequest {
+        unit: &unit,
+        pid: std::process::id(),
+        description: &format!("kennel container {}", req.id),
+        timeout: req.timeout,
+    };
+    let bus = if root { Bus::System } else { Bus::User };
+    systemd::start_scope(bus, &scope).map_err(|source| CgroupError::Systemd {
+        what: format!("asking systemd for the scope {unit}"),
+        source,
+    })?;
+    // systemd moved us into the scope: that is now our cgroup.
+    let scope_dir = tree::absolute(&tree::own_cgroup()?);
+    prepare_delegated(&scope_dir, req, How::SystemdScope { unit }).map(Placed::Leaf)
+}
+
+fn place_cgroupfs(req: &PlaceRequest, root: bool) -> Result<Placed> {
+    let parent = match &req.parent {
+        Some(p) => {
+            let p = if p.is_absolute() && p.starts_with(tree::CGROUP_ROOT) {
+                p.clone()
+            } else {
+                tree::absolute(&p.to_string_lossy())
+            };
+            if !p.join("cgroup.controllers").exists() {
+                return Err(CgroupError::BadParent { path: p });
+            }
+            p
+        }
+        None if root => {
+            let p = tree::absolute("kennel");
+            let controllers = needed_controllers(Path::new(tree::CGROUP_ROOT), &req.limits)?;
+            tree::enable_controllers(Path::new(tree::CGROUP_ROOT), &controllers)?;
+            tree::mkdir(&p)?;
+            p
+        }
+        None => return Err(CgroupError::NeedParent),
+    };
+    let controllers = needed_controllers(&parent, &req.limits)?;
+    tree::enable_controllers(&parent, &controllers)?;
+    make_leaf(&parent, req, How::Cgroupfs).map(Placed::Leaf)
+}
+
+/// The controllers to enable below `dir`: those the limits need (each must
+/// be available there, or the error names it and the fix), plus the ones
+/// `kennel stats` reads when they are available anyway.
+fn needed_controllers(dir: &Path, limits: &Limits) -> Result<Vec<&'static str>> {
+    let available = tree::read_controllers(dir)?;
+    let files = limits.files()?;
+    let mut out = Vec::new();
+    for f in &files {
+        if !available.iter().any(|a| a == f.controller) {
+            return Err(CgroupError::NotDelegated {
+                controller: f.controller,
+                limit: f.flag,
+                path: dir.to_path_buf(),
+            });
+        }
+        out.push(f.controller);
+    }
+    for extra in ["memory", "pids", "cpu"] {
+        if available.iter().any(|a| a == extra) {
+            out.push(extra);
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// In a unit delegated to us: supervisor leaf, controllers, container leaf.
+fn prepare_delegated(unit: &Path, req: &PlaceRequest, how: How) -> Result<Placement> {
+    let supervisor = unit.join(SUPERVISOR_LEAF);
+    tree::mkdir(&supervisor)?;
+    tree::move_all_processes(unit, &supervisor)?;
+    let controllers = needed_controllers(unit, &req.limits)?;
+    tree::enable_controllers(unit, &controllers)?;
+    make_leaf(unit, req, how)
+}
+
+fn make_leaf(parent: &Path, req: &PlaceRequest, how: How) -> Result<Placement> {
+    let leaf = parent.join(format!("kennel-{}", req.id));
+    if !tree::mkdir(&leaf)? {
+        return Err(CgroupError::LeafExists { path: leaf });
+    }
+    let made = req.limits.apply(&leaf).and_then(|()| {
+        open(
+            &leaf,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io("open", &leaf)(std::io::Error::from(e)))
+    });
+    match made {
+        Ok(leaf_fd) => Ok(Placement {
+            leaf,
+            leaf_fd,
+            how,
+            limits: req.limits.clone(),
+        }),
+        Err(e) => {
+            // A limit the kernel refused changes nothing: remove the leaf.
+            let _ = std::fs::remove_dir(&leaf);
+            Err(e)
+        }
+    }
+}
+
+impl Placement {
+    /// The fallback when clone3 cannot place the child at birth: move it
+    /// before it is released.
+    pub fn add_process(&self, pid: i32) -> Result<()> {
+        let path = self.leaf.join("cgroup.procs");
+        std::fs::write(&path, pid.to_string()).map_err(io("move the container into", &path))
+    }
+
+    /// After the container's init exited: was it OOM-killed? Then kill
+    /// whatever is left and remove the leaf.
+    pub fn finish(&self) -> Finish {
+        let events = std::fs::read_to_string(self.leaf.join("memory.events")).unwrap_or_default();
+        let oom_killed = tree::keyed_value(&events, "oom_kill").unwrap_or(0) > 0;
+        self.remove();
+        Finish { oom_killed }
+    }
+
+    /// Kills what is left in the leaf and removes it (also for a start that
+    /// failed). Best effort: systemd collects a scope once it is empty.
+    pub fn remove(&self) {
+        if tree::populated(&self.leaf) {
+            let _ = std::fs::write(self.leaf.join("cgroup.kill"), "1");
+        }
+        for _ in 0..200 {
+            match std::fs::remove_dir(&self.leaf) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+/// systemd could not be reached at all (as opposed to refusing the scope).
+fn unreachable(e: &systemd::SystemdError) -> bool {
+    matches!(e, systemd::SystemdError::NoBus { .. })
+}
