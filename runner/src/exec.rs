@@ -118,6 +118,7 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
             &child_pidfd,
             &sigfd,
             master.as_ref(),
+            None,
         )),
     }
 }

@@ -11,6 +11,7 @@ mod engine;
 mod exec;
 mod idmap;
 mod passwd;
+mod sdnotify;
 mod spec_build;
 mod state;
 mod sys;
@@ -31,7 +32,8 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
     if verbose {
         eprintln!("kennel: {}", plan.reason);
     }
-    let spec = match &args.bundle {
+    let notify = sdnotify::Notify::from_env(args.sdnotify)?;
+    let mut spec = match &args.bundle {
         Some(dir) => spec_build::load_bundle(dir, &plan)?,
         None => spec_build::build(args, &host, &plan)?,
     };
@@ -42,8 +44,11 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
         verbose,
         cgroup_manager: args.cgroup.cgroup_manager,
         cgroup_parent: args.cgroup.cgroup_parent.clone(),
-        sdnotify: args.sdnotify,
+        notify,
     };
+    if let Some(socket) = opts.notify.as_ref().and_then(|n| n.container_socket()) {
+        spec_build::add_notify_socket(&mut spec, socket)?;
+    }
     engine::run(&spec, &opts, &host.caller)
 }
 

@@ -13,7 +13,7 @@ use oci_spec::runtime::{
     Spec, UserBuilder,
 };
 
-use crate::cli::{CgroupArgs, CgroupManager, NetMode, RunArgs, SdNotifyMode, UsernsMode};
+use crate::cli::{CgroupArgs, CgroupManager, NetMode, RunArgs, UsernsMode};
 use crate::idmap::{Caller, IdPlan};
 use crate::passwd;
 
@@ -65,7 +65,7 @@ const SANDBOX_HOST_DIRS: [&str; 8] = [
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What `kennel run` needs besides the spec: runner behaviour, not container content.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RunOptions {
     pub name: Option<String>,
     pub init: bool,
@@ -73,7 +73,22 @@ pub struct RunOptions {
     pub verbose: bool,
     pub cgroup_manager: CgroupManager,
     pub cgroup_parent: Option<PathBuf>,
-    pub sdnotify: SdNotifyMode,
+    pub notify: Option<crate::sdnotify::Notify>,
+}
+
+/// Gives the container the notify socket (`--sdnotify=container`).
+pub fn add_notify_socket(spec: &mut Spec, host_socket: &Path) -> Result<()> {
+    let dst = crate::sdnotify::CONTAINER_SOCKET;
+    if let Some(mounts) = spec.mounts_mut() {
+        mounts.push(bind(host_socket, dst, false)?);
+    }
+    if let Some(process) = spec.process_mut() {
+        let mut env = process.env().clone().unwrap_or_default();
+        env.retain(|e| !e.starts_with("NOTIFY_SOCKET="));
+        env.push(format!("NOTIFY_SOCKET={dst}"));
+        process.set_env(Some(env));
+    }
+    Ok(())
 }
 
 /// What the builder reads from the host.

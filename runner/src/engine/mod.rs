@@ -25,6 +25,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 use crate::idmap::Caller;
+use crate::sdnotify::Notify;
 use crate::spec_build::RunOptions;
 use crate::state;
 use crate::sys::{self, Forked};
@@ -81,6 +82,12 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     let (sigfd, sigmask) = block_signals()?;
     let (parent_end, child_end) = Channel::pair().context("cannot create the sync socketpair")?;
 
+    let status = |text: &str| {
+        if let Some(n) = &opts.notify {
+            n.status(text);
+        }
+    };
+    status("creating the container's cgroup");
     let id = opts
         .name
         .clone()
@@ -88,6 +95,7 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     let leaf = LeafGuard(cgroup::place(&cfg, opts, &id)?);
     cgroup::ensure_single_threaded()?;
 
+    status("creating the container's namespaces");
     // The child unshares its cgroup namespace itself once it sits in its
     // leaf, so the namespace is rooted there on either path below.
     let flags = (cfg.clone_flags - CloneFlags::CLONE_NEWCGROUP).bits() as u64;
@@ -143,6 +151,7 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
         let _ = waitpid(pid, None);
         return Err(e.context("preparing the container"));
     }
+    status("setting up the root filesystem");
     parent_end
         .send_to_child(&ToChild::MapsWritten)
         .context("the container exited before it could start")?;
@@ -151,12 +160,16 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
         Started::Running(master) => master,
         Started::Failed(code) => return Ok(code),
     };
+    let notify = opts.notify.as_ref();
+    if let Some(n) = notify {
+        n.started(&cfg.process.args.join(" "));
+    }
     if let Some(res) = &reservation {
         let start_time = start_time.context("the container exited before it could be recorded")?;
         let cgroup = leaf.0.as_ref().map(|p| p.leaf.clone());
         state::record(res, pid, start_time, spec, cgroup)?;
     }
-    let mut code = supervise(pid, &pidfd, &sigfd, master.as_ref());
+    let mut code = supervise(pid, &pidfd, &sigfd, master.as_ref(), notify);
     if let Some(p) = &leaf.0 {
         if p.finish().oom_killed {
             eprintln!(
@@ -265,7 +278,13 @@ fn status_code(status: WaitStatus) -> Option<i32> {
 }
 
 /// Waits for the container, forwarding signals and relaying the terminal.
-pub fn supervise(pid: Pid, pidfd: &OwnedFd, sigfd: &SignalFd, master: Option<&OwnedFd>) -> i32 {
+pub fn supervise(
+    pid: Pid,
+    pidfd: &OwnedFd,
+    sigfd: &SignalFd,
+    master: Option<&OwnedFd>,
+    notify: Option<&Notify>,
+) -> i32 {
     let _raw = master.map(|m| {
         tty::copy_window_size(m.as_fd());
         tty::RawMode::enter()
@@ -274,7 +293,18 @@ pub fn supervise(pid: Pid, pidfd: &OwnedFd, sigfd: &SignalFd, master: Option<&Ow
     let stdout = std::io::stdout();
     let mut stdin_open = master.is_some();
     let mut master_open = master.is_some();
+    let watchdog = notify.and_then(|n| n.watchdog_interval());
+    let timeout = watchdog
+        .map(|w| PollTimeout::try_from(w.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX))
+        .unwrap_or(PollTimeout::NONE);
+    let notify_fd = notify.and_then(|n| n.container_fd());
     loop {
+        if let (Some(n), Some(fd)) = (notify, notify_fd) {
+            let mut nfds = [PollFd::new(fd, PollFlags::POLLIN)];
+            if matches!(poll(&mut nfds, PollTimeout::ZERO), Ok(k) if k > 0) {
+                n.forward_from_container();
+            }
+        }
         let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
         if let (Some(m), true) = (master, master_open) {
             fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
@@ -282,10 +312,18 @@ pub fn supervise(pid: Pid, pidfd: &OwnedFd, sigfd: &SignalFd, master: Option<&Ow
         if stdin_open && master_open {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
-        match poll(&mut fds, PollTimeout::NONE) {
+        if let Some(fd) = notify_fd {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+        match poll(&mut fds, timeout) {
             Err(Errno::EINTR) => continue,
-            Err(_) => {}
-            Ok(_) => {}
+            Ok(0) => {
+                if let Some(n) = notify {
+                    n.ping_watchdog();
+                }
+                continue;
+            }
+            Err(_) | Ok(_) => {}
         }
         let ready: Vec<bool> = fds
             .iter()
@@ -312,6 +350,9 @@ pub fn supervise(pid: Pid, pidfd: &OwnedFd, sigfd: &SignalFd, master: Option<&Ow
                     if let Some(code) = status_code(status) {
                         if let Some(m) = master {
                             tty::drain(m);
+                        }
+                        if let Some(n) = notify {
+                            n.stopping();
                         }
                         return code;
                     }
