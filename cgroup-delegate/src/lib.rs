@@ -15,7 +15,7 @@ mod sys;
 pub mod systemd;
 mod tree;
 
-pub use error::CgroupError;
+pub use error::{CgroupError, DELEGATE_FIX};
 pub use limits::{Limits, Swap};
 pub use placement::{place, Finish, How, Manager, PlaceRequest, Placed, Placement};
 pub use tree::{cgroup2_mounted, own_cgroup, CGROUP_ROOT};

@@ -231,6 +231,92 @@ fn runtime_dir_check(uid: u32) -> Check {
     }
 }
 
+/// cgroup v2, the user's systemd manager and bus, lingering, delegation:
+/// what resource limits need. Missing pieces are warnings: containers
+/// still run, only without limits.
+fn cgroup_checks(host: &Host) -> Vec<Check> {
+    let mut out = Vec::new();
+    if !cgroup_delegate::cgroup2_mounted() {
+        out.push(warn(
+            "cgroup v2",
+            "not mounted at /sys/fs/cgroup (v1 or hybrid): resource limits are unavailable",
+            "boot with systemd.unified_cgroup_hierarchy=1 (the default on current distributions)",
+        ));
+        return out;
+    }
+    out.push(ok("cgroup v2", "mounted at /sys/fs/cgroup"));
+    if !Path::new("/run/systemd/system").exists() {
+        out.push(warn(
+            "systemd",
+            "not running as init: no scopes to ask for",
+            "use --cgroup-manager=cgroupfs as root, or --cgroup-parent with a delegated directory",
+        ));
+        return out;
+    }
+    if host.caller.uid == 0 {
+        out.push(ok("systemd", "system manager (root)"));
+        return out;
+    }
+    let uid = host.caller.uid;
+    let user = &host.caller.name;
+    let bus = std::env::var("DBUS_SESSION_BUS_ADDRESS")
+        .ok()
+        .and_then(|a| {
+            a.strip_prefix("unix:path=")
+                .map(|p| p.split(',').next().unwrap_or(p).to_string())
+        })
+        .or_else(|| {
+            std::env::var("XDG_RUNTIME_DIR")
+                .ok()
+                .map(|d| format!("{d}/bus"))
+        });
+    match bus {
+        Some(path) if std::os::unix::net::UnixStream::connect(&path).is_ok() => {
+            out.push(ok("user bus", path))
+        }
+        other => out.push(warn(
+            "user bus",
+            format!(
+                "your systemd user manager's bus is not reachable ({}): no scopes for limits",
+                other.unwrap_or_else(|| "no DBUS_SESSION_BUS_ADDRESS or XDG_RUNTIME_DIR".into())
+            ),
+            format!("log in through a session (ssh, a desktop, machinectl shell {user}@), or: sudo loginctl enable-linger {user}"),
+        )),
+    }
+    if Path::new("/var/lib/systemd/linger").join(user).exists() {
+        out.push(ok("lingering", "enabled: your containers survive logout"));
+    } else {
+        out.push(warn(
+            "lingering",
+            "disabled: your user manager, and containers started by its units, stop at logout",
+            format!("sudo loginctl enable-linger {user}"),
+        ));
+    }
+    let service = format!(
+        "{}/user.slice/user-{uid}.slice/user@{uid}.service",
+        cgroup_delegate::CGROUP_ROOT
+    );
+    let delegated =
+        std::fs::read_to_string(format!("{service}/cgroup.controllers")).unwrap_or_default();
+    let missing: Vec<&str> = ["cpu", "io", "memory", "pids"]
+        .into_iter()
+        .filter(|c| !delegated.split_whitespace().any(|d| d == *c))
+        .collect();
+    if missing.is_empty() {
+        out.push(ok("delegated controllers", delegated.trim().to_string()));
+    } else {
+        out.push(warn(
+            "delegated controllers",
+            format!(
+                "{} not delegated to {service}: limits on them fail",
+                missing.join(", ")
+            ),
+            cgroup_delegate::DELEGATE_FIX,
+        ));
+    }
+    out
+}
+
 pub fn run_checks() -> Result<Vec<Check>> {
     let host = Host::current()?;
     let mut checks = userns_sysctls(
@@ -240,9 +326,14 @@ pub fn run_checks() -> Result<Vec<Check>> {
     );
     checks.push(probe_userns());
     checks.extend(subid_checks(&host));
-    checks.extend(helper_checks());
+    if host.caller.uid == 0 {
+        checks.push(ok("kennel-idmap helper", "not needed as root (identity map)"));
+    } else {
+        checks.extend(helper_checks());
+    }
     checks.push(no_new_privs_check());
     checks.push(runtime_dir_check(host.caller.uid));
+    checks.extend(cgroup_checks(&host));
     Ok(checks)
 }
 
