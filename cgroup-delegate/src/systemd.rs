@@ -1,26 +1,687 @@
-//! TEMPORARY STUB: being replaced by the real D-Bus implementation.
+//! A transient scope with `Delegate=yes`, asked of systemd over D-Bus.
+//!
+//! An unprivileged user may not write to the cgroup tree, but systemd hands
+//! out subtrees: [`start_scope`] asks the user manager (or, as root, the
+//! system manager) for `kennel-NAME.scope` holding one pid, with the cgroup
+//! delegated to us. The flow is the one systemd-run and nspawn use:
+//!
+//! 1. one connection to the bus for the whole call;
+//! 2. a match rule for `Manager.JobRemoved` and `Manager.Subscribe`, *before*
+//!    the job exists, so its end cannot be missed;
+//! 3. `StartTransientUnit(unit, "fail", properties, [])` returns a job path;
+//! 4. wait (bounded by [`ScopeRequest::timeout`]) for the `JobRemoved` of that
+//!    job, ignoring everyone else's, and require its result to be `done`.
+//!
+//! If the job does not finish in time, kennel asks systemd to stop the unit,
+//! so no half-made scope stays behind. A scope that failed to start needs no
+//! cleanup: `CollectMode=inactive-or-failed` lets systemd unload it.
+//!
+//! Threads: the runner later clones the container with `clone3` and no
+//! `CLONE_VM`, which is only safe while it has a single thread. So the call
+//! runs on a current-thread tokio runtime that lives only inside
+//! [`start_scope`], connects the socket itself (zbus would use a blocking
+//! thread for that) and never calls anything that needs tokio's blocking
+//! pool. When [`start_scope`] returns, the caller's thread is the only one.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::str::FromStr;
 use std::time::Duration;
 
+use tokio::time::{timeout_at, Instant};
+use zbus::address::transport::{Transport, UnixSocket};
+use zbus::export::futures_core::Stream;
+use zbus::message::Type as MessageType;
+use zbus::zvariant::{OwnedObjectPath, Value};
+use zbus::{Connection, MatchRule, MessageStream};
+
+/// The systemd manager's name on the bus.
+const DESTINATION: &str = "org.freedesktop.systemd1";
+/// The manager object.
+const PATH: &str = "/org/freedesktop/systemd1";
+/// The manager interface.
+const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+/// How many `JobRemoved` signals may queue while kennel waits for a reply.
+/// When the queue is full zbus stops reading the socket, which would hold
+/// back our own reply; other clients' jobs must never get there.
+const SIGNAL_QUEUE: usize = 1024;
+/// Stands for the bus address in errors from [`start_scope_on`], which only
+/// sees a connection.
+const GIVEN_CONNECTION: &str = "a connection given by the caller";
+
+/// Which systemd manager to ask for the scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bus {
+    /// The user's own manager (`systemd --user`) on the session bus: rootless.
     User,
+    /// The system manager (PID 1) on the system bus: root.
     System,
 }
 
+impl fmt::Display for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Bus::User => "user",
+            Bus::System => "system",
+        })
+    }
+}
+
+/// What to ask systemd for.
+#[derive(Debug, Clone, Copy)]
 pub struct ScopeRequest<'a> {
+    /// The unit's name, `kennel-NAME.scope`.
     pub unit: &'a str,
+    /// The process systemd moves into the scope (`PIDs=`).
     pub pid: u32,
+    /// The unit's `Description=`, shown by `systemctl status`.
     pub description: &'a str,
+    /// How long the whole exchange may take: connecting, the call and the
+    /// job. Stopping a scope that did not start gets the same time again.
     pub timeout: Duration,
 }
 
+/// Why systemd did not give kennel its scope.
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {
-    #[error("no bus at {address}")]
-    NoBus { address: String },
+    /// Neither `DBUS_SESSION_BUS_ADDRESS` nor `XDG_RUNTIME_DIR` is set.
+    #[error("cannot find the user's D-Bus to ask systemd for a cgroup: neither DBUS_SESSION_BUS_ADDRESS nor XDG_RUNTIME_DIR is set; {fix}", fix = no_bus_fix(Bus::User))]
+    NoUserBus,
+
+    /// The bus address cannot be parsed or is not a unix socket.
+    #[error("cannot use the D-Bus address `{address}`: {reason}; kennel needs a unix:path= or unix:abstract= address")]
+    BadAddress {
+        /// The address as found in the environment.
+        address: Box<str>,
+        /// What is wrong with it.
+        reason: Box<str>,
+    },
+
+    /// No bus reachable: no socket at the address, or it refused us.
+    #[error("cannot reach the {bus} bus at {address} to ask systemd for a cgroup: {error}; {fix}", fix = no_bus_fix(*.bus))]
+    NoBus {
+        /// The bus kennel tried.
+        bus: Bus,
+        /// Its address.
+        address: Box<str>,
+        /// Why the connection failed; `raw_os_error()` has the errno.
+        error: std::io::Error,
+    },
+
+    /// The socket accepted the connection, but the D-Bus handshake failed.
+    #[error("the {bus} bus at {address} refused kennel: {detail}; is kennel running as the user whose bus this is (not under su or sudo without a login session)?")]
+    Handshake {
+        /// The bus kennel tried.
+        bus: Bus,
+        /// Its address.
+        address: Box<str>,
+        /// zbus's description of the failure.
+        detail: Box<str>,
+    },
+
+    /// systemd answered a method call with a D-Bus error.
+    #[error("systemd refused {method} for {unit} on {address}: {name}: {message}{hint}", hint = call_hint(.name, .unit))]
+    CallFailed {
+        /// The unit asked for.
+        unit: Box<str>,
+        /// The bus address.
+        address: Box<str>,
+        /// The method that failed (`StartTransientUnit`, `Subscribe`, ...).
+        method: &'static str,
+        /// The D-Bus error name, e.g. `org.freedesktop.systemd1.UnitExists`.
+        name: Box<str>,
+        /// systemd's message.
+        message: Box<str>,
+    },
+
+    /// The job ran but did not end with `done`.
+    #[error("systemd could not start {unit} on {address}: its job {job} ended with result `{result}`{hint}", hint = job_hint(.result))]
+    JobFailed {
+        /// The unit asked for.
+        unit: Box<str>,
+        /// The bus address.
+        address: Box<str>,
+        /// The job's object path.
+        job: Box<str>,
+        /// The job's result: `failed`, `timeout`, `canceled`, `dependency`, ...
+        result: Box<str>,
+    },
+
+    /// systemd did not answer, or the job did not end, in time.
+    #[error("systemd did not start {unit} on {address} within {timeout:?} (no answer while waiting for {waiting_for}){cleanup}; the manager may be busy: try again", cleanup = cleanup_note(.unit, .cleanup_error))]
+    Timeout {
+        /// The unit asked for.
+        unit: Box<str>,
+        /// The bus address.
+        address: Box<str>,
+        /// The time allowed, [`ScopeRequest::timeout`].
+        timeout: Duration,
+        /// What kennel was waiting for when time ran out.
+        waiting_for: &'static str,
+        /// `None` when nothing was left to clean up or systemd agreed to
+        /// stop the unit; otherwise why stopping it failed.
+        cleanup_error: Option<Box<str>>,
+    },
+
+    /// The bus connection closed in the middle of the exchange.
+    #[error("the D-Bus connection to {address} closed while waiting for {waiting_for} for {unit} ({detail}); if systemd or the bus restarted, try again")]
+    Disconnected {
+        /// The unit asked for.
+        unit: Box<str>,
+        /// The bus address.
+        address: Box<str>,
+        /// What kennel was waiting for.
+        waiting_for: &'static str,
+        /// What zbus saw (end of stream, broken pipe, ...).
+        detail: Box<str>,
+    },
+
+    /// systemd's reply did not have the expected shape, or zbus failed in a
+    /// way that is neither a D-Bus error nor a closed connection.
+    #[error("unexpected answer from systemd to {method} for {unit} on {address}: {detail}")]
+    Protocol {
+        /// The unit asked for.
+        unit: Box<str>,
+        /// The bus address.
+        address: Box<str>,
+        /// The method whose answer was wrong.
+        method: &'static str,
+        /// zbus's description.
+        detail: Box<str>,
+    },
+
+    /// The event loop for the call could not be created.
+    #[error("cannot set up the D-Bus event loop: {error}")]
+    Runtime {
+        /// Why tokio failed (usually out of file descriptors).
+        error: std::io::Error,
+    },
 }
 
-pub fn start_scope(_bus: Bus, _req: &ScopeRequest) -> Result<(), SystemdError> {
-    Err(SystemdError::NoBus {
-        address: "stub".into(),
+impl SystemdError {
+    /// Whether systemd could not be reached at all, as opposed to refusing
+    /// or failing the scope: no address, no socket, a failed handshake, or
+    /// no manager on the bus. `--cgroup-manager=auto` may then go on
+    /// without a cgroup when no limit was asked for.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            SystemdError::NoUserBus
+            | SystemdError::NoBus { .. }
+            | SystemdError::Handshake { .. } => true,
+            SystemdError::CallFailed { name, .. } => matches!(
+                &**name,
+                "org.freedesktop.DBus.Error.ServiceUnknown"
+                    | "org.freedesktop.DBus.Error.NameHasNoOwner"
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// What to do when no bus can be reached, the most common failure.
+fn no_bus_fix(bus: Bus) -> &'static str {
+    match bus {
+        Bus::User => "run kennel from a login session of this user (or enable one with `loginctl enable-linger $USER`), or choose --cgroup-manager=cgroupfs or --cgroup-manager=disabled",
+        Bus::System => "is dbus running? otherwise choose --cgroup-manager=cgroupfs or --cgroup-manager=disabled",
+    }
+}
+
+/// The next step for a D-Bus error systemd commonly returns.
+fn call_hint(name: &str, unit: &str) -> String {
+    match name {
+        "org.freedesktop.systemd1.UnitExists" => format!("; a unit named {unit} already exists (a container of that name is running or still stopping): pick another --name"),
+        "org.freedesktop.DBus.Error.ServiceUnknown" | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
+            "; no systemd manager is on this bus: run kennel from a login session (or `loginctl enable-linger $USER`), or choose --cgroup-manager=cgroupfs or --cgroup-manager=disabled".into()
+        }
+        "org.freedesktop.DBus.Error.AccessDenied" | "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired" => {
+            "; only root may create units in the system manager: run rootless kennel as a user with a session, so it asks the user manager".into()
+        }
+        "org.freedesktop.DBus.Error.InvalidArgs" | "org.freedesktop.DBus.Error.PropertyReadOnly" => {
+            "; this systemd may be too old for Delegate= or CollectMode= on scopes (kennel needs systemd 236 or later), or choose --cgroup-manager=cgroupfs".into()
+        }
+        _ => String::new(),
+    }
+}
+
+/// The next step for a job result other than `done`.
+fn job_hint(result: &str) -> &'static str {
+    match result {
+        "failed" => "; `journalctl -e` (add --user for the user manager) says why, for instance the process left before systemd could move it",
+        "timeout" => "; systemd gave up on the job: the manager may be busy, try again",
+        "canceled" => "; another job replaced it: try again",
+        _ => "",
+    }
+}
+
+/// How the cleanup after a timeout went.
+fn cleanup_note(unit: &str, cleanup_error: &Option<Box<str>>) -> String {
+    match cleanup_error {
+        None => String::new(),
+        Some(e) => format!(
+            "; stopping the unit failed too ({e}): stop it with `systemctl [--user] stop {unit}`"
+        ),
+    }
+}
+
+/// The address of `bus`, from the environment.
+///
+/// User: `$DBUS_SESSION_BUS_ADDRESS`, else `unix:path=$XDG_RUNTIME_DIR/bus`,
+/// else [`SystemdError::NoUserBus`]. System: `$DBUS_SYSTEM_BUS_ADDRESS`, else
+/// `unix:path=/run/dbus/system_bus_socket`.
+pub fn bus_address(bus: Bus) -> Result<String, SystemdError> {
+    address_from_env(bus, |name| std::env::var(name).ok())
+}
+
+/// [`bus_address`] with the environment passed in, so tests need not change
+/// the process's. Empty values count as unset, and so does a relative
+/// `XDG_RUNTIME_DIR` (the XDG spec says to ignore it).
+pub(crate) fn address_from_env(
+    bus: Bus,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<String, SystemdError> {
+    let set = |name: &str| var(name).filter(|v| !v.is_empty());
+    match bus {
+        Bus::User => {
+            if let Some(address) = set("DBUS_SESSION_BUS_ADDRESS") {
+                return Ok(address);
+            }
+            match set("XDG_RUNTIME_DIR") {
+                Some(dir) if dir.starts_with('/') => {
+                    let dir = dir.trim_end_matches('/');
+                    Ok(format!("unix:path={}/bus", escape_address_value(dir)))
+                }
+                _ => Err(SystemdError::NoUserBus),
+            }
+        }
+        Bus::System => Ok(set("DBUS_SYSTEM_BUS_ADDRESS")
+            .unwrap_or_else(|| "unix:path=/run/dbus/system_bus_socket".into())),
+    }
+}
+
+/// Escape a value for a D-Bus address: bytes outside `[-0-9A-Za-z_/.\*]` are
+/// written `%XX` (D-Bus specification, "Server Addresses").
+fn escape_address_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_/.\\*".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Ask the `bus`'s systemd manager for the scope `req` describes, and wait
+/// until it is running with `req.pid` in it.
+///
+/// One connection serves the whole call. The call runs on its own
+/// current-thread runtime, dropped before returning, so no thread but the
+/// caller's exists afterwards, whatever the outcome.
+pub fn start_scope(bus: Bus, req: &ScopeRequest) -> Result<(), SystemdError> {
+    let address = bus_address(bus)?;
+    start_scope_at(bus, &address, req)
+}
+
+/// [`start_scope`] on an explicit address.
+pub(crate) fn start_scope_at(
+    bus: Bus,
+    address: &str,
+    req: &ScopeRequest,
+) -> Result<(), SystemdError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| SystemdError::Runtime { error })?;
+    let result = runtime.block_on(async {
+        let deadline = Instant::now() + req.timeout;
+        // Every zbus object is created and dropped inside this block, on the
+        // runtime: dropping some of them spawns a task.
+        let conn = connect(bus, address, req.timeout, deadline).await?;
+        run(&conn, req, deadline, address).await
+    });
+    // Dropping the runtime joins its blocking pool (empty: nothing here uses
+    // it), so returning leaves the caller's thread alone.
+    drop(runtime);
+    result
+}
+
+/// Ask systemd for the scope over an existing connection: the logic of
+/// [`start_scope`], usable over any connection (tests use a peer-to-peer one
+/// to a fake manager). Errors name the bus as "a connection given by the
+/// caller".
+pub async fn start_scope_on(
+    conn: &zbus::Connection,
+    req: &ScopeRequest<'_>,
+) -> Result<(), SystemdError> {
+    run(conn, req, Instant::now() + req.timeout, GIVEN_CONNECTION).await
+}
+
+/// Open the one bus connection of this call.
+///
+/// The socket is connected here rather than by zbus, because zbus connects
+/// a unix socket on tokio's blocking pool, that is, on a second thread.
+async fn connect(
+    bus: Bus,
+    address: &str,
+    timeout: Duration,
+    deadline: Instant,
+) -> Result<Connection, SystemdError> {
+    let bad = |reason: String| SystemdError::BadAddress {
+        address: address.into(),
+        reason: reason.into(),
+    };
+    let mut last_error = None;
+    // An address may list several, separated by ';', to be tried in order.
+    for one in address.split(';').filter(|a| !a.is_empty()) {
+        let parsed = zbus::Address::from_str(one).map_err(|e| bad(e.to_string()))?;
+        let path = match parsed.transport() {
+            Transport::Unix(unix) => match unix.path() {
+                UnixSocket::File(path) => path.as_os_str().to_owned(),
+                UnixSocket::Abstract(name) => {
+                    // tokio takes a leading NUL for the abstract namespace.
+                    let mut path = std::ffi::OsString::from("\0");
+                    path.push(name);
+                    path
+                }
+                _ => return Err(bad("unix:dir= and unix:tmpdir= are for servers".into())),
+            },
+            other => return Err(bad(format!("{other} is not a unix socket"))),
+        };
+        match timeout_at(deadline, tokio::net::UnixStream::connect(&path)).await {
+            Ok(Ok(stream)) => return handshake(bus, address, stream, timeout, deadline).await,
+            Ok(Err(error)) => last_error = Some(error),
+            Err(_) => {
+                last_error = Some(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no connection within {timeout:?}"),
+                ))
+            }
+        }
+    }
+    Err(match last_error {
+        Some(error) => SystemdError::NoBus {
+            bus,
+            address: address.into(),
+            error,
+        },
+        None => bad("it is empty".into()),
     })
 }
+
+/// Authenticate on a connected socket and say Hello to the bus.
+async fn handshake(
+    bus: Bus,
+    address: &str,
+    stream: tokio::net::UnixStream,
+    timeout: Duration,
+    deadline: Instant,
+) -> Result<Connection, SystemdError> {
+    let failed = |detail: String| SystemdError::Handshake {
+        bus,
+        address: address.into(),
+        detail: detail.into(),
+    };
+    let build = zbus::connection::Builder::unix_stream(stream)
+        // A no-op with tokio, which zbus runs on the caller's runtime; it
+        // matters if Cargo feature unification ever adds zbus's async-io
+        // backend, which would otherwise start an executor thread.
+        .internal_executor(false)
+        .build();
+    match timeout_at(deadline, build).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(failed(e.to_string())),
+        Err(_) => Err(failed(format!("no answer within {timeout:?}"))),
+    }
+}
+
+/// The properties of the scope, as `StartTransientUnit` takes them.
+fn scope_properties<'a>(req: &ScopeRequest<'a>) -> Vec<(&'static str, Value<'a>)> {
+    vec![
+        ("PIDs", Value::from(vec![req.pid])),
+        ("Delegate", Value::from(true)),
+        ("CollectMode", Value::from("inactive-or-failed")),
+        ("Description", Value::from(req.description)),
+        ("DefaultDependencies", Value::from(false)),
+    ]
+}
+
+/// The steps common to [`start_scope`] and [`start_scope_on`]; `address`
+/// only names the bus in errors.
+async fn run(
+    conn: &Connection,
+    req: &ScopeRequest<'_>,
+    deadline: Instant,
+    address: &str,
+) -> Result<(), SystemdError> {
+    let call = Call {
+        conn,
+        req,
+        address,
+        deadline,
+    };
+
+    // 1. Listen for JobRemoved before any job exists. On a bus this sends
+    //    AddMatch to the daemon (which then only forwards the signal from
+    //    the owner of org.freedesktop.systemd1); zbus skips it on p2p.
+    let rule = MatchRule::builder()
+        .msg_type(MessageType::Signal)
+        .sender(DESTINATION)
+        .and_then(|b| b.path(PATH))
+        .and_then(|b| b.interface(MANAGER))
+        .and_then(|b| b.member("JobRemoved"))
+        .map(|b| b.build())
+        .map_err(|e| call.error("AddMatch", "the reply to AddMatch", e))?;
+    let stream = call
+        .within(
+            "the reply to AddMatch",
+            MessageStream::for_match_rule(rule, conn, Some(SIGNAL_QUEUE)),
+        )
+        .await?
+        .map_err(|e| call.error("AddMatch", "the reply to AddMatch", e))?;
+
+    // 2. Ask systemd to send its signals. A manager that already counts this
+    //    connection as subscribed says so with an error that is fine here.
+    match call.method("Subscribe", &()).await {
+        Err(SystemdError::CallFailed { ref name, .. })
+            if &**name == "org.freedesktop.systemd1.AlreadySubscribed" => {}
+        other => drop(other?),
+    }
+
+    // 3. Create the unit; systemd answers with the job that starts it.
+    let aux: Vec<(&str, Vec<(&str, Value<'_>)>)> = Vec::new();
+    let body = (req.unit, "fail", scope_properties(req), aux);
+    let reply = match call.method("StartTransientUnit", &body).await {
+        Ok(reply) => reply,
+        Err(e @ SystemdError::Timeout { .. }) => {
+            // The job may exist even though its path never arrived.
+            return Err(call.clean_up(e).await);
+        }
+        Err(e) => return Err(e),
+    };
+    let job: OwnedObjectPath = reply
+        .body()
+        .deserialize()
+        .map_err(|e| call.error("StartTransientUnit", "", e))?;
+
+    // 4. Wait for that job's end; other jobs' signals go by.
+    match call.wait_for_job(stream, &job).await {
+        Ok(result) if result == "done" => Ok(()),
+        Ok(result) => Err(SystemdError::JobFailed {
+            unit: req.unit.into(),
+            address: address.into(),
+            job: job.as_str().into(),
+            result: result.into(),
+        }),
+        Err(e @ SystemdError::Timeout { .. }) => Err(call.clean_up(e).await),
+        Err(e) => Err(e),
+    }
+}
+
+/// One `start_scope` exchange: what errors need to name, and the deadline.
+struct Call<'c> {
+    conn: &'c Connection,
+    req: &'c ScopeRequest<'c>,
+    address: &'c str,
+    deadline: Instant,
+}
+
+impl Call<'_> {
+    /// Await `fut` until the deadline.
+    async fn within<T>(
+        &self,
+        waiting_for: &'static str,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, SystemdError> {
+        timeout_at(self.deadline, fut)
+            .await
+            .map_err(|_| SystemdError::Timeout {
+                unit: self.req.unit.into(),
+                address: self.address.into(),
+                timeout: self.req.timeout,
+                waiting_for,
+                cleanup_error: None,
+            })
+    }
+
+    /// Call a manager method and wait, until the deadline, for its reply.
+    async fn method<B>(&self, method: &'static str, body: &B) -> Result<zbus::Message, SystemdError>
+    where
+        B: zbus::export::serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        let waiting_for = reply_to(method);
+        let call = self
+            .conn
+            .call_method(Some(DESTINATION), PATH, Some(MANAGER), method, body);
+        self.within(waiting_for, call)
+            .await?
+            .map_err(|e| self.error(method, waiting_for, e))
+    }
+
+    /// Translate a zbus error from `method` into ours.
+    fn error(
+        &self,
+        method: &'static str,
+        waiting_for: &'static str,
+        e: zbus::Error,
+    ) -> SystemdError {
+        let unit = self.req.unit.into();
+        let address = self.address.into();
+        match e {
+            zbus::Error::MethodError(name, message, _) => SystemdError::CallFailed {
+                unit,
+                address,
+                method,
+                name: name.as_str().into(),
+                message: message.unwrap_or_default().into(),
+            },
+            zbus::Error::FDO(e) => {
+                use zbus::DBusError;
+                SystemdError::CallFailed {
+                    unit,
+                    address,
+                    method,
+                    name: e.name().as_str().into(),
+                    message: e.description().unwrap_or_default().into(),
+                }
+            }
+            zbus::Error::InputOutput(io) => SystemdError::Disconnected {
+                unit,
+                address,
+                waiting_for,
+                detail: io.to_string().into(),
+            },
+            other => SystemdError::Protocol {
+                unit,
+                address,
+                method,
+                detail: other.to_string().into(),
+            },
+        }
+    }
+
+    /// Read `JobRemoved` signals until the one for `job`, and return its
+    /// result.
+    async fn wait_for_job(
+        &self,
+        mut stream: MessageStream,
+        job: &OwnedObjectPath,
+    ) -> Result<String, SystemdError> {
+        const WAITING_FOR: &str = "the JobRemoved signal";
+        loop {
+            let next = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx));
+            let msg = match self.within(WAITING_FOR, next).await? {
+                Some(Ok(msg)) => msg,
+                Some(Err(e)) => return Err(self.error("StartTransientUnit", WAITING_FOR, e)),
+                None => {
+                    return Err(SystemdError::Disconnected {
+                        unit: self.req.unit.into(),
+                        address: self.address.into(),
+                        waiting_for: WAITING_FOR,
+                        detail: "end of stream".into(),
+                    })
+                }
+            };
+            // JobRemoved(u id, o job, s unit, s result). A signal of another
+            // shape cannot be ours: skip it like any other job's.
+            let body = msg.body();
+            let Ok((_id, removed, _unit, result)) =
+                body.deserialize::<(u32, OwnedObjectPath, String, String)>()
+            else {
+                continue;
+            };
+            if &removed == job {
+                return Ok(result);
+            }
+        }
+    }
+
+    /// After a timeout: ask systemd to stop the unit and forget it if it
+    /// failed, within the same time again, and note in `e` whether that
+    /// worked.
+    ///
+    /// The mode is "replace", not "fail": our start job may still be queued,
+    /// and "fail" refuses a stop that would cancel a pending start.
+    async fn clean_up(&self, mut e: SystemdError) -> SystemdError {
+        let cleanup = Call {
+            deadline: Instant::now() + self.req.timeout,
+            ..*self
+        };
+        let stopped = match cleanup
+            .method("StopUnit", &(self.req.unit, "replace"))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Never loaded, or already gone: nothing left behind.
+            Err(SystemdError::CallFailed { name, .. })
+                if &*name == "org.freedesktop.systemd1.NoSuchUnit" =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.to_string().into()),
+        };
+        // A failed unit is unloaded by CollectMode already; this only helps
+        // a manager that ignores it, so its outcome does not matter.
+        let _ = cleanup.method("ResetFailedUnit", &(self.req.unit,)).await;
+        if let (SystemdError::Timeout { cleanup_error, .. }, Err(why)) = (&mut e, stopped) {
+            *cleanup_error = Some(why);
+        }
+        e
+    }
+}
+
+/// What kennel waits for after calling `method`, for errors.
+fn reply_to(method: &str) -> &'static str {
+    match method {
+        "Subscribe" => "the reply to Subscribe",
+        "StartTransientUnit" => "the reply to StartTransientUnit",
+        "StopUnit" => "the reply to StopUnit",
+        "ResetFailedUnit" => "the reply to ResetFailedUnit",
+        _ => "a reply",
+    }
+}
+
+#[cfg(test)]
+#[path = "systemd_tests.rs"]
+mod tests;
