@@ -1,30 +1,27 @@
 //! A transient scope with `Delegate=yes`, asked of systemd over D-Bus.
 //!
 //! An unprivileged user may not write to the cgroup tree, but systemd hands
-//! out subtrees: [`start_scope`] asks the user manager (or, as root, the
-//! system manager) for `kennel-NAME.scope` holding one pid, with the cgroup
-//! delegated to us. The flow is the one systemd-run and nspawn use:
-//!
-//! 1. one connection to the bus for the whole call;
-//! 2. a match rule for `Manager.JobRemoved` and `Manager.Subscribe`, *before*
-//!    the job exists, so its end cannot be missed;
-//! 3. `StartTransientUnit(unit, "fail", properties, [])` returns a job path;
-//! 4. wait (bounded by [`ScopeRequest::timeout`]) for the `JobRemoved` of that
-//!    job, ignoring everyone else's, and require its result to be `done`.
-//!
-//! If the job does not finish in time, kennel asks systemd to stop the unit,
-//! so no half-made scope stays behind. A scope that failed to start needs no
-//! cleanup: `CollectMode=inactive-or-failed` lets systemd unload it.
+//! out subtrees: [`start_scope`] asks the user manager (as root, the system
+//! manager) for `kennel-NAME.scope` holding one pid, its cgroup delegated to
+//! us. As in systemd-run and nspawn, over one connection: a match rule for
+//! `Manager.JobRemoved` and `Manager.Subscribe` *before* the job exists, so
+//! its end cannot be missed; `StartTransientUnit(unit, "fail", properties,
+//! [])`, which returns a job path; then the `JobRemoved` of that job, others'
+//! ignored, whose result must be `done`, all within [`ScopeRequest::timeout`].
+//! A job that does not end in time has its unit stopped; a scope that failed
+//! needs nothing, `CollectMode=inactive-or-failed` lets systemd unload it.
 //!
 //! Threads: the runner later clones the container with `clone3` and no
-//! `CLONE_VM`, which is only safe while it has a single thread. So the call
-//! runs on a current-thread tokio runtime that lives only inside
-//! [`start_scope`], connects the socket itself (zbus would use a blocking
-//! thread for that) and never calls anything that needs tokio's blocking
-//! pool. When [`start_scope`] returns, the caller's thread is the only one.
+//! `CLONE_VM`, only safe while it has one thread. So the call runs on a
+//! current-thread tokio runtime living only inside [`start_scope`], connects
+//! the socket itself (zbus would use a blocking-pool thread for that) and
+//! uses nothing else that needs tokio's blocking pool: when [`start_scope`]
+//! returns, the caller's thread is the only one.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::future::poll_fn;
+use std::io::ErrorKind;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
@@ -88,7 +85,6 @@ pub enum SystemdError {
     /// Neither `DBUS_SESSION_BUS_ADDRESS` nor `XDG_RUNTIME_DIR` is set.
     #[error("cannot find the user's D-Bus to ask systemd for a cgroup: neither DBUS_SESSION_BUS_ADDRESS nor XDG_RUNTIME_DIR is set; {fix}", fix = no_bus_fix(Bus::User))]
     NoUserBus,
-
     /// The bus address cannot be parsed or is not a unix socket.
     #[error("cannot use the D-Bus address `{address}`: {reason}; kennel needs a unix:path= or unix:abstract= address")]
     BadAddress {
@@ -97,7 +93,6 @@ pub enum SystemdError {
         /// What is wrong with it.
         reason: Box<str>,
     },
-
     /// No bus reachable: no socket at the address, or it refused us.
     #[error("cannot reach the {bus} bus at {address} to ask systemd for a cgroup: {error}; {fix}", fix = no_bus_fix(*.bus))]
     NoBus {
@@ -108,7 +103,6 @@ pub enum SystemdError {
         /// Why the connection failed; `raw_os_error()` has the errno.
         error: std::io::Error,
     },
-
     /// The socket accepted the connection, but the D-Bus handshake failed.
     #[error("the {bus} bus at {address} refused kennel: {detail}; is kennel running as the user whose bus this is (not under su or sudo without a login session)?")]
     Handshake {
@@ -119,7 +113,6 @@ pub enum SystemdError {
         /// zbus's description of the failure.
         detail: Box<str>,
     },
-
     /// systemd answered a method call with a D-Bus error.
     #[error("systemd refused {method} for {unit} on {address}: {name}: {message}{hint}", hint = call_hint(.name, .unit))]
     CallFailed {
@@ -134,7 +127,6 @@ pub enum SystemdError {
         /// systemd's message.
         message: Box<str>,
     },
-
     /// The job ran but did not end with `done`.
     #[error("systemd could not start {unit} on {address}: its job {job} ended with result `{result}`{hint}", hint = job_hint(.result))]
     JobFailed {
@@ -147,7 +139,6 @@ pub enum SystemdError {
         /// The job's result: `failed`, `timeout`, `canceled`, `dependency`, ...
         result: Box<str>,
     },
-
     /// systemd did not answer, or the job did not end, in time.
     #[error("systemd did not start {unit} on {address} within {timeout:?} (no answer while waiting for {waiting_for}){cleanup}; the manager may be busy: try again", cleanup = cleanup_note(.unit, .cleanup_error))]
     Timeout {
@@ -163,7 +154,6 @@ pub enum SystemdError {
         /// stop the unit; otherwise why stopping it failed.
         cleanup_error: Option<Box<str>>,
     },
-
     /// The bus connection closed in the middle of the exchange.
     #[error("the D-Bus connection to {address} closed while waiting for {waiting_for} for {unit} ({detail}); if systemd or the bus restarted, try again")]
     Disconnected {
@@ -176,7 +166,6 @@ pub enum SystemdError {
         /// What zbus saw (end of stream, broken pipe, ...).
         detail: Box<str>,
     },
-
     /// systemd's reply did not have the expected shape, or zbus failed in a
     /// way that is neither a D-Bus error nor a closed connection.
     #[error("unexpected answer from systemd to {method} for {unit} on {address}: {detail}")]
@@ -190,7 +179,6 @@ pub enum SystemdError {
         /// zbus's description.
         detail: Box<str>,
     },
-
     /// The event loop for the call could not be created.
     #[error("cannot set up the D-Bus event loop: {error}")]
     Runtime {
@@ -206,18 +194,20 @@ impl SystemdError {
     /// without a cgroup when no limit was asked for.
     pub fn is_unreachable(&self) -> bool {
         match self {
-            SystemdError::NoUserBus
-            | SystemdError::NoBus { .. }
-            | SystemdError::Handshake { .. } => true,
-            SystemdError::CallFailed { name, .. } => matches!(
-                &**name,
-                "org.freedesktop.DBus.Error.ServiceUnknown"
-                    | "org.freedesktop.DBus.Error.NameHasNoOwner"
+            SystemdError::CallFailed { name, .. } => NO_MANAGER.contains(&&**name),
+            e => matches!(
+                e,
+                Self::NoUserBus | Self::NoBus { .. } | Self::Handshake { .. }
             ),
-            _ => false,
         }
     }
 }
+
+/// The D-Bus errors that say no systemd manager is on the bus.
+const NO_MANAGER: [&str; 2] = [
+    "org.freedesktop.DBus.Error.ServiceUnknown",
+    "org.freedesktop.DBus.Error.NameHasNoOwner",
+];
 
 /// What to do when no bus can be reached, the most common failure.
 fn no_bus_fix(bus: Bus) -> &'static str {
@@ -231,7 +221,7 @@ fn no_bus_fix(bus: Bus) -> &'static str {
 fn call_hint(name: &str, unit: &str) -> String {
     match name {
         "org.freedesktop.systemd1.UnitExists" => format!("; a unit named {unit} already exists (a container of that name is running or still stopping): pick another --name"),
-        "org.freedesktop.DBus.Error.ServiceUnknown" | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
+        name if NO_MANAGER.contains(&name) => {
             "; no systemd manager is on this bus: run kennel from a login session (or `loginctl enable-linger $USER`), or choose --cgroup-manager=cgroupfs or --cgroup-manager=disabled".into()
         }
         "org.freedesktop.DBus.Error.AccessDenied" | "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired" => {
@@ -302,15 +292,12 @@ pub(crate) fn address_from_env(
 /// Escape a value for a D-Bus address: bytes outside `[-0-9A-Za-z_/.\*]` are
 /// written `%XX` (D-Bus specification, "Server Addresses").
 fn escape_address_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_/.\\*".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02x}"));
-        }
-    }
-    out
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || b"-_/.\\*".contains(b);
+    let escape = |b: u8| match plain(&b) {
+        true => char::from(b).to_string(),
+        false => format!("%{b:02x}"),
+    };
+    value.bytes().map(escape).collect()
 }
 
 /// Ask the `bus`'s systemd manager for the scope `req` describes, and wait
@@ -358,7 +345,7 @@ pub async fn start_scope_on(
     run(conn, req, Instant::now() + req.timeout, GIVEN_CONNECTION).await
 }
 
-/// Open the one bus connection of this call.
+/// Open the one bus connection of this call: connect, authenticate, Hello.
 ///
 /// The socket is connected here rather than by zbus, because zbus connects
 /// a unix socket on tokio's blocking pool, that is, on a second thread.
@@ -372,68 +359,49 @@ async fn connect(
         address: address.into(),
         reason: reason.into(),
     };
-    let mut last_error = None;
+    let mut last_error = std::io::Error::other("the address is empty");
     // An address may list several, separated by ';', to be tried in order.
     for one in address.split(';').filter(|a| !a.is_empty()) {
         let parsed = zbus::Address::from_str(one).map_err(|e| bad(e.to_string()))?;
         let path = match parsed.transport() {
             Transport::Unix(unix) => match unix.path() {
                 UnixSocket::File(path) => path.as_os_str().to_owned(),
-                UnixSocket::Abstract(name) => {
-                    // tokio takes a leading NUL for the abstract namespace.
-                    let mut path = std::ffi::OsString::from("\0");
-                    path.push(name);
-                    path
-                }
+                // tokio takes a leading NUL for the abstract namespace.
+                UnixSocket::Abstract(name) => [OsStr::new("\0"), name].join(OsStr::new("")),
                 _ => return Err(bad("unix:dir= and unix:tmpdir= are for servers".into())),
             },
             other => return Err(bad(format!("{other} is not a unix socket"))),
         };
-        match timeout_at(deadline, tokio::net::UnixStream::connect(&path)).await {
-            Ok(Ok(stream)) => return handshake(bus, address, stream, timeout, deadline).await,
-            Ok(Err(error)) => last_error = Some(error),
-            Err(_) => {
-                last_error = Some(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no connection within {timeout:?}"),
-                ))
+        let connecting = timeout_at(deadline, tokio::net::UnixStream::connect(&path)).await;
+        let stream = match connecting.unwrap_or_else(|_| Err(ErrorKind::TimedOut.into())) {
+            Ok(stream) => stream,
+            Err(error) => {
+                last_error = error;
+                continue;
             }
-        }
-    }
-    Err(match last_error {
-        Some(error) => SystemdError::NoBus {
+        };
+        let build = zbus::connection::Builder::unix_stream(stream)
+            // A no-op with tokio, which zbus runs on the caller's runtime;
+            // it matters if Cargo feature unification ever adds zbus's
+            // async-io backend, which would start an executor thread.
+            .internal_executor(false)
+            .build();
+        let detail = match timeout_at(deadline, build).await {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {timeout:?}"),
+        };
+        return Err(SystemdError::Handshake {
             bus,
             address: address.into(),
-            error,
-        },
-        None => bad("it is empty".into()),
-    })
-}
-
-/// Authenticate on a connected socket and say Hello to the bus.
-async fn handshake(
-    bus: Bus,
-    address: &str,
-    stream: tokio::net::UnixStream,
-    timeout: Duration,
-    deadline: Instant,
-) -> Result<Connection, SystemdError> {
-    let failed = |detail: String| SystemdError::Handshake {
+            detail: detail.into(),
+        });
+    }
+    Err(SystemdError::NoBus {
         bus,
         address: address.into(),
-        detail: detail.into(),
-    };
-    let build = zbus::connection::Builder::unix_stream(stream)
-        // A no-op with tokio, which zbus runs on the caller's runtime; it
-        // matters if Cargo feature unification ever adds zbus's async-io
-        // backend, which would otherwise start an executor thread.
-        .internal_executor(false)
-        .build();
-    match timeout_at(deadline, build).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(failed(e.to_string())),
-        Err(_) => Err(failed(format!("no answer within {timeout:?}"))),
-    }
+        error: last_error,
+    })
 }
 
 /// The properties of the scope, as `StartTransientUnit` takes them.
@@ -472,14 +440,9 @@ async fn run(
         .and_then(|b| b.interface(MANAGER))
         .and_then(|b| b.member("JobRemoved"))
         .map(|b| b.build())
-        .map_err(|e| call.error("AddMatch", "the reply to AddMatch", e))?;
-    let stream = call
-        .within(
-            "the reply to AddMatch",
-            MessageStream::for_match_rule(rule, conn, Some(SIGNAL_QUEUE)),
-        )
-        .await?
-        .map_err(|e| call.error("AddMatch", "the reply to AddMatch", e))?;
+        .map_err(|e| call.error("AddMatch", e))?;
+    let listen = MessageStream::for_match_rule(rule, conn, Some(SIGNAL_QUEUE));
+    let stream = (call.within("AddMatch", listen).await?).map_err(|e| call.error("AddMatch", e))?;
 
     // 2. Ask systemd to send its signals. A manager that already counts this
     //    connection as subscribed says so with an error that is fine here.
@@ -503,7 +466,7 @@ async fn run(
     let job: OwnedObjectPath = reply
         .body()
         .deserialize()
-        .map_err(|e| call.error("StartTransientUnit", "", e))?;
+        .map_err(|e| call.error("StartTransientUnit", e))?;
 
     // 4. Wait for that job's end; other jobs' signals go by.
     match call.wait_for_job(stream, &job).await {
@@ -528,10 +491,10 @@ struct Call<'c> {
 }
 
 impl Call<'_> {
-    /// Await `fut` until the deadline.
+    /// Await `fut`, the answer to `method`, until the deadline.
     async fn within<T>(
         &self,
-        waiting_for: &'static str,
+        method: &'static str,
         fut: impl std::future::Future<Output = T>,
     ) -> Result<T, SystemdError> {
         timeout_at(self.deadline, fut)
@@ -540,7 +503,7 @@ impl Call<'_> {
                 unit: self.req.unit.into(),
                 address: self.address.into(),
                 timeout: self.req.timeout,
-                waiting_for,
+                waiting_for: waiting_for(method),
                 cleanup_error: None,
             })
     }
@@ -550,22 +513,14 @@ impl Call<'_> {
     where
         B: zbus::export::serde::Serialize + zbus::zvariant::DynamicType,
     {
-        let waiting_for = reply_to(method);
         let call = self
             .conn
             .call_method(Some(DESTINATION), PATH, Some(MANAGER), method, body);
-        self.within(waiting_for, call)
-            .await?
-            .map_err(|e| self.error(method, waiting_for, e))
+        (self.within(method, call).await?).map_err(|e| self.error(method, e))
     }
 
     /// Translate a zbus error from `method` into ours.
-    fn error(
-        &self,
-        method: &'static str,
-        waiting_for: &'static str,
-        e: zbus::Error,
-    ) -> SystemdError {
+    fn error(&self, method: &'static str, e: zbus::Error) -> SystemdError {
         let unit = self.req.unit.into();
         let address = self.address.into();
         match e {
@@ -589,7 +544,7 @@ impl Call<'_> {
             zbus::Error::InputOutput(io) => SystemdError::Disconnected {
                 unit,
                 address,
-                waiting_for,
+                waiting_for: waiting_for(method),
                 detail: io.to_string().into(),
             },
             other => SystemdError::Protocol {
@@ -608,17 +563,16 @@ impl Call<'_> {
         mut stream: MessageStream,
         job: &OwnedObjectPath,
     ) -> Result<String, SystemdError> {
-        const WAITING_FOR: &str = "the JobRemoved signal";
         loop {
             let next = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx));
-            let msg = match self.within(WAITING_FOR, next).await? {
+            let msg = match self.within("JobRemoved", next).await? {
                 Some(Ok(msg)) => msg,
-                Some(Err(e)) => return Err(self.error("StartTransientUnit", WAITING_FOR, e)),
+                Some(Err(e)) => return Err(self.error("JobRemoved", e)),
                 None => {
                     return Err(SystemdError::Disconnected {
                         unit: self.req.unit.into(),
                         address: self.address.into(),
-                        waiting_for: WAITING_FOR,
+                        waiting_for: waiting_for("JobRemoved"),
                         detail: "end of stream".into(),
                     })
                 }
@@ -659,21 +613,33 @@ impl Call<'_> {
             {
                 Ok(())
             }
-            Err(e) => Err(e.to_string().into()),
+            Err(SystemdError::CallFailed { name, message, .. }) => {
+                Err(format!("{name}: {message}"))
+            }
+            Err(SystemdError::Timeout { timeout, .. }) => {
+                Err(format!("no answer within {timeout:?}"))
+            }
+            Err(SystemdError::Disconnected { detail, .. }) => {
+                Err(format!("connection closed: {detail}"))
+            }
+            Err(e) => Err(e.to_string()),
         };
         // A failed unit is unloaded by CollectMode already; this only helps
         // a manager that ignores it, so its outcome does not matter.
         let _ = cleanup.method("ResetFailedUnit", &(self.req.unit,)).await;
         if let (SystemdError::Timeout { cleanup_error, .. }, Err(why)) = (&mut e, stopped) {
-            *cleanup_error = Some(why);
+            *cleanup_error = Some(why.into());
         }
         e
     }
 }
 
-/// What kennel waits for after calling `method`, for errors.
-fn reply_to(method: &str) -> &'static str {
+/// What kennel waits for after calling `method` (or for the signal
+/// `JobRemoved`), for errors.
+fn waiting_for(method: &str) -> &'static str {
     match method {
+        "JobRemoved" => "the JobRemoved signal",
+        "AddMatch" => "the reply to AddMatch",
         "Subscribe" => "the reply to Subscribe",
         "StartTransientUnit" => "the reply to StartTransientUnit",
         "StopUnit" => "the reply to StopUnit",

@@ -623,3 +623,19 @@ fn start_scope_leaves_only_the_callers_thread() {
     );
     assert_eq!(log.lock().unwrap().stops.len(), 1);
 }
+
+#[test]
+fn abstract_addresses_are_connected_to() {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("kennel-systemd-test-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+    // A listener that never answers: reaching it ends in a handshake timeout,
+    // not in "no such socket".
+    let _listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    let e = start_at(&format!("unix:abstract={name}")).unwrap_err();
+    assert!(
+        matches!(&e, SystemdError::Handshake { detail, .. } if detail.contains("200ms")),
+        "{e:?}"
+    );
+    assert!(e.is_unreachable());
+}
