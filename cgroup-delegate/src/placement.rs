@@ -124,7 +124,7 @@ pub fn place(req: &PlaceRequest) -> Result<Placed> {
                 return prepare_delegated(&unit, req, How::DelegatedUnit).map(Placed::Leaf);
             }
             match place_with_systemd(req, root) {
-                Err(CgroupError::Systemd { source, .. }) if req.limits.is_empty() && unreachable(&source) => Ok(
+                Err(CgroupError::Systemd { source, .. }) if req.limits.is_empty() && source.is_unreachable() => Ok(
                     Placed::None(format!("no delegated cgroup and {source}; no limit was asked for, so the container shares kennel's cgroup")),
                 ),
                 other => other,
@@ -286,9 +286,4 @@ impl Placement {
             }
         }
     }
-}
-
-/// systemd could not be reached at all (as opposed to refusing the scope).
-fn unreachable(e: &systemd::SystemdError) -> bool {
-    matches!(e, systemd::SystemdError::NoBus { .. })
 }
