@@ -327,7 +327,10 @@ pub fn run_checks() -> Result<Vec<Check>> {
     checks.push(probe_userns());
     checks.extend(subid_checks(&host));
     if host.caller.uid == 0 {
-        checks.push(ok("kennel-idmap helper", "not needed as root (identity map)"));
+        checks.push(ok(
+            "kennel-idmap helper",
+            "not needed as root (identity map)",
+        ));
     } else {
         checks.extend(helper_checks());
     }

@@ -9,7 +9,9 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
 use anyhow::{Context, Result};
+use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
 
 use crate::cli::ExecArgs;
 use crate::engine::child::{self, ChildOptions};
@@ -89,6 +91,15 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
     sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
     let (sigfd, sigmask) = engine::block_signals()?;
     let (parent_end, child_end) = Channel::pair().context("cannot create the sync socketpair")?;
+    // Opened before setns: afterwards /sys/fs/cgroup is the container's view.
+    let leaf = running.state.cgroup.as_ref().and_then(|p| {
+        nix::fcntl::open(
+            p.as_path(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
+    });
     let flags = namespaces_to_join(pid);
     nix::sched::setns(running.pidfd.as_fd(), flags).with_context(|| {
         format!(
@@ -96,7 +107,19 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
             args.name
         )
     })?;
-    let (child_pid, child_pidfd) = match sys::clone_process(0, None) {
+    let forked = match sys::clone_process(0, leaf.as_ref().map(|l| l.as_fd())) {
+        // Moving into a cgroup needs write access at the common ancestor of
+        // ours and the container's, which a login shell may not have.
+        Err(e) if leaf.is_some() => {
+            eprintln!(
+                "kennel: cannot start the command in the container's cgroup ({}); it runs outside the container's limits",
+                e.desc()
+            );
+            sys::clone_process(0, None)
+        }
+        other => other,
+    };
+    let (child_pid, child_pidfd) = match forked {
         Ok(Forked::Child) => {
             drop(parent_end);
             let opts = ChildOptions {
