@@ -420,7 +420,7 @@ async fn other_jobs_are_ignored_until_ours_ends() {
 
 #[tokio::test]
 async fn a_job_that_ends_before_the_reply_arrives_is_not_missed() {
-    let (result, _, _) = against(Scenario::SignalBeforeReply, SHORT).await;
+    let (result, _, _) = against(Scenario::SignalBeforeReply, LONG).await;
     result.unwrap();
 }
 
