@@ -114,7 +114,7 @@ pub enum SystemdError {
         detail: Box<str>,
     },
     /// systemd answered a method call with a D-Bus error.
-    #[error("systemd refused {method} for {unit} on {address}: {name}: {message}{hint}", hint = call_hint(.name, .unit))]
+    #[error("systemd refused {method} for {unit} on {address}: {name}: {message}{hint}", hint = call_hint(.name, .message, .unit))]
     CallFailed {
         /// The unit asked for.
         unit: Box<str>,
@@ -218,7 +218,7 @@ fn no_bus_fix(bus: Bus) -> &'static str {
 }
 
 /// The next step for a D-Bus error systemd commonly returns.
-fn call_hint(name: &str, unit: &str) -> String {
+fn call_hint(name: &str, message: &str, unit: &str) -> String {
     match name {
         "org.freedesktop.systemd1.UnitExists" => format!("; a unit named {unit} already exists (a container of that name is running or still stopping): pick another --name"),
         name if NO_MANAGER.contains(&name) => {
@@ -227,8 +227,13 @@ fn call_hint(name: &str, unit: &str) -> String {
         "org.freedesktop.DBus.Error.AccessDenied" | "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired" => {
             "; only root may create units in the system manager: run rootless kennel as a user with a session, so it asks the user manager".into()
         }
-        "org.freedesktop.DBus.Error.InvalidArgs" | "org.freedesktop.DBus.Error.PropertyReadOnly" => {
+        // "Cannot set property X, or unknown property."
+        "org.freedesktop.DBus.Error.PropertyReadOnly" => {
             "; this systemd may be too old for Delegate= or CollectMode= on scopes (kennel needs systemd 236 or later), or choose --cgroup-manager=cgroupfs".into()
+        }
+        // "Invalid unit name or type.", "Unit name X is not valid."
+        "org.freedesktop.DBus.Error.InvalidArgs" if message.contains("nit name") => {
+            "; the container's name becomes part of the unit name, which allows only letters, digits and `:_.-`: pick another --name".into()
         }
         _ => String::new(),
     }
