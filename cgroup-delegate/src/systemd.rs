@@ -45,7 +45,7 @@ const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const SIGNAL_QUEUE: usize = 1024;
 /// Stands for the bus address in errors from [`start_scope_on`], which only
 /// sees a connection.
-const GIVEN_CONNECTION: &str = "a connection given by the caller";
+const GIVEN_CONNECTION: &str = "the caller's connection";
 
 /// Which systemd manager to ask for the scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub enum SystemdError {
     #[error("cannot find the user's D-Bus to ask systemd for a cgroup: neither DBUS_SESSION_BUS_ADDRESS nor XDG_RUNTIME_DIR is set; {fix}", fix = no_bus_fix(Bus::User))]
     NoUserBus,
     /// The bus address cannot be parsed or is not a unix socket.
-    #[error("cannot use the D-Bus address `{address}`: {reason}; kennel needs a unix:path= or unix:abstract= address")]
+    #[error("cannot use the D-Bus address `{address}`: {reason}; use a unix:path= or unix:abstract= address")]
     BadAddress {
         /// The address as found in the environment.
         address: Box<str>,
@@ -114,7 +114,7 @@ pub enum SystemdError {
         detail: Box<str>,
     },
     /// systemd answered a method call with a D-Bus error.
-    #[error("systemd refused {method} for {unit} on {address}: {name}: {message}{hint}", hint = call_hint(.name, .message, .unit))]
+    #[error("systemd refused {method} for {unit} on {address}: {name}: {msg}{hint}", msg = .message.trim_end_matches('.'), hint = call_hint(.name, .message, .unit))]
     CallFailed {
         /// The unit asked for.
         unit: Box<str>,
@@ -155,7 +155,7 @@ pub enum SystemdError {
         cleanup_error: Option<Box<str>>,
     },
     /// The bus connection closed in the middle of the exchange.
-    #[error("the D-Bus connection to {address} closed while waiting for {waiting_for} for {unit} ({detail}); if systemd or the bus restarted, try again")]
+    #[error("lost the D-Bus connection to systemd ({address}) while waiting for {waiting_for} for {unit}: {detail}; if systemd or the bus restarted, try again")]
     Disconnected {
         /// The unit asked for.
         unit: Box<str>,
@@ -311,6 +311,11 @@ fn escape_address_value(value: &str) -> String {
 /// One connection serves the whole call. The call runs on its own
 /// current-thread runtime, dropped before returning, so no thread but the
 /// caller's exists afterwards, whatever the outcome.
+///
+/// # Panics
+///
+/// When called inside an async runtime (tokio refuses to nest one); the
+/// runner calls it from plain synchronous code.
 pub fn start_scope(bus: Bus, req: &ScopeRequest) -> Result<(), SystemdError> {
     let address = bus_address(bus)?;
     start_scope_at(bus, &address, req)
@@ -341,8 +346,7 @@ pub(crate) fn start_scope_at(
 
 /// Ask systemd for the scope over an existing connection: the logic of
 /// [`start_scope`], usable over any connection (tests use a peer-to-peer one
-/// to a fake manager). Errors name the bus as "a connection given by the
-/// caller".
+/// to a fake manager). Errors name the bus "the caller's connection".
 pub async fn start_scope_on(
     conn: &zbus::Connection,
     req: &ScopeRequest<'_>,
@@ -375,7 +379,7 @@ async fn connect(
                 UnixSocket::Abstract(name) => [OsStr::new("\0"), name].join(OsStr::new("")),
                 _ => return Err(bad("unix:dir= and unix:tmpdir= are for servers".into())),
             },
-            other => return Err(bad(format!("{other} is not a unix socket"))),
+            _ => return Err(bad("kennel talks to systemd over a unix socket only".into())),
         };
         let connecting = timeout_at(deadline, tokio::net::UnixStream::connect(&path)).await;
         let stream = match connecting.unwrap_or_else(|_| Err(ErrorKind::TimedOut.into())) {
