@@ -20,18 +20,18 @@ pub enum CgroupError {
         path: PathBuf,
     },
 
-    #[error("cannot {op} {path}: {source}", path = path.display())]
+    #[error("cannot {op} {path}: {cause}", path = path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
-    #[error("the kernel refused {file}={value} for the container: {source}{hint}")]
+    #[error("the kernel refused {file}={value} for the container: {cause}{hint}")]
     LimitRefused {
         file: &'static str,
         value: String,
-        source: std::io::Error,
+        cause: std::io::Error,
         hint: &'static str,
     },
 
@@ -44,10 +44,10 @@ pub enum CgroupError {
     #[error("cgroup {path} already exists: is another container of that name running? (pick another --name)", path = path.display())]
     LeafExists { path: PathBuf },
 
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Systemd {
         what: String,
-        source: crate::systemd::SystemdError,
+        cause: crate::systemd::SystemdError,
     },
 }
 
@@ -58,5 +58,5 @@ pub fn io(
     path: impl Into<PathBuf>,
 ) -> impl FnOnce(std::io::Error) -> CgroupError {
     let path = path.into();
-    move |source| CgroupError::Io { op, path, source }
+    move |cause| CgroupError::Io { op, path, cause }
 }

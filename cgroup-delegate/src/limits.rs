@@ -64,7 +64,7 @@ impl Limits {
                     (Swap::Total(_), Some(_)) => return Err(CgroupError::LimitRefused {
                         file: "memory.swap.max",
                         value: "less than --memory".into(),
-                        source: std::io::Error::from_raw_os_error(libc::EINVAL),
+                        cause: std::io::Error::from_raw_os_error(libc::EINVAL),
                         hint:
                             " (--memory-swap is memory plus swap, so it must be at least --memory)",
                     }),
@@ -72,7 +72,7 @@ impl Limits {
                         return Err(CgroupError::LimitRefused {
                             file: "memory.swap.max",
                             value: "without --memory".into(),
-                            source: std::io::Error::from_raw_os_error(libc::EINVAL),
+                            cause: std::io::Error::from_raw_os_error(libc::EINVAL),
                             hint: " (--memory-swap counts memory plus swap: give --memory too)",
                         })
                     }
@@ -107,7 +107,7 @@ impl Limits {
     /// error that names the file, the value and the valid range.
     pub fn apply(&self, leaf: &Path) -> Result<()> {
         for f in self.files()? {
-            std::fs::write(leaf.join(f.file), &f.value).map_err(|source| {
+            std::fs::write(leaf.join(f.file), &f.value).map_err(|cause| {
                 let hint = match f.file {
                     "cpu.weight" | "io.weight" => " (valid weights are 1 to 10000)",
                     "cpu.max" => " (the period must be 1000 to 1000000 microseconds)",
@@ -119,7 +119,7 @@ impl Limits {
                 CgroupError::LimitRefused {
                     file: f.file,
                     value: f.value.clone(),
-                    source,
+                    cause,
                     hint,
                 }
             })?;

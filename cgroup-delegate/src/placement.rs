@@ -124,8 +124,8 @@ pub fn place(req: &PlaceRequest) -> Result<Placed> {
                 return prepare_delegated(&unit, req, How::DelegatedUnit).map(Placed::Leaf);
             }
             match place_with_systemd(req, root) {
-                Err(CgroupError::Systemd { source, .. }) if req.limits.is_empty() && source.is_unreachable() => Ok(
-                    Placed::None(format!("no delegated cgroup and {source}; no limit was asked for, so the container shares kennel's cgroup")),
+                Err(CgroupError::Systemd { cause, .. }) if req.limits.is_empty() && cause.is_unreachable() => Ok(
+                    Placed::None(format!("no delegated cgroup and {cause}; no limit was asked for, so the container shares kennel's cgroup")),
                 ),
                 other => other,
             }
@@ -153,9 +153,9 @@ fn place_with_systemd(req: &PlaceRequest, root: bool) -> Result<Placed> {
         timeout: req.timeout,
     };
     let bus = if root { Bus::System } else { Bus::User };
-    systemd::start_scope(bus, &scope).map_err(|source| CgroupError::Systemd {
+    systemd::start_scope(bus, &scope).map_err(|cause| CgroupError::Systemd {
         what: format!("asking systemd for the scope {unit}"),
-        source,
+        cause,
     })?;
     // systemd moved us into the scope: that is now our cgroup.
     let scope_dir = tree::absolute(&tree::own_cgroup()?);
