@@ -105,7 +105,7 @@ pub fn move_all_processes(from: &Path, to: &Path) -> Result<()> {
     Err(CgroupError::Io {
         op: "empty",
         path: from.to_path_buf(),
-        source: std::io::Error::from_raw_os_error(libc::EBUSY),
+        cause: std::io::Error::from_raw_os_error(libc::EBUSY),
     })
 }
 
