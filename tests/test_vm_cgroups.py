@@ -1,0 +1,159 @@
+"""cgroups, systemd delegation and sd_notify, against a real systemd.
+
+All cases run in one boot of the test VM (see vm_machine.py); each test
+asserts on what its case printed from inside the container or from the
+VM's systemd. Without qemu or a kernel to boot, every test here is skipped
+with the reason."""
+
+import json
+import os
+import re
+
+import pytest
+
+import vm_cases
+import vm_machine
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD_DIR = os.environ.get("KENNEL_BUILD_DIR", os.path.join(REPO, "target", "x86_64-unknown-linux-gnu", "release"))
+
+
+@pytest.fixture(scope="session")
+def vm():
+    if os.geteuid() != 0:
+        pytest.skip("the VM tests run as root (they build a disk image and boot qemu)")
+    ok, why = vm_machine.vm_available()
+    if not ok:
+        pytest.skip(why)
+    binaries = {b: os.path.join(BUILD_DIR, b) for b in ["kennel", "kennel-idmap"]}
+    for path in binaries.values():
+        if not os.path.exists(path):
+            pytest.fail(f"{path} is not built: run `make build` (make test does)")
+    cases = [(name, user, script, timeout) for name, (user, script, timeout) in vm_cases.CASES.items()]
+    return vm_machine.run_batch(cases, binaries)
+
+
+def field(out, key):
+    m = re.search(rf"^{re.escape(key)}: ?(.*)$", out, re.M)
+    assert m, f"no {key} line in:\n{out}"
+    return m.group(1).strip()
+
+
+def no_leftovers(out):
+    assert field(out, "LEFT-UNITS") == "0", out
+    assert field(out, "LEFT-CGROUPS") == "0", out
+
+
+def case(vm, name):
+    r = vm[name]
+    assert r.rc != -1, r.output
+    return r.output
+
+
+def test_rootless_run_gets_a_delegated_scope_with_its_limits(vm):
+    out = case(vm, "rootless_scope_limits")
+    assert field(out, "RC") == "0", out
+    # kennel asked the user manager for a scope and made the leaf below it.
+    m = re.search(r"kennel: cgroup (/sys/fs/cgroup/user\.slice/user-1000\.slice/user@1000\.service/\S+/kennel-\d+\.scope/kennel-\d+) \(SystemdScope", out)
+    assert m, out
+    # Inside: its own cgroup namespace rooted at the leaf, and the limits.
+    assert field(out, "INSIDE-CGROUP") == "0::/"
+    assert field(out, "MEMORY-MAX") == str(64 << 20)
+    assert field(out, "SWAP-MAX") == "0"
+    assert field(out, "PIDS-MAX") == "50"
+    assert field(out, "CPU-MAX") == "50000 100000"
+    assert field(out, "CPU-WEIGHT") == "200"
+    assert field(out, "IO-WEIGHT") == "default 300"
+    assert set(field(out, "CONTROLLERS").split()) >= {"cpu", "io", "memory", "pids"}
+    assert "CGROUP-READONLY" in out
+    no_leftovers(out)
+
+
+def test_oom_kill_is_reported_with_exit_137(vm):
+    out = case(vm, "oom_kill_reported")
+    assert field(out, "RC") == "137", out
+    assert "kennel: container killed by the OOM killer (memory.max=32M)" in out
+    assert "survived" not in out
+    no_leftovers(out)
+
+
+def test_pids_limit_stops_a_fork_bomb(vm):
+    out = case(vm, "pids_limit_stops_fork_bomb")
+    assert field(out, "RC") == "0", out
+    assert int(field(out, "PIDS-CURRENT")) <= 20
+    m = re.search(r"max (\d+)", field(out, "PIDS-EVENTS"))
+    assert m and int(m.group(1)) > 0, out
+    no_leftovers(out)
+
+
+def test_stats_reads_the_containers_cgroup(vm):
+    out = case(vm, "stats_of_named_container")
+    stats = json.loads(re.search(r"^\{.*\"name\":\"statme\".*\}$", out, re.M).group(0))
+    assert stats["memory_current"] > 0
+    assert stats["memory_max"] == str(64 << 20)
+    assert stats["pids_current"] >= 1
+    assert stats["cpu_usage_usec"] is not None
+    assert "/kennel-statme" in stats["cgroup"]
+    # ps shows the cgroup path too.
+    assert re.search(r"^statme\s.*kennel-statme\.scope/kennel-statme", out, re.M), out
+    no_leftovers(out)
+
+
+def test_no_bus_is_a_clear_error_and_disabled_still_runs(vm):
+    out = case(vm, "no_bus_is_a_clear_error")
+    assert field(out, "RC-SYSTEMD") == "125"
+    assert "cannot reach the user bus at unix:path=/nonexistent/bus" in out
+    assert field(out, "RC-LIMIT") == "125"
+    assert field(out, "RC-DISABLED") == "0"
+    # auto without limits and without a bus: runs, in kennel's own cgroup.
+    assert field(out, "RC-AUTO") == "0"
+    no_leftovers(out)
+
+
+def test_limit_on_a_controller_not_delegated_is_an_error(vm):
+    out = case(vm, "controller_not_delegated")
+    assert field(out, "RC") == "125", out
+    assert "the memory controller is not delegated to" in out
+    assert "Delegate=cpu cpuset io memory pids" in out
+    # Nothing was created under the parent.
+    assert out.rstrip().endswith("0"), out
+
+
+def test_no_leftovers_after_failed_starts_and_a_killed_runner(vm):
+    out = case(vm, "no_leftovers_after_failures")
+    assert field(out, "RC-NOTFOUND") == "127"
+    assert field(out, "RC-BADLIMIT") == "125"
+    assert "cpu-weight 20000 is out of range" in out
+    assert field(out, "SLEEPERS") == "0", out
+    no_leftovers(out)
+
+
+def test_notify_unit_with_delegate_keeps_the_container_in_the_unit(vm):
+    out = case(vm, "notify_unit_delegated")
+    assert field(out, "ACTIVE") == "active", out
+    unit_cg = field(out, "UNIT-CGROUP")
+    assert unit_cg.endswith("/kt.service"), out
+    ps = json.loads(re.search(r"^\[.*\]$", out, re.M).group(0))
+    assert ps[0]["name"] == "kt"
+    assert ps[0]["cgroup"] == f"/sys/fs/cgroup{unit_cg}/kennel-kt"
+    # Placed inside the delegated unit: no D-Bus scope.
+    assert "(DelegatedUnit)" in field(out, "KENNEL-LOG")
+    assert field(out, "AFTER-STOP") in ("inactive", "failed"), out
+    no_leftovers(out)
+
+
+def test_container_mode_readiness_comes_from_the_container(vm):
+    out = case(vm, "notify_container_mode")
+    assert field(out, "EARLY") == "activating", out
+    assert field(out, "LATER") == "active", out
+    assert field(out, "STATUS") == "warm"
+    assert field(out, "MAINPID-IS-KENNEL") == "kennel"
+
+
+def test_root_uses_the_system_manager(vm):
+    out = case(vm, "root_system_scope")
+    assert field(out, "RC") == "0", out
+    assert re.search(r"kennel: cgroup /sys/fs/cgroup/system\.slice/kennel-\d+\.scope/kennel-\d+ \(SystemdScope", out), out
+    assert field(out, "MEMORY-MAX") == str(48 << 20)
+    assert field(out, "LEFT-SYSTEM-UNITS") == "0"
+    assert field(out, "LEFT-CGROUPS") == "0"

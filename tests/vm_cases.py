@@ -1,0 +1,138 @@
+"""The cgroup and systemd cases, as shell scripts run inside the test VM.
+
+Each case prints what the test then asserts on; `run_batch` runs them all
+in one boot. kuser cases run inside kuser's systemd user manager, root
+cases as root. Every script builds its own busybox rootfs (cheap), so cases
+stay independent.
+"""
+
+ROOTFS = r'''
+R=$(mktemp -d)
+mkdir -p "$R/bin" "$R/etc" "$R/proc" "$R/sys" "$R/dev" "$R/tmp" "$R/run"
+cp /bin/busybox "$R/bin/"
+for a in sh cat echo sleep seq head tr dd ls grep wc id true false kill ps; do ln -s busybox "$R/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$R/etc/passwd"
+'''
+
+LEFTOVERS = r'''
+echo "LEFT-UNITS: $(systemctl --user list-units --all --no-legend 'kennel-*' 2>/dev/null | wc -l)"
+echo "LEFT-CGROUPS: $(find /sys/fs/cgroup -name 'kennel-*' ! -name 'kennel-supervisor' -type d 2>/dev/null | wc -l)"
+'''
+
+CASES = {
+    # A login-shell-like process in the user manager: no delegated cgroup of
+    # its own, so kennel asks the user manager for a scope over D-Bus.
+    "rootless_scope_limits": ("kuser", ROOTFS + r'''
+kennel --verbose run --rootfs "$R" --memory 64M --memory-swap 64M --pids-limit 50 --cpus 0.5 \
+  --cpu-weight 200 --io-weight 300 -- sh -c '
+  echo "INSIDE-CGROUP: $(cat /proc/self/cgroup)"
+  echo "MEMORY-MAX: $(cat /sys/fs/cgroup/memory.max)"
+  echo "SWAP-MAX: $(cat /sys/fs/cgroup/memory.swap.max)"
+  echo "PIDS-MAX: $(cat /sys/fs/cgroup/pids.max)"
+  echo "CPU-MAX: $(cat /sys/fs/cgroup/cpu.max)"
+  echo "CPU-WEIGHT: $(cat /sys/fs/cgroup/cpu.weight)"
+  echo "IO-WEIGHT: $(cat /sys/fs/cgroup/io.weight)"
+  echo "CONTROLLERS: $(cat /sys/fs/cgroup/cgroup.controllers)"
+  touch /sys/fs/cgroup/x 2>/dev/null && echo CGROUP-WRITABLE || echo CGROUP-READONLY
+'
+echo "RC: $?"
+''' + LEFTOVERS, 120),
+
+    "oom_kill_reported": ("kuser", ROOTFS + r'''
+kennel run --rootfs "$R" --memory 32M --memory-swap 32M -- sh -c 'x=$(head -c 200000000 /dev/zero | tr "\0" a); echo survived'
+echo "RC: $?"
+''' + LEFTOVERS, 120),
+
+    "pids_limit_stops_fork_bomb": ("kuser", ROOTFS + r'''
+kennel run --rootfs "$R" --pids-limit 20 -- sh -c '
+  i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done 2>/dev/null
+  echo "PIDS-CURRENT: $(cat /sys/fs/cgroup/pids.current)"
+  echo "PIDS-EVENTS: $(cat /sys/fs/cgroup/pids.events | tr "\n" " ")"
+'
+echo "RC: $?"
+''' + LEFTOVERS, 120),
+
+    "stats_of_named_container": ("kuser", ROOTFS + r'''
+kennel run --name statme --rootfs "$R" --memory 64M -- sleep 20 &
+for i in $(seq 50); do kennel ps --format json | grep -q statme && break; sleep 0.2; done
+kennel stats statme --format json | tr -d '\n '; echo
+kennel ps
+kennel kill statme
+wait
+''' + LEFTOVERS, 120),
+
+    "no_bus_is_a_clear_error": ("kuser", ROOTFS + r'''
+export DBUS_SESSION_BUS_ADDRESS=unix:path=/nonexistent/bus
+kennel run --rootfs "$R" --cgroup-manager systemd -- true; echo "RC-SYSTEMD: $?"
+kennel run --rootfs "$R" --memory 64M -- true; echo "RC-LIMIT: $?"
+kennel run --rootfs "$R" --cgroup-manager disabled -- true; echo "RC-DISABLED: $?"
+kennel run --rootfs "$R" -- true; echo "RC-AUTO: $?"
+''' + LEFTOVERS, 120),
+
+    "controller_not_delegated": ("kuser", ROOTFS + r'''
+systemd-run --user --scope -p Delegate=yes --quiet sh -c '
+  CG=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)
+  # The scope enables no controller for its children: "child" has none.
+  mkdir "$CG/child"
+  kennel run --rootfs "'"$R"'" --cgroup-manager cgroupfs --cgroup-parent "$CG/child" --memory 64M -- true
+  echo "RC: $?"
+  ls "$CG/child"  | grep -c kennel- || true
+'
+''', 120),
+
+    "no_leftovers_after_failures": ("kuser", ROOTFS + r'''
+kennel run --rootfs "$R" --memory 64M -- no-such-command; echo "RC-NOTFOUND: $?"
+kennel run --rootfs "$R" --cpu-weight 20000 -- true; echo "RC-BADLIMIT: $?"
+kennel run --rootfs "$R" --memory 64M -- sleep 60 &
+KP=$!
+sleep 2
+kill -9 $KP
+sleep 3
+echo "SLEEPERS: $(pgrep -u kuser -x sleep | wc -l)"
+''' + LEFTOVERS, 120),
+
+    "notify_unit_delegated": ("kuser", ROOTFS + r'''
+mkdir -p ~/.config/systemd/user
+cat > ~/.config/systemd/user/kt.service <<EOF
+[Service]
+Type=notify
+Delegate=yes
+ExecStart=/usr/local/bin/kennel --verbose run --name kt --rootfs $R --memory 64M -- sleep 60
+EOF
+systemctl --user daemon-reload
+systemctl --user start kt
+echo "ACTIVE: $(systemctl --user is-active kt)"
+CG=$(systemctl --user show -p ControlGroup --value kt)
+echo "UNIT-CGROUP: $CG"
+kennel ps --format json | tr -d '\n '; echo
+echo "KENNEL-LOG: $(journalctl --user -u kt --no-pager -o cat 2>/dev/null | grep -m1 'kennel: cgroup')"
+systemctl --user stop kt
+echo "AFTER-STOP: $(systemctl --user is-active kt)"
+''' + LEFTOVERS, 150),
+
+    "notify_container_mode": ("kuser", r'''
+mkdir -p ~/.config/systemd/user
+cat > ~/.config/systemd/user/kn.service <<EOF
+[Service]
+Type=notify
+Delegate=yes
+ExecStart=/usr/local/bin/kennel run --sdnotify container --no-home -- sh -c 'sleep 3; systemd-notify --ready --status=warm; sleep 60'
+EOF
+systemctl --user daemon-reload
+systemctl --user start --no-block kn
+sleep 1
+echo "EARLY: $(systemctl --user is-active kn)"
+for i in $(seq 60); do [ "$(systemctl --user is-active kn)" = active ] && break; sleep 0.25; done
+echo "LATER: $(systemctl --user is-active kn)"
+echo "STATUS: $(systemctl --user show -p StatusText --value kn)"
+echo "MAINPID-IS-KENNEL: $(cat /proc/$(systemctl --user show -p MainPID --value kn)/comm)"
+systemctl --user stop kn
+''', 150),
+
+    "root_system_scope": ("root", ROOTFS + r'''
+kennel --verbose run --rootfs "$R" --memory 48M -- sh -c 'echo "MEMORY-MAX: $(cat /sys/fs/cgroup/memory.max)"'
+echo "RC: $?"
+echo "LEFT-SYSTEM-UNITS: $(systemctl list-units --all --no-legend 'kennel-*' | wc -l)"
+echo "LEFT-CGROUPS: $(find /sys/fs/cgroup -name 'kennel-*' ! -name 'kennel-supervisor' -type d | wc -l)"
+''', 120),
+}
