@@ -14,9 +14,14 @@ for a in sh cat echo sleep seq head tr dd ls grep wc id true false kill ps; do l
 echo 'root:x:0:0:root:/root:/bin/sh' > "$R/etc/passwd"
 '''
 
+# systemd removes an empty scope's cgroup asynchronously: allow it a moment.
 LEFTOVERS = r'''
+for i in $(seq 20); do
+  [ -z "$(find /sys/fs/cgroup -name 'kennel-*' -type d 2>/dev/null)" ] && break; sleep 0.25
+done
 echo "LEFT-UNITS: $(systemctl --user list-units --all --no-legend 'kennel-*' 2>/dev/null | wc -l)"
-echo "LEFT-CGROUPS: $(find /sys/fs/cgroup -name 'kennel-*' ! -name 'kennel-supervisor' -type d 2>/dev/null | wc -l)"
+echo "LEFT-CGROUPS: $(find /sys/fs/cgroup -name 'kennel-*' -type d 2>/dev/null | wc -l)"
+find /sys/fs/cgroup -name 'kennel-*' -type d 2>/dev/null | sed 's/^/LEFT-PATH: /'
 '''
 
 CASES = {

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 CACHE = "/var/cache/kennel-vm"
-IMAGE_VERSION = "3"  # bump when the image recipe changes
+IMAGE_VERSION = "4"  # bump when the image recipe changes
 PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "dbus-user-session", "libpam-systemd",
     "uidmap", "iproute2", "procps", "busybox-static", "libcap2-bin", "util-linux",
@@ -153,10 +153,10 @@ def base_image(log=print):
         os.makedirs(f"{root}/var/lib/systemd/linger", exist_ok=True)
         open(f"{root}/var/lib/systemd/linger/kuser", "w").close()
         _write(f"{root}/etc/systemd/system/user@.service.d/delegate.conf", DELEGATE_CONF)
-        _write(f"{root}/etc/systemd/system/kennel-vm-run.service", RUN_UNIT)
+        _write(f"{root}/etc/systemd/system/vm-cases.service", RUN_UNIT)
         wants = f"{root}/etc/systemd/system/multi-user.target.wants"
         os.makedirs(wants, exist_ok=True)
-        os.symlink("/etc/systemd/system/kennel-vm-run.service", f"{wants}/kennel-vm-run.service")
+        os.symlink("/etc/systemd/system/vm-cases.service", f"{wants}/vm-cases.service")
         # Units that wait for hardware or the network this VM does not have.
         for unit in ["serial-getty@ttyS0.service", "getty@tty1.service", "systemd-timesyncd.service",
                      "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer"]:
