@@ -50,6 +50,12 @@ def case(vm, name):
     return r.output
 
 
+def test_auto_uses_the_writable_unit_it_runs_in_without_dbus(vm):
+    out = case(vm, "stats_of_named_container")
+    # The case runs as a user-manager service, which is kuser's to write.
+    assert re.search(r"statme\s.*/run-u\d+\.service/kennel-statme\s", out), out
+
+
 def test_rootless_run_gets_a_delegated_scope_with_its_limits(vm):
     out = case(vm, "rootless_scope_limits")
     assert field(out, "RC") == "0", out
@@ -95,7 +101,7 @@ def test_stats_reads_the_containers_cgroup(vm):
     assert stats["cpu_usage_usec"] is not None
     assert "/kennel-statme" in stats["cgroup"]
     # ps shows the cgroup path too.
-    assert re.search(r"^statme\s.*kennel-statme\.scope/kennel-statme", out, re.M), out
+    assert re.search(r"^statme\s.*/kennel-statme\s", out, re.M), out
     no_leftovers(out)
 
 
@@ -103,10 +109,10 @@ def test_no_bus_is_a_clear_error_and_disabled_still_runs(vm):
     out = case(vm, "no_bus_is_a_clear_error")
     assert field(out, "RC-SYSTEMD") == "125"
     assert "cannot reach the user bus at unix:path=/nonexistent/bus" in out
-    assert field(out, "RC-LIMIT") == "125"
+    assert field(out, "RC-SYSTEMD-LIMIT") == "125"
     assert field(out, "RC-DISABLED") == "0"
-    # auto without limits and without a bus: runs, in kennel's own cgroup.
-    assert field(out, "RC-AUTO") == "0"
+    assert field(out, "RC-DISABLED-LIMIT") == "125"
+    assert "resource limits need a cgroup, but --cgroup-manager=disabled" in out
     no_leftovers(out)
 
 

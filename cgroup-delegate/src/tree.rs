@@ -48,14 +48,23 @@ fn writable(path: &Path) -> bool {
     access(path, AccessFlags::W_OK).is_ok()
 }
 
-/// Whether `dir` was delegated to us: we may write its process list and
-/// its subtree_control, and systemd marked it delegated (the `user.delegate`
-/// or `trusted.delegate` attribute it sets on units with Delegate=yes).
+/// Whether `dir` is a unit's cgroup we may manage ourselves: for an
+/// unprivileged caller, one whose process list and subtree_control we may
+/// write (a user unit with `Delegate=yes`; systemd 252 marks user units no
+/// other way); for root, which may write anything, one systemd marked
+/// delegated with the `trusted.delegate` attribute.
 pub fn is_delegated(dir: &Path) -> bool {
-    let marked = ["user.delegate", "trusted.delegate"]
-        .iter()
-        .any(|name| crate::sys::get_xattr(dir, name).is_some_and(|v| v == b"1"));
-    marked && writable(&dir.join("cgroup.procs")) && writable(&dir.join("cgroup.subtree_control"))
+    let is_unit = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".service") || n.ends_with(".scope"));
+    if !is_unit {
+        return false;
+    }
+    if nix::unistd::geteuid().is_root() {
+        return crate::sys::get_xattr(dir, "trusted.delegate").is_some_and(|v| v == b"1");
+    }
+    writable(&dir.join("cgroup.procs")) && writable(&dir.join("cgroup.subtree_control"))
 }
 
 pub fn read_controllers(dir: &Path) -> Result<Vec<String>> {
