@@ -216,8 +216,36 @@ fn needed_controllers(dir: &Path, limits: &Limits) -> Result<Vec<&'static str>> 
     Ok(out)
 }
 
+/// Empty container leaves older than this, left by a runner that was
+/// SIGKILLed, are removed by the next run in the same unit. (A scope needs
+/// no such care: systemd removes it, leaves and all, once it is empty.)
+const STALE_LEAF_AGE: Duration = Duration::from_secs(30);
+
+fn remove_stale_leaves(unit: &Path) {
+    let Ok(entries) = std::fs::read_dir(unit) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with("kennel-") || name == SUPERVISOR_LEAF {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_LEAF_AGE);
+        if old && !tree::populated(&e.path()) {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+}
+
 /// In a unit delegated to us: supervisor leaf, controllers, container leaf.
 fn prepare_delegated(unit: &Path, req: &PlaceRequest, how: How) -> Result<Placement> {
+    remove_stale_leaves(unit);
     let supervisor = unit.join(SUPERVISOR_LEAF);
     tree::mkdir(&supervisor)?;
     tree::move_all_processes(unit, &supervisor)?;
