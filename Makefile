@@ -25,7 +25,7 @@ PYTHON     ?= /usr/bin/python3
 
 export KENNEL_LIBEXECDIR := $(LIBEXECDIR)
 
-.PHONY: all build install uninstall test test-deps lint unit integration bench clean
+.PHONY: all build install uninstall test test-deps lint unit integration bench bench-vm clean
 
 all: build
 
@@ -66,6 +66,9 @@ test: test-deps lint unit integration
 
 bench: build
 	KENNEL_BUILD_DIR=$(CURDIR)/$(RELEASE) $(PYTHON) bench/start-latency.py
+
+bench-vm: build
+	KENNEL_BUILD_DIR=$(CURDIR)/$(RELEASE) $(PYTHON) bench/vm-start.py
 
 clean:
 	$(CARGO) clean

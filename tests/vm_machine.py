@@ -21,10 +21,12 @@ import time
 from dataclasses import dataclass
 
 CACHE = "/var/cache/kennel-vm"
-IMAGE_VERSION = "4"  # bump when the image recipe changes
+IMAGE_VERSION = "5"  # bump when the image recipe changes
 PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "dbus-user-session", "libpam-systemd",
     "uidmap", "iproute2", "procps", "busybox-static", "libcap2-bin", "util-linux",
+    # for bench/vm-start.py, side by side with kennel
+    "crun", "runc", "hyperfine",
 ]
 USER_UID = 1000
 

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Container start with a systemd scope and limits, side by side, in the VM.
+
+Inside the test VM (a real systemd, cgroup v2; see tests/vm_machine.py), as
+an ordinary user in their user manager, hyperfine times on the same busybox
+rootfs, each with a 64M memory limit and a 100-process limit:
+  * kennel with a transient scope from systemd (--cgroup-manager systemd),
+  * crun with its systemd cgroup manager,
+  * runc with its systemd cgroup driver,
+  * kennel inside a Delegate=yes unit it may write (auto: no D-Bus at all).
+Medians and ratios to crun are printed. The VM runs under TCG (emulation),
+so absolute times are many times those on real hardware; ratios are what
+carries over.
+
+Run as root: `sudo make bench-vm` (needs `make build` first).
+"""
+
+import json
+import os
+import re
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+
+import vm_machine  # noqa: E402
+
+RUNS = int(os.environ.get("RUNS", "30"))
+
+SCRIPT = r'''
+R=$HOME/bench-rootfs
+rm -rf "$R" "$HOME/b-crun" "$HOME/b-runc"
+mkdir -p "$R/bin" "$R/proc" "$R/sys" "$R/dev" "$R/tmp" "$R/run" "$R/etc"
+cp /bin/busybox "$R/bin/"; ln -s busybox "$R/bin/true"; ln -s busybox "$R/bin/sh"
+echo 'root:x:0:0:root:/root:/bin/sh' > "$R/etc/passwd"
+# OCI bundles for crun and runc: their own rootless spec, our rootfs and limits.
+for rt in crun runc; do
+  B=$HOME/b-$rt; mkdir -p "$B"; cd "$B"
+  crun spec --rootless
+  sed -i -e "s|\"path\": \"rootfs\"|\"path\": \"$R\"|" \
+         -e 's|"terminal": true|"terminal": false|' \
+         -e 's|"sh"|"/bin/true"|' config.json
+  # Limits, as kennel gets them.
+  sed -i 's|"linux": {|"linux": {\n\t\t"resources": {"memory": {"limit": 67108864}, "pids": {"limit": 100}},|' config.json
+done
+cd "$HOME"
+# runc's systemd driver wants slice:prefix:name; crun accepts the same.
+sed -i 's|"linux": {|"linux": {\n\t\t"cgroupsPath": "app.slice:runc:bench",|' "$HOME/b-runc/config.json"
+echo "@@CHECK@@"
+kennel run --cgroup-manager systemd --rootfs "$R" --memory 64M --pids-limit 100 -- /bin/true && echo kennel-ok
+crun --cgroup-manager=systemd run -b "$HOME/b-crun" check-crun && echo crun-ok
+runc --systemd-cgroup run -b "$HOME/b-runc" check-runc && echo runc-ok
+mkdir -p ~/.config/systemd/user
+# crun and runc delete their container after `run`, so one id serves every run.
+hyperfine -N --warmup 3 --runs RUNS --export-json "$HOME/h.json" --style none \
+  -n "kennel (systemd scope + limits)" "kennel run --cgroup-manager systemd --rootfs $R --memory 64M --pids-limit 100 -- /bin/true" \
+  -n "crun (systemd cgroup manager)" "crun --cgroup-manager=systemd run -b $HOME/b-crun bench-crun" \
+  -n "runc (systemd cgroup driver)" "runc --systemd-cgroup run -b $HOME/b-runc bench-runc" >/dev/null
+echo "@@JSON@@"; cat "$HOME/h.json" | tr -d '\n'; echo; echo "@@END@@"
+# kennel inside a unit with Delegate=yes: no D-Bus call at all.
+cat > ~/.config/systemd/user/kb.service <<EOF
+[Service]
+Type=oneshot
+Delegate=yes
+ExecStart=/usr/bin/hyperfine -N --warmup 3 --runs RUNS --export-json $HOME/d.json --style none "/usr/local/bin/kennel run --rootfs $R --memory 64M --pids-limit 100 -- /bin/true"
+EOF
+systemctl --user daemon-reload; systemctl --user start kb
+echo "@@DELEGATED@@"; cat "$HOME/d.json" | tr -d '\n'; echo; echo "@@END@@"
+'''.replace("RUNS", str(RUNS))
+
+
+def main():
+    if os.geteuid() != 0:
+        raise SystemExit("bench: run as root (sudo make bench-vm)")
+    ok, why = vm_machine.vm_available()
+    if not ok:
+        raise SystemExit(f"bench: {why}")
+    build = os.environ.get("KENNEL_BUILD_DIR", os.path.join(REPO, "target", "x86_64-unknown-linux-gnu", "release"))
+    binaries = {b: os.path.join(build, b) for b in ["kennel", "kennel-idmap"]}
+    res = vm_machine.run_batch([("bench", "kuser", SCRIPT, 1500)], binaries)["bench"]
+    out = res.output
+    check = out.split("@@CHECK@@")[-1].split("@@JSON@@")[0]
+    for rt in ["kennel", "crun", "runc"]:
+        if f"{rt}-ok" not in check:
+            print(f"bench: {rt} did not run in the VM:\n{check}")
+    m = re.search(r"@@JSON@@\n(.*?)\n@@END@@", out, re.S)
+    if not m:
+        raise SystemExit(f"bench: no results from the VM:\n{out[-3000:]}")
+    medians = {r["command"]: r["median"] * 1000 for r in json.loads(m.group(1))["results"]}
+    d = re.search(r"@@DELEGATED@@\n(.*?)\n@@END@@", out, re.S)
+    if d and d.group(1).strip():
+        medians["kennel (inside a Delegate=yes unit, no D-Bus)"] = json.loads(d.group(1))["results"][0]["median"] * 1000
+    crun = medians.get("crun (systemd cgroup manager)")
+    print(f"\nStart with a systemd-managed cgroup and limits, in the VM (TCG), {RUNS} runs each:")
+    print("| command | median ms | x crun |")
+    print("|---|---|---|")
+    for k, v in medians.items():
+        print(f"| {k} | {v:.1f} | {v / crun:.2f} |" if crun else f"| {k} | {v:.1f} | - |")
+
+
+if __name__ == "__main__":
+    main()
