@@ -11,6 +11,7 @@ mod engine;
 mod exec;
 mod idmap;
 mod passwd;
+mod resource_flags;
 mod sdnotify;
 mod spec_build;
 mod state;
