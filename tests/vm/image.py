@@ -89,8 +89,10 @@ stty -F {RESULTS_TTY} -opost -echo 2>/dev/null
 echo "@@KENNEL-VM-UP@@"
 mkdir -p /payload
 if mount -o ro /dev/vdb /payload; then
-  /bin/sh /payload/run.sh
-  echo "@@KENNEL-VM-DONE rc=$?@@"
+  # Through a pipe, so the cases' output is not a terminal: no colours, no
+  # pager, no columns cut to the width of a tty, as under a test harness.
+  /bin/sh /payload/run.sh 2>&1 | cat
+  echo "@@KENNEL-VM-DONE@@"
 else
   echo "@@KENNEL-VM-ERROR cannot mount the payload disk /dev/vdb@@"
 fi
@@ -136,8 +138,9 @@ def log(msg):
 
 
 def kernel():
-    """(vmlinuz, initrd, version) of the newest /boot kernel that has an
-    initrd, or (None, None, None)."""
+    """(vmlinuz, modules directory, version) of the newest /boot kernel whose
+    modules are installed, or (None, None, None). The VM boots it with an
+    initramfs of its own (INIT_SCRIPT), not the kernel's initrd.img."""
 
     def vkey(path):
         v = path[len("/boot/vmlinuz-"):]
@@ -145,9 +148,9 @@ def kernel():
 
     for k in sorted(glob.glob("/boot/vmlinuz-*"), key=vkey, reverse=True):
         version = k[len("/boot/vmlinuz-"):]
-        initrd = f"/boot/initrd.img-{version}"
-        if os.path.isfile(k) and os.path.isfile(initrd):
-            return k, initrd, version
+        modules = f"/lib/modules/{version}"
+        if os.path.isfile(k) and os.path.isfile(f"{modules}/modules.dep"):
+            return k, modules, version
     return None, None, None
 
 
@@ -355,9 +358,21 @@ def _build_initrd(root, version, target):
 def _build(root, tmp_image, version, key):
     started = time.monotonic()
     source = mirror()
-    log(f"vm: debootstrap {SUITE} from {source}...")
-    _run(["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), SUITE, root, source],
-         "debootstrap")
+    argv = ["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), SUITE, root, source]
+    for attempt in (1, 2):
+        log(f"vm: debootstrap {SUITE} from {source}...")
+        try:
+            _run(argv, "debootstrap")
+            break
+        except RuntimeError as e:
+            try:
+                details = "\n".join(open(f"{root}/debootstrap/debootstrap.log").read().splitlines()[-20:])
+            except OSError:
+                details = ""
+            if attempt == 2:
+                raise RuntimeError(f"{e}\n--- debootstrap.log (tail) ---\n{details}") from None
+            log(f"vm: debootstrap failed, trying once more:\n{details}")
+            _remove_tree(root)
     log(f"vm: debootstrap done in {time.monotonic() - started:.0f}s; configuring")
     for path, (content, mode) in _files().items():
         _write(root, path, content, mode)
@@ -401,7 +416,7 @@ def base_image(progress=log):
     """Path of the cached base image for the current kernel, built if needed."""
     kpath, _, version = kernel()
     if not kpath:
-        raise RuntimeError("vm: no /boot/vmlinuz-* with its initrd.img: run packaging/install-vm-deps.sh")
+        raise RuntimeError("vm: no /boot/vmlinuz-* with its /lib/modules: run packaging/install-vm-deps.sh")
     path = image_path(kpath)
     if os.path.exists(path) and os.path.exists(initrd_path(path)):
         return path
