@@ -355,7 +355,7 @@ def _build_initrd(root, version, target):
         f.write(_cpio(entries))
 
 
-def _build(root, tmp_image, version, key):
+def _build(root, tmp_image, version, key, log=log):
     started = time.monotonic()
     source = mirror()
     argv = ["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), SUITE, root, source]
@@ -422,7 +422,11 @@ def base_image(progress=log):
         return path
     os.makedirs(CACHE_DIR, exist_ok=True)
     with open(os.path.join(CACHE_DIR, ".vmbase.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress("vm: waiting for another test run that is building the base image...")
+            fcntl.flock(lock, fcntl.LOCK_EX)
         if os.path.exists(path) and os.path.exists(initrd_path(path)):
             return path  # another run built it while we waited
         _prune(keep=path)
@@ -433,7 +437,7 @@ def base_image(progress=log):
             tmp_image = os.path.join(work, "image.img")
             tmp_initrd = os.path.join(work, "image.initrd")
             root = os.path.join(work, "root")
-            _build(root, tmp_image, version, os.path.basename(path))
+            _build(root, tmp_image, version, os.path.basename(path), progress)
             _build_initrd(root, version, tmp_initrd)
             os.rename(tmp_initrd, initrd_path(path))  # the image's presence says "complete"
             os.rename(tmp_image, path)
