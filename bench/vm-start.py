@@ -5,6 +5,8 @@ Inside the test VM (a real systemd, cgroup v2; see tests/vm_machine.py), as
 an ordinary user in their user manager, hyperfine times on the same busybox
 rootfs, each with a 64M memory limit and a 100-process limit:
   * kennel with a transient scope from systemd (--cgroup-manager systemd),
+    with its full subordinate id map through kennel-idmap, and with a single
+    id as crun and runc map here,
   * crun with its systemd cgroup manager,
   * runc with its systemd cgroup driver,
   * kennel inside a Delegate=yes unit it may write (auto: no D-Bus at all).
@@ -45,7 +47,8 @@ for rt in crun runc; do
 done
 cd "$HOME"
 # runc's systemd driver wants slice:prefix:name; crun accepts the same.
-sed -i 's|"linux": {|"linux": {\n\t\t"cgroupsPath": "app.slice:runc:bench",|' "$HOME/b-runc/config.json"
+# runc, unlike crun, does not fill in the single-id rootless maps itself.
+sed -i 's|"linux": {|"linux": {\n\t\t"cgroupsPath": "app.slice:runc:bench",\n\t\t"uidMappings": [{"containerID": 0, "hostID": '"$(id -u)"', "size": 1}],\n\t\t"gidMappings": [{"containerID": 0, "hostID": '"$(id -g)"', "size": 1}],|' "$HOME/b-runc/config.json"
 echo "@@CHECK@@"
 kennel run --cgroup-manager systemd --rootfs "$R" --memory 64M --pids-limit 100 -- /bin/true && echo kennel-ok
 crun --cgroup-manager=systemd run -b "$HOME/b-crun" check-crun && echo crun-ok
@@ -54,6 +57,7 @@ mkdir -p ~/.config/systemd/user
 # crun and runc delete their container after `run`, so one id serves every run.
 hyperfine -N --warmup 3 --runs RUNS --export-json "$HOME/h.json" --style none \
   -n "kennel (systemd scope + limits)" "kennel run --cgroup-manager systemd --rootfs $R --memory 64M --pids-limit 100 -- /bin/true" \
+  -n "kennel --userns=single (one id, as crun and runc here)" "kennel run --userns=single --cgroup-manager systemd --rootfs $R --memory 64M --pids-limit 100 -- /bin/true" \
   -n "crun (systemd cgroup manager)" "crun --cgroup-manager=systemd run -b $HOME/b-crun bench-crun" \
   -n "runc (systemd cgroup driver)" "runc --systemd-cgroup run -b $HOME/b-runc bench-runc" >/dev/null
 echo "@@JSON@@"; cat "$HOME/h.json" | tr -d '\n'; echo; echo "@@END@@"
