@@ -465,8 +465,9 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
         )?);
     }
 
-    if args.cgroup.cgroup_manager != CgroupManager::Disabled {
-        // The container's own cgroup namespace, rooted at its leaf.
+    if args.cgroup.cgroup_manager != CgroupManager::Disabled && cgroup_delegate::cgroup2_mounted() {
+        // The container's own cgroup namespace, rooted at its leaf. (On a
+        // v1 or hybrid host there is no unified tree worth showing.)
         let mode = if args.cgroup.cgroup_rw { "rw" } else { "ro" };
         mounts.push(mount(
             "/sys/fs/cgroup",
