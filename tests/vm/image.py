@@ -13,12 +13,14 @@ Nothing here touches the host's systemd or cgroups: debootstrap and a few
 `chroot` calls (useradd, depmod) work inside the build directory only.
 """
 
+import ctypes
 import fcntl
 import glob
 import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -250,8 +252,16 @@ def _write(root, path, content, mode):
     os.chmod(full, mode)
 
 
+def die_with_parent():
+    """preexec_fn: the child gets SIGKILL when the test process dies, so a
+    killed test run leaves no debootstrap or qemu behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _run(argv, what, **kw):
-    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", **kw)
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                       preexec_fn=die_with_parent, **kw)
     if p.returncode != 0:
         tail = "\n".join(p.stdout.splitlines()[-30:])
         raise RuntimeError(f"vm: {what} failed (exit {p.returncode}): {' '.join(argv)}\n{tail}")

@@ -13,11 +13,10 @@ the kernel's and systemd's console (console.log), shown when a case did not
 finish. Nothing runs on the host but mkfs.ext4 and qemu.
 """
 
-import ctypes
+import glob
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -181,6 +180,25 @@ def vm_available(install=False):
     return True, ""
 
 
+WORKDIR_PREFIX = "kennel-vmbatch-"
+
+
+def _remove_stale_workdirs():
+    """Removes the temporary directories of batches whose test process was
+    killed (and so could not clean up)."""
+    for d in glob.glob(os.path.join(tempfile.gettempdir(), WORKDIR_PREFIX + "*")):
+        try:
+            pid = int(open(os.path.join(d, "owner.pid")).read())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
 def _write(path, text, mode):
     with open(path, "w") as f:
         f.write(text)
@@ -247,12 +265,6 @@ def _payload(work, cases, binaries):
     if p.returncode != 0:
         raise RuntimeError(f"vm: mkfs.ext4 for the payload disk failed: {p.stdout}")
     return img
-
-
-def _die_with_parent():
-    # qemu must not outlive the test run that started it.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _read(path):
@@ -322,9 +334,11 @@ def run_batch(cases, binaries, progress=None, boot_timeout=BOOT_TIMEOUT):
     base = image.base_image(progress)
     initrd = image.initrd_path(base)
 
-    work = tempfile.mkdtemp(prefix="kennel-vm-")
+    _remove_stale_workdirs()
+    work = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)
     keep = os.environ.get("KENNEL_VM_KEEP") == "1"
     try:
+        _write(os.path.join(work, "owner.pid"), str(os.getpid()), 0o644)
         payload = _payload(work, cases, binaries)
         console = os.path.join(work, "console.log")
         results_log = os.path.join(work, "results.log")
@@ -341,7 +355,7 @@ def run_batch(cases, binaries, progress=None, boot_timeout=BOOT_TIMEOUT):
         progress(f"vm: booting for {len(cases)} case(s) (qemu TCG; about 15 s to boot)...")
         started = time.monotonic()
         qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=image.die_with_parent)
         ready = None
         reported = set()
         why_stopped = None
