@@ -56,6 +56,19 @@ def test_auto_uses_the_writable_unit_it_runs_in_without_dbus(vm):
     assert re.search(r"statme\s.*/run-u\d+\.service/kennel-statme\s", out), out
 
 
+def test_auto_asks_systemd_when_its_unit_lacks_a_controller(vm):
+    out = case(vm, "auto_scope_for_missing_controller")
+    assert "cpu" not in field(out, "UNIT-CONTROLLERS").split(), out
+    assert field(out, "RC") == "0", out
+    assert field(out, "CPU-MAX") == "50000 100000"
+    assert re.search(r"kennel: cgroup \S+/kennel-\d+\.scope/kennel-\d+ \(SystemdScope", out), out
+    # pids is there: the unit itself is used, no D-Bus.
+    assert field(out, "RC2") == "0", out
+    assert field(out, "PIDS-MAX") == "30"
+    assert re.search(r"kennel: cgroup \S+/run-u\d+\.service/kennel-\d+ \(DelegatedUnit\)", out), out
+    no_leftovers(out)
+
+
 def test_rootless_run_gets_a_delegated_scope_with_its_limits(vm):
     out = case(vm, "rootless_scope_limits")
     assert field(out, "RC") == "0", out

@@ -43,6 +43,16 @@ kennel --verbose run --cgroup-manager systemd --rootfs "$R" --memory 64M --memor
 echo "RC: $?"
 ''' + LEFTOVERS, 120),
 
+    # The case's own user service is kuser's to write but has only memory and
+    # pids: a cpu limit sends auto to a systemd scope, which has cpu.
+    "auto_scope_for_missing_controller": ("kuser", ROOTFS + r'''
+echo "UNIT-CONTROLLERS: $(cat /sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)/cgroup.controllers)"
+kennel --verbose run --rootfs "$R" --cpus 0.5 -- sh -c 'echo "CPU-MAX: $(cat /sys/fs/cgroup/cpu.max)"'
+echo "RC: $?"
+kennel --verbose run --rootfs "$R" --pids-limit 30 -- sh -c 'echo "PIDS-MAX: $(cat /sys/fs/cgroup/pids.max)"'
+echo "RC2: $?"
+''' + LEFTOVERS, 120),
+
     "oom_kill_reported": ("kuser", ROOTFS + r'''
 # In a scope of its own: an OOM kill inside the case's own unit would make
 # systemd stop that unit (OOMPolicy=stop), this script included.

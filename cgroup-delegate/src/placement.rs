@@ -120,7 +120,10 @@ pub fn place(req: &PlaceRequest) -> Result<Placed> {
         Manager::Auto => {
             let own = tree::absolute(&tree::own_cgroup()?);
             let unit = unit_dir(&own);
-            if tree::is_delegated(&unit) {
+            // A unit we may write, with every controller the limits need
+            // (a user service without Delegate=yes has only memory and
+            // pids): no D-Bus call at all. Otherwise a scope has them.
+            if tree::is_delegated(&unit) && has_controllers(&unit, &req.limits)? {
                 return prepare_delegated(&unit, req, How::DelegatedUnit).map(Placed::Leaf);
             }
             match place_with_systemd(req, root) {
@@ -187,6 +190,14 @@ fn place_cgroupfs(req: &PlaceRequest, root: bool) -> Result<Placed> {
     let controllers = needed_controllers(&parent, &req.limits)?;
     tree::enable_controllers(&parent, &controllers)?;
     make_leaf(&parent, req, How::Cgroupfs).map(Placed::Leaf)
+}
+
+fn has_controllers(dir: &Path, limits: &Limits) -> Result<bool> {
+    let available = tree::read_controllers(dir)?;
+    Ok(limits
+        .controllers()?
+        .iter()
+        .all(|c| available.iter().any(|a| a == c)))
 }
 
 /// The controllers to enable below `dir`: those the limits need (each must
