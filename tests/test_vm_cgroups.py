@@ -176,3 +176,30 @@ def test_root_uses_the_system_manager(vm):
     assert field(out, "MEMORY-MAX") == str(48 << 20)
     assert field(out, "LEFT-SYSTEM-UNITS") == "0"
     assert field(out, "LEFT-CGROUPS") == "0"
+
+
+def test_root_cgroupfs_with_a_writable_cgroup_mount(vm):
+    out = case(vm, "root_cgroupfs_rw")
+    assert field(out, "RC") == "0", out
+    assert re.search(r"kennel: cgroup /sys/fs/cgroup/kennel/kennel-\d+ \(Cgroupfs\)", out), out
+    assert field(out, "PIDS-MAX") == "40"
+    assert "CGROUP-WRITABLE" in out
+    assert field(out, "LEFT-CGROUPS") == "0", out
+
+
+def test_doctor_sees_cgroups_bus_linger_and_delegation(vm):
+    out = case(vm, "doctor_on_systemd")
+    assert field(out, "RC") == "0", out
+    for check in ["cgroup v2", "user bus", "lingering", "delegated controllers"]:
+        assert re.search(rf"^ok\s+{check}:", out, re.M), out
+    assert "cpu" in re.search(r"^ok\s+delegated controllers: (.*)$", out, re.M).group(1)
+
+
+def test_watchdog_is_pinged_and_ignore_says_nothing(vm):
+    out = case(vm, "watchdog_and_ignore")
+    # WatchdogSec=2 and still running after 6 s: kennel pinged it.
+    assert field(out, "WATCHDOG-ACTIVE") == "active", out
+    assert field(out, "WATCHDOG-RESULT") == "success", out
+    # --sdnotify=ignore never says READY=1: the start times out.
+    assert field(out, "IGNORE-START-RC") != "0", out
+    assert field(out, "IGNORE-RESULT") == "timeout", out

@@ -153,4 +153,41 @@ echo "RC: $?"
 echo "LEFT-SYSTEM-UNITS: $(systemctl list-units --all --no-legend 'kennel-*' | wc -l)"
 echo "LEFT-CGROUPS: $(find /sys/fs/cgroup -name 'kennel-*' ! -name 'kennel-supervisor' -type d | wc -l)"
 ''', 120),
+
+    "root_cgroupfs_rw": ("root", ROOTFS + r'''
+kennel --verbose run --cgroup-manager cgroupfs --cgroup-rw --rootfs "$R" --pids-limit 40 -- sh -c '
+  echo "PIDS-MAX: $(cat /sys/fs/cgroup/pids.max)"
+  mkdir /sys/fs/cgroup/sub && echo CGROUP-WRITABLE'
+echo "RC: $?"
+echo "LEFT-CGROUPS: $(find /sys/fs/cgroup -name 'kennel-*' -type d | wc -l)"
+''', 120),
+
+    "doctor_on_systemd": ("kuser", r'''
+kennel doctor; echo "RC: $?"
+''', 60),
+
+    "watchdog_and_ignore": ("kuser", ROOTFS + r'''
+mkdir -p ~/.config/systemd/user
+cat > ~/.config/systemd/user/kw.service <<EOF
+[Service]
+Type=notify
+WatchdogSec=2
+ExecStart=/usr/local/bin/kennel run --rootfs $R -- sleep 60
+EOF
+cat > ~/.config/systemd/user/ki.service <<EOF
+[Service]
+Type=notify
+TimeoutStartSec=3
+ExecStart=/usr/local/bin/kennel run --sdnotify ignore --init --rootfs $R -- sleep 60
+EOF
+systemctl --user daemon-reload
+systemctl --user start kw
+sleep 6
+echo "WATCHDOG-ACTIVE: $(systemctl --user is-active kw)"
+echo "WATCHDOG-RESULT: $(systemctl --user show -p Result --value kw)"
+systemctl --user stop kw
+systemctl --user start ki; echo "IGNORE-START-RC: $?"
+echo "IGNORE-RESULT: $(systemctl --user show -p Result --value ki)"
+systemctl --user reset-failed ki 2>/dev/null
+''', 120),
 }

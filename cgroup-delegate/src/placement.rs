@@ -317,7 +317,7 @@ impl Placement {
             let _ = std::fs::write(self.leaf.join("cgroup.kill"), "1");
         }
         for _ in 0..200 {
-            match std::fs::remove_dir(&self.leaf) {
+            match remove_tree(&self.leaf) {
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                     std::thread::sleep(Duration::from_millis(5))
                 }
@@ -325,4 +325,17 @@ impl Placement {
             }
         }
     }
+}
+
+/// Removes a cgroup and the ones the container made below it (with
+/// --cgroup-rw it may), deepest first.
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path())?;
+            }
+        }
+    }
+    std::fs::remove_dir(dir)
 }
