@@ -59,16 +59,7 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
     process.set_terminal(Some(args.tty));
     let mut env = process.env().clone().unwrap_or_default();
     for e in &args.env {
-        let key = e.split_once('=').map(|(k, _)| k).unwrap_or(e);
-        env.retain(|x| x.split_once('=').map(|(k, _)| k) != Some(key));
-        match e.split_once('=') {
-            Some(_) => env.push(e.clone()),
-            None => {
-                if let Ok(v) = std::env::var(e) {
-                    env.push(format!("{e}={v}"));
-                }
-            }
-        }
+        crate::spec_build::apply_env_entry(e, &mut env);
     }
     process.set_env(Some(env));
     if let Some(w) = &args.workdir {

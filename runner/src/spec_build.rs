@@ -69,6 +69,8 @@ pub struct RunOptions {
     pub init: bool,
     pub preserve_fds: u32,
     pub verbose: bool,
+    /// kennel-idmap, when the id plan found it usable.
+    pub helper: Option<PathBuf>,
     pub cgroup_manager: CgroupManager,
     pub cgroup_parent: Option<PathBuf>,
     pub notify: Option<crate::sdnotify::Notify>,
@@ -285,7 +287,9 @@ fn parse_ulimit(spec: &str) -> Result<PosixRlimit> {
         .build()?)
 }
 
-fn parse_env_line(entry: &str, out: &mut Vec<String>) {
+/// Applies one `-e` entry: KEY=VALUE replaces KEY; a bare KEY copies it
+/// from kennel's own environment when set there.
+pub fn apply_env_entry(entry: &str, out: &mut Vec<String>) {
     match entry.split_once('=') {
         Some((k, _)) => {
             out.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k));
@@ -293,7 +297,7 @@ fn parse_env_line(entry: &str, out: &mut Vec<String>) {
         }
         None => {
             if let Ok(v) = std::env::var(entry) {
-                parse_env_line(&format!("{entry}={v}"), out);
+                apply_env_entry(&format!("{entry}={v}"), out);
             }
         }
     }
@@ -384,7 +388,7 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
             .with_context(|| format!("--env-file {} cannot be read", file.display()))?;
         for line in text.lines().map(str::trim) {
             if !line.is_empty() && !line.starts_with('#') {
-                parse_env_line(line, &mut env);
+                apply_env_entry(line, &mut env);
             }
         }
     }
@@ -392,7 +396,7 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
         if e.is_empty() || e.starts_with('=') {
             bail!("--env {e:?} is malformed: expected KEY=VALUE or KEY");
         }
-        parse_env_line(e, &mut env);
+        apply_env_entry(e, &mut env);
     }
 
     let cwd = match &args.workdir {
@@ -619,8 +623,8 @@ mod tests {
     #[test]
     fn env_overrides_and_copies() {
         let mut env = vec!["PATH=/bin".to_string(), "HOME=/root".to_string()];
-        parse_env_line("HOME=/home/x", &mut env);
-        parse_env_line("A=b=c", &mut env);
+        apply_env_entry("HOME=/home/x", &mut env);
+        apply_env_entry("A=b=c", &mut env);
         assert_eq!(env, vec!["PATH=/bin", "HOME=/home/x", "A=b=c"]);
     }
 
