@@ -44,6 +44,8 @@ pub struct IdPlan {
     pub gid_map: Vec<MapLine>,
     /// One line for `--verbose`: what was chosen and why.
     pub reason: String,
+    /// The helper that will write these maps, when they need one.
+    pub helper: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -54,12 +56,12 @@ pub enum PlanError {
         user: String,
         file: &'static str,
     },
-    #[error("--userns={mode} needs the kennel-idmap helper, which was not found next to kennel, in {libexec} or on PATH; run `sudo make install`")]
-    HelperNotFound { mode: &'static str, libexec: String },
-    #[error("--userns={mode} needs kennel-idmap's file capabilities, but {path} has none; fix with: sudo setcap cap_setuid,cap_setgid=ep {path}", path = path.display())]
-    HelperNoCapabilities { mode: &'static str, path: PathBuf },
-    #[error("--userns={mode} needs kennel-idmap, but no_new_privs is set on this process, so the kernel ignores its file capabilities; run kennel from a shell without no_new_privs (or use --userns=single)")]
-    NoNewPrivs { mode: &'static str },
+    #[error("{what} needs the kennel-idmap helper, which was not found next to kennel, in {libexec} or on PATH; run `sudo make install`")]
+    HelperNotFound { what: String, libexec: String },
+    #[error("{what} needs kennel-idmap's file capabilities, but {path} has none; fix with: sudo setcap cap_setuid,cap_setgid=ep {path}", path = path.display())]
+    HelperNoCapabilities { what: String, path: PathBuf },
+    #[error("{what} needs kennel-idmap, but no_new_privs is set on this process, so the kernel ignores its file capabilities; run kennel from a shell without no_new_privs (or use --userns=single)")]
+    NoNewPrivs { what: String },
 }
 
 fn mode_name(mode: UsernsMode) -> &'static str {
@@ -93,6 +95,7 @@ pub fn plan(
             uid_map: all.clone(),
             gid_map: all,
             reason: "running as root: identity map of all ids".into(),
+            helper: None,
         });
     }
     let name = mode_name(mode);
@@ -100,6 +103,7 @@ pub fn plan(
         uid_map: vec![line(0, caller.uid, 1)],
         gid_map: vec![line(0, caller.gid, 1)],
         reason: String::new(),
+        helper: None,
     };
     let subid_problem = || -> Option<PlanError> {
         for (ranges, file) in [(&subids.uids, "/etc/subuid"), (&subids.gids, "/etc/subgid")] {
@@ -111,18 +115,7 @@ pub fn plan(
                 });
             }
         }
-        match helper {
-            HelperState::Usable(_) => None,
-            HelperState::NotFound => Some(PlanError::HelperNotFound {
-                mode: name,
-                libexec: libexec_dir().display().to_string(),
-            }),
-            HelperState::NoCapabilities(path) => Some(PlanError::HelperNoCapabilities {
-                mode: name,
-                path: path.clone(),
-            }),
-            HelperState::CallerHasNoNewPrivs(_) => Some(PlanError::NoNewPrivs { mode: name }),
-        }
+        usable_helper(helper, &format!("--userns={name}")).err()
     };
     match mode {
         UsernsMode::Single => Ok(IdPlan {
@@ -139,6 +132,7 @@ pub fn plan(
                         "userns={name}: 0 -> {}, 1..{} -> {}.. (uids) and {}.. (gids) through kennel-idmap",
                         caller.uid, u.count, u.start, g.start
                     ),
+                    helper: usable_helper(helper, "").ok(),
                 })
             }
             Some(err) if mode == UsernsMode::Subids => Err(err),
@@ -152,6 +146,7 @@ pub fn plan(
                 uid_map: vec![line(caller.uid, caller.uid, 1)],
                 gid_map: vec![line(caller.gid, caller.gid, 1)],
                 reason: String::new(),
+                helper: None,
             };
             match subid_problem() {
                 Some(err) => Ok(IdPlan {
@@ -167,9 +162,28 @@ pub fn plan(
                         caller.uid,
                         KEEP_ID_SPAN - 1
                     ),
+                    helper: usable_helper(helper, "").ok(),
                 }),
             }
         }
+    }
+}
+
+/// The helper's path if the kernel will honour its capabilities, else the
+/// error naming the missing piece; `what` says what needs it.
+pub fn usable_helper(helper: &HelperState, what: &str) -> Result<PathBuf, PlanError> {
+    let what = what.to_string();
+    match helper {
+        HelperState::Usable(path) => Ok(path.clone()),
+        HelperState::NotFound => Err(PlanError::HelperNotFound {
+            what,
+            libexec: libexec_dir().display().to_string(),
+        }),
+        HelperState::NoCapabilities(path) => Err(PlanError::HelperNoCapabilities {
+            what,
+            path: path.clone(),
+        }),
+        HelperState::CallerHasNoNewPrivs(_) => Err(PlanError::NoNewPrivs { what }),
     }
 }
 

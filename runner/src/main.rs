@@ -27,8 +27,18 @@ use spec_build::{Host, RunOptions};
 fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
     let host = Host::current()?;
     let mode = spec_build::default_userns(args);
-    let subids = idmap::read_subids(&host.caller);
-    let helper = idmap::helper_state();
+    // Single mode and real root never use the helper or subordinate ids.
+    let wanted = mode != cli::UsernsMode::Single && host.caller.uid != 0;
+    let subids = if wanted {
+        idmap::read_subids(&host.caller)
+    } else {
+        Default::default()
+    };
+    let helper = if wanted {
+        idmap::helper_state()
+    } else {
+        idmap::HelperState::NotFound
+    };
     let plan = idmap::plan(mode, &host.caller, &subids, &helper)?;
     if verbose {
         eprintln!("kennel: {}", plan.reason);
@@ -43,6 +53,7 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
         init: args.init,
         preserve_fds: args.preserve_fds,
         verbose,
+        helper: plan.helper.clone(),
         cgroup_manager: args.cgroup.cgroup_manager,
         cgroup_parent: args.cgroup.cgroup_parent.clone(),
         notify,

@@ -35,6 +35,7 @@ pub fn write(
     uid_map: &[MapLine],
     gid_map: &[MapLine],
     verbose: bool,
+    helper: Option<&Path>,
 ) -> Result<()> {
     if uid_map.is_empty() || gid_map.is_empty() {
         bail!("the spec maps no uids or no gids into the container's user namespace");
@@ -48,19 +49,10 @@ pub fn write(
         write_proc(pid, "gid_map", &render_map(gid_map))?;
         return Ok(());
     }
-    let helper = match idmap::helper_state() {
-        idmap::HelperState::Usable(path) => path,
-        idmap::HelperState::NotFound => bail!(
-            "these id maps need kennel-idmap, which was not found next to kennel, in {} or on PATH; run `sudo make install`",
-            idmap::libexec_dir().display()
-        ),
-        idmap::HelperState::NoCapabilities(path) => bail!(
-            "these id maps need kennel-idmap's file capabilities, but {p} has none; fix with: sudo setcap cap_setuid,cap_setgid=ep {p}",
-            p = path.display()
-        ),
-        idmap::HelperState::CallerHasNoNewPrivs(_) => bail!(
-            "these id maps need kennel-idmap, but no_new_privs is set on this process, so its file capabilities are ignored; use --userns=single"
-        ),
+    // The plan already found it; a bundle's own maps look it up here.
+    let helper = match helper {
+        Some(path) => path.to_path_buf(),
+        None => idmap::usable_helper(&idmap::helper_state(), "these id maps")?,
     };
     run_helper(&helper, pidfd, uid_map, gid_map, verbose)
 }

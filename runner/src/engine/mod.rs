@@ -145,6 +145,7 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
             &cfg.uid_map,
             &cfg.gid_map,
             opts.verbose,
+            opts.helper.as_deref(),
         )
     }) {
         let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL as i32);
