@@ -117,6 +117,7 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
                 init: false,
                 preserve_fds: 0,
                 sigmask,
+                unshare: nix::sched::CloneFlags::empty(),
                 new_cgroupns: false,
             };
             child::run_process(&plan, child_end, &opts);

@@ -25,6 +25,9 @@ pub struct ChildOptions {
     /// The signal mask to restore before exec (the parent blocks signals it
     /// forwards, and the child inherits that mask).
     pub sigmask: SigSet,
+    /// The namespaces the child creates itself, before waiting for the
+    /// maps (clone3 made the user and pid ones).
+    pub unshare: nix::sched::CloneFlags,
     /// Unshare a cgroup namespace once the maps are written (by then the
     /// child sits in its cgroup leaf, so the namespace is rooted there).
     pub new_cgroupns: bool,
@@ -58,6 +61,26 @@ fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Inf
     // here on takes us with it; one that died before makes recv see EOF.
     prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|e| ChildFailure::new(Stage::WaitForMaps, e, None))?;
+    // Unmapped, we still hold every capability in our new user namespace,
+    // which is all that creating namespaces, raising lo and naming the host
+    // take: done here, it overlaps the parent's map writing.
+    nix::sched::unshare(opts.unshare).map_err(|e| {
+        let f = ChildFailure::new(Stage::Namespaces, e, Some(format!("{:?}", opts.unshare)));
+        if e == Errno::ENOSPC {
+            f.with_detail(
+                "a namespace limit in /proc/sys/user is reached; `kennel doctor` shows which",
+            )
+        } else {
+            f
+        }
+    })?;
+    if cfg.new_net() {
+        sys::loopback_up().map_err(|e| ChildFailure::new(Stage::Network, e, Some("lo".into())))?;
+    }
+    if let Some(name) = &cfg.hostname {
+        nix::unistd::sethostname(name)
+            .map_err(|e| ChildFailure::new(Stage::Hostname, e, Some(name.clone())))?;
+    }
     match chan.recv_to_child() {
         Ok(Some(ToChild::MapsWritten)) => {}
         // The parent failed to write the maps (and says why) or died.
@@ -66,14 +89,6 @@ fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Inf
     if opts.new_cgroupns {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| ChildFailure::new(Stage::Cgroup, e, None))?;
-    }
-
-    if cfg.new_net() {
-        sys::loopback_up().map_err(|e| ChildFailure::new(Stage::Network, e, Some("lo".into())))?;
-    }
-    if let Some(name) = &cfg.hostname {
-        nix::unistd::sethostname(name)
-            .map_err(|e| ChildFailure::new(Stage::Hostname, e, Some(name.clone())))?;
     }
     super::rootfs::setup(cfg)?;
 

@@ -31,7 +31,7 @@ use crate::state;
 use crate::sys::{self, Forked};
 use child::ChildOptions;
 use config::Config;
-use protocol::{Channel, ChildFailure, Stage, ToChild, ToParent};
+use protocol::{Channel, ChildFailure, Received, Stage, ToChild, ToParent};
 
 /// Exit code for kennel's own failures (Docker's convention).
 pub const EXIT_KENNEL: i32 = 125;
@@ -96,9 +96,13 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     cgroup::ensure_single_threaded()?;
 
     status("creating the container's namespaces");
-    // The child unshares its cgroup namespace itself once it sits in its
-    // leaf, so the namespace is rooted there on either path below.
-    let flags = (cfg.clone_flags - CloneFlags::CLONE_NEWCGROUP).bits() as u64;
+    // clone3 makes only the user and pid namespaces (a pid namespace can
+    // only be entered at birth). The child unshares the others itself, in
+    // parallel with our map writing (kennel-idmap's start-up above all),
+    // and its cgroup namespace once it sits in its leaf, so that namespace
+    // is rooted there on either path below.
+    let at_clone = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID;
+    let flags = (cfg.clone_flags & at_clone).bits() as u64;
     let leaf_fd = leaf.0.as_ref().map(|p| p.leaf_fd.as_fd());
     let mut born_in_leaf = leaf_fd.is_some();
     let forked = match sys::clone_process(flags, leaf_fd) {
@@ -121,6 +125,7 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
                 init: opts.init,
                 preserve_fds: opts.preserve_fds,
                 sigmask,
+                unshare: cfg.clone_flags - at_clone - CloneFlags::CLONE_NEWCGROUP,
                 new_cgroupns: cfg.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP),
             };
             child::run(&cfg, child_end, &opts);
@@ -148,14 +153,19 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
             opts.helper.as_deref(),
         )
     }) {
+        // A child that failed on its own (creating its namespaces) has
+        // already said why, and that is the cause worth printing.
+        if let Some(code) = child_failed_early(&parent_end, pid) {
+            return Ok(code);
+        }
         let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL as i32);
         let _ = waitpid(pid, None);
         return Err(e.context("preparing the container"));
     }
     status("setting up the root filesystem");
-    parent_end
-        .send_to_child(&ToChild::MapsWritten)
-        .context("the container exited before it could start")?;
+    // A child that is gone has left its reason on the channel, which
+    // wait_for_exec reads next.
+    let _ = parent_end.send_to_child(&ToChild::MapsWritten);
 
     let master = match wait_for_exec(&parent_end, pid)? {
         Started::Running(master) => master,
@@ -218,6 +228,21 @@ pub fn wait_for_exec(chan: &Channel, pid: Pid) -> Result<Started> {
             },
             Err(e) => anyhow::bail!("reading from the container: {e}"),
         }
+    }
+}
+
+/// The exit code for a failure the child has already reported, if any
+/// (reads without waiting).
+fn child_failed_early(chan: &Channel, pid: Pid) -> Option<i32> {
+    match chan.try_recv_to_parent() {
+        Ok(Some(Received {
+            message: ToParent::Failed(f),
+            ..
+        })) => {
+            let _ = waitpid(pid, None);
+            Some(report_failure(&f))
+        }
+        _ => None,
     }
 }
 

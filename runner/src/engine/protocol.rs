@@ -2,10 +2,12 @@
 //!
 //! One `SOCK_SEQPACKET` socketpair, close-on-exec on both ends. The sequence:
 //!
-//! 1. parent: clone3 the child into its new namespaces.
-//! 2. child:  blocks in [`Channel::recv_to_child`] (it is still unmapped).
-//! 3. parent: writes uid_map/gid_map (directly or with kennel-idmap),
-//!    sends [`ToChild::MapsWritten`].
+//! 1. parent: clone3 the child into new user and pid namespaces.
+//! 2. child:  unshares its mount, network, uts and ipc namespaces, brings
+//!    up lo and sets the hostname (none of which needs the maps), then
+//!    blocks in [`Channel::recv_to_child`] (it is still unmapped).
+//! 3. parent: meanwhile writes uid_map/gid_map (directly or with
+//!    kennel-idmap), sends [`ToChild::MapsWritten`].
 //! 4. child:  sets up the rootfs, pivots, switches user, drops capabilities.
 //!    With `--tty` it sends [`ToParent::PtyMaster`] with the master fd.
 //! 5. child:  execs. Success closes its end (close-on-exec), so the parent
@@ -28,6 +30,7 @@ use serde::{Deserialize, Serialize};
 /// What the child was doing when it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stage {
+    Namespaces,
     WaitForMaps,
     Cgroup,
     Hostname,
@@ -46,6 +49,7 @@ pub enum Stage {
 impl Stage {
     pub fn describe(self) -> &'static str {
         match self {
+            Stage::Namespaces => "creating the container's namespaces",
             Stage::WaitForMaps => "waiting for the id maps",
             Stage::Cgroup => "creating the cgroup namespace",
             Stage::Hostname => "setting the hostname",
@@ -144,11 +148,16 @@ impl Channel {
 
     /// None means the other side closed (exec succeeded, or it died).
     pub fn recv_to_child(&self) -> nix::Result<Option<ToChild>> {
-        Ok(self.recv()?.map(|r| r.message))
+        Ok(self.recv(MsgFlags::empty())?.map(|r| r.message))
     }
 
     pub fn recv_to_parent(&self) -> nix::Result<Option<Received<ToParent>>> {
-        self.recv()
+        self.recv(MsgFlags::empty())
+    }
+
+    /// Like `recv_to_parent`, but EAGAIN instead of waiting.
+    pub fn try_recv_to_parent(&self) -> nix::Result<Option<Received<ToParent>>> {
+        self.recv(MsgFlags::MSG_DONTWAIT)
     }
 
     fn send<T: Serialize>(&self, msg: &T, fd: Option<RawFd>) -> nix::Result<()> {
@@ -164,7 +173,10 @@ impl Channel {
         }
     }
 
-    fn recv<T: for<'de> Deserialize<'de>>(&self) -> nix::Result<Option<Received<T>>> {
+    fn recv<T: for<'de> Deserialize<'de>>(
+        &self,
+        flags: MsgFlags,
+    ) -> nix::Result<Option<Received<T>>> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
         let (len, fd) = loop {
@@ -173,7 +185,7 @@ impl Channel {
                 self.fd.as_raw_fd(),
                 &mut iov,
                 Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
+                MsgFlags::MSG_CMSG_CLOEXEC | flags,
             ) {
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e),
