@@ -140,8 +140,9 @@ fn bind(src: &Path, dst: &str, readonly: bool) -> Result<Mount> {
     mount(dst, "bind", &src.to_string_lossy(), &opts)
 }
 
-/// The standard kernel filesystems every container gets.
-fn system_mounts(net: NetMode, gid5_mapped: bool) -> Result<Vec<Mount>> {
+/// The standard kernel filesystems every container gets: (the ones made
+/// first, the /sys one).
+fn system_mounts(net: NetMode, gid5_mapped: bool) -> Result<(Vec<Mount>, Mount)> {
     let mut pts = vec![
         "nosuid",
         "noexec",
@@ -163,7 +164,7 @@ fn system_mounts(net: NetMode, gid5_mapped: bool) -> Result<Vec<Mount>> {
             &["nosuid", "noexec", "nodev", "ro"],
         )?,
     };
-    Ok(vec![
+    let first = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
             "/dev",
@@ -184,10 +185,21 @@ fn system_mounts(net: NetMode, gid5_mapped: bool) -> Result<Vec<Mount>> {
             "mqueue",
             &["nosuid", "noexec", "nodev"],
         )?,
-        sys,
         mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777"])?,
         mount("/run", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=755"])?,
-    ])
+    ];
+    Ok((first, sys))
+}
+
+/// Puts the /sys mounts as late as they can go: a sysfs shows the network
+/// namespace it is mounted in, which the engine makes in parallel with the
+/// mounts before it. Mounts the user asked for under /sys still come after.
+fn place_sys_mounts(mounts: &mut Vec<Mount>, sys: Vec<Mount>) {
+    let at = mounts
+        .iter()
+        .position(|m| m.destination().starts_with("/sys"))
+        .unwrap_or(mounts.len());
+    mounts.splice(at..at, sys);
 }
 
 fn parse_volume(spec: &str, cwd: Option<&Path>) -> Result<(PathBuf, String, bool)> {
@@ -443,7 +455,9 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
             }
         }
     }
-    mounts.extend(system_mounts(args.net, maps_contain(&ids.gid_map, 5))?);
+    let (first, sys) = system_mounts(args.net, maps_contain(&ids.gid_map, 5))?;
+    mounts.extend(first);
+    let mut sys_mounts = vec![sys];
     if sandbox && !args.no_home {
         let home = std::fs::canonicalize(&host.home).with_context(|| {
             format!(
@@ -473,13 +487,14 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
         // The container's own cgroup namespace, rooted at its leaf. (On a
         // v1 or hybrid host there is no unified tree worth showing.)
         let mode = if args.cgroup.cgroup_rw { "rw" } else { "ro" };
-        mounts.push(mount(
+        sys_mounts.push(mount(
             "/sys/fs/cgroup",
             "cgroup2",
             "cgroup2",
             &["nosuid", "noexec", "nodev", mode],
         )?);
     }
+    place_sys_mounts(&mut mounts, sys_mounts);
 
     let mut namespaces: Vec<LinuxNamespace> = Vec::new();
     for typ in [

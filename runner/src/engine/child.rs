@@ -13,7 +13,10 @@ use nix::sys::prctl;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::{Gid, Uid};
 
+use nix::sched::CloneFlags;
+
 use super::config::{Config, ProcessPlan};
+use super::netns::Netns;
 use super::protocol::{Channel, ChildFailure, Stage, ToChild, ToParent};
 use super::reaper;
 use crate::sys;
@@ -27,7 +30,7 @@ pub struct ChildOptions {
     pub sigmask: SigSet,
     /// The namespaces the child creates itself, before waiting for the
     /// maps (clone3 made the user and pid ones).
-    pub unshare: nix::sched::CloneFlags,
+    pub unshare: CloneFlags,
     /// Unshare a cgroup namespace once the maps are written (by then the
     /// child sits in its cgroup leaf, so the namespace is rooted there).
     pub new_cgroupns: bool,
@@ -62,21 +65,15 @@ fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Inf
     prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|e| ChildFailure::new(Stage::WaitForMaps, e, None))?;
     // Unmapped, we still hold every capability in our new user namespace,
-    // which is all that creating namespaces, raising lo and naming the host
-    // take: done here, it overlaps the parent's map writing.
-    nix::sched::unshare(opts.unshare).map_err(|e| {
-        let f = ChildFailure::new(Stage::Namespaces, e, Some(format!("{:?}", opts.unshare)));
-        if e == Errno::ENOSPC {
-            f.with_detail(
-                "a namespace limit in /proc/sys/user is reached; `kennel doctor` shows which",
-            )
-        } else {
-            f
-        }
-    })?;
-    if cfg.new_net() {
-        sys::loopback_up().map_err(|e| ChildFailure::new(Stage::Network, e, Some("lo".into())))?;
-    }
+    // which is all that creating namespaces and naming the host take: done
+    // here, it overlaps the parent's map writing. The network namespace is
+    // made beside us (see `netns`).
+    let mut netns = match cfg.new_net() {
+        true => Some(Netns::start()?),
+        false => None,
+    };
+    let rest = opts.unshare - CloneFlags::CLONE_NEWNET;
+    nix::sched::unshare(rest).map_err(|e| namespace_failure(e, rest))?;
     if let Some(name) = &cfg.hostname {
         nix::unistd::sethostname(name)
             .map_err(|e| ChildFailure::new(Stage::Hostname, e, Some(name.clone())))?;
@@ -87,12 +84,27 @@ fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Inf
         _ => std::process::exit(125),
     }
     if opts.new_cgroupns {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| ChildFailure::new(Stage::Cgroup, e, None))?;
     }
-    super::rootfs::setup(cfg)?;
+    // sysfs shows the network namespace it is mounted in: join before.
+    let mut join_netns = || netns.as_mut().map_or(Ok(()), Netns::join);
+    super::rootfs::setup(cfg, &mut join_netns)?;
+    if let Some(n) = netns {
+        n.finish()?;
+    }
 
     start_process(&cfg.process, chan, opts)
+}
+
+/// A failure to create namespaces, with the hint for the common cause.
+pub fn namespace_failure(e: Errno, which: CloneFlags) -> ChildFailure {
+    let f = ChildFailure::new(Stage::Namespaces, e, Some(format!("{which:?}")));
+    if e == Errno::ENOSPC {
+        f.with_detail("a namespace limit in /proc/sys/user is reached; `kennel doctor` shows which")
+    } else {
+        f
+    }
 }
 
 /// From the finished rootfs to exec: terminal, limits, user, capabilities,

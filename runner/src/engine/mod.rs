@@ -7,6 +7,7 @@ mod cgroup;
 pub mod child;
 pub mod config;
 mod maps;
+mod netns;
 pub mod protocol;
 mod reaper;
 mod rootfs;

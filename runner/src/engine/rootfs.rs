@@ -51,7 +51,8 @@ fn do_mount(
         .map_err(|e| fail(Stage::Mount, e, target).with_detail(what.to_string()))
 }
 
-pub fn setup(cfg: &Config) -> Step {
+/// `before_sysfs` runs before the first sysfs mount (and may run again).
+pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
     let none: Option<&str> = None;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(|e| fail(Stage::Mount, e, "/").with_detail("make mounts private"))?;
@@ -98,10 +99,14 @@ pub fn setup(cfg: &Config) -> Step {
     }
 
     for m in &cfg.mounts {
+        if m.fstype == "sysfs" {
+            before_sysfs()?;
+        }
         mount_one(newroot, m)?;
-    }
-    if cfg.mounts.iter().any(|m| m.destination == "/dev") {
-        populate_dev(newroot)?;
+        // Right away, so later mounts of the spec can still cover a device.
+        if m.destination == "/dev" {
+            populate_dev(newroot)?;
+        }
     }
 
     chdir(newroot).map_err(|e| fail(Stage::PivotRoot, e, describe_root(cfg)))?;
