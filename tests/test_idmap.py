@@ -153,6 +153,24 @@ elif mode in ("gone-proc", "gone-pidfd"):
 elif mode == "closed-std":
     os.closerange(0, 3)
     fd = None
+elif mode.startswith("sock-"):
+    # kennel run's call: the helper starts first and gets the pidfd later
+    # over a socket (or never, or fd 3 is no socket at all).
+    import socket
+    os.open("/dev/null", os.O_RDONLY)  # keeps fd 3 out of the pair
+    ours, theirs = socket.socketpair()
+    if mode == "sock-file":
+        os.dup2(os.open("/etc/passwd", os.O_RDONLY), 3)
+    else:
+        os.dup2(theirs.fileno(), 3)
+    theirs.close()
+    helper = subprocess.Popen([exe] + args, pass_fds=[3])
+    os.close(3)
+    if mode == "sock-pidfd":
+        time.sleep(0.05)  # the helper is checking the ranges meanwhile
+        socket.send_fds(ours, [b"p"], [os.pidfd_open(int(arg))])
+    ours.close()
+    sys.exit(helper.wait())
 if fd is not None:
     if fd != 3:
         os.dup2(fd, 3)
@@ -261,7 +279,7 @@ def test_refusals(h, targets, case):
 
 
 def test_bad_target_arguments(h):
-    for target, needle in [("abc", "neither a pid nor fd:N"), ("0", "neither a pid nor fd:N"), ("fd:x", "neither a pid nor fd:N")]:
+    for target, needle in [("abc", "neither a pid, fd:N nor sock:N"), ("0", "neither a pid, fd:N nor sock:N"), ("fd:x", "neither a pid, fd:N nor sock:N"), ("sock:", "neither a pid, fd:N nor sock:N")]:
         assert_refused(run_idmap(h, h.user, [target, "--uid", f"0:{h.user.uid}:1"]), "usage:", needle)
     assert_refused(run_idmap(h, h.user, ["--uid", f"0:{h.user.uid}:1"]), "usage:", "no TARGET")
 
@@ -358,6 +376,29 @@ def test_fd_target(h, targets, mode):
     assert_ok(run_wrapped(h, h.user, mode, pid, ["fd:3"] + full_request(h.user)))
     uids, gids = full_maps(h.user)
     assert (id_map(pid, "uid"), id_map(pid, "gid")) == (uids, gids)
+
+
+def test_socket_target(h, targets):
+    """kennel run's call: `sock:3`, the pidfd sent once the helper runs."""
+    pid = targets(h.user)
+    assert_ok(run_wrapped(h, h.user, "sock-pidfd", pid, ["sock:3"] + full_request(h.user)))
+    uids, gids = full_maps(h.user)
+    assert (id_map(pid, "uid"), id_map(pid, "gid")) == (uids, gids)
+
+
+def test_socket_target_refusals(h, targets):
+    pid = targets(h.user)
+    res = run_wrapped(h, h.user, "sock-none", pid, ["sock:3"] + full_request(h.user))
+    assert_refused(res, "no process arrived on fd:3")
+    res = run_wrapped(h, h.user, "sock-file", pid, ["sock:3"] + full_request(h.user))
+    assert_refused(res, "receiving the target on fd:3")
+    res = run_idmap(h, h.user, ["sock:9", "--uid", f"0:{h.user.uid}:1"])
+    assert_refused(res, "fd:9 is not an open file descriptor")
+    # Ranges are judged before anything arrives: a bad one is refused even
+    # though no process is ever sent.
+    res = run_wrapped(h, h.user, "sock-none", pid, ["sock:3", "--uid", "0:400000:1"])
+    assert_refused(res, "uid range 0:400000:1 is neither your own uid")
+    assert_untouched(pid)
 
 
 def test_fd_target_not_on_procfs(h, targets):

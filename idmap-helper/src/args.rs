@@ -5,7 +5,9 @@
 //! newuidmap TARGET UID LOWERUID COUNT [UID LOWERUID COUNT]...
 //! newgidmap TARGET GID LOWERGID COUNT [GID LOWERGID COUNT]...
 //! ```
-//! TARGET is a pid or `fd:N` (a pidfd or an open `/proc/PID` directory).
+//! TARGET is a pid, `fd:N` (a pidfd or an open `/proc/PID` directory), or
+//! `sock:N` (a unix socket on which such an fd arrives later, so a caller
+//! can start the helper before the process exists).
 
 use std::fmt;
 
@@ -19,6 +21,9 @@ pub enum Target {
     Pid(u32),
     /// An inherited file descriptor: a pidfd or a `/proc/PID` directory.
     Fd(i32),
+    /// An inherited unix socket; the pidfd (or `/proc/PID` directory) comes
+    /// on it as SCM_RIGHTS.
+    Socket(i32),
 }
 
 impl fmt::Display for Target {
@@ -26,6 +31,7 @@ impl fmt::Display for Target {
         match self {
             Target::Pid(pid) => write!(f, "process {pid}"),
             Target::Fd(fd) => write!(f, "the process at fd:{fd}"),
+            Target::Socket(fd) => write!(f, "the process sent on fd:{fd}"),
         }
     }
 }
@@ -81,9 +87,11 @@ pub enum UsageError {
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UsageError::MissingTarget => f.write_str("usage: no TARGET given (a pid or fd:N)"),
+            UsageError::MissingTarget => {
+                f.write_str("usage: no TARGET given (a pid, fd:N or sock:N)")
+            }
             UsageError::BadTarget(t) => {
-                write!(f, "usage: TARGET {t:?} is neither a pid nor fd:N")
+                write!(f, "usage: TARGET {t:?} is neither a pid, fd:N nor sock:N")
             }
             UsageError::ExtraArgument(a) => write!(f, "usage: unexpected argument {a:?}"),
             UsageError::UnknownOption(o) => write!(f, "usage: unknown option {o:?}"),
@@ -111,7 +119,8 @@ pub const USAGE: &str = "\
 usage: kennel-idmap TARGET [--uid INNER:OUTER:COUNT]... [--gid INNER:OUTER:COUNT]...
        newuidmap TARGET UID LOWERUID COUNT [UID LOWERUID COUNT]...
        newgidmap TARGET GID LOWERGID COUNT [GID LOWERGID COUNT]...
-TARGET is a pid or fd:N (a pidfd or an open /proc/PID directory).
+TARGET is a pid, fd:N (a pidfd or an open /proc/PID directory), or sock:N
+(a unix socket on which such an fd arrives later).
 Each range must be your own id with count 1 or lie inside your
 /etc/subuid or /etc/subgid ranges.
 ";
@@ -121,6 +130,10 @@ fn parse_target(text: &str) -> Result<Target, UsageError> {
     if let Some(fd) = text.strip_prefix("fd:") {
         let fd = parse_decimal(fd).ok_or_else(bad)?;
         return i32::try_from(fd).map(Target::Fd).map_err(|_| bad());
+    }
+    if let Some(fd) = text.strip_prefix("sock:") {
+        let fd = parse_decimal(fd).ok_or_else(bad)?;
+        return i32::try_from(fd).map(Target::Socket).map_err(|_| bad());
     }
     match parse_decimal(text) {
         Some(pid) if pid > 0 && pid <= i32::MAX as u32 => Ok(Target::Pid(pid)),
@@ -294,6 +307,18 @@ mod tests {
             (
                 &["fd:x", "--uid", "0:1:1"],
                 Err(UsageError::BadTarget("fd:x".into())),
+            ),
+            (
+                &["sock:4", "--uid", "0:1:1"],
+                Ok(write(Target::Socket(4), vec![l(0, 1, 1)], vec![])),
+            ),
+            (
+                &["sock:", "--uid", "0:1:1"],
+                Err(UsageError::BadTarget("sock:".into())),
+            ),
+            (
+                &["sock:-1", "--uid", "0:1:1"],
+                Err(UsageError::BadTarget("sock:-1".into())),
             ),
             (
                 &["pid", "--uid", "0:1:1"],

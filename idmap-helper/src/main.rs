@@ -17,7 +17,8 @@
 //!   "No such process" and "not yours" give the same answer.
 //! * A recycled pid: between checking and writing, the pid could be reused
 //!   by another process. We hold a pidfd (or the caller's `/proc/PID`
-//!   directory) from the start, check after opening `/proc/PID` that the
+//!   directory) from the start (with `sock:N`, from its arrival, before any
+//!   check of the target), check after opening `/proc/PID` that the
 //!   pidfd's process is still alive, and reach every file through that one
 //!   directory fd with openat(2), so all checks and writes hit one process.
 //! * Ids the caller may not use: every range is the caller's own id with
@@ -38,7 +39,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use caps::{CapSet, Capability};
 use kennel_idmap::{
@@ -66,6 +67,7 @@ enum Failure {
     AlreadyWritten(Target, IdKind),
     BadFd(i32),
     NotProcess(i32),
+    NothingSent(i32),
     Sys { what: String, errno: Errno },
 }
 
@@ -106,6 +108,10 @@ impl fmt::Display for Failure {
             Failure::NotProcess(fd) => write!(
                 f,
                 "refused: fd:{fd} is neither a pidfd nor a /proc/PID directory on procfs"
+            ),
+            Failure::NothingSent(fd) => write!(
+                f,
+                "refused: no process arrived on fd:{fd} (the caller closed it)"
             ),
             Failure::Sys { what, errno } => {
                 write!(f, "failed: {what}: {} ({})", errno.desc(), *errno as i32)
@@ -168,9 +174,9 @@ fn run(argv: Vec<OsString>) -> Result<(), Failure> {
     let mut needed = needed_caps(&caller, &request, IdKind::Uid);
     needed.extend(needed_caps(&caller, &request, IdKind::Gid));
     limit_caps(&needed, &HashSet::new())?;
-    let proc_dir = open_target(request.target)?;
-    check_owner(&caller, request.target, proc_dir.as_fd())?;
 
+    // The ranges are judged before the target is looked at: with `sock:N`
+    // this runs while the caller is still creating the process.
     let name = std::fs::read_to_string("/etc/passwd")
         .ok()
         .and_then(|text| entry_for_uid(&text, caller.uid))
@@ -197,9 +203,15 @@ fn run(argv: Vec<OsString>) -> Result<(), Failure> {
             allowed: allowed_ranges(&parse_subid_file(&read_subid_file(kind)), &name, caller.uid),
         };
         validate_map(&policy, lines).map_err(Failure::Refused)?;
-        if !read_at(proc_dir.as_fd(), kind.map_file())
-            .map_err(|_| Failure::NotYours(request.target))?
-            .is_empty()
+    }
+
+    let proc_dir = open_target(request.target)?;
+    check_owner(&caller, request.target, proc_dir.as_fd())?;
+    for (kind, lines, _) in maps {
+        if !lines.is_empty()
+            && !read_at(proc_dir.as_fd(), kind.map_file())
+                .map_err(|_| Failure::NotYours(request.target))?
+                .is_empty()
         {
             return Err(Failure::AlreadyWritten(request.target, kind));
         }
@@ -286,36 +298,49 @@ fn open_target(target: Target) -> Result<OwnedFd, Failure> {
         }
         Target::Fd(n) => {
             let fd = sys::inherited_fd(n).ok_or(Failure::BadFd(n))?;
-            let on_proc = fstatfs(fd)
-                .map_err(sys(format!("fstatfs fd:{n}")))?
-                .filesystem_type()
-                == PROC_SUPER_MAGIC;
-            if on_proc {
-                let is_dir = fstat(fd).map(|s| {
-                    SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
-                });
-                if !is_dir.map_err(sys(format!("fstat fd:{n}")))? {
-                    return Err(Failure::NotProcess(n));
-                }
-                // Reopen through the fd so we own a read-only directory fd.
-                return openat(
-                    fd,
-                    ".",
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(not_yours);
-            }
-            let pid = pidfd_pid(n).ok_or(Failure::NotProcess(n))?;
-            let pid = u32::try_from(pid)
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or(Failure::NotYours(target))?;
-            let dir = open_proc_dir(pid).map_err(not_yours)?;
-            sys::pidfd_is_alive(fd).map_err(not_yours)?;
-            Ok(dir)
+            open_fd_target(target, n, fd)
+        }
+        Target::Socket(n) => {
+            let sock = sys::inherited_fd(n).ok_or(Failure::BadFd(n))?;
+            let fd = sys::receive_fd(sock)
+                .map_err(sys(format!("receiving the target on fd:{n}")))?
+                .ok_or(Failure::NothingSent(n))?;
+            open_fd_target(target, n, fd.as_fd())
         }
     }
+}
+
+/// `open_target` for a pidfd or a `/proc/PID` directory fd; messages name
+/// the fd the caller gave (`given`).
+fn open_fd_target(target: Target, given: i32, fd: BorrowedFd<'_>) -> Result<OwnedFd, Failure> {
+    let not_yours = |_| Failure::NotYours(target);
+    let on_proc = fstatfs(fd)
+        .map_err(sys(format!("fstatfs fd:{given}")))?
+        .filesystem_type()
+        == PROC_SUPER_MAGIC;
+    if on_proc {
+        let is_dir = fstat(fd)
+            .map(|s| SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR);
+        if !is_dir.map_err(sys(format!("fstat fd:{given}")))? {
+            return Err(Failure::NotProcess(given));
+        }
+        // Reopen through the fd so we own a read-only directory fd.
+        return openat(
+            fd,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(not_yours);
+    }
+    let pid = pidfd_pid(fd.as_raw_fd()).ok_or(Failure::NotProcess(given))?;
+    let pid = u32::try_from(pid)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or(Failure::NotYours(target))?;
+    let dir = open_proc_dir(pid).map_err(not_yours)?;
+    sys::pidfd_is_alive(fd).map_err(not_yours)?;
+    Ok(dir)
 }
 
 fn open_proc_dir(pid: u32) -> Result<OwnedFd, Errno> {

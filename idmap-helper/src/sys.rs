@@ -95,3 +95,39 @@ pub fn ns_owner_uid(ns: impl AsFd) -> Result<u32, Errno> {
     };
     Errno::result(ret).map(|_| uid)
 }
+
+/// Receives one descriptor sent as SCM_RIGHTS on the unix socket `sock`
+/// (close-on-exec). None when the peer closed without sending one.
+pub fn receive_fd(sock: BorrowedFd<'_>) -> Result<Option<OwnedFd>, Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut byte = [0u8; 1];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let mut received = None;
+    loop {
+        let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+            Ok(msg) => {
+                for c in msg.cmsgs()? {
+                    if let ControlMessageOwned::ScmRights(fds) = c {
+                        for fd in fds {
+                            // SAFETY: the kernel just installed this
+                            // descriptor in our table for this message;
+                            // nothing else owns it. Extra ones are closed
+                            // by their OwnedFd at once.
+                            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                            received.get_or_insert(owned);
+                        }
+                    }
+                }
+                return Ok(received);
+            }
+        }
+    }
+}

@@ -2,16 +2,19 @@
 //!
 //! Maps that only name our own uid and gid (or any map, when we are real
 //! root) we write ourselves. Anything else goes to kennel-idmap, executed
-//! once for both maps with the child's pidfd, so a recycled pid can never
-//! receive them.
+//! once for both maps and started before the child exists (it checks the
+//! ranges meanwhile); it then receives the child's pidfd over a socket, so a
+//! recycled pid can never receive the maps.
 
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use kennel_idmap::{render_map, MapLine};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::unistd::Pid;
 
 use crate::idmap::{self, Caller};
@@ -28,75 +31,155 @@ fn write_proc(pid: Pid, file: &str, text: &str) -> Result<()> {
         .with_context(|| format!("the kernel refused {path} = {:?}", text.trim_end()))
 }
 
-pub fn write(
-    caller: &Caller,
-    pid: Pid,
-    pidfd: &OwnedFd,
-    uid_map: &[MapLine],
-    gid_map: &[MapLine],
-    verbose: bool,
-    helper: Option<&Path>,
-) -> Result<()> {
-    if uid_map.is_empty() || gid_map.is_empty() {
-        bail!("the spec maps no uids or no gids into the container's user namespace");
-    }
-    if idmap::writable_without_helper(caller, uid_map, gid_map) {
-        write_proc(pid, "uid_map", &render_map(uid_map))?;
-        if caller.uid != 0 {
-            // Required before an unprivileged gid_map write (user_namespaces(7)).
-            write_proc(pid, "setgroups", "deny")?;
-        }
-        write_proc(pid, "gid_map", &render_map(gid_map))?;
-        return Ok(());
-    }
-    // The plan already found it; a bundle's own maps look it up here.
-    let helper = match helper {
-        Some(path) => path.to_path_buf(),
-        None => idmap::usable_helper(&idmap::helper_state(), "these id maps")?,
-    };
-    run_helper(&helper, pidfd, uid_map, gid_map, verbose)
+/// How the maps will be written, decided (and the helper started) before
+/// the child exists.
+pub enum MapWriter {
+    /// We write them ourselves.
+    Direct {
+        uid_map: String,
+        gid_map: String,
+        deny_setgroups: bool,
+    },
+    /// kennel-idmap is already running, waiting for the child's pidfd.
+    Helper(PendingHelper),
 }
 
-fn run_helper(
-    helper: &Path,
-    pidfd: &OwnedFd,
-    uid_map: &[MapLine],
-    gid_map: &[MapLine],
-    verbose: bool,
-) -> Result<()> {
-    let fd = pidfd.as_raw_fd();
-    let mut cmd = Command::new(helper);
-    cmd.arg(format!("fd:{fd}"));
-    for l in uid_map {
-        cmd.arg("--uid")
-            .arg(format!("{}:{}:{}", l.inner, l.outer, l.count));
+impl MapWriter {
+    /// Checks the maps and, if they need kennel-idmap, starts it now: its
+    /// exec and its checks of /etc/subuid and /etc/subgid overlap our clone.
+    pub fn prepare(
+        caller: &Caller,
+        uid_map: &[MapLine],
+        gid_map: &[MapLine],
+        verbose: bool,
+        helper: Option<&Path>,
+    ) -> Result<MapWriter> {
+        if uid_map.is_empty() || gid_map.is_empty() {
+            bail!("the spec maps no uids or no gids into the container's user namespace");
+        }
+        if idmap::writable_without_helper(caller, uid_map, gid_map) {
+            return Ok(MapWriter::Direct {
+                uid_map: render_map(uid_map),
+                gid_map: render_map(gid_map),
+                // Required before an unprivileged gid_map write (user_namespaces(7)).
+                deny_setgroups: caller.uid != 0,
+            });
+        }
+        // The plan already found it; a bundle's own maps look it up here.
+        let helper = match helper {
+            Some(path) => path.to_path_buf(),
+            None => idmap::usable_helper(&idmap::helper_state(), "these id maps")?,
+        };
+        PendingHelper::start(&helper, uid_map, gid_map, verbose).map(MapWriter::Helper)
     }
-    for l in gid_map {
-        cmd.arg("--gid")
-            .arg(format!("{}:{}:{}", l.inner, l.outer, l.count));
+
+    /// Writes the maps of the child `pid` (`pidfd`).
+    pub fn write(self, pid: Pid, pidfd: &OwnedFd) -> Result<()> {
+        match self {
+            MapWriter::Direct {
+                uid_map,
+                gid_map,
+                deny_setgroups,
+            } => {
+                write_proc(pid, "uid_map", &uid_map)?;
+                if deny_setgroups {
+                    write_proc(pid, "setgroups", "deny")?;
+                }
+                write_proc(pid, "gid_map", &gid_map)
+            }
+            MapWriter::Helper(h) => h.finish(pidfd),
+        }
     }
-    cmd.env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if verbose {
-        eprintln!("kennel: running {cmd:?}");
+}
+
+/// A started kennel-idmap, given `sock:N`: it checks the ranges, then waits
+/// on that socket for the pidfd of the process to map.
+pub struct PendingHelper {
+    path: PathBuf,
+    child: Option<Child>,
+    sock: Option<UnixStream>,
+}
+
+impl PendingHelper {
+    fn start(
+        helper: &Path,
+        uid_map: &[MapLine],
+        gid_map: &[MapLine],
+        verbose: bool,
+    ) -> Result<Self> {
+        let (ours, theirs) =
+            UnixStream::pair().context("cannot create a socket for kennel-idmap")?;
+        let fd = theirs.as_raw_fd();
+        let mut cmd = Command::new(helper);
+        cmd.arg(format!("sock:{fd}"));
+        for l in uid_map {
+            cmd.arg("--uid")
+                .arg(format!("{}:{}:{}", l.inner, l.outer, l.count));
+        }
+        for l in gid_map {
+            cmd.arg("--gid")
+                .arg(format!("{}:{}:{}", l.inner, l.outer, l.count));
+        }
+        cmd.env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if verbose {
+            eprintln!("kennel: running {cmd:?}");
+        }
+        // The socket is the only fd the helper inherits: everything else of
+        // ours is close-on-exec.
+        sys::set_cloexec(fd, false).context("cannot pass a socket to kennel-idmap")?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot execute {}", helper.display()))?;
+        drop(theirs);
+        Ok(PendingHelper {
+            path: helper.to_path_buf(),
+            child: Some(child),
+            sock: Some(ours),
+        })
     }
-    // The pidfd is the only fd the helper inherits: everything else of ours
-    // is close-on-exec.
-    sys::set_cloexec(fd, false).context("cannot pass the pidfd to kennel-idmap")?;
-    let out = cmd.output();
-    let _ = sys::set_cloexec(fd, true);
-    let out = out.with_context(|| format!("cannot execute {}", helper.display()))?;
-    if !out.status.success() {
-        let msg = String::from_utf8_lossy(&out.stderr);
-        let msg = msg.trim();
-        bail!(
-            "{} refused to write the id maps ({}): {}",
-            helper.display(),
-            out.status,
-            if msg.is_empty() { "no message" } else { msg }
+
+    /// Hands the helper the pidfd and waits for its verdict.
+    fn finish(mut self, pidfd: &OwnedFd) -> Result<()> {
+        let sock = self.sock.take().expect("the socket is kept until finish");
+        let fds = [pidfd.as_raw_fd()];
+        let sent = sendmsg::<()>(
+            sock.as_raw_fd(),
+            &[IoSlice::new(b"p")],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
         );
+        drop(sock);
+        let child = self.child.take().expect("the child is kept until finish");
+        let out = child
+            .wait_with_output()
+            .with_context(|| format!("waiting for {}", self.path.display()))?;
+        if !out.status.success() {
+            let msg = String::from_utf8_lossy(&out.stderr);
+            let msg = msg.trim();
+            bail!(
+                "{} refused to write the id maps ({}): {}",
+                self.path.display(),
+                out.status,
+                if msg.is_empty() { "no message" } else { msg }
+            );
+        }
+        // A helper that succeeded has read the pidfd; this cannot fail then.
+        sent.context("cannot send the pidfd to kennel-idmap")?;
+        Ok(())
     }
-    Ok(())
+}
+
+impl Drop for PendingHelper {
+    /// Never used (kennel failed before the child existed): closing the
+    /// socket makes the helper give up; reap it.
+    fn drop(&mut self) {
+        drop(self.sock.take());
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
 }

@@ -32,6 +32,7 @@ use crate::state;
 use crate::sys::{self, Forked};
 use child::ChildOptions;
 use config::Config;
+use maps::MapWriter;
 use protocol::{Channel, ChildFailure, Received, Stage, ToChild, ToParent};
 
 /// Exit code for kennel's own failures (Docker's convention).
@@ -80,6 +81,13 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     // Nothing of ours may leak into the container or the helper; the
     // preserved fds are reopened for exec by the child.
     sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
+    let map_writer = MapWriter::prepare(
+        caller,
+        &cfg.uid_map,
+        &cfg.gid_map,
+        opts.verbose,
+        opts.helper.as_deref(),
+    )?;
     let (sigfd, sigmask) = block_signals()?;
     let (parent_end, child_end) = Channel::pair().context("cannot create the sync socketpair")?;
 
@@ -143,17 +151,7 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
         (Some(p), false) => p.add_process(pid.as_raw()).map_err(anyhow::Error::from),
         _ => Ok(()),
     };
-    if let Err(e) = moved.and_then(|()| {
-        maps::write(
-            caller,
-            pid,
-            &pidfd,
-            &cfg.uid_map,
-            &cfg.gid_map,
-            opts.verbose,
-            opts.helper.as_deref(),
-        )
-    }) {
+    if let Err(e) = moved.and_then(|()| map_writer.write(pid, &pidfd)) {
         // A child that failed on its own (creating its namespaces) has
         // already said why, and that is the cause worth printing.
         if let Some(code) = child_failed_early(&parent_end, pid) {
