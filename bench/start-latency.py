@@ -10,6 +10,9 @@ runner's peak RSS. Everything runs as an ordinary user.
 Run as root (`sudo make bench`): it creates the benchmark user and rootfs
 the same way the test harness does, then drops to that user.
   --runs N     runs per command (default 300)
+  --rounds K   split the runs into K rounds of all commands (default 5), so
+               a slow spell of the machine lands on every command alike;
+               the median is over all runs
   --json FILE  write the figures as JSON too
 """
 
@@ -17,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,7 +65,7 @@ def peak_rss_kib(argv):
     return usage.ru_maxrss
 
 
-def measure(bindir, rootfs, runs, out_json):
+def measure(bindir, rootfs, runs, rounds, out_json):
     kennel = os.path.join(bindir, "kennel")
     commands = {
         "kennel (userns=single)": f"{kennel} run --userns=single --rootfs {rootfs} -- /bin/true",
@@ -75,13 +79,18 @@ def measure(bindir, rootfs, runs, out_json):
         commands["unshare -U --map-root-user"] = "unshare -U --map-root-user true"
         commands["unshare -U --map-auto (newuidmap+newgidmap)"] = "unshare -U --map-auto --map-root-user true"
     json_path = os.path.join(tempfile.mkdtemp(), "hyperfine.json")
-    argv = ["hyperfine", "-N", "--warmup", "20", "--runs", str(runs), "--export-json", json_path, "--style", "basic"]
-    for name, cmd in commands.items():
-        argv += ["--command-name", name, cmd]
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-    with open(json_path) as f:
-        results = {r["command"]: r for r in json.load(f)["results"]}
-    medians = {k: r["median"] * 1000 for k, r in results.items()}
+    per_round = max(1, runs // rounds)
+    times = {name: [] for name in commands}
+    for _ in range(rounds):
+        argv = ["hyperfine", "-N", "--warmup", "20", "--runs", str(per_round), "--export-json", json_path, "--style", "basic"]
+        for name, cmd in commands.items():
+            argv += ["--command-name", name, cmd]
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        with open(json_path) as f:
+            for r in json.load(f)["results"]:
+                times[r["command"]].extend(r["times"])
+    medians = {k: statistics.median(t) * 1000 for k, t in times.items()}
+    runs = per_round * rounds
     bwrap = medians["bwrap --unshare-all"]
     rss = peak_rss_kib([kennel, "run", "--userns=subids", "--rootfs", rootfs, "--", "/bin/true"])
     print(f"\nStart latency, {runs} runs each, median (ms), ratio to bwrap:")
@@ -103,6 +112,7 @@ def measure(bindir, rootfs, runs, out_json):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json")
     ap.add_argument("--as-user", nargs=2, metavar=("BINDIR", "ROOTFS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -110,7 +120,7 @@ def main():
         if not shutil.which(tool):
             raise SystemExit(f"bench: {tool} is missing (Debian packages hyperfine, bubblewrap, util-linux)")
     if args.as_user:
-        measure(args.as_user[0], args.as_user[1], args.runs, args.json)
+        measure(args.as_user[0], args.as_user[1], args.runs, args.rounds, args.json)
         return
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (sudo make bench): it sets up a test user and rootfs, then drops to that user")
@@ -120,7 +130,7 @@ def main():
         if out_json:
             open(out_json, "w").close()
             os.chown(out_json, user.uid, user.gid)
-        cmd = user.argv([sys.executable, os.path.abspath(__file__), "--runs", str(args.runs), "--as-user", bindir, rootfs]
+        cmd = user.argv([sys.executable, os.path.abspath(__file__), "--runs", str(args.runs), "--rounds", str(args.rounds), "--as-user", bindir, rootfs]
                         + (["--json", out_json] if out_json else []))
         subprocess.run(cmd, env=user.env(), check=True, cwd="/")
     finally:
