@@ -529,12 +529,15 @@ fn task_count() -> usize {
 /// reads the peer's credentials there) is started up front and kept, so the
 /// process's thread count stays put while clients come and go.
 fn fake_listening(scenario: Scenario, log: Log) -> String {
-    let dir = std::env::temp_dir().join(format!("kennel-systemd-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let socket = dir.join("bus");
-    let _ = std::fs::remove_file(&socket);
+    use std::os::linux::net::SocketAddrExt;
+    // An abstract socket: nothing is left behind in the file system.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("kennel-systemd-fake-{}-{n}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+    let std_listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    std_listener.set_nonblocking(true).unwrap();
     let (ready, is_ready) = std::sync::mpsc::channel();
-    let path = socket.clone();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -544,7 +547,7 @@ fn fake_listening(scenario: Scenario, log: Log) -> String {
             .unwrap();
         runtime.block_on(async move {
             tokio::task::spawn_blocking(|| ()).await.unwrap();
-            let listener = tokio::net::UnixListener::bind(&path).unwrap();
+            let listener = tokio::net::UnixListener::from_std(std_listener).unwrap();
             ready.send(()).unwrap();
             let mut served = Vec::new();
             loop {
@@ -554,7 +557,7 @@ fn fake_listening(scenario: Scenario, log: Log) -> String {
         });
     });
     is_ready.recv().unwrap();
-    format!("unix:path={}", socket.display())
+    format!("unix:abstract={name}")
 }
 
 /// Set in the child process the thread test runs in.
