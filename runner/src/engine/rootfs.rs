@@ -98,8 +98,21 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
         )?,
     }
 
-    for m in &cfg.mounts {
-        if m.fstype == "sysfs" {
+    let mut protected_early = Vec::new();
+    for (i, m) in cfg.mounts.iter().enumerate() {
+        if m.fstype == "sysfs" && protected_early.is_empty() {
+            // The network namespace may still be on its way: first protect
+            // the kernel paths no later mount touches (the /proc ones).
+            let later = &cfg.mounts[i..];
+            protected_early = kernel_paths(cfg)
+                .filter(|(p, _)| !later.iter().any(|m| touches(m, p)))
+                .map(|(p, readonly)| (p.clone(), readonly))
+                .collect();
+            for (p, readonly) in &protected_early {
+                let target =
+                    resolve_in_root(newroot, Path::new(p)).map_err(|e| fail(Stage::Mount, e, p))?;
+                protect(&target, *readonly, &host_path(Path::new("/dev/null")))?;
+            }
             before_sysfs()?;
         }
         mount_one(newroot, m)?;
@@ -117,25 +130,46 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
         .map_err(|e| fail(Stage::PivotRoot, e, "/").with_detail("detach the old root"))?;
     chdir("/").map_err(|e| fail(Stage::PivotRoot, e, "/"))?;
 
-    for p in &cfg.masked_paths {
-        mask(Path::new(p))?;
-    }
-    for p in &cfg.readonly_paths {
-        let path = Path::new(p);
-        if path.exists() {
-            do_mount(
-                p,
-                path,
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                "",
-                "readonly path",
-            )?;
-            remount_readonly(path, MsFlags::empty())?;
+    for (p, readonly) in kernel_paths(cfg) {
+        if !protected_early.iter().any(|(q, _)| q == p) {
+            protect(Path::new(p), readonly, "/dev/null")?;
         }
     }
     if cfg.readonly_root {
         remount_readonly(Path::new("/"), MsFlags::empty())?;
+    }
+    Ok(())
+}
+
+/// The spec's masked paths (false) and read-only paths (true), in order.
+fn kernel_paths(cfg: &Config) -> impl Iterator<Item = (&String, bool)> {
+    let masked = cfg.masked_paths.iter().map(|p| (p, false));
+    masked.chain(cfg.readonly_paths.iter().map(|p| (p, true)))
+}
+
+/// Whether mount `m` covers `path` or lands inside it.
+fn touches(m: &MountPlan, path: &str) -> bool {
+    let (dst, path) = (Path::new(&m.destination), Path::new(path));
+    path.starts_with(dst) || dst.starts_with(path)
+}
+
+/// Masks `target` (`null` is the /dev/null to bind over files) or makes it
+/// read-only. A path the rootfs does not have is left alone.
+fn protect(target: &Path, readonly: bool, null: &str) -> Step {
+    if !readonly {
+        return mask(target, null);
+    }
+    if target.exists() {
+        let shown = target.display().to_string();
+        do_mount(
+            &shown,
+            target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            "",
+            "readonly path",
+        )?;
+        remount_readonly(target, MsFlags::empty())?;
     }
     Ok(())
 }
@@ -293,7 +327,7 @@ fn remount_readonly(target: &Path, extra: MsFlags) -> Step {
     remount_bind(target, true, extra)
 }
 
-fn mask(path: &Path) -> Step {
+fn mask(path: &Path, null: &str) -> Step {
     let Ok(md) = std::fs::metadata(path) else {
         return Ok(());
     };
@@ -307,7 +341,7 @@ fn mask(path: &Path) -> Step {
             "mask",
         )
     } else {
-        do_mount("/dev/null", path, None, MsFlags::MS_BIND, "", "mask")
+        do_mount(null, path, None, MsFlags::MS_BIND, "", "mask")
     }
 }
 
