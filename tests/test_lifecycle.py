@@ -44,10 +44,18 @@ def test_command_killed_by_sigterm_gives_143(h):
     assert cp.returncode == 143, describe(cp)
 
 
+def _pid_ns(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
 def _container_pid(proc):
-    """The host pid of the container's PID 1 (the runner's only child)."""
+    """The host pid of the container's PID 1: the runner's child in a pid
+    namespace of its own (kennel-idmap, also a child for a moment, is not)."""
     def found():
-        kids = children(proc.pid)
+        kids = [k for k in children(proc.pid) if _pid_ns(k) not in (None, _pid_ns(proc.pid))]
         if proc.poll() is not None:
             pytest.fail(f"kennel exited early: {proc.returncode} {proc.communicate()}")
         return kids[0] if len(kids) == 1 else None

@@ -33,6 +33,8 @@
 //!   before opening a map file, and write each map with one write(2).
 //!   Nothing is written unless every check of both maps has passed.
 
+#![cfg_attr(not(test), no_main)]
+
 mod sys;
 
 use std::collections::HashSet;
@@ -131,7 +133,8 @@ struct Caller {
     gid: u32,
 }
 
-fn main() {
+/// Called by `sys::main`, the process entry point.
+fn helper_main() -> ! {
     // Before anything can open a file: no map file may become fd 0-2.
     let std_fds = sys::ensure_std_fds_open();
     // Nobody may ptrace us or read our memory. File capabilities already
@@ -144,6 +147,7 @@ fn main() {
         let _ = writeln!(std::io::stderr(), "kennel-idmap: {failure}");
         std::process::exit(1);
     }
+    std::process::exit(0)
 }
 
 fn run(argv: Vec<OsString>) -> Result<(), Failure> {

@@ -6,6 +6,27 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
+/// The process entry point, called by glibc's start-up code in place of
+/// Rust's. Rust's runtime set-up before `main` (a stack-guard probe that
+/// reads /proc/self/maps, an alternate signal stack for overflow reports)
+/// costs tens of microseconds on every container start and guards nothing
+/// here. What the helper relies on it does itself: fds 0-2 are checked
+/// first thing in `helper_main`, and SIGPIPE is ignored as Rust does, so a
+/// closed stderr pipe gives an error instead of a silent death.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+#[cfg_attr(test, allow(dead_code))]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: SIG_IGN installs no handler, so no code of ours can run in
+    // signal context.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    };
+    crate::helper_main()
+}
+
 /// Whether `fd` is an open descriptor of this process (fcntl(2) F_GETFD).
 pub fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only reads the descriptor flags; an invalid fd yields

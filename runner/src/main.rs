@@ -3,6 +3,7 @@
 //! `main` parses flags and hands each subcommand to its module. Every
 //! failure of kennel's own ends here as one `kennel: ...` line and exit
 //! code 125; the container's command keeps its own exit codes.
+#![cfg_attr(not(test), no_main)]
 
 mod cli;
 mod commands;
@@ -80,7 +81,8 @@ fn one_line_usage_error(text: &str) -> String {
     out
 }
 
-fn main() {
+/// Called by `sys::main`, the process entry point.
+fn kennel_main() -> ! {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {

@@ -13,6 +13,40 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
+/// The process entry point, called by glibc's start-up code in place of
+/// Rust's. Rust's runtime set-up before `main` (a stack-guard probe that
+/// reads /proc/self/maps, an alternate signal stack for overflow reports)
+/// costs tens of microseconds on every container start. What kennel relies
+/// on it does here: SIGPIPE ignored (a write to a closed pipe or socket is
+/// an error, never a silent death) and fds 0-2 open (no fd of ours, a
+/// signalfd say, may become the container's stdio).
+#[cfg_attr(not(test), unsafe(no_mangle))]
+#[cfg_attr(test, allow(dead_code))]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: SIG_IGN installs no handler, so no code of ours can run in
+    // signal context.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    };
+    for fd in 0..3 {
+        if !fd_is_open(fd) {
+            // open(2) takes the lowest free fd: this one. Kept for good.
+            match nix::fcntl::open(
+                "/dev/null",
+                nix::fcntl::OFlag::O_RDWR,
+                nix::sys::stat::Mode::empty(),
+            ) {
+                Ok(null) => std::mem::forget(null),
+                Err(_) => return 125,
+            }
+        }
+    }
+    crate::kennel_main()
+}
+
 /// Where a clone returned.
 pub enum Forked {
     /// In the new process.

@@ -46,7 +46,7 @@ pub fn run(cfg: &Config, chan: Channel, opts: &ChildOptions) -> ! {
 /// Entry point after the fork for `exec`, already in the container's
 /// namespaces. Never returns.
 pub fn run_process(p: &ProcessPlan, chan: Channel, opts: &ChildOptions) -> ! {
-    report_and_exit(&chan, start_process(p, &chan, opts))
+    report_and_exit(&chan, start_process(p, &chan, opts, false))
 }
 
 fn report_and_exit(chan: &Channel, result: Step<Infallible>) -> ! {
@@ -87,14 +87,23 @@ fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Inf
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| ChildFailure::new(Stage::Cgroup, e, None))?;
     }
-    // sysfs shows the network namespace it is mounted in: join before.
-    let mut join_netns = || netns.as_mut().map_or(Ok(()), Netns::join);
+    // sysfs shows the network namespace it is mounted in: join before. The
+    // namespace may still be on its way, so first do what needs nothing
+    // further: shrink the bounding set.
+    let mut bounding_dropped = false;
+    let mut join_netns = || {
+        if !bounding_dropped {
+            drop_bounding(&cfg.process)?;
+            bounding_dropped = true;
+        }
+        netns.as_mut().map_or(Ok(()), Netns::join)
+    };
     super::rootfs::setup(cfg, &mut join_netns)?;
     if let Some(n) = netns {
         n.finish()?;
     }
 
-    start_process(&cfg.process, chan, opts)
+    start_process(&cfg.process, chan, opts, bounding_dropped)
 }
 
 /// A failure to create namespaces, with the hint for the common cause.
@@ -109,7 +118,12 @@ pub fn namespace_failure(e: Errno, which: CloneFlags) -> ChildFailure {
 
 /// From the finished rootfs to exec: terminal, limits, user, capabilities,
 /// working directory. Shared by `run` and `exec`.
-pub fn start_process(p: &ProcessPlan, chan: &Channel, opts: &ChildOptions) -> Step<Infallible> {
+pub fn start_process(
+    p: &ProcessPlan,
+    chan: &Channel,
+    opts: &ChildOptions,
+    bounding_dropped: bool,
+) -> Step<Infallible> {
     if p.terminal {
         let master = open_terminal()?;
         chan.send_to_parent(&ToParent::PtyMaster, Some(master.as_raw_fd()))
@@ -127,6 +141,9 @@ pub fn start_process(p: &ProcessPlan, chan: &Channel, opts: &ChildOptions) -> St
     // Created as root, before the switch, so a workdir in a root-owned tree
     // can appear (Docker does the same); entering it is checked as the user.
     let _ = std::fs::create_dir_all(&p.cwd);
+    if !bounding_dropped {
+        drop_bounding(p)?;
+    }
     switch_user_and_capabilities(p)?;
     nix::unistd::chdir(Path::new(&p.cwd))
         .map_err(|e| ChildFailure::new(Stage::Workdir, e, Some(p.cwd.clone())))?;
@@ -241,20 +258,28 @@ fn open_terminal() -> Step<OwnedFd> {
     Ok(raw)
 }
 
-/// Drops the bounding set, switches to the container user keeping the
-/// capabilities we still need, then sets the final capability sets.
-fn switch_user_and_capabilities(p: &ProcessPlan) -> Step {
+fn cap_err(e: caps::errors::CapsError) -> ChildFailure {
+    ChildFailure::new(Stage::Capabilities, Errno::EPERM, None).with_detail(e.to_string())
+}
+
+/// Shrinks the bounding set to the spec's. Done first: dropping needs
+/// CAP_SETPCAP, which we still hold; the effective set (mounts, setns) is
+/// untouched until `switch_user_and_capabilities`.
+fn drop_bounding(p: &ProcessPlan) -> Step {
     use caps::CapSet;
-    let cap_err = |e: caps::errors::CapsError| {
-        ChildFailure::new(Stage::Capabilities, Errno::EPERM, None).with_detail(e.to_string())
-    };
-    // Bounding first: dropping needs CAP_SETPCAP, which we still hold.
     for cap in caps::all() {
         if !p.bounding.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
         {
             caps::drop(None, CapSet::Bounding, cap).map_err(cap_err)?;
         }
     }
+    Ok(())
+}
+
+/// Switches to the container user keeping the capabilities we still need,
+/// then sets the final capability sets.
+fn switch_user_and_capabilities(p: &ProcessPlan) -> Step {
+    use caps::CapSet;
     prctl::set_keepcaps(true).map_err(|e| ChildFailure::new(Stage::User, e, None))?;
     let user_err = |e: Errno, what: String| {
         let f = ChildFailure::new(Stage::User, e, Some(what));
