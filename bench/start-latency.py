@@ -9,8 +9,8 @@ runner's peak RSS. Everything runs as an ordinary user.
 
 Run as root (`sudo make bench`): it creates the benchmark user and rootfs
 the same way the test harness does, then drops to that user.
-  --runs N     runs per command (default 300)
-  --rounds K   split the runs into K rounds of all commands (default 5), so
+  --runs N     runs per command (default 500)
+  --rounds K   split the runs into K rounds of all commands (default 10), so
                a slow spell of the machine lands on every command alike;
                the median is over all runs
   --json FILE  write the figures as JSON too
@@ -111,8 +111,8 @@ def measure(bindir, rootfs, runs, rounds, out_json):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=300)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--json")
     ap.add_argument("--as-user", nargs=2, metavar=("BINDIR", "ROOTFS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
