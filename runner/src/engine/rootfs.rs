@@ -232,18 +232,36 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, Errno> {
 }
 
 fn ensure_mountpoint(target: &Path, as_file: bool) -> Step {
-    if target.exists() {
-        return Ok(());
-    }
-    let parent = target.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(parent)
-        .map_err(|e| fail(Stage::Mount, io_errno(&e), parent).with_detail("create mount point"))?;
-    let made = if as_file {
-        std::fs::File::create(target).map(drop)
-    } else {
-        std::fs::create_dir(target)
+    // Made straight away: it usually exists (EEXIST) or only it is missing;
+    // parents are made only when they are missing too. O_EXCL, so an
+    // existing file is never opened.
+    let make = || {
+        if as_file {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(target)
+                .map(drop)
+        } else {
+            std::fs::create_dir(target)
+        }
     };
-    made.map_err(|e| fail(Stage::Mount, io_errno(&e), target).with_detail("create mount point"))
+    let made = match make() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = target.parent().unwrap_or(Path::new("/"));
+            std::fs::create_dir_all(parent).map_err(|e| {
+                fail(Stage::Mount, io_errno(&e), parent).with_detail("create mount point")
+            })?;
+            make()
+        }
+        other => other,
+    };
+    match made {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(fail(Stage::Mount, io_errno(&e), target).with_detail("create mount point"))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn mount_one(newroot: &Path, m: &MountPlan) -> Step {
@@ -345,23 +363,29 @@ fn mask(path: &Path, null: &str) -> Step {
     }
 }
 
+/// Fills the container's fresh /dev tmpfs: the host's devices bound onto
+/// files (a device the host lacks is left out) and the standard links.
 fn populate_dev(newroot: &Path) -> Step {
     let dev = newroot.join("dev");
     for name in DEVICES {
         let target = dev.join(name);
         let host = format!("{OLDROOT}/dev/{name}");
-        if !Path::new(&host).exists() {
-            continue;
-        }
         ensure_mountpoint(&target, true)?;
-        do_mount(
-            &host,
+        match mount(
+            Some(host.as_str()),
             &target,
-            None,
+            None::<&str>,
             MsFlags::MS_BIND,
-            "",
-            &format!("bind /dev/{name}"),
-        )?;
+            None::<&str>,
+        ) {
+            Ok(()) => {}
+            Err(Errno::ENOENT) => {
+                let _ = std::fs::remove_file(&target);
+            }
+            Err(e) => {
+                return Err(fail(Stage::Mount, e, &target).with_detail(format!("bind /dev/{name}")))
+            }
+        }
     }
     for (link, to) in [
         ("ptmx", "pts/ptmx"),
@@ -371,9 +395,11 @@ fn populate_dev(newroot: &Path) -> Step {
         ("stderr", "/proc/self/fd/2"),
     ] {
         let path = dev.join(link);
-        if !path.exists() && !path.is_symlink() {
-            std::os::unix::fs::symlink(to, &path)
-                .map_err(|e| fail(Stage::Mount, io_errno(&e), &path))?;
+        match std::os::unix::fs::symlink(to, &path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(fail(Stage::Mount, io_errno(&e), &path));
+            }
+            _ => {}
         }
     }
     Ok(())
