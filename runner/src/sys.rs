@@ -308,3 +308,16 @@ pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> Result<(), Errno> {
     // 0..=2, which this process uses as raw stdio and never wraps.
     Errno::result(unsafe { libc::dup2(fd.as_raw_fd(), target) }).map(drop)
 }
+
+/// prctl(PR_CAPBSET_DROP): removes one capability from the bounding set.
+/// A capability this kernel does not know (EINVAL) is not in the set, so
+/// that counts as done: one call per capability, no read before it.
+pub fn drop_bounding_cap(cap: u8) -> Result<(), Errno> {
+    // SAFETY: PR_CAPBSET_DROP takes the capability number by value and
+    // touches no memory of ours.
+    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+    match Errno::result(ret) {
+        Err(Errno::EINVAL) | Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -266,11 +266,12 @@ fn cap_err(e: caps::errors::CapsError) -> ChildFailure {
 /// CAP_SETPCAP, which we still hold; the effective set (mounts, setns) is
 /// untouched until `switch_user_and_capabilities`.
 fn drop_bounding(p: &ProcessPlan) -> Step {
-    use caps::CapSet;
     for cap in caps::all() {
-        if !p.bounding.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
-        {
-            caps::drop(None, CapSet::Bounding, cap).map_err(cap_err)?;
+        if !p.bounding.contains(&cap) {
+            sys::drop_bounding_cap(cap.index()).map_err(|e| {
+                ChildFailure::new(Stage::Capabilities, e, Some(cap.to_string()))
+                    .with_detail("dropping it from the bounding set")
+            })?;
         }
     }
     Ok(())
