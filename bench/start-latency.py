@@ -4,26 +4,32 @@
 Times `kennel run --rootfs R -- /bin/true` (busybox rootfs) with
 --userns=single and with the full subordinate mapping through kennel-idmap,
 next to `bwrap --unshare-all` on the same rootfs and `unshare -Urmpf
---mount-proc true`, with hyperfine (many runs, medians), and measures the
+--mount-proc true` (many runs, medians, ratios to bwrap), and measures the
 runner's peak RSS. Everything runs as an ordinary user.
+
+Two timings, both printed: the commands interleaved run by run (each
+command meets the machine in the same states), and hyperfine with each
+command's runs back to back in short rounds. On a quiet machine they agree;
+on a busy one, where the kernel is still tearing down the last container's
+network namespace when the next one starts, they differ by a few percent.
 
 Run as root (`sudo make bench`): it creates the benchmark user and rootfs
 the same way the test harness does, then drops to that user.
   --runs N     runs per command (default 500)
-  --rounds K   split the runs into K rounds of all commands (default 10), so
-               a slow spell of the machine lands on every command alike;
-               the median is over all runs
+  --rounds K   hyperfine's runs in K rounds of all commands (default 50)
   --json FILE  write the figures as JSON too
 """
 
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
@@ -78,41 +84,75 @@ def measure(bindir, rootfs, runs, rounds, out_json):
         # setuid helpers: the difference to --map-root-user is their cost.
         commands["unshare -U --map-root-user"] = "unshare -U --map-root-user true"
         commands["unshare -U --map-auto (newuidmap+newgidmap)"] = "unshare -U --map-auto --map-root-user true"
+    interleaved = time_interleaved(commands, runs)
+    blocks = time_hyperfine_blocks(commands, runs, rounds)
+    rss = peak_rss_kib([kennel, "run", "--userns=subids", "--rootfs", rootfs, "--", "/bin/true"])
+    report = {}
+    for title, medians in [
+        (f"interleaved, each run of each command in turn, {runs} runs each", interleaved),
+        (f"hyperfine in {rounds} rounds of {runs // rounds} runs per command, {runs // rounds * rounds} runs each", blocks),
+    ]:
+        bwrap = medians["bwrap --unshare-all"]
+        print(f"\nStart latency ({title}), median (ms), ratio to bwrap:")
+        print("| command | median ms | x bwrap |")
+        print("|---|---|---|")
+        for k, m in medians.items():
+            print(f"| {k} | {m:.2f} | {m / bwrap:.2f} |")
+        helper = medians["kennel (subids via kennel-idmap)"] - medians["kennel (userns=single)"]
+        print(f"kennel-idmap cost (subids - single): {helper:.2f} ms")
+        if "unshare -U --map-root-user" in medians:
+            shadow = medians["unshare -U --map-auto (newuidmap+newgidmap)"] - medians["unshare -U --map-root-user"]
+            print(f"shadow newuidmap+newgidmap cost (map-auto - map-root-user): {shadow:.2f} ms")
+        report[title] = {"medians_ms": medians, "ratio_to_bwrap": {k: m / bwrap for k, m in medians.items()}}
+    print(f"\nkennel runner peak RSS: {rss} KiB")
+    if out_json:
+        with open(out_json, "w") as f:
+            json.dump({"methods": report, "peak_rss_kib": rss}, f, indent=2)
+
+
+def time_interleaved(commands, runs, warmup=20):
+    """Runs the commands in turn, one run each, `runs` times: every command
+    meets the machine in the same states (another container's namespaces
+    still being torn down, say). Times spawn to reaped, in ms."""
+    argvs = {name: shlex.split(cmd) for name, cmd in commands.items()}
+    devnull = os.open(os.devnull, os.O_RDWR)
+    quiet = [(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
+    times = {name: [] for name in commands}
+    for i in range(warmup + runs):
+        for name, argv in argvs.items():
+            start = time.perf_counter_ns()
+            pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=quiet)
+            _, status = os.waitpid(pid, 0)
+            elapsed = time.perf_counter_ns() - start
+            if status != 0:
+                raise SystemExit(f"bench: {argv} failed ({status})")
+            if i >= warmup:
+                times[name].append(elapsed / 1e6)
+    os.close(devnull)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def time_hyperfine_blocks(commands, runs, rounds):
+    """hyperfine, all runs of one command back to back within a round; the
+    runs are split into rounds so a slow spell lands on every command."""
     json_path = os.path.join(tempfile.mkdtemp(), "hyperfine.json")
     per_round = max(1, runs // rounds)
     times = {name: [] for name in commands}
     for _ in range(rounds):
-        argv = ["hyperfine", "-N", "--warmup", "20", "--runs", str(per_round), "--export-json", json_path, "--style", "basic"]
+        argv = ["hyperfine", "-N", "--warmup", "3", "--runs", str(per_round), "--export-json", json_path, "--style", "basic"]
         for name, cmd in commands.items():
             argv += ["--command-name", name, cmd]
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
         with open(json_path) as f:
             for r in json.load(f)["results"]:
                 times[r["command"]].extend(r["times"])
-    medians = {k: statistics.median(t) * 1000 for k, t in times.items()}
-    runs = per_round * rounds
-    bwrap = medians["bwrap --unshare-all"]
-    rss = peak_rss_kib([kennel, "run", "--userns=subids", "--rootfs", rootfs, "--", "/bin/true"])
-    print(f"\nStart latency, {runs} runs each, median (ms), ratio to bwrap:")
-    print("| command | median ms | x bwrap |")
-    print("|---|---|---|")
-    for k, m in medians.items():
-        print(f"| {k} | {m:.2f} | {m / bwrap:.2f} |")
-    print(f"\nkennel runner peak RSS: {rss} KiB")
-    helper = medians["kennel (subids via kennel-idmap)"] - medians["kennel (userns=single)"]
-    print(f"kennel-idmap cost (subids - single): {helper:.2f} ms")
-    if "unshare -U --map-root-user" in medians:
-        shadow = medians["unshare -U --map-auto (newuidmap+newgidmap)"] - medians["unshare -U --map-root-user"]
-        print(f"shadow newuidmap+newgidmap cost (map-auto - map-root-user): {shadow:.2f} ms")
-    if out_json:
-        with open(out_json, "w") as f:
-            json.dump({"medians_ms": medians, "ratio_to_bwrap": {k: m / bwrap for k, m in medians.items()}, "peak_rss_kib": rss}, f, indent=2)
+    return {k: statistics.median(t) * 1000 for k, t in times.items()}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=500)
-    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=50)
     ap.add_argument("--json")
     ap.add_argument("--as-user", nargs=2, metavar=("BINDIR", "ROOTFS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
