@@ -143,9 +143,6 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
         Err(e) => return Err(clone_error(e)),
     };
     drop(child_end);
-    // Read now, while the child is blocked: a command that exits at once
-    // would otherwise leave nothing to read when the record is written.
-    let start_time = state::start_time(pid.as_raw());
 
     let moved = match (&leaf.0, born_in_leaf) {
         (Some(p), false) => p.add_process(pid.as_raw()).map_err(anyhow::Error::from),
@@ -165,6 +162,11 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     // A child that is gone has left its reason on the channel, which
     // wait_for_exec reads next.
     let _ = parent_end.send_to_child(&ToChild::MapsWritten);
+    // After the child is on its way: it stays unreaped until `supervise`,
+    // so its start time is readable even if the command has already exited.
+    let start_time = reservation
+        .as_ref()
+        .and_then(|_| state::start_time(pid.as_raw()));
 
     let master = match wait_for_exec(&parent_end, pid)? {
         Started::Running(master) => master,
