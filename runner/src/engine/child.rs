@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
 use nix::sys::prctl;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::{Gid, Uid};
-
-use nix::sched::CloneFlags;
 
 use super::config::{Config, ProcessPlan};
 use super::netns::Netns;

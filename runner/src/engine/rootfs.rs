@@ -9,6 +9,10 @@
 //! 3. pivot into /newroot with `pivot_root(".", ".")` and detach the old
 //!    root, so no trace of the host (nor a put_old directory) stays inside;
 //! 4. mask and write-protect the kernel paths, and make / read-only if asked.
+//!
+//! A sysfs mount waits for the network namespace, which is made beside the
+//! child (see `netns`); the kernel paths no later mount touches (the /proc
+//! ones) are protected before that wait, under /newroot.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -98,21 +102,23 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
         )?,
     }
 
-    let mut protected_early = Vec::new();
+    // Kernel paths protected before the first sysfs mount, if there is one.
+    let mut protected_early: Option<Vec<(String, bool)>> = None;
     for (i, m) in cfg.mounts.iter().enumerate() {
-        if m.fstype == "sysfs" && protected_early.is_empty() {
+        if m.fstype == "sysfs" && protected_early.is_none() {
             // The network namespace may still be on its way: first protect
             // the kernel paths no later mount touches (the /proc ones).
             let later = &cfg.mounts[i..];
-            protected_early = kernel_paths(cfg)
+            let early: Vec<(String, bool)> = kernel_paths(cfg)
                 .filter(|(p, _)| !later.iter().any(|m| touches(m, p)))
                 .map(|(p, readonly)| (p.clone(), readonly))
                 .collect();
-            for (p, readonly) in &protected_early {
+            for (p, readonly) in &early {
                 let target =
                     resolve_in_root(newroot, Path::new(p)).map_err(|e| fail(Stage::Mount, e, p))?;
                 protect(&target, *readonly, &host_path(Path::new("/dev/null")))?;
             }
+            protected_early = Some(early);
             before_sysfs()?;
         }
         mount_one(newroot, m)?;
@@ -130,8 +136,9 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
         .map_err(|e| fail(Stage::PivotRoot, e, "/").with_detail("detach the old root"))?;
     chdir("/").map_err(|e| fail(Stage::PivotRoot, e, "/"))?;
 
+    let early = protected_early.unwrap_or_default();
     for (p, readonly) in kernel_paths(cfg) {
-        if !protected_early.iter().any(|(q, _)| q == p) {
+        if !early.iter().any(|(q, _)| q == p) {
             protect(Path::new(p), readonly, "/dev/null")?;
         }
     }
