@@ -101,7 +101,12 @@ impl Netns {
             ));
         }
         nix::sched::setns(m.pidfd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
-            ChildFailure::new(Stage::Network, e, None).with_detail("joining the network namespace")
+            let why = if e == Errno::EINVAL {
+                "joining the network namespace by pidfd (needs Linux 5.8 or newer)"
+            } else {
+                "joining the network namespace"
+            };
+            ChildFailure::new(Stage::Network, e, None).with_detail(why)
         })?;
         let pid = m.pid;
         *self = Netns::Joined(Some(pid));
