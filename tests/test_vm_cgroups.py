@@ -102,6 +102,9 @@ def test_pids_limit_stops_a_fork_bomb(vm):
     assert int(field(out, "PIDS-CURRENT")) <= 20
     m = re.search(r"max (\d+)", field(out, "PIDS-EVENTS"))
     assert m and int(m.group(1)) > 0, out
+    # --pids-limit 1: the network namespace is made without the sibling.
+    assert field(out, "RC-ONE") == "0", out
+    assert field(out, "ONE-PID") == "max=1 lo=0x9", out
     no_leftovers(out)
 
 

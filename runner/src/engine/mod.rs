@@ -81,13 +81,6 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     // Nothing of ours may leak into the container or the helper; the
     // preserved fds are reopened for exec by the child.
     sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
-    let map_writer = MapWriter::prepare(
-        caller,
-        &cfg.uid_map,
-        &cfg.gid_map,
-        opts.verbose,
-        opts.helper.as_deref(),
-    )?;
     let (sigfd, sigmask) = block_signals()?;
     let (parent_end, child_end) = Channel::pair().context("cannot create the sync socketpair")?;
 
@@ -102,6 +95,15 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
         .clone()
         .unwrap_or_else(|| std::process::id().to_string());
     let leaf = LeafGuard(cgroup::place(&cfg, opts, &id)?);
+    // After the placement: a helper still in a delegated unit's cgroup would
+    // keep kennel from enabling controllers there (no internal processes).
+    let map_writer = MapWriter::prepare(
+        caller,
+        &cfg.uid_map,
+        &cfg.gid_map,
+        opts.verbose,
+        opts.helper.as_deref(),
+    )?;
     cgroup::ensure_single_threaded()?;
 
     status("creating the container's namespaces");
