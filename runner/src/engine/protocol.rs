@@ -3,13 +3,16 @@
 //! One `SOCK_SEQPACKET` socketpair, close-on-exec on both ends. The sequence:
 //!
 //! 1. parent: clone3 the child into new user and pid namespaces.
-//! 2. child:  unshares its mount, network, uts and ipc namespaces, brings
-//!    up lo and sets the hostname (none of which needs the maps), then
-//!    blocks in [`Channel::recv_to_child`] (it is still unmapped).
-//! 3. parent: meanwhile writes uid_map/gid_map (directly or with
-//!    kennel-idmap), sends [`ToChild::MapsWritten`].
-//! 4. child:  sets up the rootfs, pivots, switches user, drops capabilities.
-//!    With `--tty` it sends [`ToParent::PtyMaster`] with the master fd.
+//! 2. child:  forks the sibling that makes the network namespace (see
+//!    `netns`), unshares its mount, uts and ipc namespaces and sets the
+//!    hostname (none of which needs the maps), then blocks in
+//!    [`Channel::recv_to_child`] (it is still unmapped).
+//! 3. parent: meanwhile writes uid_map/gid_map (directly, or by handing the
+//!    child's pidfd to the kennel-idmap it started before the clone), sends
+//!    [`ToChild::MapsWritten`].
+//! 4. child:  sets up the rootfs, joining the network namespace before it
+//!    mounts sysfs, pivots, switches user, drops capabilities. With
+//!    `--tty` it sends [`ToParent::PtyMaster`] with the master fd.
 //! 5. child:  execs. Success closes its end (close-on-exec), so the parent
 //!    reads end-of-file; any failure instead sends [`ToParent::Failed`] with
 //!    (stage, errno, path) and the child exits.
