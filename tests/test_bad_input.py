@@ -6,6 +6,7 @@ named-container record remains, the command never ran.
 
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -57,6 +58,33 @@ def test_rootfs_that_does_not_exist(h, rootfs):
     assert missing in line
     assert not os.path.lexists(missing), "kennel created the missing rootfs"
     assert not os.path.exists(state_dir(h.user, "bad-rootfs"))
+
+
+# Sets a namespace limit to 0 in a user namespace of its own (its owner may),
+# then execs kennel there: creating that namespace fails in the container.
+NAMESPACE_LIMIT = r'''
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+uid, gid = os.getuid(), os.getgid()
+if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER
+    sys.exit("unshare: " + os.strerror(ctypes.get_errno()))
+open("/proc/self/setgroups", "w").write("deny")
+open("/proc/self/uid_map", "w").write(f"{uid} {uid} 1")
+open("/proc/self/gid_map", "w").write(f"{gid} {gid} 1")
+open(f"/proc/sys/user/max_{sys.argv[1]}_namespaces", "w").write("0")
+os.execv(sys.argv[2], sys.argv[2:])
+'''
+
+
+@pytest.mark.parametrize("ns", ["ipc", "net", "mnt"])
+def test_namespace_limit_reached(h, rootfs, ns):
+    """The child fails to create a namespace before its maps are written:
+    the error names the namespace and the limit, not the maps."""
+    argv = [sys.executable, "-c", NAMESPACE_LIMIT, ns, h.kennel, "run", "--userns=single",
+            "--rootfs", rootfs, "--", "sh", "-c", f"echo {RAN}"]
+    line = fails(h.user.run(argv, timeout=20), 125)
+    assert f"creating the container's {ns} namespace failed" in line
+    assert f"user.max_{ns}_namespaces" in line and "No space left on device" in line
 
 
 def test_rootfs_that_is_a_file(h, rootfs):

@@ -71,8 +71,10 @@ fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Inf
         true => Some(Netns::start()?),
         false => None,
     };
-    let rest = opts.unshare - CloneFlags::CLONE_NEWNET;
-    nix::sched::unshare(rest).map_err(|e| namespace_failure(e, rest))?;
+    // One at a time, so a failure names the namespace (and its limit).
+    for flag in (opts.unshare - CloneFlags::CLONE_NEWNET).iter() {
+        nix::sched::unshare(flag).map_err(|e| namespace_failure(e, flag))?;
+    }
     if let Some(name) = &cfg.hostname {
         nix::unistd::sethostname(name)
             .map_err(|e| ChildFailure::new(Stage::Hostname, e, Some(name.clone())))?;
@@ -84,7 +86,7 @@ fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Inf
     }
     if opts.new_cgroupns {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|e| ChildFailure::new(Stage::Cgroup, e, None))?;
+            .map_err(|e| namespace_failure(e, CloneFlags::CLONE_NEWCGROUP))?;
     }
     // sysfs shows the network namespace it is mounted in: join before. The
     // namespace may still be on its way, so first do what needs nothing
@@ -105,11 +107,22 @@ fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Inf
     start_process(&cfg.process, chan, opts, bounding_dropped)
 }
 
-/// A failure to create namespaces, with the hint for the common cause.
+/// A failure to create the namespace `which` (one flag), with the limit
+/// that refused it when that is the cause.
 pub fn namespace_failure(e: Errno, which: CloneFlags) -> ChildFailure {
-    let f = ChildFailure::new(Stage::Namespaces, e, Some(format!("{which:?}")));
+    let name = match which {
+        CloneFlags::CLONE_NEWNS => "mnt",
+        CloneFlags::CLONE_NEWUTS => "uts",
+        CloneFlags::CLONE_NEWIPC => "ipc",
+        CloneFlags::CLONE_NEWNET => "net",
+        CloneFlags::CLONE_NEWCGROUP => "cgroup",
+        _ => "other",
+    };
+    let f = ChildFailure::new(Stage::Namespaces, e, Some(format!("{name} namespace")));
     if e == Errno::ENOSPC {
-        f.with_detail("a namespace limit in /proc/sys/user is reached; `kennel doctor` shows which")
+        f.with_detail(format!(
+            "the limit user.max_{name}_namespaces (/proc/sys/user/max_{name}_namespaces) is reached for you or a user namespace kennel runs in"
+        ))
     } else {
         f
     }

@@ -35,7 +35,6 @@ use serde::{Deserialize, Serialize};
 pub enum Stage {
     Namespaces,
     WaitForMaps,
-    Cgroup,
     Hostname,
     Network,
     Mount,
@@ -52,9 +51,8 @@ pub enum Stage {
 impl Stage {
     pub fn describe(self) -> &'static str {
         match self {
-            Stage::Namespaces => "creating the container's namespaces",
+            Stage::Namespaces => "creating the container's",
             Stage::WaitForMaps => "waiting for the id maps",
-            Stage::Cgroup => "creating the cgroup namespace",
             Stage::Hostname => "setting the hostname",
             Stage::Network => "bringing up lo",
             Stage::Mount => "mount",
