@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from probe import (CAP_SYS_ADMIN, DEFAULT_CAPS, caps, copy_rootfs, describe, id_map,
+from probe import (CAP_SYS_ADMIN, DEFAULT_CAPS, caps, containers, copy_rootfs, describe, id_map,  # noqa: F401
                    kennel, ok, run, sh)
 
 SUBID_COUNT = 65536
@@ -572,6 +572,29 @@ def test_tty_gives_a_pts_with_the_callers_window_size(h):
     assert any(l.startswith("/dev/pts/") for l in lines), text
     assert "33 111" in lines, text
     # The runner's terminal is restored when it exits.
+    assert termios.tcgetattr(slave) == before
+    os.close(master)
+    os.close(slave)
+
+
+def test_exec_tty_gives_a_pts_in_the_running_container(h, containers):
+    containers.start("extty")
+    proc, master, slave = _spawn_on_pty(h, ["exec", "-t", "extty", "--", "sh", "-c",
+                                            "tty; stty size; tr '\\0' ' ' < /proc/1/cmdline; echo; echo DONE"])
+    before = termios.tcgetattr(slave)
+    try:
+        out = _read_until(master, proc, b"DONE\r\n")
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text
+    lines = [l.strip() for l in text.splitlines()]
+    assert any(l.startswith("/dev/pts/") for l in lines), text
+    assert "33 111" in lines, text
+    assert "sleep 30" in lines, text  # the container's own PID 1: same pid namespace
     assert termios.tcgetattr(slave) == before
     os.close(master)
     os.close(slave)

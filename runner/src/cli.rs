@@ -99,21 +99,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_home: bool,
 
-    /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
-    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
-    pub env: Vec<String>,
+    #[command(flatten)]
+    pub process: ProcessArgs,
 
     /// Read environment variables from a file (KEY=VALUE lines, # comments).
     #[arg(long, value_name = "FILE")]
     pub env_file: Vec<PathBuf>,
-
-    /// Working directory inside the container.
-    #[arg(short = 'w', long, value_name = "DIR")]
-    pub workdir: Option<String>,
-
-    /// User to run as: UID[:GID] or a name from the container's /etc/passwd.
-    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
-    pub user: Option<String>,
 
     /// Hostname inside the container [default: the name, or "kennel"].
     #[arg(long)]
@@ -134,14 +125,6 @@ pub struct RunArgs {
     /// Do not set no_new_privs (setuid binaries and file capabilities work).
     #[arg(long)]
     pub allow_new_privs: bool,
-
-    /// Allocate a terminal inside the container.
-    #[arg(short = 't', long)]
-    pub tty: bool,
-
-    /// Accepted for Docker compatibility: stdin is always passed through.
-    #[arg(short = 'i', long, hide = true)]
-    pub interactive: bool,
 
     /// Run a tiny init as PID 1 that forwards signals and reaps orphans.
     #[arg(long)]
@@ -234,18 +217,34 @@ pub struct CgroupArgs {
 pub struct ExecArgs {
     /// The running container's name.
     pub name: String,
-    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
-    pub env: Vec<String>,
-    #[arg(short = 'w', long, value_name = "DIR")]
-    pub workdir: Option<String>,
-    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
-    pub user: Option<String>,
-    #[arg(short = 't', long)]
-    pub tty: bool,
-    #[arg(short = 'i', long, hide = true)]
-    pub interactive: bool,
+    #[command(flatten)]
+    pub process: ProcessArgs,
     #[arg(trailing_var_arg = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// How the command runs: the flags `run` and `exec` share.
+#[derive(Debug, Args)]
+pub struct ProcessArgs {
+    /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+
+    /// Working directory inside the container.
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// User to run as: UID[:GID] or a name from the container's /etc/passwd.
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+
+    /// Allocate a terminal inside the container.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+
+    /// Accepted for Docker compatibility: stdin is always passed through.
+    #[arg(short = 'i', long, hide = true)]
+    pub interactive: bool,
 }
 
 #[derive(Debug, Args)]

@@ -56,19 +56,19 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
     let pid = running.state.pid;
     let mut process = running.state.process.clone();
     process.set_args(Some(args.command.clone()));
-    process.set_terminal(Some(args.tty));
+    process.set_terminal(Some(args.process.tty));
     let mut env = process.env().clone().unwrap_or_default();
-    for e in &args.env {
+    for e in &args.process.env {
         crate::spec_build::apply_env_entry(e, &mut env);
     }
     process.set_env(Some(env));
-    if let Some(w) = &args.workdir {
+    if let Some(w) = &args.process.workdir {
         if !w.starts_with('/') {
             anyhow::bail!("--workdir {w:?} must be an absolute path");
         }
         process.set_cwd(w.into());
     }
-    if let Some(u) = &args.user {
+    if let Some(u) = &args.process.user {
         let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
         let who = passwd::resolve_user(&root, u)?;
         let mut user = process.user().clone();

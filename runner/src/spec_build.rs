@@ -355,7 +355,7 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
     let etc_root = rootfs.clone().unwrap_or_else(|| PathBuf::from("/"));
 
     // The user inside.
-    let (uid, gid, home) = match &args.user {
+    let (uid, gid, home) = match &args.process.user {
         Some(u) => {
             let who = passwd::resolve_user(&etc_root, u)?;
             (who.uid, who.gid, who.home)
@@ -404,14 +404,14 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
             }
         }
     }
-    for e in &args.env {
+    for e in &args.process.env {
         if e.is_empty() || e.starts_with('=') {
             bail!("--env {e:?} is malformed: expected KEY=VALUE or KEY");
         }
         apply_env_entry(e, &mut env);
     }
 
-    let cwd = match &args.workdir {
+    let cwd = match &args.process.workdir {
         Some(w) if w.starts_with('/') => w.clone(),
         Some(w) => bail!("--workdir {w:?} must be an absolute path"),
         None if sandbox && !args.no_home => match &host.cwd {
@@ -436,7 +436,7 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
         .collect::<Result<Vec<_>>>()?;
 
     let process = ProcessBuilder::default()
-        .terminal(args.tty)
+        .terminal(args.process.tty)
         .user(UserBuilder::default().uid(uid).gid(gid).build()?)
         .args(args.command.clone())
         .env(env)
