@@ -555,49 +555,44 @@ def _spawn_on_pty(h, kennel_args, rows=33, cols=111):
     return proc, master, slave
 
 
-def test_tty_gives_a_pts_with_the_callers_window_size(h):
-    proc, master, slave = _spawn_on_pty(h, ["run", "--rootfs", h.rootfs, "-t", "--", "sh", "-c",
-                                            "tty; stty size; echo DONE"])
+def _run_on_pty(h, kennel_args, until):
+    """Runs kennel on a fresh pty until `until` shows and kennel exits:
+    (exit code, output lines, whether the pty's settings are as before)."""
+    proc, master, slave = _spawn_on_pty(h, kennel_args)
     before = termios.tcgetattr(slave)
     try:
-        out = _read_until(master, proc, b"DONE\r\n")
+        out = _read_until(master, proc, until)
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    text = out.decode(errors="replace")
-    assert proc.returncode == 0, text
-    lines = [l.strip() for l in text.splitlines()]
-    assert any(l.startswith("/dev/pts/") for l in lines), text
-    assert "33 111" in lines, text
-    # The runner's terminal is restored when it exits.
-    assert termios.tcgetattr(slave) == before
+    restored = termios.tcgetattr(slave) == before
     os.close(master)
     os.close(slave)
+    return proc.returncode, [l.strip() for l in out.decode(errors="replace").splitlines()], restored
+
+
+def test_tty_gives_a_pts_with_the_callers_window_size(h):
+    code, lines, restored = _run_on_pty(
+        h, ["run", "--rootfs", h.rootfs, "-t", "--", "sh", "-c", "tty; stty size; echo DONE"], b"DONE\r\n")
+    assert code == 0, lines
+    assert any(l.startswith("/dev/pts/") for l in lines), lines
+    assert "33 111" in lines, lines
+    # The runner's terminal is restored when it exits.
+    assert restored
 
 
 def test_exec_tty_gives_a_pts_in_the_running_container(h, containers):
     containers.start("extty")
-    proc, master, slave = _spawn_on_pty(h, ["exec", "-t", "extty", "--", "sh", "-c",
-                                            "tty; stty size; tr '\\0' ' ' < /proc/1/cmdline; echo; echo DONE"])
-    before = termios.tcgetattr(slave)
-    try:
-        out = _read_until(master, proc, b"DONE\r\n")
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = out.decode(errors="replace")
-    assert proc.returncode == 0, text
-    lines = [l.strip() for l in text.splitlines()]
-    assert any(l.startswith("/dev/pts/") for l in lines), text
-    assert "33 111" in lines, text
-    assert "sleep 30" in lines, text  # the container's own PID 1: same pid namespace
-    assert termios.tcgetattr(slave) == before
-    os.close(master)
-    os.close(slave)
+    code, lines, restored = _run_on_pty(
+        h, ["exec", "-t", "extty", "--", "sh", "-c",
+            "tty; stty size; tr '\\0' ' ' < /proc/1/cmdline; echo; echo DONE"], b"DONE\r\n")
+    assert code == 0, lines
+    assert any(l.startswith("/dev/pts/") for l in lines), lines
+    assert "33 111" in lines, lines
+    assert "sleep 30" in lines, lines  # the container's own PID 1: same pid namespace
+    assert restored
 
 
 def test_tty_forwards_window_size_changes(h):
@@ -624,19 +619,9 @@ def test_tty_forwards_window_size_changes(h):
 
 
 def test_tty_terminal_is_restored_when_the_command_cannot_start(h):
-    proc, master, slave = _spawn_on_pty(h, ["run", "--rootfs", h.rootfs, "-t", "--", "no-such-command"])
-    before = termios.tcgetattr(slave)
-    try:
-        _read_until(master, proc, b"\0never")
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 127
-    assert termios.tcgetattr(slave) == before
-    os.close(master)
-    os.close(slave)
+    code, _, restored = _run_on_pty(h, ["run", "--rootfs", h.rootfs, "-t", "--", "no-such-command"], b"\0never")
+    assert code == 127
+    assert restored
 
 
 def test_without_tty_stdio_is_passed_through(h):
