@@ -174,11 +174,13 @@ impl PendingHelper {
 }
 
 impl Drop for PendingHelper {
-    /// Never used (kennel failed before the child existed): closing the
-    /// socket makes the helper give up; reap it.
+    /// Never used (kennel failed before the maps were written). Closing our
+    /// socket is not enough to end the waiting helper: a child cloned since
+    /// holds a copy until it dies. Stop it and reap it.
     fn drop(&mut self) {
         drop(self.sock.take());
         if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
             let _ = child.wait();
         }
     }
