@@ -121,7 +121,7 @@ pub fn namespace_failure(e: Errno, which: CloneFlags) -> ChildFailure {
     let f = ChildFailure::new(Stage::Namespaces, e, Some(format!("{name} namespace")));
     if e == Errno::ENOSPC {
         f.with_detail(format!(
-            "the limit user.max_{name}_namespaces (/proc/sys/user/max_{name}_namespaces) is reached for you or a user namespace kennel runs in"
+            "the limit user.max_{name}_namespaces is reached, here or in a user namespace kennel runs in; raise it, e.g. `sudo sysctl -w user.max_{name}_namespaces=15000`"
         ))
     } else {
         f
