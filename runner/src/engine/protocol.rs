@@ -189,6 +189,11 @@ impl Channel {
                 MsgFlags::MSG_CMSG_CLOEXEC | flags,
             ) {
                 Err(Errno::EINTR) => continue,
+                // The other side exited with a message of ours unread (the
+                // child failing while MapsWritten was on its way): the
+                // kernel reports that once, ahead of the messages it sent
+                // before closing, which are still queued.
+                Err(Errno::ECONNRESET) => continue,
                 Err(e) => return Err(e),
                 Ok(msg) => {
                     let mut fd = None;
@@ -208,5 +213,25 @@ impl Channel {
         }
         let message = serde_json::from_slice(&buf[..len]).map_err(|_| Errno::EBADMSG)?;
         Ok(Some(Received { message, fd }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn a_failure_sent_before_closing_with_our_message_unread_is_still_read() {
+        let (parent, child) = Channel::pair().unwrap();
+        parent.send_to_child(&ToChild::MapsWritten).unwrap();
+        let failure = ChildFailure::new(Stage::Mount, Errno::ENOSPC, None);
+        child
+            .send_to_parent(&ToParent::Failed(failure), None)
+            .unwrap();
+        drop(child);
+        match parent.recv_to_parent().unwrap().map(|r| r.message) {
+            Some(ToParent::Failed(f)) => assert_eq!(f.stage, Stage::Mount),
+            _ => panic!("the child's failure was lost"),
+        }
+        assert!(parent.recv_to_parent().unwrap().is_none());
     }
 }
