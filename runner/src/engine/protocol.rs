@@ -161,6 +161,19 @@ impl Channel {
         self.recv(MsgFlags::MSG_DONTWAIT)
     }
 
+    /// Runs a receive again on EINTR, and on ECONNRESET: the other side
+    /// exited with a message of ours unread (the child failing while
+    /// MapsWritten was on its way), which the kernel reports once, ahead of
+    /// the messages it sent before closing; those are still queued.
+    fn retrying<R>(&self, mut op: impl FnMut() -> nix::Result<R>) -> nix::Result<R> {
+        loop {
+            match op() {
+                Err(Errno::EINTR | Errno::ECONNRESET) => continue,
+                other => return other,
+            }
+        }
+    }
+
     fn send<T: Serialize>(&self, msg: &T, fd: Option<RawFd>) -> nix::Result<()> {
         let bytes = serde_json::to_vec(msg).map_err(|_| Errno::EINVAL)?;
         let iov = [IoSlice::new(&bytes)];
@@ -178,39 +191,42 @@ impl Channel {
         &self,
         flags: MsgFlags,
     ) -> nix::Result<Option<Received<T>>> {
-        let mut buf = vec![0u8; 64 * 1024];
+        // A peek says how long the message is, so the buffer is just that
+        // (a fixed 64 KiB one cost the runner 16 page faults, on the path
+        // the child waits on).
+        let size = self.retrying(|| {
+            let mut iov = [IoSliceMut::new(&mut [])];
+            recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                None,
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC | flags,
+            )
+            .map(|msg| msg.bytes)
+        })?;
+        if size == 0 {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; size];
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-        let (len, fd) = loop {
+        let (len, fd) = self.retrying(|| {
             let mut iov = [IoSliceMut::new(&mut buf)];
-            match recvmsg::<()>(
+            let msg = recvmsg::<()>(
                 self.fd.as_raw_fd(),
                 &mut iov,
                 Some(&mut cmsg),
                 MsgFlags::MSG_CMSG_CLOEXEC | flags,
-            ) {
-                Err(Errno::EINTR) => continue,
-                // The other side exited with a message of ours unread (the
-                // child failing while MapsWritten was on its way): the
-                // kernel reports that once, ahead of the messages it sent
-                // before closing, which are still queued.
-                Err(Errno::ECONNRESET) => continue,
-                Err(e) => return Err(e),
-                Ok(msg) => {
-                    let mut fd = None;
-                    for c in msg.cmsgs()? {
-                        if let ControlMessageOwned::ScmRights(fds) = c {
-                            for raw in fds {
-                                fd = Some(crate::sys::own_received_fd(raw));
-                            }
-                        }
+            )?;
+            let mut fd = None;
+            for c in msg.cmsgs()? {
+                if let ControlMessageOwned::ScmRights(fds) = c {
+                    for raw in fds {
+                        fd = Some(crate::sys::own_received_fd(raw));
                     }
-                    break (msg.bytes, fd);
                 }
             }
-        };
-        if len == 0 {
-            return Ok(None);
-        }
+            Ok((msg.bytes, fd))
+        })?;
         let message = serde_json::from_slice(&buf[..len]).map_err(|_| Errno::EBADMSG)?;
         Ok(Some(Received { message, fd }))
     }
