@@ -109,7 +109,7 @@ pub fn userns_sysctls(
 fn probe_userns() -> Check {
     let name = "user namespace";
     match sys::clone_process(CloneFlags::CLONE_NEWUSER.bits() as u64, None) {
-        Ok(Forked::Child) => std::process::exit(0),
+        Ok(Forked::Child) => sys::exit_now(0),
         Ok(Forked::Parent { pid, .. }) => match waitpid(pid, None) {
             Ok(WaitStatus::Exited(_, 0)) => ok(name, "can be created"),
             other => fail(

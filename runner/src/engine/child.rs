@@ -55,7 +55,7 @@ fn report_and_exit(chan: &Channel, result: Step<Infallible>) -> ! {
     };
     // If the parent is gone there is nobody to tell; exit either way.
     let _ = chan.send_to_parent(&ToParent::Failed(failure), None);
-    std::process::exit(125);
+    sys::exit_now(125);
 }
 
 fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Infallible> {
@@ -82,7 +82,7 @@ fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Inf
     match chan.recv_to_child() {
         Ok(Some(ToChild::MapsWritten)) => {}
         // The parent failed to write the maps (and says why) or died.
-        _ => std::process::exit(125),
+        _ => sys::exit_now(125),
     }
     if opts.new_cgroupns {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)

@@ -61,7 +61,7 @@ impl Netns {
                 let _ = write(&status_write, &code.to_ne_bytes());
                 // Wait for the child to join (or die), then go.
                 let _ = read(release_read.as_fd(), &mut [0u8; 1]);
-                std::process::exit(0);
+                sys::exit_now(0);
             }
             Ok(Forked::Parent { pid, pidfd }) => Ok(Netns::Pending(Maker {
                 pid,

@@ -55,7 +55,7 @@ pub fn run_as_init(
             continue;
         }
         if let Some(code) = reap_all(command) {
-            std::process::exit(code);
+            sys::exit_now(code);
         }
     }
 }
