@@ -179,8 +179,11 @@ def test_host_files_and_mounts_are_absent(h):
     assert points.count("/") == 1, mountinfo
 
 
-def test_private_network_has_only_loopback_and_it_is_up(h):
-    out = ok(sh(h, "cat /proc/net/dev; echo --; ip link show lo"))
+# One id: a process beside the child makes the network namespace; with the
+# helper, the child makes it while it waits for the maps.
+@pytest.mark.parametrize("userns", ["single", "subids"])
+def test_private_network_has_only_loopback_and_it_is_up(h, userns):
+    out = ok(sh(h, "cat /proc/net/dev; echo --; ip link show lo", f"--userns={userns}"))
     netdev, link = out.split("--\n")
     ifaces = [line.split(":")[0].strip() for line in netdev.splitlines()[2:]]
     assert ifaces == ["lo"]

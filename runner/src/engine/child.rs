@@ -33,6 +33,9 @@ pub struct ChildOptions {
     /// Unshare a cgroup namespace once the maps are written (by then the
     /// child sits in its cgroup leaf, so the namespace is rooted there).
     pub new_cgroupns: bool,
+    /// The maps take long to arrive (kennel-idmap is starting up): make the
+    /// network namespace ourselves while we wait, instead of beside us.
+    pub netns_while_waiting: bool,
 }
 
 type Step<T = ()> = Result<T, ChildFailure>;
@@ -66,9 +69,11 @@ fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Inf
     // Unmapped, we still hold every capability in our new user namespace,
     // which is all that creating namespaces and naming the host take: done
     // here, it overlaps the parent's map writing. The network namespace is
-    // made beside us (see `netns`).
+    // made beside us (see `netns`), or by us when the maps come from
+    // kennel-idmap: its start-up leaves us waiting longer than that takes,
+    // and a process beside us would only compete with it for a CPU.
     let mut netns = match cfg.new_net() {
-        true => Some(Netns::start()?),
+        true => Some(Netns::start(opts.netns_while_waiting)?),
         false => None,
     };
     // One at a time, so a failure names the namespace (and its limit).

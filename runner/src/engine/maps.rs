@@ -90,6 +90,12 @@ impl MapWriter {
             MapWriter::Helper(h) => h.finish(pidfd),
         }
     }
+
+    /// Whether kennel-idmap writes the maps (they arrive a few hundred
+    /// microseconds after the clone, not right away).
+    pub fn uses_helper(&self) -> bool {
+        matches!(self, MapWriter::Helper(_))
+    }
 }
 
 /// A started kennel-idmap, given `sock:N`: it checks the ranges, then waits

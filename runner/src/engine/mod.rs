@@ -138,6 +138,7 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
                 sigmask,
                 unshare: cfg.clone_flags - at_clone - CloneFlags::CLONE_NEWCGROUP,
                 new_cgroupns: cfg.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP),
+                netns_while_waiting: map_writer.uses_helper(),
             };
             child::run(&cfg, child_end, &opts);
         }

@@ -3,8 +3,8 @@
 //! One `SOCK_SEQPACKET` socketpair, close-on-exec on both ends. The sequence:
 //!
 //! 1. parent: clone3 the child into new user and pid namespaces.
-//! 2. child:  forks the sibling that makes the network namespace (see
-//!    `netns`), unshares its mount, uts and ipc namespaces and sets the
+//! 2. child:  forks the sibling that makes the network namespace (or makes
+//!    it, see `netns`), unshares its mount, uts and ipc namespaces and sets the
 //!    hostname (none of which needs the maps), then blocks in
 //!    [`Channel::recv_to_child`] (it is still unmapped).
 //! 3. parent: meanwhile writes uid_map/gid_map (directly, or by handing the
