@@ -169,6 +169,11 @@ elif mode.startswith("sock-"):
     if mode == "sock-pidfd":
         time.sleep(0.05)  # the helper is checking the ranges meanwhile
         socket.send_fds(ours, [b"p"], [os.pidfd_open(int(arg))])
+        code = helper.wait()
+        # What came back before the helper's end closed: b"k" once both
+        # maps are written, nothing otherwise.
+        print("REPLY:" + ours.recv(16).decode(), flush=True)
+        sys.exit(code)
     ours.close()
     sys.exit(helper.wait())
 if fd is not None:
@@ -381,9 +386,17 @@ def test_fd_target(h, targets, mode):
 def test_socket_target(h, targets):
     """kennel run's call: `sock:3`, the pidfd sent once the helper runs."""
     pid = targets(h.user)
-    assert_ok(run_wrapped(h, h.user, "sock-pidfd", pid, ["sock:3"] + full_request(h.user)))
+    res = run_wrapped(h, h.user, "sock-pidfd", pid, ["sock:3"] + full_request(h.user))
+    assert_ok(res)
     uids, gids = full_maps(h.user)
     assert (id_map(pid, "uid"), id_map(pid, "gid")) == (uids, gids)
+    # The new process learns from the socket that its maps are in place.
+    assert "REPLY:k\n" in res.stdout, res.stdout
+    # A refusal after the pidfd arrived (the maps are written now) sends
+    # nothing back.
+    res = run_wrapped(h, h.user, "sock-pidfd", pid, ["sock:3"] + full_request(h.user))
+    assert_refused(res, "map of")
+    assert "REPLY:\n" in res.stdout, res.stdout
 
 
 def test_socket_target_refusals(h, targets):

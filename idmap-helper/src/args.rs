@@ -7,7 +7,8 @@
 //! ```
 //! TARGET is a pid, `fd:N` (a pidfd or an open `/proc/PID` directory), or
 //! `sock:N` (a unix socket on which such an fd arrives later, so a caller
-//! can start the helper before the process exists).
+//! can start the helper before the process exists; once both maps are
+//! written, one byte `k` goes back on it).
 
 use std::fmt;
 
@@ -120,7 +121,8 @@ usage: kennel-idmap TARGET [--uid INNER:OUTER:COUNT]... [--gid INNER:OUTER:COUNT
        newuidmap TARGET UID LOWERUID COUNT [UID LOWERUID COUNT]...
        newgidmap TARGET GID LOWERGID COUNT [GID LOWERGID COUNT]...
 TARGET is a pid, fd:N (a pidfd or an open /proc/PID directory), or sock:N
-(a unix socket on which such an fd arrives later).
+(a unix socket on which such an fd arrives later; once both maps are
+written, the byte 'k' is sent back on it).
 Each range must be your own id with count 1 or lie inside your
 /etc/subuid or /etc/subgid ranges.
 ";

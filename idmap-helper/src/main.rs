@@ -220,7 +220,16 @@ fn run(argv: Vec<OsString>) -> Result<(), Failure> {
             return Err(Failure::AlreadyWritten(request.target, kind));
         }
     }
-    write_maps(&caller, &request, proc_dir.as_fd())
+    write_maps(&caller, &request, proc_dir.as_fd())?;
+    if let Target::Socket(n) = request.target {
+        // Tell whoever waits on the socket's other end (the new process
+        // itself, holding a copy of it) that both maps are in place, sooner
+        // than our exit would. A caller gone by now changes nothing written.
+        if let Some(sock) = sys::inherited_fd(n) {
+            let _ = nix::unistd::write(sock, b"k");
+        }
+    }
+    Ok(())
 }
 
 /// Refuses stray privilege, and explains missing privilege.

@@ -119,7 +119,7 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
                 sigmask,
                 unshare: nix::sched::CloneFlags::empty(),
                 new_cgroupns: false,
-                netns_while_waiting: false,
+                helper_socket: None,
             };
             child::run_process(&plan, child_end, &opts);
         }

@@ -5,10 +5,12 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::prctl;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -33,9 +35,11 @@ pub struct ChildOptions {
     /// Unshare a cgroup namespace once the maps are written (by then the
     /// child sits in its cgroup leaf, so the namespace is rooted there).
     pub new_cgroupns: bool,
-    /// The maps take long to arrive (kennel-idmap is starting up): make the
-    /// network namespace ourselves while we wait, instead of beside us.
-    pub netns_while_waiting: bool,
+    /// Set when kennel-idmap writes the maps: our copy of the runner's end of
+    /// its socket, on which it sends one byte once they are written. The
+    /// maps take long to arrive then (the helper is starting up), so we make
+    /// the network namespace ourselves while we wait, not beside us.
+    pub helper_socket: Option<UnixStream>,
 }
 
 type Step<T = ()> = Result<T, ChildFailure>;
@@ -73,7 +77,7 @@ fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Inf
     // kennel-idmap: its start-up leaves us waiting longer than that takes,
     // and a process beside us would only compete with it for a CPU.
     let mut netns = match cfg.new_net() {
-        true => Some(Netns::start(opts.netns_while_waiting)?),
+        true => Some(Netns::start(opts.helper_socket.is_some())?),
         false => None,
     };
     // One at a time, so a failure names the namespace (and its limit).
@@ -84,10 +88,9 @@ fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Inf
         nix::unistd::sethostname(name)
             .map_err(|e| ChildFailure::new(Stage::Hostname, e, Some(name.clone())))?;
     }
-    match chan.recv_to_child() {
-        Ok(Some(ToChild::MapsWritten)) => {}
+    if !maps_written(chan, opts.helper_socket.as_ref()) {
         // The parent failed to write the maps (and says why) or died.
-        _ => sys::exit_now(125),
+        sys::exit_now(125);
     }
     if opts.new_cgroupns {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
@@ -110,6 +113,34 @@ fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Inf
     }
 
     start_process(&cfg.process, chan, opts, bounding_dropped)
+}
+
+/// Waits until the maps are written: the parent says so, or kennel-idmap
+/// does on `helper_socket`. False if the parent died, or the helper ended
+/// without writing them (the parent reports why).
+fn maps_written(chan: &Channel, helper_socket: Option<&UnixStream>) -> bool {
+    let Some(helper) = helper_socket else {
+        return matches!(chan.recv_to_child(), Ok(Some(ToChild::MapsWritten)));
+    };
+    loop {
+        let mut fds = [
+            PollFd::new(chan.as_fd(), PollFlags::POLLIN),
+            PollFd::new(helper.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            Err(_) => return false,
+            Ok(_) => {}
+        }
+        let ready = |i: usize| fds[i].revents().is_some_and(|r| !r.is_empty());
+        if ready(1) {
+            let mut byte = [0u8; 1];
+            return matches!(nix::unistd::read(helper.as_fd(), &mut byte), Ok(1) if byte == *b"k");
+        }
+        if ready(0) {
+            return matches!(chan.recv_to_child(), Ok(Some(ToChild::MapsWritten)));
+        }
+    }
 }
 
 /// A failure to create the namespace `which` (one flag), with the limit

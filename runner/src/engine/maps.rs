@@ -96,6 +96,16 @@ impl MapWriter {
     pub fn uses_helper(&self) -> bool {
         matches!(self, MapWriter::Helper(_))
     }
+
+    /// For the child only: our end of kennel-idmap's socket, on which the
+    /// helper sends one byte once the maps are written. The child waits on
+    /// it, so the news takes one hop, not two (helper, us, child).
+    pub fn take_helper_socket(&mut self) -> Option<UnixStream> {
+        match self {
+            MapWriter::Helper(h) => h.sock.take(),
+            MapWriter::Direct { .. } => None,
+        }
+    }
 }
 
 /// A started kennel-idmap, given `sock:N`: it checks the ranges, then waits

@@ -97,7 +97,7 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     let leaf = LeafGuard(cgroup::place(&cfg, opts, &id)?);
     // After the placement: a helper still in a delegated unit's cgroup would
     // keep kennel from enabling controllers there (no internal processes).
-    let map_writer = MapWriter::prepare(
+    let mut map_writer = MapWriter::prepare(
         caller,
         &cfg.uid_map,
         &cfg.gid_map,
@@ -138,7 +138,7 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
                 sigmask,
                 unshare: cfg.clone_flags - at_clone - CloneFlags::CLONE_NEWCGROUP,
                 new_cgroupns: cfg.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP),
-                netns_while_waiting: map_writer.uses_helper(),
+                helper_socket: map_writer.take_helper_socket(),
             };
             child::run(&cfg, child_end, &opts);
         }
@@ -151,6 +151,8 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
         (Some(p), false) => p.add_process(pid.as_raw()).map_err(anyhow::Error::from),
         _ => Ok(()),
     };
+    // kennel-idmap tells the child itself (see `take_helper_socket`).
+    let child_told = map_writer.uses_helper();
     if let Err(e) = moved.and_then(|()| map_writer.write(pid, &pidfd)) {
         // A child that failed on its own (creating its namespaces) has
         // already said why, and that is the cause worth printing.
@@ -164,7 +166,9 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     status("setting up the root filesystem");
     // A child that is gone has left its reason on the channel, which
     // wait_for_exec reads next.
-    let _ = parent_end.send_to_child(&ToChild::MapsWritten);
+    if !child_told {
+        let _ = parent_end.send_to_child(&ToChild::MapsWritten);
+    }
     // After the child is on its way: it stays unreaped until `supervise`,
     // so its start time is readable even if the command has already exited.
     let start_time = reservation

@@ -7,9 +7,10 @@
 //!    it, see `netns`), unshares its mount, uts and ipc namespaces and sets the
 //!    hostname (none of which needs the maps), then blocks in
 //!    [`Channel::recv_to_child`] (it is still unmapped).
-//! 3. parent: meanwhile writes uid_map/gid_map (directly, or by handing the
-//!    child's pidfd to the kennel-idmap it started before the clone), sends
-//!    [`ToChild::MapsWritten`].
+//! 3. parent: meanwhile writes uid_map/gid_map and sends
+//!    [`ToChild::MapsWritten`]; or hands the child's pidfd to the
+//!    kennel-idmap it started before the clone, which writes them and says
+//!    so itself with one byte on the socket the child inherited.
 //! 4. child:  sets up the rootfs, joining the network namespace before it
 //!    mounts sysfs, pivots, switches user, drops capabilities. With
 //!    `--tty` it sends [`ToParent::PtyMaster`] with the master fd.
@@ -21,7 +22,7 @@
 //! that PR_SET_PDEATHSIG takes over.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -137,6 +138,10 @@ impl Channel {
 
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     pub fn send_to_child(&self, msg: &ToChild) -> nix::Result<()> {
