@@ -146,6 +146,12 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
         Err(e) => return Err(clone_error(e)),
     };
     drop(child_end);
+    // Now, while the child surely lives (it waits for its maps): once
+    // kennel-idmap has told it they are written, its command may be done
+    // before we are, and a zombie's start time says nothing.
+    let start_time = reservation
+        .as_ref()
+        .and_then(|_| state::start_time(pid.as_raw()));
 
     let moved = match (&leaf.0, born_in_leaf) {
         (Some(p), false) => p.add_process(pid.as_raw()).map_err(anyhow::Error::from),
@@ -169,11 +175,6 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     if !child_told {
         let _ = parent_end.send_to_child(&ToChild::MapsWritten);
     }
-    // After the child is on its way: it stays unreaped until `supervise`,
-    // so its start time is readable even if the command has already exited.
-    let start_time = reservation
-        .as_ref()
-        .and_then(|_| state::start_time(pid.as_raw()));
 
     let master = match wait_for_exec(&parent_end, pid)? {
         Started::Running(master) => master,
