@@ -611,6 +611,26 @@ mod tests {
         assert!(capability_set(&["ALL".into()], &[]).unwrap().len() > 30);
     }
 
+    /// oci-spec checks execCPUAffinity with the regex API, which regex-lite
+    /// serves here (shims/regex): a bundle using it still loads, and a bad
+    /// list is still refused (an Arabic-Indic digit too: ASCII only).
+    #[test]
+    fn bundle_cpu_affinity_is_checked() {
+        let spec = |list: &str| {
+            let json = format!(
+                r#"{{"ociVersion": "1.0.2", "process": {{"cwd": "/", "args": ["true"],
+                    "user": {{"uid": 0, "gid": 0}}, "execCPUAffinity": {{"initial": "{list}"}}}}}}"#
+            );
+            serde_json::from_str::<Spec>(&json)
+        };
+        for good in ["0", "0-3,7", "1,2,4-6"] {
+            assert!(spec(good).is_ok(), "{good}: {:?}", spec(good).err());
+        }
+        for bad in ["", "a", "0-", "1,,2", "0-3;7", "\u{0663}"] {
+            assert!(spec(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
     #[test]
     fn ulimits() {
         let r = parse_ulimit("nofile=1024:4096").unwrap();
