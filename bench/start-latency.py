@@ -60,15 +60,25 @@ def setup_as_root():
 
 
 def peak_rss_kib(argv):
-    pid = os.fork()
-    if pid == 0:
-        fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, 1)
-        os.execvp(argv[0], argv)
-    _, status, usage = os.wait4(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
+    """The runner's own high-water RSS (VmHWM), read while its container
+    sleeps. (wait4's ru_maxrss would not do: it counts the forked Python
+    this script is, from before the exec.)"""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        time.sleep(0.01)
+    if proc.returncode != 0:
         raise SystemExit(f"bench: {argv} failed")
-    return usage.ru_maxrss
+    if peak == 0:
+        raise SystemExit("bench: could not read the runner's VmHWM")
+    return peak
 
 
 def measure(bindir, rootfs, runs, rounds, out_json):
@@ -86,7 +96,7 @@ def measure(bindir, rootfs, runs, rounds, out_json):
         commands["unshare -U --map-auto (newuidmap+newgidmap)"] = "unshare -U --map-auto --map-root-user true"
     interleaved = time_interleaved(commands, runs)
     blocks = time_hyperfine_blocks(commands, runs, rounds)
-    rss = peak_rss_kib([kennel, "run", "--userns=subids", "--rootfs", rootfs, "--", "/bin/true"])
+    rss = peak_rss_kib([kennel, "run", "--userns=subids", "--rootfs", rootfs, "--", "sleep", "0.3"])
     report = {}
     for title, medians in [
         (f"interleaved, each run of each command in turn, {runs} runs each", interleaved),
@@ -104,7 +114,7 @@ def measure(bindir, rootfs, runs, rounds, out_json):
             shadow = medians["unshare -U --map-auto (newuidmap+newgidmap)"] - medians["unshare -U --map-root-user"]
             print(f"shadow newuidmap+newgidmap cost (map-auto - map-root-user): {shadow:.2f} ms")
         report[title] = {"medians_ms": medians, "ratio_to_bwrap": {k: m / bwrap for k, m in medians.items()}}
-    print(f"\nkennel runner peak RSS: {rss} KiB")
+    print(f"\nkennel runner peak RSS (VmHWM, while its container runs): {rss} KiB")
     if out_json:
         with open(out_json, "w") as f:
             json.dump({"methods": report, "peak_rss_kib": rss}, f, indent=2)
