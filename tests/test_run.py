@@ -12,6 +12,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import termios
 import time
 
@@ -198,6 +199,46 @@ def test_host_network_shows_the_hosts_interfaces(h):
     out = ok(run(h, "--net", "host", cmd=["cat", "/proc/net/dev"]))
     inside = sorted(line.split(":")[0].strip() for line in out.splitlines()[2:])
     assert inside == host_ifaces
+
+
+# Older kernels, and container runtimes whose seccomp profile predates it,
+# answer clone3 with ENOSYS: kennel then creates its processes with clone.
+# The wrapper installs such a filter (no_new_privs, so one id: kennel-idmap's
+# file capabilities would not apply) and proves it bites before exec'ing.
+NO_CLONE3 = r"""
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def insn(code, k, jt=0, jf=0):
+    return struct.pack("HBBI", code, jt, jf, k)
+LOAD, JEQ, RET = 0x20, 0x15, 0x06
+ALLOW, ERRNO, ENOSYS, CLONE3, X86_64 = 0x7FFF0000, 0x00050000, 38, 435, 0xC000003E
+prog = b"".join([
+    insn(LOAD, 4), insn(JEQ, X86_64, 1, 0), insn(RET, ALLOW),
+    insn(LOAD, 0), insn(JEQ, CLONE3, 0, 1), insn(RET, ERRNO | ENOSYS), insn(RET, ALLOW),
+])
+code = ctypes.create_string_buffer(prog)
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fprog = Fprog(len(prog) // 8, ctypes.addressof(code))
+assert libc.prctl(38, 1, 0, 0, 0) == 0                       # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0     # PR_SET_SECCOMP, FILTER
+assert libc.syscall(CLONE3, None, 0) == -1 and ctypes.get_errno() == ENOSYS
+print("clone3: ENOSYS", flush=True)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("init", [[], ["--init"]])
+def test_runs_where_clone3_is_unavailable(h, init):
+    script = "echo pid=$$; cat /proc/self/uid_map; ls /sys/class/net"
+    argv = [sys.executable, "-c", NO_CLONE3, h.kennel, "run", "--userns=single", *init,
+            "--rootfs", h.rootfs, "--", "sh", "-c", script]
+    lines = ok(h.user.run(argv)).splitlines()
+    assert lines[0] == "clone3: ENOSYS", lines
+    # With --init, kennel's reaper is pid 1 and the command comes later.
+    assert (lines[1] == "pid=1") == (not init), lines
+    assert id_map(lines[2]) == [(0, h.user.uid, 1)], lines
+    assert lines[3:] == ["lo"], lines
 
 
 # --------------------------------------------------------------------------
