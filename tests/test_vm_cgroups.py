@@ -150,6 +150,16 @@ def test_no_leftovers_after_failed_starts_and_a_killed_runner(vm):
     no_leftovers(out)
 
 
+def test_without_clone3_the_child_is_moved_into_its_cgroup_before_it_starts(vm):
+    out = case(vm, "clone3_unavailable")
+    assert field(out, "RC") == "0", out
+    assert "clone3 into the cgroup failed (Function not implemented)" in out, out
+    # In its leaf, with the limit, and its cgroup namespace rooted there.
+    assert field(out, "PIDS-MAX") == "20", out
+    assert field(out, "INSIDE-CGROUP") == "0::/", out
+    no_leftovers(out)
+
+
 def test_notify_unit_with_delegate_keeps_the_container_in_the_unit(vm):
     out = case(vm, "notify_unit_delegated")
     assert field(out, "ACTIVE") == "active", out

@@ -114,6 +114,19 @@ sleep 3
 echo "SLEEPERS: $(pgrep -u kuser -x sleep | wc -l)"
 ''' + LEFTOVERS, 120),
 
+    # clone3 answers ENOSYS (systemd's seccomp filter, as a profile that
+    # predates clone3 would): the child cannot be born in its cgroup, so it
+    # is moved there through cgroup.procs before it starts. One id, since
+    # the filter implies no_new_privs and kennel-idmap's capabilities.
+    "clone3_unavailable": ("kuser", ROOTFS + r'''
+systemd-run --user --quiet --wait --pipe -p Delegate=yes -p SystemCallFilter=~clone3 \
+  -p SystemCallErrorNumber=ENOSYS sh -c '
+  kennel --verbose run --userns=single --rootfs "'"$R"'" --pids-limit 20 -- sh -c "
+    echo INSIDE-CGROUP: \$(cat /proc/self/cgroup); echo PIDS-MAX: \$(cat /sys/fs/cgroup/pids.max)"
+  echo "RC: $?"
+' 2>&1
+''' + LEFTOVERS, 120),
+
     "notify_unit_delegated": ("kuser", ROOTFS + r'''
 mkdir -p ~/.config/systemd/user
 cat > ~/.config/systemd/user/kt.service <<EOF
