@@ -4,9 +4,9 @@
 //!
 //! 1. parent: clone3 the child into new user and pid namespaces.
 //! 2. child:  forks the sibling that makes the network namespace (or makes
-//!    it, see `netns`), unshares its mount, uts and ipc namespaces and sets the
-//!    hostname (none of which needs the maps), then blocks in
-//!    [`Channel::recv_to_child`] (it is still unmapped).
+//!    it itself, see `netns`), unshares its mount, uts and ipc namespaces
+//!    and sets the hostname (none of which needs the maps), then waits for
+//!    the maps (it is still unmapped).
 //! 3. parent: meanwhile writes uid_map/gid_map and sends
 //!    [`ToChild::MapsWritten`]; or hands the child's pidfd to the
 //!    kennel-idmap it started before the clone, which writes them and says
@@ -240,6 +240,7 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     #[test]
     fn a_failure_sent_before_closing_with_our_message_unread_is_still_read() {
         let (parent, child) = Channel::pair().unwrap();
