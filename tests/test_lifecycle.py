@@ -53,7 +53,8 @@ def _pid_ns(pid):
 
 def _container_pid(proc):
     """The host pid of the container's PID 1: the runner's child in a pid
-    namespace of its own (kennel-idmap, also a child for a moment, is not)."""
+    namespace of its own (kennel-idmap and the network namespace's maker,
+    also children for a moment, are not)."""
     def found():
         kids = [k for k in children(proc.pid) if _pid_ns(k) not in (None, _pid_ns(proc.pid))]
         if proc.poll() is not None:
@@ -84,6 +85,21 @@ def test_pid_1_killed_from_the_host_gives_137(h):
             proc.kill()
             proc.wait()
     assert proc.returncode == 137
+
+
+@pytest.mark.parametrize("userns", ["single", "subids"])
+def test_once_the_command_runs_the_container_is_the_runners_only_child(h, userns):
+    """The processes that help start a container (the network namespace's
+    maker, kennel-idmap) are gone and reaped, not left as zombies."""
+    proc = h.user.popen([h.kennel, "run", f"--userns={userns}", "--rootfs", h.rootfs, "--", "sleep", "30"],
+                        stdin=subprocess.DEVNULL)
+    try:
+        pid1 = _container_pid(proc)
+        _wait_for_comm(pid1, "sleep")
+        wait_until(lambda: children(proc.pid) == [pid1], "the runner's only child to be the container")
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 # --------------------------------------------------------------------------

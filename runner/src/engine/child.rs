@@ -17,7 +17,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::{Gid, Uid};
 
 use super::config::{Config, ProcessPlan};
-use super::netns::Netns;
+use super::netns::{Maker, Netns};
 use super::protocol::{Channel, ChildFailure, Stage, ToChild, ToParent};
 use super::reaper;
 use crate::sys;
@@ -37,16 +37,17 @@ pub struct ChildOptions {
     pub new_cgroupns: bool,
     /// Set when kennel-idmap writes the maps: our copy of the runner's end of
     /// its socket, on which it sends one byte once they are written. The
-    /// maps take long to arrive then (the helper is starting up), so we make
-    /// the network namespace ourselves while we wait, not beside us.
+    /// maps take long to arrive then (the helper is starting up), and the
+    /// runner starts no network namespace maker: we make it while we wait.
     pub helper_socket: Option<UnixStream>,
 }
 
 type Step<T = ()> = Result<T, ChildFailure>;
 
-/// Entry point after clone for `run`. Never returns.
-pub fn run(cfg: &Config, chan: Channel, opts: &ChildOptions) -> ! {
-    report_and_exit(&chan, setup_and_exec(cfg, &chan, opts))
+/// Entry point after clone for `run`, with the maker of our network
+/// namespace when the runner started one. Never returns.
+pub fn run(cfg: &Config, chan: Channel, opts: &ChildOptions, maker: Option<Maker>) -> ! {
+    report_and_exit(&chan, setup_and_exec(cfg, &chan, opts, maker))
 }
 
 /// Entry point after the fork for `exec`, already in the container's
@@ -65,7 +66,12 @@ fn report_and_exit(chan: &Channel, result: Step<Infallible>) -> ! {
     sys::exit_now(125);
 }
 
-fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Infallible> {
+fn setup_and_exec(
+    cfg: &Config,
+    chan: &Channel,
+    opts: &ChildOptions,
+    maker: Option<Maker>,
+) -> Step<Infallible> {
     // Die with the runner. Set before waiting, so a parent that dies from
     // here on takes us with it; one that died before makes recv see EOF.
     prctl::set_pdeathsig(Signal::SIGKILL)
@@ -73,11 +79,9 @@ fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Inf
     // Unmapped, we still hold every capability in our new user namespace,
     // which is all that creating namespaces and naming the host take: done
     // here, it overlaps the parent's map writing. The network namespace is
-    // made beside us (see `netns`), or by us when the maps come from
-    // kennel-idmap: its start-up leaves us waiting longer than that takes,
-    // and a process beside us would only compete with it for a CPU.
+    // made beside us by the runner's maker (see `netns`), or by us.
     let mut netns = match cfg.new_net() {
-        true => Some(Netns::start(opts.helper_socket.is_some())?),
+        true => Some(Netns::start(maker)?),
         false => None,
     };
     // One at a time, so a failure names the namespace (and its limit).
@@ -108,8 +112,9 @@ fn setup_and_exec(cfg: &Config, chan: &Channel, opts: &ChildOptions) -> Step<Inf
         netns.as_mut().map_or(Ok(()), Netns::join)
     };
     super::rootfs::setup(cfg, &mut join_netns)?;
-    if let Some(n) = netns {
-        n.finish()?;
+    // A spec without a sysfs mount still gets its network namespace.
+    if let Some(mut n) = netns {
+        n.join()?;
     }
 
     start_process(&cfg.process, chan, opts, bounding_dropped)

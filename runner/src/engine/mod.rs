@@ -33,6 +33,7 @@ use crate::sys::{self, Forked};
 use child::ChildOptions;
 use config::Config;
 use maps::MapWriter;
+use netns::NetnsMaker;
 use protocol::{Channel, ChildFailure, Received, Stage, ToChild, ToParent};
 
 /// Exit code for kennel's own failures (Docker's convention).
@@ -82,7 +83,6 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     // preserved fds are reopened for exec by the child.
     sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
     let (sigfd, sigmask) = block_signals()?;
-    let (parent_end, child_end) = Channel::pair().context("cannot create the sync socketpair")?;
 
     let status = |text: &str| {
         if let Some(n) = &opts.notify {
@@ -105,6 +105,15 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
         opts.helper.as_deref(),
     )?;
     cgroup::ensure_single_threaded()?;
+    // After the placement (the maker must not sit in a delegated unit's
+    // cgroup either), before the sync channel (which the maker must not
+    // hold open). Without it, or with kennel-idmap, the child makes the
+    // namespace itself (see `netns`).
+    let mut netns_maker = match cfg.new_net() && !map_writer.uses_helper() {
+        true => NetnsMaker::start().ok(),
+        false => None,
+    };
+    let (parent_end, child_end) = Channel::pair().context("cannot create the sync socketpair")?;
 
     status("creating the container's namespaces");
     // clone3 makes only the user and pid namespaces (a pid namespace can
@@ -140,12 +149,16 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
                 new_cgroupns: cfg.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP),
                 helper_socket: map_writer.take_helper_socket(),
             };
-            child::run(&cfg, child_end, &opts);
+            let maker = netns_maker.as_mut().and_then(NetnsMaker::take_part);
+            child::run(&cfg, child_end, &opts, maker);
         }
         Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
         Err(e) => return Err(clone_error(e)),
     };
     drop(child_end);
+    if let Some(m) = netns_maker.as_mut() {
+        m.hand_over(pidfd.as_fd());
+    }
     // Now, while the child surely lives (it waits for its maps): once
     // kennel-idmap has told it they are written, its command may be done
     // before we are, and a zombie's start time says nothing.
@@ -176,7 +189,10 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
         let _ = parent_end.send_to_child(&ToChild::MapsWritten);
     }
 
-    let master = match wait_for_exec(&parent_end, pid)? {
+    let started = wait_for_exec(&parent_end, pid)?;
+    // The child has joined its network namespace (or died): reap the maker.
+    drop(netns_maker);
+    let master = match started {
         Started::Running(master) => master,
         Started::Failed(code) => return Ok(code),
     };
