@@ -189,10 +189,11 @@ impl Netns {
             Err(e) => e as i32,
         };
         if code != 0 {
-            return Err(namespace_failure(
-                Errno::from_raw(code),
-                CloneFlags::CLONE_NEWNET,
-            ));
+            // The maker could not (a seccomp filter refusing setns, say):
+            // make it here; if that fails too, its error is the one to
+            // report (a namespace limit names itself there).
+            *self = Netns::start(None)?;
+            return Ok(());
         }
         nix::sched::setns(m.pidfd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
             let why = if e == Errno::EINVAL {
