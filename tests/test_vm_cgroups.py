@@ -102,7 +102,8 @@ def test_pids_limit_stops_a_fork_bomb(vm):
     assert int(field(out, "PIDS-CURRENT")) <= 20
     m = re.search(r"max (\d+)", field(out, "PIDS-EVENTS"))
     assert m and int(m.group(1)) > 0, out
-    # --pids-limit 1: the network namespace is made without the sibling.
+    # --pids-limit 1: the container's one process is enough (its network
+    # namespace is made outside its cgroup), and lo is up.
     assert field(out, "RC-ONE") == "0", out
     assert field(out, "ONE-PID") == "max=1 lo=0x9", out
     no_leftovers(out)

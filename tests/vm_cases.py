@@ -68,8 +68,8 @@ kennel run --rootfs "$R" --pids-limit 20 -- sh -c '
   read k v < /sys/fs/cgroup/pids.events; echo "PIDS-EVENTS: $k $v"
 '
 echo "RC: $?"
-# A limit of one process leaves no room for the sibling that makes the
-# network namespace: the child makes it itself, lo still up.
+# A limit of one process: the network namespace's maker is the runner's,
+# outside the container's cgroup, so it does not count; lo still up.
 kennel run --rootfs "$R" --pids-limit 1 -- sh -c '
   read m < /sys/fs/cgroup/pids.max; read f < /sys/class/net/lo/flags; echo "ONE-PID: max=$m lo=$f"'
 echo "RC-ONE: $?"

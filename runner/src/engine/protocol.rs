@@ -2,11 +2,11 @@
 //!
 //! One `SOCK_SEQPACKET` socketpair, close-on-exec on both ends. The sequence:
 //!
-//! 1. parent: clone3 the child into new user and pid namespaces.
-//! 2. child:  forks the sibling that makes the network namespace (or makes
-//!    it itself, see `netns`), unshares its mount, uts and ipc namespaces
-//!    and sets the hostname (none of which needs the maps), then waits for
-//!    the maps (it is still unmapped).
+//! 1. parent: clone3 the child into new user and pid namespaces, and hand
+//!    its pidfd to the maker of its network namespace (see `netns`).
+//! 2. child:  unshares its mount, uts and ipc namespaces and sets the
+//!    hostname (none of which needs the maps), then waits for the maps (it
+//!    is still unmapped).
 //! 3. parent: meanwhile writes uid_map/gid_map and sends
 //!    [`ToChild::MapsWritten`]; or hands the child's pidfd to the
 //!    kennel-idmap it started before the clone, which writes them and says
