@@ -110,7 +110,16 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     // hold open). Without it, or with kennel-idmap, the child makes the
     // namespace itself (see `netns`).
     let mut netns_maker = match cfg.new_net() && !map_writer.uses_helper() {
-        true => NetnsMaker::start().ok(),
+        true => NetnsMaker::start()
+            .inspect_err(|e| {
+                if opts.verbose {
+                    eprintln!(
+                        "kennel: cannot fork the network namespace's maker ({}); the container makes it itself",
+                        e.desc()
+                    );
+                }
+            })
+            .ok(),
         false => None,
     };
     let (parent_end, child_end) = Channel::pair().context("cannot create the sync socketpair")?;
