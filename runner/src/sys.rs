@@ -303,6 +303,43 @@ pub fn close_raw(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
+/// Sends `fd` over the unix socket `sock` as SCM_RIGHTS, with one byte.
+pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [fd.as_raw_fd()];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[std::io::IoSlice::new(b"p")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map(drop)
+}
+
+/// Receives one fd sent by `send_fd`; None if the other end closed first.
+pub fn receive_fd(sock: BorrowedFd<'_>) -> Result<Option<OwnedFd>, Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut received = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for raw in fds {
+                received = Some(own_received_fd(raw));
+            }
+        }
+    }
+    Ok(received)
+}
+
 /// Takes ownership of an fd that arrived over SCM_RIGHTS.
 pub fn own_received_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: the kernel installed this fd in our table for this message;

@@ -6,15 +6,14 @@
 //! ranges meanwhile); it then receives the child's pidfd over a socket, so a
 //! recycled pid can never receive the maps.
 
-use std::io::{IoSlice, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use kennel_idmap::{render_map, MapLine};
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::unistd::Pid;
 
 use crate::idmap::{self, Caller};
@@ -160,14 +159,7 @@ impl PendingHelper {
     /// Hands the helper the pidfd and waits for its verdict.
     fn finish(mut self, pidfd: &OwnedFd) -> Result<()> {
         let sock = self.sock.take().expect("the socket is kept until finish");
-        let fds = [pidfd.as_raw_fd()];
-        let sent = sendmsg::<()>(
-            sock.as_raw_fd(),
-            &[IoSlice::new(b"p")],
-            &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        );
+        let sent = sys::send_fd(sock.as_fd(), pidfd.as_fd());
         drop(sock);
         let child = self.child.take().expect("the child is kept until finish");
         let out = child

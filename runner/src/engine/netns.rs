@@ -26,15 +26,13 @@
 //! only compete with the helper for a CPU), the child makes the namespace
 //! itself.
 
-use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, read, write, Pid};
 
@@ -100,14 +98,7 @@ impl NetnsMaker {
     /// If it cannot be sent, the maker fails and the child reports that.
     pub fn hand_over(&mut self, child: BorrowedFd<'_>) {
         if let Some(sock) = self.sock.take() {
-            let fds = [child.as_raw_fd()];
-            let _ = sendmsg::<()>(
-                sock.as_raw_fd(),
-                &[IoSlice::new(b"p")],
-                &[ControlMessage::ScmRights(&fds)],
-                MsgFlags::MSG_NOSIGNAL,
-                None,
-            );
+            let _ = sys::send_fd(sock.as_fd(), child);
         }
         self.part = None;
     }
@@ -128,23 +119,8 @@ impl Drop for NetnsMaker {
 
 /// The maker's work: the child's pidfd arrives on `sock`.
 fn make_in_namespace_of(sock: &UnixStream) -> Result<(), Errno> {
-    let mut byte = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut byte)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::empty(),
-    )?;
-    let mut child = None;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            child = fds.first().map(|&fd| sys::own_received_fd(fd));
-        }
-    }
-    // The runner died before the clone, or could not send.
-    let child = child.ok_or(Errno::ESRCH)?;
+    // None: the runner died before the clone, or could not send.
+    let child = sys::receive_fd(sock.as_fd())?.ok_or(Errno::ESRCH)?;
     nix::sched::setns(child.as_fd(), CloneFlags::CLONE_NEWUSER)?;
     make_namespace()
 }
