@@ -95,7 +95,8 @@ impl NetnsMaker {
 
     /// Sends the maker the child's pidfd, and lets go of our copies of what
     /// the child holds (so the maker exits once the child is done with it).
-    /// If it cannot be sent, the maker fails and the child reports that.
+    /// If it cannot be sent, the maker fails and the child makes the
+    /// namespace itself.
     pub fn hand_over(&mut self, child: BorrowedFd<'_>) {
         if let Some(sock) = self.sock.take() {
             let _ = sys::send_fd(sock.as_fd(), child);
