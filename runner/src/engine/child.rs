@@ -29,8 +29,9 @@ pub struct ChildOptions {
     /// The signal mask to restore before exec (the parent blocks signals it
     /// forwards, and the child inherits that mask).
     pub sigmask: SigSet,
-    /// The namespaces the child creates itself, before waiting for the
-    /// maps (clone3 made the user and pid ones).
+    /// The mount, uts and ipc namespaces the child creates itself, before
+    /// waiting for the maps (clone3 made the user and pid ones; the network
+    /// and cgroup ones have their own paths).
     pub unshare: CloneFlags,
     /// Unshare a cgroup namespace once the maps are written (by then the
     /// child sits in its cgroup leaf, so the namespace is rooted there).
@@ -85,7 +86,7 @@ fn setup_and_exec(
         false => None,
     };
     // One at a time, so a failure names the namespace (and its limit).
-    for flag in (opts.unshare - CloneFlags::CLONE_NEWNET).iter() {
+    for flag in opts.unshare.iter() {
         nix::sched::unshare(flag).map_err(|e| namespace_failure(e, flag))?;
     }
     if let Some(name) = &cfg.hostname {

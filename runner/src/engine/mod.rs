@@ -154,7 +154,11 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
                 init: opts.init,
                 preserve_fds: opts.preserve_fds,
                 sigmask,
-                unshare: cfg.clone_flags - at_clone - CloneFlags::CLONE_NEWCGROUP,
+                // The network namespace has its own path (see `netns`).
+                unshare: cfg.clone_flags
+                    - at_clone
+                    - CloneFlags::CLONE_NEWCGROUP
+                    - CloneFlags::CLONE_NEWNET,
                 new_cgroupns: cfg.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP),
                 helper_socket: map_writer.take_helper_socket(),
             };
