@@ -1,9 +1,16 @@
 //! Resolving `--user` against the container's own /etc/passwd and /etc/group.
 
+use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use kennel_idmap::parse_passwd;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::{fstat, Mode, SFlag};
+
+use crate::engine::inroot::Root;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Who {
@@ -21,16 +28,64 @@ fn parse_group(text: &str) -> Vec<(String, u32)> {
         .collect()
 }
 
-fn read(root: &Path, file: &str) -> String {
-    std::fs::read_to_string(root.join(file)).unwrap_or_default()
+/// The largest account file kennel reads from an image.
+const MAX_IMAGE_FILE: u64 = 16 << 20;
+
+/// Reads `file` of the image at `root` (its rootfs, or a running
+/// container's /proc/PID/root): resolved inside it by the kernel, read
+/// only if it is a regular file of at most `MAX_IMAGE_FILE` bytes, never
+/// waiting (the image may offer a FIFO, a device, a link out of its root).
+/// A missing file reads as empty.
+fn read(root: &Path, file: &str) -> Result<String> {
+    let shown = || format!("/{file} in {}", root.display());
+    let inside = Root::open(root, "/proc").map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the container's root {}: {}",
+            root.display(),
+            e.desc()
+        )
+    })?;
+    let found = match inside.lookup(Path::new(file)) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(String::new()),
+        Err(e) => bail!("cannot read {}: {}", shown(), e.desc()),
+    };
+    let st = fstat(&found).with_context(shown)?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        bail!("refusing to read {}: it is not a regular file", shown());
+    }
+    if st.st_size as u64 > MAX_IMAGE_FILE {
+        bail!(
+            "refusing to read {}: it has {} bytes, more than the {} an account file may have",
+            shown(),
+            st.st_size,
+            MAX_IMAGE_FILE
+        );
+    }
+    // Reopened through the fd, so what is read is what was checked.
+    let fd = nix::fcntl::open(
+        format!("/proc/self/fd/{}", found.as_raw_fd()).as_str(),
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(shown)?;
+    let mut text = String::new();
+    std::fs::File::from(fd)
+        .take(MAX_IMAGE_FILE + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read {}", shown()))?;
+    if text.len() as u64 > MAX_IMAGE_FILE {
+        bail!("refusing to read {}: it grew while being read", shown());
+    }
+    Ok(text)
 }
 
 /// The home directory of `uid` in the container's /etc/passwd, if listed.
-pub fn home_of(root: &Path, uid: u32) -> Option<PathBuf> {
-    parse_passwd(&read(root, "etc/passwd"))
+pub fn home_of(root: &Path, uid: u32) -> Result<Option<PathBuf>> {
+    Ok(parse_passwd(&read(root, "etc/passwd")?)
         .into_iter()
         .find(|e| e.uid == uid)
-        .map(|e| PathBuf::from(e.home))
+        .map(|e| PathBuf::from(e.home)))
 }
 
 /// The host user's name and home: /etc/passwd first, NSS (LDAP, sssd, ...)
@@ -50,7 +105,7 @@ pub fn host_user(uid: u32) -> Option<(String, PathBuf)> {
 
 /// Resolves USER[:GROUP], each a number or a name in the container's files.
 pub fn resolve_user(root: &Path, spec: &str) -> Result<Who> {
-    resolve_in(&read(root, "etc/passwd"), &read(root, "etc/group"), spec)
+    resolve_in(&read(root, "etc/passwd")?, &read(root, "etc/group")?, spec)
 }
 
 fn resolve_in(passwd: &str, group: &str, spec: &str) -> Result<Who> {

@@ -369,7 +369,7 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
         {
             (host.caller.uid, host.caller.gid, Some(host.home.clone()))
         }
-        None => (0, 0, passwd::home_of(&etc_root, 0)),
+        None => (0, 0, passwd::home_of(&etc_root, 0)?),
     };
     if !maps_contain(&ids.uid_map, uid) || !maps_contain(&ids.gid_map, gid) {
         bail!(

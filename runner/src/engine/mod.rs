@@ -6,6 +6,7 @@
 mod cgroup;
 pub mod child;
 pub mod config;
+pub mod inroot;
 mod maps;
 mod netns;
 pub mod protocol;

@@ -91,6 +91,13 @@ impl ChildFailure {
         }
     }
 
+    /// The same failure, told about `path` (the user's name for what a
+    /// system call reached through an fd).
+    pub fn at(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        self.path = Some(path.as_ref().display().to_string());
+        self
+    }
+
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self

@@ -14,15 +14,17 @@
 //! child (see `netns`); the kernel paths no later mount touches (the /proc
 //! ones) are protected before that wait, under /newroot.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::Mode;
+use nix::sys::stat::{Mode, SFlag};
 use nix::sys::statvfs::{statvfs, FsFlags};
 use nix::unistd::{chdir, mkdir, pivot_root};
 
 use super::config::{Config, MountPlan};
+use super::inroot::{self, Make, Root};
 use super::protocol::{ChildFailure, Stage};
 
 const STAGING: &str = "/tmp";
@@ -36,10 +38,6 @@ type Step<T = ()> = Result<T, ChildFailure>;
 
 fn fail(stage: Stage, errno: Errno, path: impl AsRef<Path>) -> ChildFailure {
     ChildFailure::new(stage, errno, Some(path.as_ref().display().to_string()))
-}
-
-fn io_errno(e: &std::io::Error) -> Errno {
-    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 fn do_mount(
@@ -101,6 +99,12 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
             "sandbox root tmpfs",
         )?,
     }
+    // Until the pivot the host is reachable at /oldroot: every path of the
+    // image is resolved inside the new root by the kernel, and mounted
+    // through its fd, named in the host's procfs.
+    let root = Root::open(newroot, format!("{OLDROOT}/proc"))
+        .map_err(|e| fail(Stage::Mount, e, describe_root(cfg)))?;
+    let null = PathBuf::from(host_path(Path::new("/dev/null")));
 
     // Kernel paths protected before the first sysfs mount, if there is one.
     let mut protected_early: Option<Vec<(String, bool)>> = None;
@@ -114,19 +118,18 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
                 .map(|(p, readonly)| (p.clone(), readonly))
                 .collect();
             for (p, readonly) in &early {
-                let target =
-                    resolve_in_root(newroot, Path::new(p)).map_err(|e| fail(Stage::Mount, e, p))?;
-                protect(&target, *readonly, &host_path(Path::new("/dev/null")))?;
+                protect(&root, Path::new(p), *readonly, &null)?;
             }
             protected_early = Some(early);
             before_sysfs()?;
         }
-        mount_one(newroot, m)?;
+        mount_one(&root, m)?;
         // Right away, so later mounts of the spec can still cover a device.
         if m.destination == "/dev" {
-            populate_dev(newroot)?;
+            populate_dev(&root)?;
         }
     }
+    drop(root);
 
     chdir(newroot).map_err(|e| fail(Stage::PivotRoot, e, describe_root(cfg)))?;
     pivot_root(".", ".").map_err(|e| {
@@ -137,9 +140,14 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
     chdir("/").map_err(|e| fail(Stage::PivotRoot, e, "/"))?;
 
     let early = protected_early.unwrap_or_default();
-    for (p, readonly) in kernel_paths(cfg) {
-        if !early.iter().any(|(q, _)| q == p) {
-            protect(Path::new(p), readonly, "/dev/null")?;
+    let late: Vec<_> = kernel_paths(cfg)
+        .filter(|(p, _)| !early.iter().any(|(q, _)| q == *p))
+        .collect();
+    if !late.is_empty() {
+        // The host is gone now; the container's own procfs names the fds.
+        let root = Root::open(Path::new("/"), "/proc").map_err(|e| fail(Stage::Mount, e, "/"))?;
+        for (p, readonly) in late {
+            protect(&root, Path::new(p), readonly, Path::new("/dev/null"))?;
         }
     }
     if cfg.readonly_root {
@@ -160,25 +168,55 @@ fn touches(m: &MountPlan, path: &str) -> bool {
     path.starts_with(dst) || dst.starts_with(path)
 }
 
-/// Masks `target` (`null` is the /dev/null to bind over files) or makes it
+/// Masks `path` (`null` is the /dev/null to bind over files) or makes it
 /// read-only. A path the rootfs does not have is left alone.
-fn protect(target: &Path, readonly: bool, null: &str) -> Step {
+fn protect(root: &Root, path: &Path, readonly: bool, null: &Path) -> Step {
+    let target = match root.lookup(path) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(fail(Stage::Mount, e, path).with_detail("masked or read-only path")),
+    };
+    let at = root.fd_path(&target);
     if !readonly {
-        return mask(target, null);
+        let is_dir = inroot::is_dir(&target).map_err(|e| fail(Stage::Mount, e, path))?;
+        return if is_dir {
+            do_mount(
+                "tmpfs",
+                &at,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                "size=0",
+                &format!("mask {}", path.display()),
+            )
+        } else {
+            do_mount(
+                &null.display().to_string(),
+                &at,
+                None,
+                MsFlags::MS_BIND,
+                "",
+                &format!("mask {}", path.display()),
+            )
+        };
     }
-    if target.exists() {
-        let shown = target.display().to_string();
-        do_mount(
-            &shown,
-            target,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            "",
-            "readonly path",
-        )?;
-        remount_readonly(target, MsFlags::empty())?;
-    }
-    Ok(())
+    do_mount(
+        &at.display().to_string(),
+        &at,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        "",
+        &format!("read-only {}", path.display()),
+    )?;
+    remount_on_top(root, path, true, MsFlags::empty())
+}
+
+/// Remounts the mount just made at `path`: looked up again, since the fd
+/// the mount was made through still names what lies beneath it.
+fn remount_on_top(root: &Root, path: &Path, readonly: bool, extra: MsFlags) -> Step {
+    let top = root
+        .lookup(path)
+        .map_err(|e| fail(Stage::Mount, e, path).with_detail("remount"))?;
+    remount_bind(&root.fd_path(&top), readonly, extra).map_err(|f| f.at(path))
 }
 
 fn describe_root(cfg: &Config) -> String {
@@ -193,91 +231,21 @@ fn host_path(p: &Path) -> String {
     format!("{OLDROOT}{}", p.display())
 }
 
-/// Joins `path` under `root`, following symlinks but never leaving `root`
-/// (an absolute link restarts at `root`, `..` stops at it).
-pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, Errno> {
-    let mut pending: Vec<PathBuf> = path
-        .components()
-        .rev()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(PathBuf::from(n)),
-            Component::ParentDir => Some(PathBuf::from("..")),
-            _ => None,
-        })
-        .collect();
-    let mut resolved = Vec::<PathBuf>::new();
-    let mut links = 0;
-    while let Some(next) = pending.pop() {
-        if next == Path::new("..") {
-            resolved.pop();
-            continue;
-        }
-        let mut candidate = root.to_path_buf();
-        candidate.extend(&resolved);
-        candidate.push(&next);
-        match std::fs::read_link(&candidate) {
-            Ok(target) => {
-                links += 1;
-                if links > 40 {
-                    return Err(Errno::ELOOP);
-                }
-                if target.is_absolute() {
-                    resolved.clear();
-                }
-                pending.extend(target.components().rev().filter_map(|c| match c {
-                    Component::Normal(n) => Some(PathBuf::from(n)),
-                    Component::ParentDir => Some(PathBuf::from("..")),
-                    _ => None,
-                }));
-            }
-            Err(_) => resolved.push(next),
-        }
-    }
-    let mut out = root.to_path_buf();
-    out.extend(resolved);
-    Ok(out)
-}
-
-fn ensure_mountpoint(target: &Path, as_file: bool) -> Step {
-    // Made straight away: it usually exists (EEXIST) or only it is missing;
-    // parents are made only when they are missing too. O_EXCL, so an
-    // existing file is never opened.
-    let make = || {
-        if as_file {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(target)
-                .map(drop)
-        } else {
-            std::fs::create_dir(target)
-        }
-    };
-    let made = match make() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let parent = target.parent().unwrap_or(Path::new("/"));
-            std::fs::create_dir_all(parent).map_err(|e| {
-                fail(Stage::Mount, io_errno(&e), parent).with_detail("create mount point")
-            })?;
-            make()
-        }
-        other => other,
-    };
-    match made {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-            Err(fail(Stage::Mount, io_errno(&e), target).with_detail("create mount point"))
-        }
-        _ => Ok(()),
-    }
-}
-
-fn mount_one(newroot: &Path, m: &MountPlan) -> Step {
+fn mount_one(root: &Root, m: &MountPlan) -> Step {
     let dst = Path::new(&m.destination);
-    if m.destination == "/proc" && newroot.join("proc").is_symlink() {
-        return Err(fail(Stage::Mount, Errno::ELOOP, "/proc")
-            .with_detail("/proc in the rootfs is a symlink"));
+    if m.destination == "/proc" {
+        // A fresh procfs is what kennel's own later steps trust: refuse a
+        // link, wherever it points.
+        if let Ok(fd) = root.open_with(Path::new("proc"), OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+            if nix::sys::stat::fstat(&fd).is_ok_and(|st| {
+                SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK
+            }) {
+                return Err(fail(Stage::Mount, Errno::ELOOP, "/proc")
+                    .with_detail("/proc in the rootfs is a symlink"));
+            }
+        }
     }
-    let target = resolve_in_root(newroot, dst).map_err(|e| fail(Stage::Mount, e, dst))?;
+    let create_err = |e: Errno| fail(Stage::Mount, e, dst).with_detail("create mount point");
     if m.bind {
         let src = if m.source.starts_with('/') {
             host_path(Path::new(&m.source))
@@ -287,31 +255,40 @@ fn mount_one(newroot: &Path, m: &MountPlan) -> Step {
         let src_is_file = std::fs::metadata(&src)
             .map(|md| !md.is_dir())
             .unwrap_or(false);
-        ensure_mountpoint(&target, src_is_file)?;
+        let make = if src_is_file {
+            Make::File
+        } else {
+            Make::Directory
+        };
+        let target = root.lookup_or_make(dst, make).map_err(create_err)?;
         let rec = m.flags & MsFlags::MS_REC;
         do_mount(
             &src,
-            &target,
+            &root.fd_path(&target),
             None,
             MsFlags::MS_BIND | rec,
             "",
             &format!("bind {}", m.source),
-        )?;
+        )
+        .map_err(|f| f.at(dst))?;
         let extra = m.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
         if m.readonly || !extra.is_empty() {
-            remount_bind(&target, m.readonly, extra)?;
+            remount_on_top(root, dst, m.readonly, extra)?;
         }
         return Ok(());
     }
-    ensure_mountpoint(&target, false)?;
+    let target = root
+        .lookup_or_make(dst, Make::Directory)
+        .map_err(create_err)?;
     do_mount(
         &m.source,
-        &target,
+        &root.fd_path(&target),
         Some(&m.fstype),
         m.flags,
         &m.data,
         &format!("{} on {}", m.fstype, m.destination),
     )
+    .map_err(|f| f.at(dst))
 }
 
 /// Flags the kernel locks on a mount made in a less privileged user
@@ -352,45 +329,38 @@ fn remount_readonly(target: &Path, extra: MsFlags) -> Step {
     remount_bind(target, true, extra)
 }
 
-fn mask(path: &Path, null: &str) -> Step {
-    let Ok(md) = std::fs::metadata(path) else {
-        return Ok(());
-    };
-    if md.is_dir() {
-        do_mount(
-            "tmpfs",
-            path,
-            Some("tmpfs"),
-            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            "size=0",
-            "mask",
-        )
-    } else {
-        do_mount(null, path, None, MsFlags::MS_BIND, "", "mask")
-    }
-}
-
 /// Fills the container's fresh /dev tmpfs: the host's devices bound onto
-/// files (a device the host lacks is left out) and the standard links.
-fn populate_dev(newroot: &Path) -> Step {
-    let dev = newroot.join("dev");
+/// files (a device the host lacks is left out) and the standard links. The
+/// /dev in question is the one just mounted, wherever the image's `/dev`
+/// led (inside the root): everything is made relative to its fd.
+fn populate_dev(root: &Root) -> Step {
+    let dev = root
+        .lookup(Path::new("/dev"))
+        .map_err(|e| fail(Stage::Mount, e, "/dev"))?;
+    let dev_root = Root::from_fd(dev, root);
     for name in DEVICES {
-        let target = dev.join(name);
+        let shown = format!("/dev/{name}");
+        let target = dev_root
+            .lookup_or_make(Path::new(name), Make::File)
+            .map_err(|e| fail(Stage::Mount, e, &shown).with_detail("create mount point"))?;
         let host = format!("{OLDROOT}/dev/{name}");
-        ensure_mountpoint(&target, true)?;
         match mount(
             Some(host.as_str()),
-            &target,
+            &dev_root.fd_path(&target),
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,
         ) {
             Ok(()) => {}
             Err(Errno::ENOENT) => {
-                let _ = std::fs::remove_file(&target);
+                let _ = nix::unistd::unlinkat(
+                    dev_root.as_fd(),
+                    name,
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                );
             }
             Err(e) => {
-                return Err(fail(Stage::Mount, e, &target).with_detail(format!("bind /dev/{name}")))
+                return Err(fail(Stage::Mount, e, &shown).with_detail(format!("bind /dev/{name}")))
             }
         }
     }
@@ -401,50 +371,10 @@ fn populate_dev(newroot: &Path) -> Step {
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ] {
-        let path = dev.join(link);
-        match std::os::unix::fs::symlink(to, &path) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(fail(Stage::Mount, io_errno(&e), &path));
-            }
-            _ => {}
+        match nix::unistd::symlinkat(to, dev_root.as_fd(), link) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(fail(Stage::Mount, e, format!("/dev/{link}"))),
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resolve_stays_inside_root() {
-        let root = std::env::temp_dir().join(format!("kennel-resolve-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(root.join("real/dir")).unwrap();
-        std::os::unix::fs::symlink("/real", root.join("abs")).unwrap();
-        std::os::unix::fs::symlink("../../../../etc", root.join("escape")).unwrap();
-        std::os::unix::fs::symlink("real/dir", root.join("rel")).unwrap();
-        assert_eq!(
-            resolve_in_root(&root, Path::new("/abs/dir")).unwrap(),
-            root.join("real/dir")
-        );
-        assert_eq!(
-            resolve_in_root(&root, Path::new("/escape/passwd")).unwrap(),
-            root.join("etc/passwd")
-        );
-        assert_eq!(
-            resolve_in_root(&root, Path::new("/rel/x")).unwrap(),
-            root.join("real/dir/x")
-        );
-        assert_eq!(
-            resolve_in_root(&root, Path::new("/../../x")).unwrap(),
-            root.join("x")
-        );
-        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
-        assert_eq!(
-            resolve_in_root(&root, Path::new("/loop")),
-            Err(Errno::ELOOP)
-        );
-        std::fs::remove_dir_all(&root).unwrap();
-    }
 }
