@@ -64,6 +64,49 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The state root, made if missing, and refused unless it is a directory
+/// of the caller's that nobody else may write: records there decide which
+/// processes `kennel kill` signals and `kennel exec` enters.
+fn checked_state_root(create: bool) -> Result<Option<PathBuf>> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let root = state_root()?;
+    if create {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
+    }
+    let md = match std::fs::symlink_metadata(&root) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", root.display())),
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    let why = if !md.is_dir() {
+        Some("it is not a directory".to_string())
+    } else if md.uid() != me {
+        Some(format!(
+            "it is owned by uid {}, not by you (uid {me})",
+            md.uid()
+        ))
+    } else if md.mode() & 0o022 != 0 {
+        Some(format!(
+            "others may write to it (mode {:o})",
+            md.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        bail!(
+            "refusing the state directory {}: {why}; remove it (it holds only kennel's records) or set XDG_RUNTIME_DIR to a directory of yours with mode 0700",
+            root.display()
+        );
+    }
+    Ok(Some(root))
+}
+
 /// A claimed name; the directory is removed when this is dropped.
 pub struct Reservation {
     dir: PathBuf,
@@ -76,33 +119,72 @@ impl Drop for Reservation {
     }
 }
 
-/// Claims `name` atomically (mkdir). A stale record of the same name is
-/// cleaned first; a live one is an error.
+/// The runner that holds a reservation: its pid and start time, written
+/// before the name appears, so a runner killed while starting is seen to
+/// be gone at once.
+const OWNER: &str = "owner";
+
+fn own_identity() -> String {
+    let pid = std::process::id() as i32;
+    format!("{pid} {}\n", start_time(pid).unwrap_or(0))
+}
+
+/// Whether the runner recorded in `dir` is still alive.
+fn owner_alive(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join(OWNER)) else {
+        return false;
+    };
+    let mut f = text.split_whitespace().map(str::parse::<u64>);
+    match (f.next(), f.next()) {
+        (Some(Ok(pid)), Some(Ok(since))) => {
+            i32::try_from(pid).is_ok_and(|pid| start_time(pid) == Some(since))
+        }
+        _ => false,
+    }
+}
+
+/// Claims `name` atomically: a directory holding our identity is made
+/// aside and renamed into place. A stale record of the same name (its
+/// container gone, or its runner killed while starting) is cleaned first;
+/// a live one is an error.
 pub fn reserve(name: &str) -> Result<Reservation> {
     validate_name(name)?;
-    let root = state_root()?;
-    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let root = checked_state_root(true)?.context("no state directory")?;
     let dir = root.join(name);
-    for _ in 0..2 {
-        match std::fs::create_dir(&dir) {
+    let aside = root.join(format!(".{name}.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&aside);
+    std::fs::create_dir(&aside).with_context(|| format!("cannot create {}", aside.display()))?;
+    std::fs::write(aside.join(OWNER), own_identity())
+        .with_context(|| format!("cannot write {}", aside.join(OWNER).display()))?;
+    for _ in 0..3 {
+        match std::fs::rename(&aside, &dir) {
             Ok(()) => {
                 return Ok(Reservation {
                     dir,
                     name: name.to_string(),
                 })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) => {
                 if let Some(r) = find(name)? {
+                    let _ = std::fs::remove_dir_all(&aside);
                     bail!(
                         "a container named {name:?} is already running (pid {}); pick another --name or stop it with `kennel kill {name}`",
                         r.state.pid
                     );
                 }
+                if dir.exists() && !dir.join("state.json").exists() && owner_alive(&dir) {
+                    let _ = std::fs::remove_dir_all(&aside);
+                    bail!("a container named {name:?} is being started by another kennel; pick another --name");
+                }
                 // find() removed the stale record; try again.
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&aside);
+                return Err(e).with_context(|| format!("cannot create {}", dir.display()));
+            }
         }
     }
+    let _ = std::fs::remove_dir_all(&aside);
     bail!(
         "cannot claim the name {name:?}: {} keeps reappearing",
         dir.display()
@@ -176,15 +258,19 @@ fn verify(state: State) -> Option<Running> {
 /// A running container by name; a stale record is removed and gives None.
 pub fn find(name: &str) -> Result<Option<Running>> {
     validate_name(name)?;
-    let dir = state_root()?.join(name);
+    let Some(root) = checked_state_root(false)? else {
+        return Ok(None);
+    };
+    let dir = root.join(name);
     if !dir.exists() {
         return Ok(None);
     }
     match load(&dir).and_then(verify) {
         Some(r) => Ok(Some(r)),
         None => {
-            // A run that is still starting has a directory but no state yet.
-            if dir.join("state.json").exists() || is_abandoned(&dir) {
+            // A run that is still starting has a directory but no state yet,
+            // and its runner is alive.
+            if dir.join("state.json").exists() || !owner_alive(&dir) {
                 let _ = std::fs::remove_dir_all(&dir);
             }
             Ok(None)
@@ -192,25 +278,24 @@ pub fn find(name: &str) -> Result<Option<Running>> {
     }
 }
 
-/// A reservation without state that is more than a minute old was left by
-/// a runner that died while starting.
-fn is_abandoned(dir: &Path) -> bool {
-    std::fs::metadata(dir)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age.as_secs() > 60)
-}
-
 /// All running containers, cleaning stale records on the way.
 pub fn list() -> Result<Vec<State>> {
-    let root = state_root()?;
+    let Some(root) = checked_state_root(false)? else {
+        return Ok(vec![]);
+    };
     let Ok(entries) = std::fs::read_dir(&root) else {
         return Ok(vec![]);
     };
     let mut out = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
+        if let Some(pid) = aside_owner(&name) {
+            // A claim made aside by a runner killed before it could rename.
+            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let _ = std::fs::remove_dir_all(e.path());
+        }
         if validate_name(&name).is_err() {
             continue;
         }
@@ -220,6 +305,11 @@ pub fn list() -> Result<Vec<State>> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// The runner's pid in the name of a claim made aside (`.NAME.PID`).
+fn aside_owner(entry: &str) -> Option<u32> {
+    entry.strip_prefix('.')?.rsplit_once('.')?.1.parse().ok()
 }
 
 #[cfg(test)]
