@@ -91,6 +91,11 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
         )
         .ok()
     });
+    // Until the command execs, this process holds fds of the host (the
+    // cgroup leaf, the signalfd) while it sits in the container's pid
+    // namespace: not dumpable, the container cannot open them through
+    // /proc/PID/fd or ptrace it (runc's CVE-2016-9962). exec resets it.
+    nix::sys::prctl::set_dumpable(false).context("cannot make kennel exec non-dumpable")?;
     let flags = namespaces_to_join(pid);
     nix::sched::setns(running.pidfd.as_fd(), flags).with_context(|| {
         format!(

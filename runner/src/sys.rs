@@ -191,6 +191,53 @@ pub fn cloexec_from(first: u32) -> Result<(), Errno> {
     Errno::result(ret).map(drop)
 }
 
+/// Closes every fd of this process except those in `keep` (close_range(2)
+/// over the gaps). For a process about to run code of the container's: an
+/// fd it inherited, even close-on-exec, is a way out of the container
+/// (`/proc/self/fd/N`) until the exec, and forever in an init that never
+/// execs. The callers own nothing outside `keep` that they still use.
+pub fn close_fds_except(keep: &[RawFd]) -> Result<(), Errno> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first = 0u32;
+    for fd in keep.into_iter().chain([u32::MAX]) {
+        if fd > first {
+            let last = if fd == u32::MAX { u32::MAX } else { fd - 1 };
+            // SAFETY: plain syscall with integer arguments; the callers
+            // guarantee no live object of theirs owns an fd in the range.
+            Errno::result(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) })?;
+        }
+        first = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
+/// Gives this process a new, empty session keyring
+/// (KEYCTL_JOIN_SESSION_KEYRING with no name), so keys of the caller's
+/// session are out of its reach. Ok(false) when the kernel has no keyrings
+/// (ENOSYS): then there is nothing to inherit either.
+pub fn join_new_session_keyring() -> Result<bool, Errno> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
+    // SAFETY: a null name asks for an anonymous keyring; no memory of ours
+    // is read or written.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    match Errno::result(ret) {
+        Ok(_) => Ok(true),
+        Err(Errno::ENOSYS) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Sets or clears FD_CLOEXEC on a raw fd number we do not own (for
 /// `--preserve-fds`, whose fds were inherited from our caller).
 pub fn set_cloexec(fd: RawFd, cloexec: bool) -> Result<(), Errno> {
@@ -293,14 +340,6 @@ pub fn reset_signal_default(signal: nix::sys::signal::Signal) -> Result<(), Errn
     let action = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: installing SIG_DFL cannot run any handler code.
     unsafe { sigaction(signal, &action) }.map(drop)
-}
-
-/// Closes a raw fd number that we own but never wrapped (fds received from
-/// our caller for `--preserve-fds`).
-pub fn close_raw(fd: RawFd) {
-    // SAFETY: closing an integer fd has no memory-safety preconditions; the
-    // callers only pass fds that nothing in this process wraps.
-    unsafe { libc::close(fd) };
 }
 
 /// Sends `fd` over the unix socket `sock` as SCM_RIGHTS, with one byte.

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +17,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::{Gid, Uid};
 
 use super::config::{Config, ProcessPlan};
+use super::inroot::{Make, Root};
 use super::netns::{Maker, Netns};
 use super::protocol::{Channel, ChildFailure, Stage, ToChild, ToParent};
 use super::reaper;
@@ -77,6 +78,7 @@ fn setup_and_exec(
     // here on takes us with it; one that died before makes recv see EOF.
     prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|e| ChildFailure::new(Stage::WaitForMaps, e, None))?;
+    exit_if_parent_gone(chan);
     // Unmapped, we still hold every capability in our new user namespace,
     // which is all that creating namespaces and naming the host take: done
     // here, it overlaps the parent's map writing. The network namespace is
@@ -119,6 +121,22 @@ fn setup_and_exec(
     }
 
     start_process(&cfg.process, chan, opts, bounding_dropped)
+}
+
+/// Exits if the parent is gone. PR_SET_PDEATHSIG only covers a parent that
+/// dies after it is set; one killed before (or while our credentials
+/// changed, which clears it) has closed its end of the channel, and we
+/// hold no other copy.
+fn exit_if_parent_gone(chan: &Channel) {
+    if chan.peer_gone() {
+        sys::exit_now(125);
+    }
+}
+
+/// The fds `--preserve-fds N` passes: 3 to 3+N-1 (N is checked against the
+/// fd limit before the clone).
+pub fn preserved_fds(n: u32) -> impl Iterator<Item = RawFd> {
+    (3..3 + i64::from(n)).map(|fd| fd as RawFd)
 }
 
 /// Waits until the maps are written: the parent says so, or kennel-idmap
@@ -182,7 +200,32 @@ pub fn start_process(
         let master = open_terminal()?;
         chan.send_to_parent(&ToParent::PtyMaster, Some(master.as_raw_fd()))
             .map_err(|e| ChildFailure::new(Stage::Terminal, e, None))?;
+    } else {
+        // Out of the caller's session, so the caller's terminal is never our
+        // controlling terminal: TIOCSTI on it is refused (bubblewrap's
+        // CVE-2017-5226). It stays usable as plain stdio.
+        nix::unistd::setsid()
+            .map_err(|e| ChildFailure::new(Stage::Terminal, e, Some("setsid".into())))?;
     }
+    // From here on code of the container's may run (in an init that never
+    // execs, or through a working directory under /proc/self/fd): only the
+    // channel, stdio and the preserved fds may exist.
+    let keep: Vec<RawFd> = [0, 1, 2, chan.raw_fd()]
+        .into_iter()
+        .chain(preserved_fds(opts.preserve_fds))
+        .collect();
+    sys::close_fds_except(&keep).map_err(|e| {
+        ChildFailure::new(Stage::Exec, e, None).with_detail("closing the runner's descriptors")
+    })?;
+    // Keys of the caller's session keyring must not be ours.
+    sys::join_new_session_keyring().map_err(|e| {
+        let f = ChildFailure::new(Stage::Keyring, e, None);
+        if e == Errno::EDQUOT {
+            f.with_detail("your key quota is used up; raise it, e.g. `sudo sysctl -w kernel.keys.maxkeys=2000 kernel.keys.maxbytes=200000`")
+        } else {
+            f
+        }
+    })?;
     for (resource, soft, hard) in &p.rlimits {
         nix::sys::resource::setrlimit(*resource, *soft, *hard).map_err(|e| {
             ChildFailure::new(
@@ -192,21 +235,26 @@ pub fn start_process(
             )
         })?;
     }
-    // Created as root, before the switch, so a workdir in a root-owned tree
-    // can appear (Docker does the same); entering it is checked as the user.
-    let _ = std::fs::create_dir_all(&p.cwd);
+    // The working directory is resolved inside the final root by the
+    // kernel. Created as root, before the switch, so a workdir in a
+    // root-owned tree can appear (Docker does the same); entering it is
+    // checked as the user.
+    let root = Root::open(Path::new("/"), "/proc")
+        .map_err(|e| ChildFailure::new(Stage::Workdir, e, Some("/".into())))?;
+    let _ = root.lookup_or_make(Path::new(&p.cwd), Make::Directory);
     if !bounding_dropped {
         drop_bounding(p)?;
     }
     switch_user_and_capabilities(p)?;
-    nix::unistd::chdir(Path::new(&p.cwd))
-        .map_err(|e| ChildFailure::new(Stage::Workdir, e, Some(p.cwd.clone())))?;
+    enter_workdir(&root, &p.cwd)?;
+    drop(root);
     if p.no_new_privs {
         prctl::set_no_new_privs().map_err(|e| ChildFailure::new(Stage::Capabilities, e, None))?;
     }
     // A change of credentials clears the parent-death signal: set it again.
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| ChildFailure::new(Stage::User, e, None))?;
-    for fd in 3..3 + opts.preserve_fds as i32 {
+    exit_if_parent_gone(chan);
+    for fd in preserved_fds(opts.preserve_fds) {
         sys::set_cloexec(fd, false)
             .map_err(|e| ChildFailure::new(Stage::Exec, e, Some(format!("fd {fd}"))))?;
     }
@@ -219,6 +267,29 @@ pub fn start_process(
     } else {
         prepare_signals_for_exec(opts)?;
         Err(exec(&program, &argv, &envp, &p.args[0]))
+    }
+}
+
+/// Changes to `cwd`, looked up inside the root (no magic link, no way out),
+/// and checks where that landed: a directory outside the root (reached
+/// through an fd the container was given) is refused, as runc does.
+fn enter_workdir(root: &Root, cwd: &str) -> Step {
+    let err = |e: Errno| ChildFailure::new(Stage::Workdir, e, Some(cwd.to_string()));
+    let dir = root
+        .open_with(Path::new(cwd), OFlag::O_PATH | OFlag::O_DIRECTORY)
+        .map_err(|e| match e {
+            Errno::ELOOP | Errno::EXDEV => err(e).with_detail(
+                "a symlink loop, or a link through /proc/self/fd that could lead outside the container's root; refused",
+            ),
+            e => err(e),
+        })?;
+    nix::unistd::fchdir(&dir).map_err(err)?;
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(
+            ChildFailure::new(Stage::Workdir, Errno::EXDEV, Some(cwd.to_string()))
+                .with_detail("it lies outside the container's root; refused"),
+        ),
     }
 }
 

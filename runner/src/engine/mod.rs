@@ -71,7 +71,16 @@ pub fn block_signals() -> Result<(SignalFd, SigSet)> {
 /// Runs the container and returns the exit code kennel should exit with.
 pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     let cfg = Config::from_spec(spec)?;
-    for fd in 3..3 + opts.preserve_fds as i32 {
+    let (fd_limit, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .context("cannot read the fd limit")?;
+    if 3 + u64::from(opts.preserve_fds) > fd_limit {
+        anyhow::bail!(
+            "--preserve-fds {}: fds 3 to {} cannot exist, this process may have only {fd_limit} open (ulimit -n)",
+            opts.preserve_fds,
+            2 + u64::from(opts.preserve_fds)
+        );
+    }
+    for fd in child::preserved_fds(opts.preserve_fds) {
         if !sys::fd_is_open(fd) {
             anyhow::bail!("--preserve-fds {}: fd {fd} is not open", opts.preserve_fds);
         }

@@ -18,8 +18,10 @@
 //!    reads end-of-file; any failure instead sends [`ToParent::Failed`] with
 //!    (stage, errno, path) and the child exits.
 //!
-//! If the parent dies, the child reads end-of-file in step 2 and exits; after
-//! that PR_SET_PDEATHSIG takes over.
+//! The child dies with the parent: PR_SET_PDEATHSIG is its first act, and
+//! right after it (and again after the credential switch, which clears it)
+//! it checks that the parent's end is still open, so a parent killed before
+//! the signal was armed is noticed too.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -45,6 +47,7 @@ pub enum Stage {
     User,
     Capabilities,
     Workdir,
+    Keyring,
     Init,
     Exec,
 }
@@ -63,6 +66,7 @@ impl Stage {
             Stage::User => "switching to the container user",
             Stage::Capabilities => "setting capabilities",
             Stage::Workdir => "changing to the working directory",
+            Stage::Keyring => "creating the container's session keyring",
             Stage::Init => "starting the init process",
             Stage::Exec => "executing",
         }
@@ -141,6 +145,16 @@ impl Channel {
             SockFlag::SOCK_CLOEXEC,
         )?;
         Ok((Channel { fd: a }, Channel { fd: b }))
+    }
+
+    /// Whether the other end is closed: its process is gone. Never waits.
+    pub fn peer_gone(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(self.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).is_ok()
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLHUP))
     }
 
     pub fn raw_fd(&self) -> RawFd {

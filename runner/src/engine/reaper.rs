@@ -41,7 +41,10 @@ pub fn run_as_init(
     };
     // Our copy of the channel must close so the parent sees EOF once the
     // command has exec'd; the command's own copy reports a failed exec.
-    sys::close_raw(chan.raw_fd());
+    // The preserved fds are the command's: we keep nothing but stdio.
+    let _ = chan;
+    sys::close_fds_except(&[0, 1, 2])
+        .map_err(|e| ChildFailure::new(Stage::Init, e, None).with_detail("closing fds"))?;
 
     let mut waited = SigSet::empty();
     for s in FORWARDED {
