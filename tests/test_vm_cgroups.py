@@ -217,3 +217,16 @@ def test_watchdog_is_pinged_and_ignore_says_nothing(vm):
     # --sdnotify=ignore never says READY=1: the start times out.
     assert field(out, "IGNORE-START-RC") != "0", out
     assert field(out, "IGNORE-RESULT") == "timeout", out
+
+
+def test_the_cgroup_leaf_fd_never_leads_out_of_the_container(vm):
+    """The CVE-2024-21626 class: the runner holds the leaf's directory fd;
+    the container must find it neither in PID 1's fds nor as a working
+    directory, and nothing may be written through it."""
+    out = case(vm, "cgroup_fd_escape")
+    assert field(out, "RC") == "0", out
+    assert "WROTE" not in out, out
+    assert field(out, "INIT-FDS") == "0 1 2", out
+    assert field(out, "WORKDIR-REFUSED") == "13", out
+    assert field(out, "ESCAPED-FILES") == "0 0", out
+    no_leftovers(out)

@@ -184,6 +184,23 @@ echo "LEFT-CGROUPS: $(find /sys/fs/cgroup -name 'kennel-*' -type d | wc -l)"
 kennel doctor; echo "RC: $?"
 ''', 60),
 
+    # The container's cgroup leaf is opened by the runner: neither the
+    # --init PID 1 nor a working directory may reach the host through it.
+    "cgroup_fd_escape": ("kuser", ROOTFS + r'''
+ESCAPE='for fd in /proc/1/fd/* /proc/self/fd/*; do for up in "" /.. /../.. /../../..; do
+  touch "$fd$up/escaped" 2>/dev/null && echo "WROTE $fd$up"; done; done
+echo "INIT-FDS: $(ls /proc/1/fd | tr "\n" " ")"'
+kennel run --cgroup-manager systemd --pids-limit 50 --init --rootfs "$R" -- sh -c "$ESCAPE"
+echo "RC: $?"
+refused=0
+for fd in $(seq 3 15); do
+  kennel run --cgroup-manager systemd --pids-limit 50 -w /proc/self/fd/$fd --rootfs "$R" -- sh -c 'touch escaped; echo RAN' 2>/dev/null
+  [ $? = 125 ] && refused=$((refused + 1))
+done
+echo "WORKDIR-REFUSED: $refused"
+echo "ESCAPED-FILES: $(find / -xdev -name escaped 2>/dev/null | wc -l) $(find /sys/fs/cgroup -name escaped 2>/dev/null | wc -l)"
+''' + LEFTOVERS, 120),
+
     "watchdog_and_ignore": ("kuser", ROOTFS + r'''
 mkdir -p ~/.config/systemd/user
 cat > ~/.config/systemd/user/kw.service <<EOF

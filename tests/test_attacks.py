@@ -1,0 +1,404 @@
+"""Attacks on kennel from inside a container and with hostile images and
+flags. Each test is the attack itself and asserts that the host is
+unchanged: no file made or read outside the root, no byte typed into the
+caller's terminal, no key of the caller's visible, no process left."""
+
+import fcntl
+import os
+import random
+import select
+import signal
+import subprocess
+import termios
+import time
+
+import pytest
+
+from conftest import require_tool
+from probe import containers  # noqa: F401 (a fixture)
+from probe import copy_rootfs, describe, kennel, ok, run, sh, state_dir, tree, wait_until
+
+# --------------------------------------------------------------------------
+# Descriptors: the caller's, the runner's, and the working directory
+
+
+def _host_dir(h):
+    """A directory of the user's on the host, with one file in it."""
+    d = h.tempdir()
+    with open(os.path.join(d, "host-file"), "w") as f:
+        f.write("host\n")
+    os.chown(os.path.join(d, "host-file"), h.user.uid, h.user.gid)
+    return d
+
+
+# The attacker's script: walk every fd of PID 1 and of itself, write a file
+# through each directory it leads to, and list what is there.
+ESCAPE = r'''
+for fd in /proc/1/fd/* /proc/self/fd/*; do
+  for up in "" /.. /../.. /../../..; do
+    touch "$fd$up/escaped" 2>/dev/null && echo "WROTE $fd$up"
+  done
+done
+ls /proc/1/fd | tr '\n' ' '; echo
+'''
+
+
+@pytest.mark.parametrize("init", [True, False], ids=["init", "no-init"])
+def test_the_callers_fds_never_reach_the_container(h, init):
+    """`exec 7<file 8<dir; kennel run --init`: PID 1 (kennel's own init)
+    holds stdio and nothing else, and no fd leads to the host."""
+    target = _host_dir(h)
+    before = tree(target)
+    script = 'exec 7<"$0" 8<"$1"; shift; exec "$@"'
+    argv = ["sh", "-c", script, os.path.join(target, "host-file"), target, h.kennel, "run",
+            "--rootfs", h.rootfs, *(["--init"] if init else []), "--", "sh", "-c", ESCAPE]
+    cp = h.user.run(argv, timeout=30)
+    out = ok(cp)
+    assert "WROTE" not in out, out
+    if init:
+        assert out.splitlines()[-1].split() == ["0", "1", "2"], out
+    assert tree(target) == before
+
+
+# The caller's shell holds its host directory at fds 3 to 9 (all that dash
+# can name); fd 3 is also passed on with --preserve-fds 1.
+OPEN_HOST_DIR = 'for fd in 3 4 5 6 7 8 9; do eval "exec $fd<\\"\\$0\\""; done; exec "$@"'
+
+
+@pytest.mark.parametrize("fd", range(3, 10))
+def test_workdir_through_an_fd_is_refused(h, fd):
+    """`-w /proc/self/fd/N` with N any fd kennel or the caller holds: the
+    start fails before the command runs, and nothing lands on the host."""
+    target = _host_dir(h)
+    before = tree(target)
+    cp = h.user.run(["sh", "-c", OPEN_HOST_DIR, target, h.kennel, "run", "--rootfs", h.rootfs,
+                     "--preserve-fds", "1", "-w", f"/proc/self/fd/{fd}", "--",
+                     "sh", "-c", "touch escaped; echo RAN; pwd"], timeout=20)
+    assert cp.returncode == 125, describe(cp)
+    assert "RAN" not in cp.stdout
+    assert "working directory" in cp.stderr, cp.stderr
+    assert tree(target) == before
+
+
+def test_bundle_cwd_through_an_fd_is_refused(h):
+    from test_bundle import base_config, write_bundle
+    target = _host_dir(h)
+    before = tree(target)
+    config = base_config(["/bin/sh", "-c", "touch escaped; echo RAN"])
+    config["process"]["cwd"] = "/proc/self/fd/3"
+    bundle = write_bundle(h, config)
+    cp = h.user.run(["sh", "-c", OPEN_HOST_DIR, target, h.kennel, "run", "--preserve-fds", "1",
+                     "--bundle", bundle], timeout=20)
+    assert cp.returncode == 125, describe(cp)
+    assert "RAN" not in cp.stdout
+    assert tree(target) == before
+
+
+def test_exec_workdir_through_an_fd_is_refused(h, containers):
+    containers.start("atk-exec")
+    target = _host_dir(h)
+    before = tree(target)
+    for fd in range(3, 10):
+        cp = h.user.run(["sh", "-c", OPEN_HOST_DIR, target, h.kennel, "exec", "-w", f"/proc/self/fd/{fd}",
+                         "atk-exec", "--", "sh", "-c", "touch escaped; echo RAN"], timeout=20)
+        assert cp.returncode == 125, describe(cp)
+        assert "RAN" not in cp.stdout
+    assert tree(target) == before
+    # The container itself cannot reach kennel exec's fds either: it is
+    # not dumpable until its command execs.
+    cp = kennel(h, "exec", "atk-exec", "--", "sh", "-c", "echo $$; ls /proc/1/fd | wc -l")
+    ok(cp)
+
+
+@pytest.mark.parametrize("count", ["4294967295", "2147483645", "99999999"])
+def test_preserve_fds_beyond_the_fd_limit_is_refused(h, count):
+    cp = run(h, "--preserve-fds", count, cmd=["echo", "RAN"])
+    assert cp.returncode == 125, describe(cp)
+    assert "RAN" not in cp.stdout
+    assert f"--preserve-fds {count}" in cp.stderr and "ulimit -n" in cp.stderr, cp.stderr
+
+
+# --------------------------------------------------------------------------
+# The caller's terminal and keyring
+
+# The host's python, which the host sandbox shows at the same path.
+PYTHON = "/usr/bin/python3"
+
+# Pushes a command into the input of its stdin's terminal, as a shell reading
+# that terminal would then run it. Exit 0: typed; 1: refused (errno printed).
+TIOCSTI = r'''
+import fcntl, os, sys, termios
+request = termios.TIOCSTI | (1 << 32 if sys.argv[1] == "wide" else 0)
+try:
+    for c in b"echo INJECTED\n":
+        fcntl.ioctl(0, request, bytes([c]))
+except OSError as e:
+    print("refused:", e.strerror, flush=True)
+    sys.exit(1)
+print("typed", flush=True)
+'''
+
+
+def _pending_input(fd, wait=0.3):
+    """What a reader of the terminal (the caller's shell) would read next."""
+    out = b""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            out += os.read(fd, 4096)
+    return out
+
+
+def _on_a_terminal(h, argv):
+    """Runs argv as the user with a fresh pty as its controlling terminal and
+    stdio, non-canonical so injected bytes are readable at once. Returns
+    (exit code, what it printed, input left for the caller's shell)."""
+    master, slave = os.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[3] &= ~(termios.ICANON | termios.ECHO)
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    os.set_blocking(slave, False)
+
+    def make_ctty():
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = h.user.popen(argv, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        start_new_session=True, preexec_fn=make_ctty, text=True)
+    out, err = proc.communicate(timeout=30)
+    pending = _pending_input(slave)
+    os.close(master)
+    os.close(slave)
+    return proc.returncode, out + err, pending
+
+
+@pytest.mark.parametrize("variant", ["plain", "wide"])
+def test_no_tiocsti_into_the_callers_terminal(h, variant):
+    """Without -t the container's stdin is the caller's terminal, but never
+    its controlling terminal, so TIOCSTI cannot type into the caller's
+    shell (bubblewrap's CVE-2017-5226). The host sandbox has python3."""
+    code, out, pending = _on_a_terminal(h, [PYTHON, "-c", TIOCSTI, variant])
+    if code != 0:
+        pytest.skip(f"this kernel refuses TIOCSTI even outside a container ({out.strip()}; "
+                    "dev.tty.legacy_tiocsti=0?), so the attack cannot be shown")
+    assert b"INJECTED" in pending  # the attack works on a plain process
+    code, out, pending = _on_a_terminal(h, [h.kennel, "run", "--", PYTHON, "-c", TIOCSTI, variant])
+    assert code == 1, out
+    assert "refused: Operation not permitted" in out
+    assert pending == b"", pending
+
+
+def test_the_terminal_stays_usable_as_plain_stdio(h):
+    code, out, _ = _on_a_terminal(h, [h.kennel, "run", "--rootfs", h.rootfs, "--", "sh", "-c",
+                                      "test -t 0 && echo STDIN-IS-A-TTY; cat /proc/self/stat"])
+    assert code == 0, out
+    assert "STDIN-IS-A-TTY" in out
+    # A session of its own: field 6 (session) is the container's own pid 1.
+    fields = out.splitlines()[-1].rsplit(")", 1)[1].split()
+    assert fields[3] == "1", out  # session id: the container's PID 1
+
+
+def test_the_callers_session_keyring_is_out_of_reach(h):
+    keyctl = require_tool("keyctl", "keyutils")
+    script = ('keyctl add user kennel_secret hunter2 @s >/dev/null || exit 3; '
+              'keyctl print %user:kennel_secret; '
+              'exec "$@"')
+    # /proc/keys may list the key (its owner's uid is mapped inside), but
+    # its payload must be out of reach, by name and by id.
+    inside = ("keyctl print %user:kennel_secret 2>&1 || echo NOT-FOUND; "
+              "for id in $(grep kennel_secret /proc/keys | cut -d' ' -f1); do "
+              "keyctl print 0x$id 2>&1 || echo DENIED; done")
+    cp = h.user.run([keyctl, "session", "-", "sh", "-c", script, "sh", h.kennel, "run", "--",
+                     "sh", "-c", inside], timeout=20)
+    out = ok(cp).splitlines()
+    assert out[0] == "hunter2", out  # the caller has the key
+    assert "hunter2" not in out[1:], out
+    assert "NOT-FOUND" in out, out
+
+
+# --------------------------------------------------------------------------
+# Hostile images
+
+
+@pytest.mark.parametrize("link", ["/oldroot{dir}", "../../../../../../oldroot{dir}", "{dir}"])
+def test_dev_symlink_cannot_leave_the_root(h, link):
+    """rootfs/dev points where the host was during set-up: the devices are
+    made inside the root, the host directory is untouched."""
+    rootfs = copy_rootfs(h)
+    target = h.tempdir()
+    before = tree(target)
+    os.rmdir(os.path.join(rootfs, "dev"))
+    os.symlink(link.format(dir=target), os.path.join(rootfs, "dev"))
+    os.lchown(os.path.join(rootfs, "dev"), h.user.uid, h.user.gid)
+    cp = sh(h, "ls /dev; echo hi > /dev/null && echo NULL-WORKS", rootfs=rootfs)
+    if link.startswith("{dir}"):
+        # Made at that path inside the root, which the container's fresh
+        # /tmp then hides: the image is broken, the host untouched.
+        assert cp.returncode != 125, describe(cp)
+    else:
+        assert "NULL-WORKS" in ok(cp)
+    assert tree(target) == before
+    assert os.listdir(target) == []
+
+
+def test_volume_target_symlink_cannot_leave_the_root(h):
+    rootfs = copy_rootfs(h)
+    target = h.tempdir()
+    src = _host_dir(h)
+    os.symlink(f"/oldroot{target}/sub", os.path.join(rootfs, "data"))
+    os.lchown(os.path.join(rootfs, "data"), h.user.uid, h.user.gid)
+    cp = sh(h, "cat /data/host-file", "-v", f"{src}:/data", rootfs=rootfs)
+    assert ok(cp) == "host\n"
+    assert os.listdir(target) == []
+
+
+def _image_with_passwd(h, make):
+    rootfs = copy_rootfs(h)
+    path = os.path.join(rootfs, "etc", "passwd")
+    os.unlink(path)
+    make(path)
+    return rootfs
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge", "link-to-device"])
+def test_hostile_passwd_is_refused_quickly(h, kind):
+    """The runner reads the image's /etc/passwd (for HOME, without -u): a
+    FIFO must not hang it, a device or a huge file must not grow it."""
+    makers = {
+        "fifo": os.mkfifo,
+        "device": lambda p: os.mknod(p, 0o644 | 0o020000, os.makedev(1, 5)),  # /dev/zero
+        "huge": lambda p: open(p, "wb").truncate(64 << 20),
+        "link-to-device": lambda p: os.symlink("/dev/zero", p),
+    }
+    rootfs = _image_with_passwd(h, makers[kind])
+    if kind == "link-to-device":
+        # Inside the root the link leads to the image's own /dev/zero.
+        os.mknod(os.path.join(rootfs, "dev", "zero"), 0o644 | 0o020000, os.makedev(1, 5))
+    started = time.monotonic()
+    # A 256 MiB address-space limit: reading /dev/zero whole would hit it.
+    cp = h.user.run(["sh", "-c", 'ulimit -v 262144; exec "$@"', "sh", h.kennel, "run",
+                     "--rootfs", rootfs, "--", "echo", "RAN"], timeout=20)
+    assert time.monotonic() - started < 10
+    assert cp.returncode == 125, describe(cp)
+    assert "/etc/passwd" in cp.stderr, cp.stderr
+    assert "not a regular file" in cp.stderr or "bytes, more than" in cp.stderr, cp.stderr
+
+
+def test_passwd_link_to_a_host_file_stays_in_the_root(h):
+    host = os.path.join(h.tempdir(), "passwd")
+    with open(host, "w") as f:
+        f.write("evil:x:0:0::/evil-home:/bin/sh\n")
+    os.chmod(host, 0o644)
+    rootfs = _image_with_passwd(h, lambda p: os.symlink(host, p))
+    cp = run(h, "-u", "evil", cmd=["echo", "RAN"], rootfs=rootfs)
+    assert cp.returncode == 125, describe(cp)
+    assert "unknown user" in cp.stderr, cp.stderr
+
+
+def test_exec_user_survives_a_swapped_passwd(h, containers):
+    """A running container swaps its /etc/passwd for a FIFO to hang
+    `kennel exec -u NAME`."""
+    rootfs = copy_rootfs(h)
+    containers.start("atk-passwd", cmd=["sh", "-c", "rm /etc/passwd; mkfifo /etc/passwd; exec sleep 30"],
+                     rootfs=rootfs)
+    wait_until(lambda: os.path.exists(os.path.join(rootfs, "etc", "passwd"))
+               and not os.path.isfile(os.path.join(rootfs, "etc", "passwd")), "the FIFO")
+    started = time.monotonic()
+    cp = kennel(h, "exec", "-u", "user", "atk-passwd", "--", "echo", "RAN")
+    assert time.monotonic() - started < 10
+    assert cp.returncode == 125, describe(cp)
+    assert "not a regular file" in cp.stderr, cp.stderr
+
+
+# --------------------------------------------------------------------------
+# State directory
+
+
+@pytest.mark.parametrize("how", ["world-writable", "other-owner"])
+def test_a_shared_state_root_is_refused(h, how):
+    root = os.path.join(h.tempdir(), "runtime")
+    os.mkdir(root, 0o700)
+    os.chown(root, h.user.uid, h.user.gid)
+    state = os.path.join(root, "kennel")
+    os.mkdir(state)
+    if how == "world-writable":
+        os.chmod(state, 0o777)
+        os.chown(state, h.user.uid, h.user.gid)
+    else:
+        os.chown(state, h.other.uid, h.other.gid)
+        os.chmod(state, 0o755)
+    before = tree(root)
+    cp = run(h, "--name", "shared", cmd=["echo", "RAN"], env={"XDG_RUNTIME_DIR": root})
+    assert cp.returncode == 125, describe(cp)
+    assert "RAN" not in cp.stdout
+    assert "refusing the state directory" in cp.stderr, cp.stderr
+    assert tree(root) == before
+    cp = kennel(h, "ps", env={"XDG_RUNTIME_DIR": root})
+    assert cp.returncode == 125 and "refusing the state directory" in cp.stderr
+
+
+# --------------------------------------------------------------------------
+# A runner killed while it starts the container
+
+
+def _survivors(h):
+    """Live (non-zombie) processes of the user, inside or outside the
+    container: the runner's helpers, the child, the command."""
+    ids = {h.user.uid} | set(range(h.user.subid_start, h.user.subid_start + 65536))
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                status = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        uid = int(fields["Uid"].split()[0])
+        if uid in ids and not fields["State"].strip().startswith("Z"):
+            out.append(f"{entry} {fields['State'].strip()} ppid={fields['PPid'].strip()} {cmdline}")
+    return out
+
+
+@pytest.mark.parametrize("userns", ["auto", "single"])
+def test_killed_during_start_leaves_no_container(h, userns):
+    """300 runners killed at a random moment 0-8 ms into the start, with
+    kennel-idmap (auto) and without (single): no container process may
+    outlive its runner, and every name killed while starting is free."""
+    wait_until(lambda: not _survivors(h), "earlier tests' processes to end")
+    marker = f"{random.randrange(1 << 30)}"
+    rng = random.Random(marker)
+    names = []
+    for i in range(300):
+        name = f"kill-{userns}-{i % 5}"
+        flags = ["--name", name] if i % 3 == 0 else []
+        if flags:
+            names.append(name)
+        proc = h.user.popen([h.kennel, "run", "--rootfs", h.rootfs, f"--userns={userns}", *flags, "--",
+                             "sleep", f"60.{marker}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0, 0.008))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    survivors = []
+
+    def settled():
+        survivors[:] = _survivors(h)
+        return not survivors
+    try:
+        wait_until(settled, "killed runners' containers to be gone", timeout=5)
+    except pytest.fail.Exception:
+        subprocess.run(["pkill", "-KILL", "-f", f"sleep 60.{marker}"])
+        pytest.fail("processes outlived their killed runner:\n" + "\n".join(survivors))
+    for name in sorted(set(names)):
+        cp = run(h, "--name", name, f"--userns={userns}", cmd=["echo", "CLAIMED"])
+        assert ok(cp) == "CLAIMED\n", name
+        assert not os.path.exists(state_dir(h.user, name))
+    leftovers = [e for e in os.listdir(os.path.dirname(state_dir(h.user, "x")))
+                 if e.startswith(".kill-")]
+    kennel(h, "ps")
+    left_after_ps = [e for e in os.listdir(os.path.dirname(state_dir(h.user, "x")))
+                     if e.startswith(".kill-")]
+    assert not left_after_ps, (leftovers, left_after_ps)
