@@ -11,16 +11,20 @@
 //! * [`validate_map`]: own id with count 1, or inside the allowed ranges;
 //!   bounds, overlaps, line and byte limits; host id 0 only for root.
 //! * [`render_map`]: the text given to the kernel in one write.
+//! * [`free_block`]: the block of ids to suggest to a user who has none,
+//!   free in both files.
 //! * [`entry_for_uid`]: the caller's name from /etc/passwd, without NSS.
 //! * [`parse_args`]: the native and the `newuidmap`/`newgidmap` command lines.
 
 mod args;
+mod free_block;
 mod passwd;
 mod render;
 mod request;
 mod subid;
 
 pub use args::{parse_args, Command, Form, Request, Target, UsageError, USAGE};
+pub use free_block::{free_block, SUBID_BLOCK, SUBID_BLOCK_MIN};
 pub use passwd::{entry_for_uid, parse_passwd, PasswdEntry};
 pub use render::render_map;
 pub use request::{
