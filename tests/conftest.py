@@ -10,8 +10,10 @@ ordinary user, as it is in real life. The harness therefore:
 A precondition that cannot be met is a printed skip, never a silent pass.
 """
 
+import contextlib
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import tempfile
@@ -22,13 +24,84 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD_DIR = os.environ.get("KENNEL_BUILD_DIR", os.path.join(REPO, "target", "release"))
 
-# Users the harness manages. Their subordinate ranges do not overlap.
+# Users the harness manages.
 USER = "kennel-test"
-USER_SUBID_START = 300000
 OTHER_USER = "kennel-test2"
-OTHER_SUBID_START = 500000
 NOSUB_USER = "kennel-nosub"
 SUBID_COUNT = 65536
+# Where useradd starts giving out subordinate ids (SUB_UID_MIN).
+SUBID_MIN = 100000
+
+
+def parse_subids(text):
+    """(owner, start, count) of each line of a subordinate id file that
+    names a range, read as leniently as kennel does when it looks for free
+    ids: spaces or a sign around the numbers, extra fields."""
+    entries = []
+    for line in text.splitlines():
+        fields = line.strip().split(":")
+        if line.strip().startswith("#") or len(fields) < 3:
+            continue
+        nums = [re.fullmatch(r"\s*\+?([0-9]+)\s*", f) for f in fields[1:3]]
+        if all(nums) and int(nums[1].group(1)) > 0:
+            entries.append((fields[0], int(nums[0].group(1)), int(nums[1].group(1))))
+    return entries
+
+
+def read_subids(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return parse_subids(f.read())
+    except FileNotFoundError:
+        return []
+
+
+def overlaps(a_start, a_count, b_start, b_count):
+    return a_start < b_start + b_count and b_start < a_start + a_count
+
+
+def first_free_block(taken):
+    """The lowest SUBID_COUNT-aligned block of SUBID_COUNT ids at or above
+    SUBID_MIN that overlaps none of `taken` ((start, count) pairs), by
+    brute force; None if there is none below id 4294967295."""
+    start = -(-SUBID_MIN // SUBID_COUNT) * SUBID_COUNT
+    while start + SUBID_COUNT <= 4294967295:
+        if not any(overlaps(start, SUBID_COUNT, s, c) for s, c in taken):
+            return start
+        start += SUBID_COUNT
+    return None
+
+
+def plan_subid_blocks(subuid, subgid):
+    """The block (start) of USER and of OTHER_USER in both files, and one
+    block no entry uses, given the files' entries. A user keeps the single
+    block an earlier run gave it (the same in both files) while nobody
+    else's entry overlaps it; otherwise it gets the first free block, so on
+    a machine with more users the harness takes nobody's ids."""
+    managed = {USER, OTHER_USER, NOSUB_USER}
+    taken = [(s, c) for owner, s, c in subuid + subgid if owner not in managed]
+    plan = {}
+    for name in (USER, OTHER_USER):
+        mine = {(s, c) for owner, s, c in subuid if owner == name}
+        if len(mine) == 1 and mine == {(s, c) for owner, s, c in subgid if owner == name}:
+            start, count = mine.pop()
+            if count == SUBID_COUNT and not any(overlaps(start, count, s, c) for s, c in taken):
+                plan[name] = start
+                taken.append((start, count))
+    for name in (USER, OTHER_USER, None):
+        if name not in plan:
+            start = first_free_block(taken)
+            if start is None:
+                raise RuntimeError("no free block of subordinate ids is left in /etc/subuid and /etc/subgid")
+            plan[name] = start
+            taken.append((start, SUBID_COUNT))
+    return plan[USER], plan[OTHER_USER], plan[None]
+
+
+# Chosen when this module is imported, before any test module is: tests use
+# the numbers in their parameters. The `h` fixture writes them.
+USER_SUBID_START, OTHER_SUBID_START, UNUSED_SUBID_START = plan_subid_blocks(
+    read_subids("/etc/subuid"), read_subids("/etc/subgid"))
 
 
 def _ensure_user(name):
@@ -62,6 +135,35 @@ def _drop_subid(path, name):
     if kept != lines:
         with open(path, "w") as f:
             f.writelines(kept)
+
+
+@contextlib.contextmanager
+def subid_lines_added(lines, files=("/etc/subuid", "/etc/subgid")):
+    """Appends `lines` to each of `files` for the duration, then removes
+    exactly those lines again, so a change someone else makes meanwhile
+    survives."""
+    added = [line.rstrip("\n") + "\n" for line in lines]
+    for path in files:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except FileNotFoundError:
+            text = ""
+        with open(path, "a") as f:
+            f.write(("\n" if text and not text.endswith("\n") else "") + "".join(added))
+    try:
+        yield
+    finally:
+        for path in files:
+            with open(path) as f:
+                kept = f.readlines()
+            for line in added:
+                # The last copy is ours: an identical older line stays.
+                hits = [i for i, l in enumerate(kept) if l == line]
+                if hits:
+                    del kept[hits[-1]]
+            with open(path, "w") as f:
+                f.writelines(kept)
 
 
 def _runtime_dir(pw):

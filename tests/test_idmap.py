@@ -14,10 +14,12 @@ import time
 
 import pytest
 
-from conftest import require_tool
+from conftest import OTHER_SUBID_START, UNUSED_SUBID_START, USER_SUBID_START, require_tool, subid_lines_added
 
 PREFIX = "kennel-idmap: "
-SUB_START = 300000  # kennel-test's /etc/subuid and /etc/subgid range
+SUB_START = USER_SUBID_START  # kennel-test's /etc/subuid and /etc/subgid range
+OTHER_SUB_START = OTHER_SUBID_START  # kennel-test2's
+OUTSIDE = UNUSED_SUBID_START  # a host id in no entry of either file
 SUB_COUNT = 65536
 
 
@@ -246,13 +248,13 @@ TOO_MANY = [a for i in range(341) for a in ("--uid", f"{i}:{SUB_START + i}:1")]
 TOO_LONG = [a for i in range(210) for a in ("--uid", f"{4000000000 + i}:{SUB_START + 10 * i}:1")]
 
 REFUSALS = {
-    "outside-subuid": (["--uid", "0:400000:1"], [f"uid range 0:400000:1 is neither your own uid", f"/etc/subuid ranges ({SUB_START}-{SUB_START + SUB_COUNT - 1})"]),
+    "outside-subuid": (["--uid", f"0:{OUTSIDE}:1"], [f"uid range 0:{OUTSIDE}:1 is neither your own uid", f"/etc/subuid ranges ({SUB_START}-{SUB_START + SUB_COUNT - 1})"]),
     "one-past-end": (["--uid", f"0:{SUB_START}:{SUB_COUNT + 1}"], [f"0:{SUB_START}:{SUB_COUNT + 1} is neither"]),
     "one-before-start": (["--uid", f"0:{SUB_START - 1}:2"], [f"0:{SUB_START - 1}:2 is neither"]),
     "other-users-uid": (["--uid", "0:{other}:1"], ["0:{other}:1 is neither your own uid ({uid})"]),
     "own-uid-count-2": (["--uid", "0:{uid}:2"], ["0:{uid}:2 is neither your own uid ({uid}) with count 1"]),
-    "other-users-subuid": (["--uid", "0:500000:1"], ["0:500000:1 is neither"]),
-    "gid-outside-subgid": (["--gid", "0:400000:1"], ["gid range 0:400000:1", "/etc/subgid ranges"]),
+    "other-users-subuid": (["--uid", f"0:{OTHER_SUB_START}:1"], [f"0:{OTHER_SUB_START}:1 is neither"]),
+    "gid-outside-subgid": (["--gid", f"0:{OUTSIDE}:1"], [f"gid range 0:{OUTSIDE}:1", "/etc/subgid ranges"]),
     "own-gid-count-2": (["--gid", "0:{gid}:2"], ["your own gid ({gid}) with count 1"]),
     "count-zero": (["--uid", f"0:{SUB_START}:0"], ["has count 0"]),
     "inner-overflow": (["--uid", f"4294967295:{SUB_START}:1"], ["past the largest id (4294967294) inside the namespace"]),
@@ -263,7 +265,7 @@ REFUSALS = {
     "too-many-lines": (TOO_MANY, ["341 ranges", "at most 340"]),
     "too-long": (TOO_LONG, ["bytes of text", "single write"]),
     # One map valid, the other not: neither is written.
-    "valid-uid-invalid-gid": (["--uid", "0:{uid}:1", "--gid", "0:400000:1"], ["gid range 0:400000:1"]),
+    "valid-uid-invalid-gid": (["--uid", "0:{uid}:1", "--gid", f"0:{OUTSIDE}:1"], [f"gid range 0:{OUTSIDE}:1"]),
     "valid-gid-invalid-uid": (["--gid", "0:{gid}:1", "--uid", "0:{other}:1"], ["uid range 0:{other}:1"]),
     # Command-line errors.
     "not-a-range": (["--uid", "0:abc:1"], ["usage:", "INNER:OUTER:COUNT"]),
@@ -297,12 +299,7 @@ def test_help_needs_no_privilege(h):
 def test_host_uid_0_needs_root(h, targets):
     """Rule 3: even a /etc/subuid entry covering uid 0 does not let a
     non-root user map host root."""
-    line = f"{h.nosub.name}:0:10\n"
-    with open("/etc/subuid") as f:
-        saved = f.read()
-    try:
-        with open("/etc/subuid", "a") as f:
-            f.write(line)
+    with subid_lines_added([f"{h.nosub.name}:0:10"], files=["/etc/subuid"]):
         pid = targets(h.nosub)
         assert_refused(run_idmap(h, h.nosub, [pid, "--uid", "0:0:1"]), "0:0:1 maps host uid 0", "only root")
         assert_refused(run_idmap(h, h.nosub, [pid, "--uid", "0:0:10"]), "maps host uid 0")
@@ -310,9 +307,6 @@ def test_host_uid_0_needs_root(h, targets):
         # The rest of that entry is usable: the rule is about host 0 only.
         assert_ok(run_idmap(h, h.nosub, [pid, "--uid", "0:1:9"]))
         assert id_map(pid, "uid") == [(0, 1, 9)]
-    finally:
-        with open("/etc/subuid", "w") as f:
-            f.write(saved)
 
 
 # --------------------------------------------------------------------------
@@ -409,8 +403,8 @@ def test_socket_target_refusals(h, targets):
     assert_refused(res, "fd:9 is not an open file descriptor")
     # Ranges are judged before anything arrives: a bad one is refused even
     # though no process is ever sent.
-    res = run_wrapped(h, h.user, "sock-none", pid, ["sock:3", "--uid", "0:400000:1"])
-    assert_refused(res, "uid range 0:400000:1 is neither your own uid")
+    res = run_wrapped(h, h.user, "sock-none", pid, ["sock:3", "--uid", f"0:{OUTSIDE}:1"])
+    assert_refused(res, f"uid range 0:{OUTSIDE}:1 is neither your own uid")
     assert_untouched(pid)
 
 
@@ -453,7 +447,7 @@ def test_drop_in_form(h, targets, dropin):
     pid2 = targets(u)
     assert_ok(run_wrapped(h, u, "pidfd", pid2, ["fd:3", 0, SUB_START, 1], exe=dropin["newgidmap"]))
     assert id_map(pid2, "gid") == [(0, SUB_START, 1)] and setgroups(pid2) == "allow"
-    assert_refused(run_idmap(h, u, [pid2, 0, 400000, 1], exe=dropin["newuidmap"]), "uid range 0:400000:1")
+    assert_refused(run_idmap(h, u, [pid2, 0, OUTSIDE, 1], exe=dropin["newuidmap"]), f"uid range 0:{OUTSIDE}:1")
     assert_refused(run_idmap(h, u, [pid2, 0, u.uid], exe=dropin["newuidmap"]), "usage: newuidmap <pid>")
     assert id_map(pid2, "uid") == []
 
@@ -516,7 +510,7 @@ def test_copes_with_closed_std_fds(h, targets):
     assert res.returncode == 0
     assert (id_map(pid, "uid"), id_map(pid, "gid")) == full_maps(h.user)
     pid2 = targets(h.user)
-    res = run_wrapped(h, h.user, "closed-std", "-", [pid2, "--uid", "0:400000:1"])
+    res = run_wrapped(h, h.user, "closed-std", "-", [pid2, "--uid", f"0:{OUTSIDE}:1"])
     assert res.returncode == 1
     assert_untouched(pid2)
 
@@ -534,18 +528,18 @@ SHADOW_CASES = {
     "own-gid": ("newgidmap", "fresh", ["0", "{gid}", "1"], True),
     "own-and-subgid": ("newgidmap", "fresh", ["0", "{gid}", "1", "1", str(SUB_START), str(SUB_COUNT)], True),
     "whole-subgid": ("newgidmap", "fresh", ["0", str(SUB_START), str(SUB_COUNT)], True),
-    "outside-subuid": ("newuidmap", "fresh", ["0", "400000", "1"], False),
+    "outside-subuid": ("newuidmap", "fresh", ["0", str(OUTSIDE), "1"], False),
     "one-past-end": ("newuidmap", "fresh", ["0", str(SUB_START), str(SUB_COUNT + 1)], False),
     "one-before-start": ("newuidmap", "fresh", ["0", str(SUB_START - 1), "2"], False),
     "own-uid-count-2": ("newuidmap", "fresh", ["0", "{uid}", "2"], False),
     "other-users-uid": ("newuidmap", "fresh", ["0", "{other}", "1"], False),
-    "other-users-subuid": ("newuidmap", "fresh", ["0", "500000", "1"], False),
+    "other-users-subuid": ("newuidmap", "fresh", ["0", str(OTHER_SUB_START), "1"], False),
     "count-zero": ("newuidmap", "fresh", ["0", str(SUB_START), "0"], False),
     "overlap-inside": ("newuidmap", "fresh", ["0", str(SUB_START), "10", "5", str(SUB_START + 100), "10"], False),
     "overlap-outside": ("newuidmap", "fresh", ["0", str(SUB_START), "10", "100", str(SUB_START + 5), "10"], False),
     "inner-overflow": ("newuidmap", "fresh", ["4294967295", str(SUB_START), "1"], False),
     "too-many-lines": ("newuidmap", "fresh", [a for i in range(341) for a in (str(i), str(SUB_START + i), "1")], False),
-    "gid-outside": ("newgidmap", "fresh", ["0", "400000", "1"], False),
+    "gid-outside": ("newgidmap", "fresh", ["0", str(OUTSIDE), "1"], False),
     "other-users-gid": ("newgidmap", "fresh", ["0", "{othergid}", "1"], False),
     "missing-count": ("newuidmap", "fresh", ["0", "{uid}"], False),
     "other-users-target": ("newuidmap", "other", ["0", "{uid}", "1"], False),
