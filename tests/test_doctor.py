@@ -4,9 +4,12 @@ Each broken case must print FAIL (or warn) with the cause and the exact fix
 command, and a failing check must make doctor exit non-zero."""
 
 import os
+import re
 import shutil
 
 import pytest
+
+from conftest import SUBID_COUNT, first_free_block, overlaps, read_subids, subid_lines_added
 
 
 def doctor(user, kennel, **kw):
@@ -61,11 +64,63 @@ def test_setuid_helper_fails_with_chmod_fix(h):
     assert f"fix: sudo chmod u-s {helper}" in r.stdout
 
 
-def test_user_without_subordinate_ids_gets_usermod_fix(h):
+def suggested_blocks(text, user):
+    """Every usermod fix in `text`, as ((uid first, last), (gid first, last))."""
+    fix = re.compile(r"sudo usermod --add-subuids (\d+)-(\d+) --add-subgids (\d+)-(\d+) (\S+)")
+    found = []
+    for m in fix.finditer(text):
+        assert m.group(5) == user, m.group(0)
+        n = [int(g) for g in m.groups()[:4]]
+        found.append(((n[0], n[1]), (n[2], n[3])))
+    assert found, f"no usermod fix in:\n{text}"
+    return found
+
+
+def assert_free_in_both_files(block):
+    """`block` ((first, last)) overlaps no entry of /etc/subuid or /etc/subgid."""
+    first, last = block
+    assert last - first + 1 == SUBID_COUNT, block
+    for path in ["/etc/subuid", "/etc/subgid"]:
+        for owner, start, count in read_subids(path):
+            assert not overlaps(first, SUBID_COUNT, start, count), \
+                f"suggested {first}-{last} overlaps {owner}:{start}:{count} in {path}"
+
+
+@pytest.fixture
+def crowded_subids(h):
+    """Other users' entries the old fixed advice (100000-165535) collided
+    with: Debian's useradd gives its first user exactly 100000:65536. And
+    one just above the first free block, so that block is a gap below
+    someone's range, not the space above every range. Yields that block
+    as (first, last); the lines are removed afterwards."""
+    debian_first = "kennel-test-first:100000:65536"
+    taken = [(s, c) for path in ["/etc/subuid", "/etc/subgid"] for _, s, c in read_subids(path)]
+    free = first_free_block(taken + [(100000, 65536)])
+    if free is None:
+        pytest.skip("no free block of subordinate ids is left on this machine")
+    with subid_lines_added([debian_first, f"kennel-test-later:{free + SUBID_COUNT}:{SUBID_COUNT}"]):
+        yield (free, free + SUBID_COUNT - 1)
+
+
+def test_user_without_subordinate_ids_gets_usermod_fix(h, crowded_subids):
     r = doctor(h.nosub, h.kennel)
-    line = check_line(r.stdout, "subordinate uids")
-    assert line.startswith("warn"), r.stdout
-    assert f"sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {h.nosub.name}" in r.stdout
+    assert check_line(r.stdout, "subordinate uids").startswith("warn"), r.stdout
+    assert check_line(r.stdout, "subordinate gids").startswith("warn"), r.stdout
+    for uids, gids in suggested_blocks(r.stdout, h.nosub.name):
+        # One block for both files, used by nobody, the lowest such.
+        assert uids == gids
+        assert_free_in_both_files(uids)
+        assert uids == crowded_subids
+
+
+def test_subids_error_suggests_a_free_block(h, crowded_subids):
+    r = h.nosub.run([h.kennel, "run", "--userns=subids", "--rootfs", h.rootfs, "--", "true"])
+    assert r.returncode == 125, r.stderr
+    assert "has no entry in /etc/subuid" in r.stderr
+    [(uids, gids)] = suggested_blocks(r.stderr, h.nosub.name)
+    assert uids == gids
+    assert_free_in_both_files(uids)
+    assert uids == crowded_subids
 
 
 def test_no_new_privs_is_reported(h):

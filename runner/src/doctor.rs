@@ -152,9 +152,7 @@ fn subid_checks(host: &Host) -> Vec<Check> {
                 format!(
                     "{user} has no entry in {file}: containers get a single id (--userns=single)"
                 ),
-                format!(
-                    "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}"
-                ),
+                idmap::usermod_fix(user, &subids),
             )),
         }
     }

@@ -26,6 +26,9 @@ pub struct Caller {
 pub struct SubIds {
     pub uids: Vec<IdRange>,
     pub gids: Vec<IdRange>,
+    /// When the caller lacks either, a block no entry of either file uses,
+    /// for the fix to suggest (see `usermod_fix`).
+    pub free: Option<IdRange>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,11 +53,13 @@ pub struct IdPlan {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
-    #[error("--userns={mode} needs subordinate ids, but {user} has no entry in {file}; add one with: sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}")]
+    #[error("--userns={mode} needs subordinate ids, but {user} has no entry in {file}; add one with: {fix}")]
     NoSubIds {
         mode: &'static str,
         user: String,
         file: &'static str,
+        /// The command that adds what is missing (`usermod_fix`).
+        fix: String,
     },
     #[error("{what} needs the kennel-idmap helper, which was not found next to kennel, in {libexec} or on PATH; run `sudo make install`")]
     HelperNotFound { what: String, libexec: String },
@@ -112,6 +117,7 @@ pub fn plan(
                     mode: name,
                     user: caller.name.clone(),
                     file,
+                    fix: usermod_fix(&caller.name, subids),
                 });
             }
         }
@@ -167,6 +173,32 @@ pub fn plan(
             }
         }
     }
+}
+
+/// The command that gives `user` the subordinate ids `subids` lacks: the
+/// free block in whichever of /etc/subuid and /etc/subgid has no entry for
+/// them, so it never overlaps another user's ids.
+pub fn usermod_fix(user: &str, subids: &SubIds) -> String {
+    let block = match subids.free {
+        Some(free) => free.to_string(),
+        None => "FIRST-LAST".into(),
+    };
+    let mut cmd = String::from("sudo usermod");
+    if subids.uids.is_empty() {
+        cmd += &format!(" --add-subuids {block}");
+    }
+    if subids.gids.is_empty() {
+        cmd += &format!(" --add-subgids {block}");
+    }
+    cmd += &format!(" {user}");
+    if subids.free.is_none() {
+        cmd += &format!(
+            ", where FIRST-LAST is a block of {} ids that no entry of /etc/subuid or /etc/subgid uses (none is left at or above {}, or the files could not be read)",
+            kennel_idmap::SUBID_BLOCK,
+            kennel_idmap::SUBID_BLOCK_MIN
+        );
+    }
+    cmd
 }
 
 /// The helper's path if the kernel will honour its capabilities, else the
@@ -295,20 +327,35 @@ pub fn helper_state_of(path: &Path) -> HelperState {
     }
 }
 
-/// Reads the caller's subordinate ranges; a missing file means none.
+/// Reads the caller's subordinate ranges; a missing file means none. Only
+/// when some are missing is a free block looked for, so a start with
+/// ranges pays nothing for it.
 pub fn read_subids(caller: &Caller) -> SubIds {
-    let ranges = |file: &str| {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
+    // None: the file exists but cannot be read, so it cannot be checked
+    // for a free block either.
+    let read = |file: &str| match std::fs::read(file) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Vec::new()),
+        Err(_) => None,
+    };
+    let (subuid, subgid) = (read("/etc/subuid"), read("/etc/subgid"));
+    let ranges = |bytes: &Option<Vec<u8>>| {
+        let text = bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok());
         kennel_idmap::allowed_ranges(
-            &kennel_idmap::parse_subid_file(&text),
+            &kennel_idmap::parse_subid_file(text.unwrap_or_default()),
             &caller.name,
             caller.uid,
         )
     };
-    SubIds {
-        uids: ranges("/etc/subuid"),
-        gids: ranges("/etc/subgid"),
-    }
+    let (uids, gids) = (ranges(&subuid), ranges(&subgid));
+    // Every range counts as taken, even on a line that is not UTF-8.
+    let free = match (&subuid, &subgid) {
+        (Some(u), Some(g)) if uids.is_empty() || gids.is_empty() => {
+            kennel_idmap::free_block(&String::from_utf8_lossy(u), &String::from_utf8_lossy(g))
+        }
+        _ => None,
+    };
+    SubIds { uids, gids, free }
 }
 
 #[cfg(test)]
@@ -333,6 +380,7 @@ mod tests {
                 start: 200000,
                 count: 65536,
             }],
+            free: None,
         }
     }
 
@@ -393,6 +441,50 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("no_new_privs"));
+    }
+
+    #[test]
+    fn the_subids_fix_suggests_the_free_block_for_what_is_missing() {
+        let free = Some(IdRange {
+            start: 196608,
+            count: 65536,
+        });
+        let none = SubIds {
+            free,
+            ..SubIds::default()
+        };
+        let err = plan(UsernsMode::Subids, &caller(), &none, &usable()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--userns=subids needs subordinate ids, but alice has no entry in /etc/subuid; \
+             add one with: sudo usermod --add-subuids 196608-262143 --add-subgids 196608-262143 alice"
+        );
+        // Only the file without an entry gets one.
+        let no_gid = SubIds {
+            gids: vec![],
+            free,
+            ..subids()
+        };
+        let err = plan(UsernsMode::Subids, &caller(), &no_gid, &usable()).unwrap_err();
+        assert!(
+            err.to_string().ends_with(
+                "/etc/subgid; add one with: sudo usermod --add-subgids 196608-262143 alice"
+            ),
+            "{err}"
+        );
+        // auto says the same in its reason.
+        let p = plan(UsernsMode::Auto, &caller(), &none, &usable()).unwrap();
+        assert!(
+            p.reason.contains("--add-subuids 196608-262143"),
+            "{}",
+            p.reason
+        );
+        // No free block: no numbers that could be someone else's.
+        let fix = usermod_fix("alice", &SubIds::default());
+        assert!(
+            fix.starts_with("sudo usermod --add-subuids FIRST-LAST --add-subgids FIRST-LAST alice, where FIRST-LAST is a block of 65536 ids"),
+            "{fix}"
+        );
     }
 
     #[test]
