@@ -4,12 +4,15 @@ and nothing left behind: the rootfs copy is byte-for-byte as it was, no
 named-container record remains, the command never ran.
 """
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
+from conftest import SUBID_COUNT
 from probe import containers, copy_rootfs, describe, kennel, ps_json, ps_names, run, sh, state_dir, tree  # noqa: F401
 
 RAN = "COMMAND-RAN"
@@ -127,6 +130,54 @@ def test_uid_not_mapped(h, rootfs):
     line = fails(attempt(h, rootfs, "-u", "5000", "--userns", "single"), 125)
     assert "5000" in line
     assert "not mapped" in line
+
+
+def bundle_with_maps(h, rootfs):
+    """An OCI bundle whose own maps need kennel-idmap: the caller as 0 and
+    their subordinate range above it."""
+    u = h.user
+
+    def maps(own):
+        return [{"containerID": 0, "hostID": own, "size": 1},
+                {"containerID": 1, "hostID": u.subid_start, "size": SUBID_COUNT}]
+
+    config = {
+        "ociVersion": "1.0.2",
+        "root": {"path": rootfs},
+        "process": {"args": ["sh", "-c", f"echo {RAN}"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+        "linux": {
+            "namespaces": [{"type": t} for t in ["user", "mount", "pid"]],
+            "uidMappings": maps(u.uid),
+            "gidMappings": maps(u.gid),
+        },
+    }
+    bundle = h.tempdir()
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+    return bundle
+
+
+@pytest.mark.parametrize("source", ["--userns=subids", "bundle"])
+def test_helper_without_capabilities_is_named_in_a_sentence(h, rootfs, source):
+    """Both callers of the helper check, the --userns plan and a bundle's
+    own maps, get a grammatical line (it once read "these id maps needs")
+    that names the helper and the setcap fix."""
+    d = h.tempdir()
+    kennel_copy, helper = os.path.join(d, "kennel"), os.path.join(d, "kennel-idmap")
+    shutil.copy(h.kennel, kennel_copy)
+    shutil.copy(h.idmap, helper)  # without its file capabilities
+    os.chmod(kennel_copy, 0o755)
+    os.chmod(helper, 0o755)
+    if source == "bundle":
+        argv = [kennel_copy, "run", "--bundle", bundle_with_maps(h, rootfs)]
+        what = "these id maps"
+    else:
+        argv = [kennel_copy, "run", "--userns=subids", "--rootfs", rootfs, "--", "sh", "-c", f"echo {RAN}"]
+        what = "--userns=subids"
+    line = fails(h.user.run(argv, timeout=20), 125)
+    assert f"kennel-idmap's file capabilities are needed for {what}, but {helper} has none" in line
+    assert f"sudo setcap cap_setuid,cap_setgid=ep {helper}" in line
 
 
 def test_volume_source_that_does_not_exist(h, rootfs):

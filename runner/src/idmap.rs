@@ -61,11 +61,11 @@ pub enum PlanError {
         /// The command that adds what is missing (`usermod_fix`).
         fix: String,
     },
-    #[error("{what} needs the kennel-idmap helper, which was not found next to kennel, in {libexec} or on PATH; run `sudo make install`")]
+    #[error("the kennel-idmap helper is needed for {what}, but it was not found next to kennel, in {libexec} or on PATH; run `sudo make install`")]
     HelperNotFound { what: String, libexec: String },
-    #[error("{what} needs kennel-idmap's file capabilities, but {path} has none; fix with: sudo setcap cap_setuid,cap_setgid=ep {path}", path = path.display())]
+    #[error("kennel-idmap's file capabilities are needed for {what}, but {path} has none; fix with: sudo setcap cap_setuid,cap_setgid=ep {path}", path = path.display())]
     HelperNoCapabilities { what: String, path: PathBuf },
-    #[error("{what} needs kennel-idmap, but no_new_privs is set on this process, so the kernel ignores its file capabilities; run kennel from a shell without no_new_privs (or use --userns=single)")]
+    #[error("kennel-idmap is needed for {what}, but no_new_privs is set on this process, so the kernel ignores its file capabilities; run kennel from a shell without no_new_privs (or use --userns=single)")]
     NoNewPrivs { what: String },
 }
 
@@ -202,7 +202,9 @@ pub fn usermod_fix(user: &str, subids: &SubIds) -> String {
 }
 
 /// The helper's path if the kernel will honour its capabilities, else the
-/// error naming the missing piece; `what` says what needs it.
+/// error naming the missing piece; `what` says what it is needed for, as
+/// the object of "needed for" (`--userns=subids`, `these id maps`), so a
+/// singular and a plural both read right.
 pub fn usable_helper(helper: &HelperState, what: &str) -> Result<PathBuf, PlanError> {
     let what = what.to_string();
     match helper {
@@ -485,6 +487,22 @@ mod tests {
             fix.starts_with("sudo usermod --add-subuids FIRST-LAST --add-subgids FIRST-LAST alice, where FIRST-LAST is a block of 65536 ids"),
             "{fix}"
         );
+    }
+
+    #[test]
+    fn helper_errors_read_right_for_a_mode_and_for_plural_maps() {
+        let states = [
+            HelperState::NotFound,
+            HelperState::NoCapabilities("/h".into()),
+            HelperState::CallerHasNoNewPrivs("/h".into()),
+        ];
+        for what in ["--userns=subids", "these id maps"] {
+            for state in &states {
+                let text = usable_helper(state, what).unwrap_err().to_string();
+                assert!(text.contains(&format!("needed for {what}, but ")), "{text}");
+                assert!(!text.contains(&format!("{what} need")), "{text}");
+            }
+        }
     }
 
     #[test]
