@@ -485,6 +485,30 @@ def test_under_no_new_privs(h, targets):
     assert_untouched(pid)
 
 
+def test_under_a_tracer_names_the_tracer_not_setcap(h, targets):
+    """strace (or gdb) makes the kernel exec the helper without its file
+    capabilities; the helper is installed right, so the refusal must say
+    it is traced, by whom, and not send the user to setcap."""
+    strace = shutil.which("strace")
+    if not strace:
+        pytest.skip("strace is not installed (Debian package strace): kennel-idmap cannot be run under a tracer here")
+    pid = targets(h.user)
+    proc = h.user.popen([strace, "-f", "-o", "/dev/null", h.idmap, str(pid)] + full_request(h.user),
+                        stdin=subprocess.DEVNULL)
+    _, err = proc.communicate(timeout=30)
+    if err.startswith("strace:"):
+        pytest.skip(f"strace cannot trace here: {err.strip()}")
+    # setpriv execs strace in the process we started: it is the tracer.
+    res = subprocess.CompletedProcess(proc.args, proc.returncode, "", err)
+    line = assert_refused(res, f"being traced (TracerPid {proc.pid}): the kernel drops file capabilities under ptrace",
+                          "run it without strace or gdb")
+    assert "setcap" not in line
+    assert_untouched(pid)
+    # The same helper, untraced, writes the maps.
+    assert_ok(run_idmap(h, h.user, [pid] + full_request(h.user)))
+    assert (id_map(pid, "uid"), id_map(pid, "gid")) == full_maps(h.user)
+
+
 @pytest.mark.parametrize("how", ["extra-capability", "setuid", "setgid"])
 def test_refuses_stray_privilege(h, targets, how):
     path = copy_helper(h)

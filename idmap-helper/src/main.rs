@@ -8,8 +8,9 @@
 //!   CAP_SETUID and CAP_SETGID, could be turned to other ends. We refuse to
 //!   run if the real and effective ids differ, the file has the setuid or
 //!   setgid bit, or any other capability is permitted (unless the caller is
-//!   root already). Under no_new_privs, or without `setcap`, we say so and
-//!   stop at once: the caller asked that exec grant nothing new.
+//!   root already). Under no_new_privs (the caller asked that exec grant
+//!   nothing new), without `setcap`, or under a tracer (the kernel drops
+//!   file capabilities then), we say which and stop at once.
 //! * Someone else's process: mapping ids into another user's namespace would
 //!   hand them our caller's subordinate ids. The target must be the caller's
 //!   (every uid in its status) and its user namespace must have been created
@@ -63,14 +64,23 @@ enum Failure {
     Setuid,
     ExtraCaps(Vec<Capability>),
     NoNewPrivs,
-    MissingCaps { path: String },
+    MissingCaps {
+        path: String,
+    },
+    /// The capabilities are missing because a tracer (strace, gdb) has us.
+    Traced {
+        tracer: u32,
+    },
     NotYours(Target),
     OwnNamespace(Target),
     AlreadyWritten(Target, IdKind),
     BadFd(i32),
     NotProcess(i32),
     NothingSent(i32),
-    Sys { what: String, errno: Errno },
+    Sys {
+        what: String,
+        errno: Errno,
+    },
 }
 
 impl fmt::Display for Failure {
@@ -95,6 +105,10 @@ impl fmt::Display for Failure {
             Failure::MissingCaps { path } => write!(
                 f,
                 "missing capabilities cap_setuid,cap_setgid; run `sudo setcap cap_setuid,cap_setgid=ep {path}`"
+            ),
+            Failure::Traced { tracer } => write!(
+                f,
+                "being traced (TracerPid {tracer}): the kernel drops file capabilities under ptrace, so cap_setuid,cap_setgid are missing; run it without strace or gdb"
             ),
             Failure::NotYours(t) => write!(f, "refused: {t} does not exist or is not yours"),
             Failure::OwnNamespace(t) => write!(
@@ -271,12 +285,28 @@ fn check_privileges(request: &Request) -> Result<Caller, Failure> {
     let mut needed = needed_caps(&caller, request, IdKind::Uid);
     needed.extend(needed_caps(&caller, request, IdKind::Gid));
     if !needed.is_subset(&permitted) {
+        // Under ptrace the kernel execs us without our file capabilities:
+        // setcap is no fix then, and saying it would send people astray.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        if let Some(tracer) = tracer_pid(&status) {
+            return Err(Failure::Traced { tracer });
+        }
         let path = std::fs::read_link("/proc/self/exe")
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "kennel-idmap".into());
         return Err(Failure::MissingCaps { path });
     }
     Ok(caller)
+}
+
+/// The tracer's pid from the `TracerPid:` line of /proc/PID/status, or
+/// None when nothing traces the process (0) or the line is unreadable.
+fn tracer_pid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .and_then(|p| p.trim().parse().ok())
+        .filter(|pid| *pid != 0)
 }
 
 /// The capabilities writing one map needs: CAP_SETUID (CAP_SETGID), and
@@ -491,5 +521,34 @@ fn write_once(dir: BorrowedFd<'_>, name: &str, data: &[u8]) -> Result<(), Errno>
     match nix::unistd::write(&fd, data)? {
         n if n == data.len() => Ok(()),
         _ => Err(Errno::EIO),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracer_pid_reads_the_status_line() {
+        let status = |tracer: &str| {
+            format!("Name:\tkennel-idmap\nState:\tR (running)\nTracerPid:\t{tracer}\nUid:\t1000\t1000\t1000\t1000\n")
+        };
+        assert_eq!(tracer_pid(&status("4242")), Some(4242));
+        assert_eq!(tracer_pid(&status("0")), None);
+        assert_eq!(tracer_pid(&status("x")), None);
+        assert_eq!(tracer_pid("Name:\tkennel-idmap\n"), None);
+        assert_eq!(tracer_pid(""), None);
+    }
+
+    #[test]
+    fn traced_says_why_and_not_setcap() {
+        let text = Failure::Traced { tracer: 77 }.to_string();
+        assert!(
+            text.starts_with(
+                "being traced (TracerPid 77): the kernel drops file capabilities under ptrace"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("setcap"), "{text}");
     }
 }
