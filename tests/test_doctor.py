@@ -6,10 +6,11 @@ command, and a failing check must make doctor exit non-zero."""
 import os
 import re
 import shutil
+import subprocess
 
 import pytest
 
-from conftest import SUBID_COUNT, first_free_block, overlaps, read_subids, subid_lines_added
+from conftest import REPO, SUBID_COUNT, _drop_subid, first_free_block, overlaps, read_subids, subid_lines_added
 
 
 def doctor(user, kennel, **kw):
@@ -123,6 +124,30 @@ def test_subids_error_suggests_a_free_block(h, crowded_subids):
     assert uids == crowded_subids
 
 
+def test_make_install_gives_the_block_doctor_suggests(h, crowded_subids):
+    """packaging/ensure-subids.sh, which `make install` runs for the user,
+    adds the very block doctor suggested, in both files; doctor is then
+    content."""
+    script = os.path.join(REPO, "packaging", "ensure-subids.sh")
+    try:
+        r = subprocess.run(["sh", script, h.nosub.name], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        first, last = crowded_subids
+        for path in ["/etc/subuid", "/etc/subgid"]:
+            assert [(s, c) for o, s, c in read_subids(path) if o == h.nosub.name] == [(first, SUBID_COUNT)]
+            assert f"added {h.nosub.name}:{first}:{SUBID_COUNT} to {path}" in r.stdout
+        after = doctor(h.nosub, h.kennel)
+        assert check_line(after.stdout, "subordinate uids").startswith("ok"), after.stdout
+        assert f"{first}..{last}" in check_line(after.stdout, "subordinate gids")
+        # Run again, it leaves the entries alone.
+        again = subprocess.run(["sh", script, h.nosub.name], capture_output=True, text=True, timeout=30)
+        assert again.returncode == 0 and again.stdout == "", again.stdout + again.stderr
+        assert [o for o, _, _ in read_subids("/etc/subuid")].count(h.nosub.name) == 1
+    finally:
+        for path in ["/etc/subuid", "/etc/subgid"]:
+            _drop_subid(path, h.nosub.name)
+
+
 def test_no_new_privs_is_reported(h):
     r = h.user.run([h.kennel, "doctor"], no_new_privs=True)
     assert r.returncode == 1
@@ -133,7 +158,6 @@ def test_no_new_privs_is_reported(h):
 def test_missing_runtime_dir_is_reported(h):
     env = h.user.env()
     env.pop("XDG_RUNTIME_DIR")
-    import subprocess
 
     r = subprocess.run(h.user.argv([h.kennel, "doctor"]), env=env, capture_output=True, text=True, timeout=30)
     assert r.returncode == 1
