@@ -216,6 +216,33 @@ def test_the_callers_session_keyring_is_out_of_reach(h):
     assert "NOT-FOUND" in out, out
 
 
+# The caller ignores SIGHUP and SIGINT (as under `nohup` or `&` in a
+# non-interactive shell) and blocks SIGUSR1, SIGTERM and a real-time
+# signal; then runs its arguments.
+CALLER_WITH_SIGNALS = r'''
+import os, signal, sys
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGTERM, signal.SIGRTMIN + 3})
+os.execv(sys.argv[1], sys.argv[1:])
+'''
+
+
+@pytest.mark.parametrize("init", [True, False], ids=["init", "no-init"])
+def test_signal_dispositions_of_the_caller_are_not_inherited(h, init):
+    """Every signal starts at its default and unblocked in the container,
+    whatever the caller ignored or blocked: a shell inside could not even
+    trap an ignored SIGHUP."""
+    argv = [PYTHON, "-c", CALLER_WITH_SIGNALS, h.kennel, "run", "--rootfs", h.rootfs,
+            *(["--init"] if init else []), "--", "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]
+    lines = ok(h.user.run(argv, timeout=20)).split()
+    assert lines == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"], lines
+    # The caller's own settings were really in place.
+    own = ok(h.user.run([PYTHON, "-c", CALLER_WITH_SIGNALS, "/bin/grep", "-E", "^Sig(Ign|Blk)",
+                         "/proc/self/status"])).split()
+    assert own[1] != "0000000000000000" and own[3] != "0000000000000000", own
+
+
 # --------------------------------------------------------------------------
 # Hostile images
 

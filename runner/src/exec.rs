@@ -80,7 +80,7 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
     let plan = ProcessPlan::from_process(&process)?;
 
     sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
-    let (sigfd, sigmask) = engine::block_signals()?;
+    let sigfd = engine::block_signals()?;
     let (parent_end, child_end) = Channel::pair().context("cannot create the sync socketpair")?;
     // Opened before setns: afterwards /sys/fs/cgroup is the container's view.
     let leaf = running.state.cgroup.as_ref().and_then(|p| {
@@ -121,7 +121,6 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
             let opts = ChildOptions {
                 init: false,
                 preserve_fds: 0,
-                sigmask,
                 unshare: nix::sched::CloneFlags::empty(),
                 new_cgroupns: false,
                 helper_socket: None,

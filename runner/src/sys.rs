@@ -332,14 +332,23 @@ pub fn set_window_size(fd: BorrowedFd<'_>, ws: &libc::winsize) -> Result<(), Err
     Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws) }).map(drop)
 }
 
-/// Resets a signal's disposition to the default. Rust ignores SIGPIPE at
-/// start-up, and an ignored signal stays ignored across execve, so the
-/// container's command would inherit it without this.
-pub fn reset_signal_default(signal: nix::sys::signal::Signal) -> Result<(), Errno> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
-    let action = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    // SAFETY: installing SIG_DFL cannot run any handler code.
-    unsafe { sigaction(signal, &action) }.map(drop)
+/// Puts every signal back to its default disposition. An ignored signal
+/// stays ignored across execve: the runner ignores SIGPIPE, and a caller
+/// under `nohup` ignores SIGHUP, which a shell in the container could then
+/// not even trap. Handlers are reset by execve itself, but the container's
+/// init runs kennel's code without one, so all are reset here.
+pub fn reset_all_signals_default() {
+    // SAFETY: sigaction with SIG_DFL installs no handler, so no code of ours
+    // can run in signal context; numbers the kernel or libc reserves
+    // (SIGKILL, SIGSTOP, glibc's internal real-time ones) give EINVAL and
+    // are left as they are.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_DFL;
+        for signal in 1..=libc::SIGRTMAX() {
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
 }
 
 /// Sends `fd` over the unix socket `sock` as SCM_RIGHTS, with one byte.

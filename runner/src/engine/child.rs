@@ -27,9 +27,6 @@ use crate::sys;
 pub struct ChildOptions {
     pub init: bool,
     pub preserve_fds: u32,
-    /// The signal mask to restore before exec (the parent blocks signals it
-    /// forwards, and the child inherits that mask).
-    pub sigmask: SigSet,
     /// The mount, uts and ipc namespaces the child creates itself, before
     /// waiting for the maps (clone3 made the user and pid ones; the network
     /// and cgroup ones have their own paths).
@@ -263,9 +260,9 @@ pub fn start_process(
     let argv = cstrings(&p.args)?;
     let envp = cstrings(&p.env)?;
     if opts.init {
-        reaper::run_as_init(chan, opts, &program, &argv, &envp)
+        reaper::run_as_init(chan, &program, &argv, &envp)
     } else {
-        prepare_signals_for_exec(opts)?;
+        prepare_signals_for_exec()?;
         Err(exec(&program, &argv, &envp, &p.args[0]))
     }
 }
@@ -293,10 +290,12 @@ fn enter_workdir(root: &Root, cwd: &str) -> Step {
     }
 }
 
-pub fn prepare_signals_for_exec(opts: &ChildOptions) -> Step {
-    sys::reset_signal_default(Signal::SIGPIPE)
-        .map_err(|e| ChildFailure::new(Stage::Exec, e, None))?;
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&opts.sigmask), None)
+/// The command starts with every signal at its default disposition and
+/// none blocked, whatever the caller ignored or blocked (and whatever the
+/// runner blocked to forward them).
+pub fn prepare_signals_for_exec() -> Step {
+    sys::reset_all_signals_default();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| ChildFailure::new(Stage::Exec, e, None))
 }
 

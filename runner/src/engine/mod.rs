@@ -53,19 +53,13 @@ fn handled_signals() -> SigSet {
     set
 }
 
-/// Blocks the handled signals and returns (a signalfd for them, the mask
-/// to restore in the child before exec).
-pub fn block_signals() -> Result<(SignalFd, SigSet)> {
-    let mut old = SigSet::empty();
-    nix::sys::signal::sigprocmask(
-        SigmaskHow::SIG_BLOCK,
-        Some(&handled_signals()),
-        Some(&mut old),
-    )
-    .context("cannot block signals")?;
-    let sfd = SignalFd::with_flags(&handled_signals(), SfdFlags::SFD_CLOEXEC)
-        .context("cannot create a signalfd")?;
-    Ok((sfd, old))
+/// Blocks the handled signals and returns a signalfd for them. The child
+/// unblocks every signal before exec.
+pub fn block_signals() -> Result<SignalFd> {
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled_signals()), None)
+        .context("cannot block signals")?;
+    SignalFd::with_flags(&handled_signals(), SfdFlags::SFD_CLOEXEC)
+        .context("cannot create a signalfd")
 }
 
 /// Runs the container and returns the exit code kennel should exit with.
@@ -92,7 +86,7 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     // Nothing of ours may leak into the container or the helper; the
     // preserved fds are reopened for exec by the child.
     sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
-    let (sigfd, sigmask) = block_signals()?;
+    let sigfd = block_signals()?;
 
     let status = |text: &str| {
         if let Some(n) = &opts.notify {
@@ -163,7 +157,6 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
             let opts = ChildOptions {
                 init: opts.init,
                 preserve_fds: opts.preserve_fds,
-                sigmask,
                 // The network namespace has its own path (see `netns`).
                 unshare: cfg.clone_flags
                     - at_clone

@@ -9,7 +9,7 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::child::{exec, prepare_signals_for_exec, ChildOptions};
+use super::child::{exec, prepare_signals_for_exec};
 use super::protocol::{Channel, ChildFailure, Stage};
 use crate::sys;
 
@@ -25,7 +25,6 @@ pub const FORWARDED: [Signal; 6] = [
 
 pub fn run_as_init(
     chan: &Channel,
-    opts: &ChildOptions,
     program: &CString,
     argv: &[CString],
     envp: &[CString],
@@ -34,7 +33,7 @@ pub fn run_as_init(
     // the parent), so none is lost between fork and sigwait.
     let command = match sys::fork_process().map_err(|e| ChildFailure::new(Stage::Init, e, None))? {
         None => {
-            prepare_signals_for_exec(opts)?;
+            prepare_signals_for_exec()?;
             return Err(exec(program, argv, envp, &argv[0].to_string_lossy()));
         }
         Some(pid) => pid,
