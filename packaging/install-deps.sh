@@ -1,22 +1,36 @@
 #!/bin/sh
 # Installs the Debian packages kennel needs, and says so.
 #   install-deps.sh runtime   what `make install` needs (setcap)
-#   install-deps.sh test      what `make test` needs (busybox rootfs, pytest, shadow's helpers to compare)
+#   install-deps.sh bench     what `make bench` needs (the test harness's
+#                             users, busybox rootfs and pytest; bwrap,
+#                             hyperfine and shadow's helpers to compare)
+#   install-deps.sh vm        what `make bench-vm` and the VM tests need
+#                             (qemu, debootstrap, mkfs.ext4, a kernel)
+#   install-deps.sh test      what `make test` needs: all of the above, and
+#                             sudo for the install test
 set -eu
+runtime="libcap2-bin:setcap"
+# bench/start-latency.py imports the harness in tests/conftest.py, which
+# imports pytest: /usr/bin/python3's module comes with python3-pytest.
+bench="$runtime busybox-static:busybox python3-pytest:pytest-3 uidmap:newuidmap util-linux:setpriv util-linux:unshare passwd:useradd bubblewrap:bwrap hyperfine:hyperfine"
+vm="qemu-system-x86:qemu-system-x86_64 debootstrap:debootstrap e2fsprogs:mkfs.ext4"
 case "${1:-}" in
-  runtime) need="libcap2-bin:setcap" ;;
-  test) need="libcap2-bin:setcap busybox-static:busybox python3-pytest:pytest-3 uidmap:newuidmap util-linux:setpriv passwd:useradd bubblewrap:bwrap hyperfine:hyperfine qemu-system-x86:qemu-system-x86_64 debootstrap:debootstrap e2fsprogs:mkfs.ext4" ;;
-  *) echo "usage: $0 runtime|test" >&2; exit 2 ;;
+  runtime) need=$runtime ;;
+  bench) need=$bench ;;
+  vm) need=$vm ;;
+  test) need="$bench $vm sudo:sudo" ;;
+  *) echo "usage: $0 runtime|bench|vm|test" >&2; exit 2 ;;
 esac
 missing=""
 for pair in $need; do
   pkg=${pair%%:*}; cmd=${pair#*:}
+  case " $missing " in *" $pkg "*) continue ;; esac
   command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing="$missing $pkg"
 done
-# The cgroup tests boot a Debian kernel under qemu: they need one in /boot.
-if [ "$1" = test ] && ! ls /boot/vmlinuz-* >/dev/null 2>&1; then
-  missing="$missing linux-image-amd64"
-fi
+# The VM boots a Debian kernel under qemu: it needs one in /boot.
+case "$1" in
+  vm|test) ls /boot/vmlinuz-* >/dev/null 2>&1 || missing="$missing linux-image-amd64" ;;
+esac
 [ -z "$missing" ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "kennel: please install:$missing (no apt-get here)" >&2
@@ -28,4 +42,6 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "kennel: installing Debian packages:$missing"
 apt-get update -qq
+# $missing is a list of package names: split on purpose.
+# shellcheck disable=SC2086
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
