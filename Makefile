@@ -1,5 +1,5 @@
 # kennel: build, install and test.
-#   make                  release binaries in target/release
+#   make                  release binaries in target/<host triple>/release
 #   sudo make install     installs kennel and kennel-idmap (file capabilities, never setuid)
 #   make test             every test: format, lints, unit tests, integration tests as an ordinary user
 PREFIX     ?= /usr/local
@@ -8,18 +8,43 @@ LIBEXECDIR ?= $(PREFIX)/libexec/kennel
 DESTDIR    ?=
 # Set SHADOW_LINKS=1 to also install newuidmap/newgidmap links to kennel-idmap.
 SHADOW_LINKS ?= 0
-# Under `sudo make install` root often has no cargo: build with the invoking
-# user's toolchain, as that user, so target/ stays theirs.
-ifeq ($(origin CARGO),undefined)
-CARGO := $(shell command -v cargo 2>/dev/null || { [ -n "$$SUDO_USER" ] && [ -x ~$$SUDO_USER/.cargo/bin/cargo ] && eval echo ~$$SUDO_USER/.cargo/bin/cargo; })
+# Who builds. Under sudo (root, SUDO_USER someone else) the invoking user
+# does, with their own toolchain, as themselves, so target/ stays theirs.
+# sudo's reset environment has root's HOME and a secure_path without
+# ~/.cargo/bin; runuser gives the build the user's HOME, USER and LOGNAME,
+# which is where rustup's cargo proxy finds ~/.rustup and cargo ~/.cargo.
+# RUSTUP_HOME and CARGO_HOME pass through when set (sudo -E, or given on
+# make's command line).
+ifeq ($(shell id -u),0)
+BUILD_USER := $(filter-out root,$(SUDO_USER))
 endif
-BUILD_AS := $(if $(and $(SUDO_USER),$(filter 0,$(shell id -u))),runuser -u $(SUDO_USER) --,)
+ifneq ($(BUILD_USER),)
+BUILD_HOME := $(shell getent passwd '$(BUILD_USER)' | cut -d: -f6)
+BUILD_AS   := runuser -u $(BUILD_USER) --
+else
+BUILD_HOME := $(HOME)
+BUILD_AS   :=
+endif
+# Which cargo, unless CARGO=... is given: under sudo, the user's own (in
+# $CARGO_HOME/bin or ~/.cargo/bin, where rustup puts it), then one on PATH;
+# otherwise the one on PATH, then ~/.cargo/bin's.
+ifeq ($(origin CARGO),undefined)
+ifneq ($(BUILD_USER),)
+CARGO := $(firstword $(wildcard $(if $(CARGO_HOME),$(CARGO_HOME)/bin/cargo) $(BUILD_HOME)/.cargo/bin/cargo) $(shell command -v cargo 2>/dev/null))
+else
+CARGO := $(firstword $(shell command -v cargo 2>/dev/null) $(wildcard $(BUILD_HOME)/.cargo/bin/cargo))
+endif
+endif
+CARGO_AS   := $(BUILD_AS) $(CARGO)
+NO_CARGO   := { echo "make: no cargo$(if $(BUILD_USER), for $(BUILD_USER) (not in $(BUILD_HOME)/.cargo/bin nor on PATH)): install Rust (rustup.rs)$(if $(BUILD_USER), as $(BUILD_USER),), or name it: CARGO=/path/to/cargo" >&2; exit 1; }
 # Release binaries are static (static-pie, so still randomised): no dynamic
 # loader work at each start, which is a tenth of a container start here
 # (see bench/). Building for the explicit host triple keeps the flag off
-# build scripts and proc macros.
-RUSTC      := $(shell command -v rustc 2>/dev/null || echo $(dir $(CARGO))rustc)
-TRIPLE     := $(shell $(RUSTC) -vV 2>/dev/null | sed -n 's/^host: //p')
+# build scripts and proc macros. The triple comes from the rustc next to
+# cargo, asked as the builder (a rustup proxy run as root would look in
+# root's home).
+HOST_RUSTC := $(or $(if $(CARGO),$(wildcard $(dir $(CARGO))rustc)),$(shell command -v rustc 2>/dev/null),rustc)
+TRIPLE     := $(shell $(BUILD_AS) $(HOST_RUSTC) -vV 2>/dev/null | sed -n 's/^host: //p')
 RELEASE    := target/$(TRIPLE)/release
 PYTHON     ?= /usr/bin/python3
 
@@ -30,7 +55,8 @@ export KENNEL_LIBEXECDIR := $(LIBEXECDIR)
 all: build
 
 build:
-	@[ -n "$(CARGO)" ] || { echo "make: cargo is missing: install Rust (rustup.rs) first, then run make again"; exit 1; }
+	@[ -n "$(CARGO)" ] || $(NO_CARGO)
+	@[ -n "$(TRIPLE)" ] || { echo "make: cannot learn the host triple from \`$(HOST_RUSTC) -vV\`$(if $(BUILD_USER), run as $(BUILD_USER)):" >&2; $(BUILD_AS) $(HOST_RUSTC) -vV; exit 1; }
 	$(BUILD_AS) env RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(TRIPLE)
 
 install: build
@@ -43,7 +69,7 @@ install: build
 	  ln -sf kennel-idmap $(DESTDIR)$(LIBEXECDIR)/newuidmap; \
 	  ln -sf kennel-idmap $(DESTDIR)$(LIBEXECDIR)/newgidmap; \
 	fi
-	packaging/ensure-subids.sh "$(SUDO_USER)"
+	packaging/ensure-subids.sh "$(BUILD_USER)"
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/kennel
@@ -53,11 +79,13 @@ test-deps:
 	packaging/install-deps.sh test
 
 lint:
-	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --locked -- -D warnings
+	@[ -n "$(CARGO)" ] || $(NO_CARGO)
+	$(CARGO_AS) fmt --all -- --check
+	$(CARGO_AS) clippy --all-targets --locked -- -D warnings
 
 unit:
-	$(CARGO) test --workspace --locked
+	@[ -n "$(CARGO)" ] || $(NO_CARGO)
+	$(CARGO_AS) test --workspace --locked
 
 integration: build
 	KENNEL_BUILD_DIR=$(CURDIR)/$(RELEASE) $(PYTHON) -m pytest -rs -v tests
@@ -71,4 +99,5 @@ bench-vm: build
 	KENNEL_BUILD_DIR=$(CURDIR)/$(RELEASE) $(PYTHON) bench/vm-start.py
 
 clean:
-	$(CARGO) clean
+	@[ -n "$(CARGO)" ] || $(NO_CARGO)
+	$(CARGO_AS) clean
