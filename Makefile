@@ -2,6 +2,7 @@
 #   make                  release binaries in target/<host triple>/release
 #   sudo make install     installs kennel and kennel-idmap (file capabilities, never setuid)
 #   make test             every test: format, lints, unit tests, integration tests as an ordinary user
+#   sudo make bench       start latency next to bwrap and unshare (installs what it needs)
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 LIBEXECDIR ?= $(PREFIX)/libexec/kennel
@@ -92,10 +93,15 @@ integration: build
 
 test: test-deps lint unit integration
 
+# The bench sets up its user and rootfs with the test harness (which imports
+# pytest) and compares with bwrap, unshare and hyperfine: install-deps.sh
+# bench installs those; bench-vm needs qemu, debootstrap and a kernel.
 bench: build
+	packaging/install-deps.sh bench
 	KENNEL_BUILD_DIR=$(CURDIR)/$(RELEASE) $(PYTHON) bench/start-latency.py
 
 bench-vm: build
+	packaging/install-deps.sh vm
 	KENNEL_BUILD_DIR=$(CURDIR)/$(RELEASE) $(PYTHON) bench/vm-start.py
 
 clean:
