@@ -6,8 +6,10 @@
 #                             hyperfine and shadow's helpers to compare)
 #   install-deps.sh vm        what `make bench-vm` and the VM tests need
 #                             (qemu, debootstrap, mkfs.ext4, a kernel)
-#   install-deps.sh test      what `make test` needs: all of the above, and
-#                             sudo for the install test
+#   install-deps.sh test      what `make test` needs: all of the above,
+#                             sudo for the install test, keyutils (keyctl)
+#                             for the keyring attack, strace for
+#                             kennel-idmap under ptrace
 set -eu
 runtime="libcap2-bin:setcap"
 # bench/start-latency.py imports the harness in tests/conftest.py, which
@@ -18,7 +20,7 @@ case "${1:-}" in
   runtime) need=$runtime ;;
   bench) need=$bench ;;
   vm) need=$vm ;;
-  test) need="$bench $vm sudo:sudo" ;;
+  test) need="$bench $vm sudo:sudo keyutils:keyctl strace:strace" ;;
   *) echo "usage: $0 runtime|bench|vm|test" >&2; exit 2 ;;
 esac
 missing=""
