@@ -217,10 +217,10 @@ pub fn start_process(
     // Keys of the caller's session keyring must not be ours.
     sys::join_new_session_keyring().map_err(|e| {
         let f = ChildFailure::new(Stage::Keyring, e, None);
-        if e == Errno::EDQUOT {
-            f.with_detail("your key quota is used up; raise it, e.g. `sudo sysctl -w kernel.keys.maxkeys=2000 kernel.keys.maxbytes=200000`")
-        } else {
-            f
+        match e {
+            Errno::EDQUOT => f.with_detail("your key quota is used up; raise it, e.g. `sudo sysctl -w kernel.keys.maxkeys=2000 kernel.keys.maxbytes=200000`"),
+            Errno::EPERM | Errno::EACCES => f.with_detail("a seccomp filter around kennel (a container's default profile, say) refuses keyctl; allow keyctl there"),
+            _ => f,
         }
     })?;
     for (resource, soft, hard) in &p.rlimits {
