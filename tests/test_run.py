@@ -128,6 +128,30 @@ def test_real_root_gets_the_identity_mapping(h):
     assert id_map(gid_text) == [(0, 0, 4294967295)]
 
 
+MAPS_INSIDE = "cat /proc/self/uid_map; echo --; cat /proc/self/gid_map"
+
+
+@pytest.mark.parametrize("how", [["-r"], ["--map-root-user", "--map-auto"]], ids=["one-id", "subids"])
+def test_root_of_a_namespace_kennel_did_not_make(h, how):
+    """`unshare -r kennel run` (and podman unshare, and rootless podman's
+    runtime calls) run kennel as uid 0 of a user namespace it did not make:
+    the container gets the ids that namespace has, mapped onto themselves,
+    never the identity map of every id, which the kernel refuses there."""
+    script = 'cat /proc/self/uid_map; echo --; exec "$@"'
+    cp = h.user.run(["unshare", *how, "sh", "-c", script, "sh", h.kennel, "--verbose", "run",
+                     "--rootfs", h.rootfs, "--", "sh", "-c", MAPS_INSIDE], timeout=20)
+    outer_text, inside = ok(cp).split("--\n", 1)
+    uid_text, gid_text = inside.split("--\n")
+    outer = id_map(outer_text)
+    assert outer[0] == (0, h.user.uid, 1)
+    assert len(outer) == len(how)  # --map-auto adds the subordinate range
+    assert id_map(uid_text) == [(inner, inner, count) for inner, _, count in outer]
+    assert id_map(gid_text)[0] == (0, 0, 1)
+    assert "root of a user namespace kennel did not make" in cp.stderr, cp.stderr
+    cp = h.user.run(["unshare", *how, h.kennel, "doctor"], timeout=20)
+    assert "root of a user namespace kennel did not make" in cp.stdout, describe(cp)
+
+
 # --------------------------------------------------------------------------
 # Namespaces: pid, uts, mount, net
 

@@ -126,9 +126,18 @@ fn probe_userns() -> Check {
     }
 }
 
+/// What root's containers get: every id, or the ids of the user namespace
+/// kennel runs in.
+fn root_ids(host: &Host) -> String {
+    match &host.caller.nested {
+        Some(n) => format!("not needed: {}", n.summary()),
+        None => "not needed as root (identity map)".into(),
+    }
+}
+
 fn subid_checks(host: &Host) -> Vec<Check> {
     if host.caller.uid == 0 {
-        return vec![ok("subordinate ids", "not needed as root (identity map)")];
+        return vec![ok("subordinate ids", root_ids(host))];
     }
     let subids = idmap::read_subids(&host.caller);
     let user = &host.caller.name;
@@ -210,9 +219,11 @@ fn no_new_privs_check() -> Check {
     }
 }
 
-fn runtime_dir_check(uid: u32) -> Check {
+/// `real_root`: root of the initial user namespace, which records its
+/// containers under /run (root of another one keeps them where a user would).
+fn runtime_dir_check(uid: u32, real_root: bool) -> Check {
     let name = "XDG_RUNTIME_DIR";
-    if uid == 0 {
+    if real_root {
         return ok(name, "root uses /run/kennel");
     }
     match std::env::var_os("XDG_RUNTIME_DIR") {
@@ -325,15 +336,13 @@ pub fn run_checks() -> Result<Vec<Check>> {
     checks.push(probe_userns());
     checks.extend(subid_checks(&host));
     if host.caller.uid == 0 {
-        checks.push(ok(
-            "kennel-idmap helper",
-            "not needed as root (identity map)",
-        ));
+        checks.push(ok("kennel-idmap helper", root_ids(&host)));
     } else {
         checks.extend(helper_checks());
     }
     checks.push(no_new_privs_check());
-    checks.push(runtime_dir_check(host.caller.uid));
+    let real_root = host.caller.uid == 0 && host.caller.nested.is_none();
+    checks.push(runtime_dir_check(host.caller.uid, real_root));
     checks.extend(cgroup_checks(&host));
     Ok(checks)
 }

@@ -19,6 +19,67 @@ pub struct Caller {
     pub uid: u32,
     pub gid: u32,
     pub name: String,
+    /// Set when kennel runs as uid 0 of a user namespace it did not make
+    /// (`unshare -r`, `podman unshare`, rootless podman's runtime calls):
+    /// the ids that namespace has. Real root has every id.
+    pub nested: Option<NestedIds>,
+}
+
+/// The ids of the user namespace kennel runs in, as its own maps list them
+/// (inside ids: the first column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NestedIds {
+    pub uids: Vec<MapLine>,
+    pub gids: Vec<MapLine>,
+}
+
+impl NestedIds {
+    /// Reads /proc/self/uid_map and gid_map; None in the initial user
+    /// namespace (the identity map of every id) or if they cannot be read.
+    pub fn of_this_process() -> Option<NestedIds> {
+        let read = |file: &str| {
+            let text = std::fs::read_to_string(file).ok()?;
+            text.lines()
+                .map(|l| {
+                    let mut f = l.split_whitespace().map(str::parse::<u32>);
+                    match (f.next(), f.next(), f.next()) {
+                        (Some(Ok(inner)), Some(Ok(outer)), Some(Ok(count))) => {
+                            Some(line(inner, outer, count))
+                        }
+                        _ => None,
+                    }
+                })
+                .collect::<Option<Vec<MapLine>>>()
+        };
+        let uids = read("/proc/self/uid_map")?;
+        let gids = read("/proc/self/gid_map")?;
+        let initial = [line(0, 0, u32::MAX)];
+        (uids != initial || gids != initial).then_some(NestedIds { uids, gids })
+    }
+
+    fn describe(lines: &[MapLine]) -> String {
+        lines
+            .iter()
+            .map(|l| format!("{} {} {}", l.inner, l.outer, l.count))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// One line for `--verbose` and `kennel doctor`.
+    pub fn summary(&self) -> String {
+        format!(
+            "root of a user namespace kennel did not make (uid_map: {}; gid_map: {}): the container gets the ids it has",
+            Self::describe(&self.uids),
+            Self::describe(&self.gids)
+        )
+    }
+}
+
+/// Every id we have, mapped onto itself.
+fn identity_of(ours: &[MapLine]) -> Vec<MapLine> {
+    ours.iter()
+        .map(|l| line(l.inner, l.inner, l.count))
+        .collect()
 }
 
 /// The caller's subordinate ranges from /etc/subuid and /etc/subgid.
@@ -95,6 +156,14 @@ pub fn plan(
     helper: &HelperState,
 ) -> Result<IdPlan, PlanError> {
     if caller.uid == 0 {
+        if let Some(n) = &caller.nested {
+            return Ok(IdPlan {
+                uid_map: identity_of(&n.uids),
+                gid_map: identity_of(&n.gids),
+                reason: n.summary(),
+                helper: None,
+            });
+        }
         let all = vec![line(0, 0, u32::MAX)];
         return Ok(IdPlan {
             uid_map: all.clone(),
@@ -369,6 +438,7 @@ mod tests {
             uid: 1000,
             gid: 1000,
             name: "alice".into(),
+            nested: None,
         }
     }
 
@@ -517,6 +587,7 @@ mod tests {
             uid: 0,
             gid: 0,
             name: "root".into(),
+            nested: None,
         };
         let p = plan(
             UsernsMode::KeepId,
@@ -526,6 +597,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.uid_map, vec![line(0, 0, u32::MAX)]);
+    }
+
+    #[test]
+    fn root_of_a_nested_namespace_maps_the_ids_it_has() {
+        let root = Caller {
+            uid: 0,
+            gid: 0,
+            name: "root".into(),
+            nested: Some(NestedIds {
+                uids: vec![line(0, 1000, 1), line(1, 100000, 65536)],
+                gids: vec![line(0, 1000, 1)],
+            }),
+        };
+        let p = plan(
+            UsernsMode::Auto,
+            &root,
+            &SubIds::default(),
+            &HelperState::NotFound,
+        )
+        .unwrap();
+        assert_eq!(p.uid_map, vec![line(0, 0, 1), line(1, 1, 65536)]);
+        assert_eq!(p.gid_map, vec![line(0, 0, 1)]);
+        assert!(p.reason.contains("0 1000 1"), "{}", p.reason);
     }
 
     #[test]

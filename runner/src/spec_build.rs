@@ -116,6 +116,10 @@ impl Host {
                 uid: uid.as_raw(),
                 gid: nix::unistd::getgid().as_raw(),
                 name,
+                nested: match uid.is_root() {
+                    true => crate::idmap::NestedIds::of_this_process(),
+                    false => None,
+                },
             },
             home,
             cwd: std::env::current_dir().ok(),

@@ -37,7 +37,9 @@ pub struct Running {
 }
 
 pub fn state_root() -> Result<PathBuf> {
-    if nix::unistd::geteuid().is_root() {
+    // Root of a user namespace kennel did not make (podman unshare, say)
+    // cannot write /run: it keeps its records where a user would.
+    if nix::unistd::geteuid().is_root() && crate::idmap::NestedIds::of_this_process().is_none() {
         return Ok(PathBuf::from("/run/kennel"));
     }
     match std::env::var_os("XDG_RUNTIME_DIR") {
