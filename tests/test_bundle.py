@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
 
 def write_bundle(h, config):
     bundle = h.tempdir(owner=h.user)
@@ -78,3 +80,47 @@ def test_bundle_with_missing_rootfs(h):
     r = h.user.run([h.kennel, "run", "--bundle", bundle])
     assert r.returncode == 125
     assert "rootfs" in r.stderr
+
+
+def _set(config, dotted, value):
+    node = config
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+
+
+@pytest.mark.parametrize("field,value", [
+    ("linux.seccomp", {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}),
+    ("hooks", {"prestart": [{"path": "/bin/true"}]}),
+    ("linux.sysctl", {"kernel.domainname": "example.org"}),
+    ("linux.resources.cpu.shares", 512),
+    ("linux.rootfsPropagation", "shared"),
+    ("process.apparmorProfile", "kennel-test"),
+    ("linux.devices", [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]),
+])
+def test_a_spec_field_kennel_cannot_apply_is_refused_by_name(h, field, value):
+    """A bundle that asks for a seccomp filter, hooks, a sysctl ... must never
+    run without them: nothing runs, and the error names the field."""
+    config = base_config(["/bin/sh", "-c", "echo RAN"])
+    _set(config, field, value)
+    bundle = write_bundle(h, config)
+    r = h.user.run([h.kennel, "run", "--bundle", bundle])
+    assert r.returncode == 125, r.stderr
+    assert "RAN" not in r.stdout
+    assert r.stderr.startswith("kennel: unsupported in config.json: ") and field in r.stderr, r.stderr
+
+
+def test_bundle_umask_and_oom_score_adj_are_applied(h):
+    config = base_config(["/bin/sh", "-c", "umask; cat /proc/self/oom_score_adj"])
+    config["process"]["user"]["umask"] = 0o027
+    config["process"]["oomScoreAdj"] = 500
+    config["linux"]["rootfsPropagation"] = "rprivate"
+    r = h.user.run([h.kennel, "run", "--bundle", write_bundle(h, config)])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0027", "500"]
+    # Lowering it below kennel's own needs privilege: refused, never ignored.
+    config["process"]["oomScoreAdj"] = -500
+    r = h.user.run([h.kennel, "run", "--bundle", write_bundle(h, config)])
+    assert r.returncode == 125, r.stderr
+    assert "process.oomScoreAdj -500" in r.stderr, r.stderr

@@ -232,6 +232,12 @@ pub fn start_process(
             )
         })?;
     }
+    if let Some(adj) = p.oom_score_adj {
+        set_oom_score_adj(adj)?;
+    }
+    if let Some(mask) = p.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
     // The working directory is resolved inside the final root by the
     // kernel. Created as root, before the switch, so a workdir in a
     // root-owned tree can appear (Docker does the same); entering it is
@@ -265,6 +271,27 @@ pub fn start_process(
         prepare_signals_for_exec()?;
         Err(exec(&program, &argv, &envp, &p.args[0]))
     }
+}
+
+/// process.oomScoreAdj. Raising it is always allowed; lowering it below
+/// what kennel was started with needs CAP_SYS_RESOURCE of the host.
+fn set_oom_score_adj(adj: i32) -> Step {
+    let path = "/proc/self/oom_score_adj";
+    std::fs::write(path, adj.to_string()).map_err(|e| {
+        let f = ChildFailure::new(
+            Stage::Rlimit,
+            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            Some(format!("process.oomScoreAdj {adj}")),
+        );
+        match std::fs::read_to_string(path) {
+            Ok(now) if e.kind() == std::io::ErrorKind::PermissionDenied => f.with_detail(format!(
+                "lowering it below kennel's own ({}) needs privilege; ask for {} or more",
+                now.trim(),
+                now.trim()
+            )),
+            _ => f,
+        }
+    })
 }
 
 /// Changes to `cwd`, looked up inside the root (no magic link, no way out),

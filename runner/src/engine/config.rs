@@ -43,6 +43,10 @@ pub struct ProcessPlan {
     pub inheritable: Vec<caps::Capability>,
     pub ambient: Vec<caps::Capability>,
     pub rlimits: Vec<(Resource, u64, u64)>,
+    /// process.user.umask; None keeps the caller's.
+    pub umask: Option<u32>,
+    /// process.oomScoreAdj, written before the user switch.
+    pub oom_score_adj: Option<i32>,
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +165,15 @@ fn to_resource(t: PosixRlimitType) -> Result<Resource> {
 
 impl Config {
     pub fn from_spec(spec: &Spec) -> Result<Config> {
+        let unsupported = super::spec_fields::unsupported(spec);
+        if !unsupported.is_empty() {
+            bail!(
+                "unsupported in config.json: {}; kennel does not implement {}, and runs nothing rather than run without {}",
+                unsupported.join(", "),
+                if unsupported.len() == 1 { "it" } else { "them" },
+                if unsupported.len() == 1 { "it" } else { "them" },
+            );
+        }
         let process = spec
             .process()
             .as_ref()
@@ -318,6 +331,8 @@ impl ProcessPlan {
             inheritable: to_caps(caps.inheritable())?,
             ambient: to_caps(caps.ambient())?,
             rlimits,
+            umask: user.umask(),
+            oom_score_adj: process.oom_score_adj(),
         })
     }
 }

@@ -1,0 +1,176 @@
+//! Which fields of a `Spec` kennel implements. Every other field that a
+//! config.json sets is refused, named, before anything is created: a bundle
+//! asking for a seccomp filter, hooks or a sysctl must never run without
+//! them.
+
+use oci_spec::runtime::Spec;
+use serde_json::Value;
+
+/// The fields kennel implements, as JSON paths (`[]` for every element of
+/// an array, `*` for any key). A path covers everything below it.
+const SUPPORTED: &[&str] = &[
+    "ociVersion",
+    "root.path",
+    "root.readonly",
+    "hostname",
+    "annotations",
+    "mounts[].destination",
+    "mounts[].type",
+    "mounts[].source",
+    "mounts[].options",
+    "process.terminal",
+    // The pty follows the caller's window size.
+    "process.consoleSize",
+    "process.user.uid",
+    "process.user.gid",
+    "process.user.additionalGids",
+    "process.user.umask",
+    "process.args",
+    "process.env",
+    "process.cwd",
+    "process.capabilities",
+    "process.rlimits",
+    "process.noNewPrivileges",
+    "process.oomScoreAdj",
+    "linux.uidMappings",
+    "linux.gidMappings",
+    "linux.namespaces[].type",
+    // Checked by the plan, which names what it cannot do with a path.
+    "linux.namespaces[].path",
+    "linux.maskedPaths",
+    "linux.readonlyPaths",
+    // In a user namespace no device node but the ones kennel binds can be
+    // made or opened, which is what a device cgroup would enforce.
+    "linux.resources.devices",
+    "linux.resources.memory.limit",
+    "linux.resources.memory.swap",
+    "linux.resources.cpu.quota",
+    "linux.resources.cpu.period",
+    "linux.resources.pids.limit",
+    "linux.resources.unified",
+];
+
+/// Values that ask for nothing: absent, empty or false.
+fn is_unset(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+fn supported(path: &str) -> bool {
+    SUPPORTED.iter().any(|s| {
+        path == *s
+            || path
+                .strip_prefix(s)
+                .is_some_and(|rest| rest.starts_with(['.', '[']))
+    })
+}
+
+/// Whether some supported field lies below `path`.
+fn leads_to_supported(path: &str) -> bool {
+    path.is_empty()
+        || SUPPORTED.iter().any(|s| {
+            s.strip_prefix(path)
+                .is_some_and(|rest| rest.starts_with(['.', '[']))
+        })
+}
+
+fn walk(v: &Value, path: &str, out: &mut Vec<String>) {
+    if is_unset(v) || supported(path) {
+        return;
+    }
+    if !leads_to_supported(path) {
+        out.push(path.to_string());
+        return;
+    }
+    match v {
+        Value::Object(o) => {
+            for (k, child) in o {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                walk(child, &p, out);
+            }
+        }
+        Value::Array(a) => {
+            let p = format!("{path}[]");
+            for child in a {
+                walk(child, &p, out);
+            }
+        }
+        _ => out.push(path.to_string()),
+    }
+}
+
+/// The fields `spec` sets that kennel does not implement, each once, in
+/// the order they appear.
+pub fn unsupported(spec: &Spec) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(v) = serde_json::to_value(spec) {
+        walk(&v, "", &mut out);
+    }
+    // linux.rootfsPropagation: kennel makes every mount private, which is
+    // what "private" and "rprivate" ask; anything else would be ignored.
+    if let Some(p) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_ref())
+    {
+        if matches!(p.as_str(), "private" | "rprivate") {
+            out.retain(|f| f != "linux.rootfsPropagation");
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|f| seen.insert(f.clone()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Spec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const BASE: &str = r#"{"ociVersion": "1.0.2", "root": {"path": "rootfs"},
+        "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+        "linux": {"namespaces": [{"type": "user"}, {"type": "mount"}, {"type": "pid"}]"#;
+
+    #[test]
+    fn what_kennel_implements_passes() {
+        let s = spec(&format!(
+            "{BASE}, \"resources\": {{\"devices\": [{{\"allow\": false, \"access\": \"rwm\"}}], \"memory\": {{\"limit\": 1000000}}, \"pids\": {{\"limit\": 5}}}}, \"rootfsPropagation\": \"rprivate\", \"maskedPaths\": [\"/proc/kcore\"]}}}}"
+        ));
+        assert_eq!(unsupported(&s), Vec::<String>::new());
+        assert_eq!(unsupported(&Spec::default()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn everything_else_is_named() {
+        let s = spec(&format!(
+            "{BASE}, \"seccomp\": {{\"defaultAction\": \"SCMP_ACT_ERRNO\"}}, \"sysctl\": {{\"net.ipv4.ip_forward\": \"1\"}}, \"rootfsPropagation\": \"shared\", \"resources\": {{\"cpu\": {{\"shares\": 512, \"quota\": 5000}}, \"memory\": {{\"disableOOMKiller\": false, \"swappiness\": 10}}}}}}, \"hooks\": {{\"prestart\": [{{\"path\": \"/bin/true\"}}]}}, \"domainname\": \"example.org\"}}"
+        ));
+        let found = unsupported(&s);
+        for field in [
+            "linux.seccomp",
+            "linux.sysctl",
+            "linux.rootfsPropagation",
+            "linux.resources.cpu.shares",
+            "linux.resources.memory.swappiness",
+            "hooks",
+            "domainname",
+        ] {
+            assert!(found.iter().any(|f| f == field), "{field} not in {found:?}");
+        }
+        assert!(!found
+            .iter()
+            .any(|f| f.contains("quota") || f.contains("disableOOMKiller")));
+    }
+}
