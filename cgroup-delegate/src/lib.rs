@@ -11,7 +11,6 @@ mod error;
 mod limits;
 mod placement;
 pub mod stats;
-mod sys;
 pub mod systemd;
 mod tree;
 

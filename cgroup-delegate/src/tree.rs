@@ -62,7 +62,10 @@ pub fn is_delegated(dir: &Path) -> bool {
         return false;
     }
     if nix::unistd::geteuid().is_root() {
-        return crate::sys::get_xattr(dir, "trusted.delegate").is_some_and(|v| v == b"1");
+        return kennel_sys::get_xattr(dir, "trusted.delegate")
+            .ok()
+            .flatten()
+            .is_some_and(|v| v == b"1");
     }
     writable(&dir.join("cgroup.procs")) && writable(&dir.join("cgroup.subtree_control"))
 }

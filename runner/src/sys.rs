@@ -5,9 +5,7 @@
 //! is safe Rust.
 #![allow(unsafe_code)]
 
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -17,35 +15,19 @@ use nix::unistd::Pid;
 /// Rust's. Rust's runtime set-up before `main` (a stack-guard probe that
 /// reads /proc/self/maps, an alternate signal stack for overflow reports)
 /// costs tens of microseconds on every container start. What kennel relies
-/// on it does here: SIGPIPE ignored (a write to a closed pipe or socket is
-/// an error, never a silent death) and fds 0-2 open (no fd of ours, a
+/// on it does here: SIGPIPE ignored and fds 0-2 open (no fd of ours, a
 /// signalfd say, may become the container's stdio).
 #[cfg_attr(not(test), unsafe(no_mangle))]
 #[cfg_attr(test, allow(dead_code))]
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
-    // SAFETY: SIG_IGN installs no handler, so no code of ours can run in
-    // signal context.
-    let _ = unsafe {
-        nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGPIPE,
-            nix::sys::signal::SigHandler::SigIgn,
-        )
-    };
-    for fd in 0..3 {
-        if !fd_is_open(fd) {
-            // open(2) takes the lowest free fd: this one. Kept for good.
-            match nix::fcntl::open(
-                "/dev/null",
-                nix::fcntl::OFlag::O_RDWR,
-                nix::sys::stat::Mode::empty(),
-            ) {
-                Ok(null) => std::mem::forget(null),
-                Err(_) => return 125,
-            }
-        }
+    kennel_sys::ignore_sigpipe();
+    if kennel_sys::ensure_std_fds_open().is_err() {
+        return 125;
     }
     crate::kennel_main()
 }
+
+pub use kennel_sys::{fd_is_open, pidfd_send_signal, receive_fd, send_fd};
 
 /// Where a clone returned.
 pub enum Forked {
@@ -153,28 +135,7 @@ pub fn fork_process() -> Result<Option<Pid>, Errno> {
 
 /// pidfd_open(2).
 pub fn pidfd_open(pid: Pid) -> Result<OwnedFd, Errno> {
-    // SAFETY: plain syscall with integer arguments.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: the kernel returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// pidfd_send_signal(2); signal 0 only checks that the process is alive.
-pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> Result<(), Errno> {
-    // SAFETY: plain syscall; a null siginfo means "as kill(2) would".
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    Errno::result(ret).map(drop)
+    kennel_sys::pidfd_open(pid.as_raw())
 }
 
 /// Marks every fd from `first` upwards close-on-exec (close_range(2)).
@@ -256,12 +217,6 @@ pub fn set_cloexec(fd: RawFd, cloexec: bool) -> Result<(), Errno> {
     Errno::result(unsafe { libc::fcntl(fd, libc::F_SETFD, flags) }).map(drop)
 }
 
-/// Whether the raw fd number is open.
-pub fn fd_is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD has no side effects.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
-}
-
 /// Brings the loopback interface up in the current network namespace
 /// (SIOCGIFFLAGS/SIOCSIFFLAGS on a datagram socket; no netlink needed).
 pub fn loopback_up() -> Result<(), Errno> {
@@ -288,27 +243,7 @@ pub fn loopback_up() -> Result<(), Errno> {
 /// Reads the `security.capability` extended attribute of a file (its file
 /// capabilities), or None when it has none.
 pub fn file_capabilities(path: &Path) -> Result<Option<Vec<u8>>, Errno> {
-    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
-    let name = c"security.capability";
-    let mut buf = vec![0u8; 64];
-    // SAFETY: both strings are NUL-terminated and `buf` is writable for
-    // its full length, which is what we pass.
-    let n = unsafe {
-        libc::getxattr(
-            cpath.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        return match Errno::last() {
-            Errno::ENODATA => Ok(None),
-            e => Err(e),
-        };
-    }
-    buf.truncate(n as usize);
-    Ok(Some(buf))
+    kennel_sys::get_xattr(path, "security.capability")
 }
 
 /// Makes `fd` (a terminal) the controlling terminal of this session.
@@ -349,43 +284,6 @@ pub fn reset_all_signals_default() {
             libc::sigaction(signal, &action, std::ptr::null_mut());
         }
     }
-}
-
-/// Sends `fd` over the unix socket `sock` as SCM_RIGHTS, with one byte.
-pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), Errno> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let fds = [fd.as_raw_fd()];
-    sendmsg::<()>(
-        sock.as_raw_fd(),
-        &[std::io::IoSlice::new(b"p")],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )
-    .map(drop)
-}
-
-/// Receives one fd sent by `send_fd`; None if the other end closed first.
-pub fn receive_fd(sock: BorrowedFd<'_>) -> Result<Option<OwnedFd>, Errno> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut byte = [0u8; 1];
-    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    let mut received = None;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for raw in fds {
-                received = Some(own_received_fd(raw));
-            }
-        }
-    }
-    Ok(received)
 }
 
 /// Takes ownership of an fd that arrived over SCM_RIGHTS.
