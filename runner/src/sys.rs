@@ -272,16 +272,38 @@ pub fn set_window_size(fd: BorrowedFd<'_>, ws: &libc::winsize) -> Result<(), Err
 /// under `nohup` ignores SIGHUP, which a shell in the container could then
 /// not even trap. Handlers are reset by execve itself, but the container's
 /// init runs kennel's code without one, so all are reset here.
+///
+/// Through rt_sigaction(2) itself: glibc's sigaction refuses signals 32 and
+/// 33, which it reserves for its threads, yet a caller may have them
+/// ignored too, and an ignored one would be inherited like any other.
 pub fn reset_all_signals_default() {
-    // SAFETY: sigaction with SIG_DFL installs no handler, so no code of ours
-    // can run in signal context; numbers the kernel or libc reserves
-    // (SIGKILL, SIGSTOP, glibc's internal real-time ones) give EINVAL and
-    // are left as they are.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = libc::SIG_DFL;
-        for signal in 1..=libc::SIGRTMAX() {
-            libc::sigaction(signal, &action, std::ptr::null_mut());
+    /// The kernel's `struct sigaction` (asm-generic and x86-64 layouts);
+    /// all zeros is SIG_DFL with no flags and an empty mask.
+    #[repr(C)]
+    #[derive(Default)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction::default();
+    for signal in 1..=libc::SIGRTMAX() {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: the kernel reads `default`, which lives across the call,
+        // and installs SIG_DFL: no handler, so no code of ours can run in
+        // signal context. The last argument is the size of the kernel's
+        // signal set, 64 bits.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                std::mem::size_of::<u64>(),
+            );
         }
     }
 }
