@@ -279,6 +279,45 @@ def test_volume_target_symlink_cannot_leave_the_root(h):
     assert os.listdir(target) == []
 
 
+# Swaps two paths of the shared rootfs back and forth as fast as it can
+# (renameat2 RENAME_EXCHANGE), as a second container using the same rootfs
+# directory could.
+EXCHANGER = r'''
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+a, b = (p.encode() for p in sys.argv[1:3])
+while True:
+    libc.renameat2(-100, a, -100, b, 2)
+'''
+
+
+def test_a_swapped_volume_target_never_leaves_a_read_only_volume_writable(h):
+    """While another process of the user swaps the volume's mount point with
+    a link elsewhere, `-v SECRET:/vol:ro` must never end up writable, in
+    any of many starts, and the host directory must stay unchanged."""
+    rootfs = copy_rootfs(h)
+    secret = _host_dir(h)
+    before = tree(secret)
+    os.mkdir(os.path.join(rootfs, "vol"))
+    os.symlink("/tmp", os.path.join(rootfs, "volalt"))
+    for p in ("vol", "volalt"):
+        os.lchown(os.path.join(rootfs, p), h.user.uid, h.user.gid)
+    swapper = h.user.popen([PYTHON, "-c", EXCHANGER, os.path.join(rootfs, "vol"),
+                            os.path.join(rootfs, "volalt")], stdout=subprocess.DEVNULL)
+    try:
+        started = 0
+        for _ in range(60):
+            cp = sh(h, "echo pwned > /vol/pwned; echo pwned > /volalt/pwned; "
+                       "grep -c ' /vol rw' /proc/self/mountinfo", "-v", f"{secret}:/vol:ro",
+                    rootfs=rootfs)
+            started += cp.returncode != 125
+            assert tree(secret) == before, describe(cp)
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert started > 0, "no start got past the set-up while the paths were swapped"
+
+
 def _image_with_passwd(h, make):
     rootfs = copy_rootfs(h)
     path = os.path.join(rootfs, "etc", "passwd")

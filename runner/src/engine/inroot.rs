@@ -65,14 +65,6 @@ impl Root {
         })
     }
 
-    /// The directory `fd` (found inside `within`) as a root of its own.
-    pub fn from_fd(fd: OwnedFd, within: &Root) -> Root {
-        Root {
-            fd,
-            proc_dir: within.proc_dir.clone(),
-        }
-    }
-
     /// An `O_PATH` fd for `path`, resolved inside the root.
     pub fn lookup(&self, path: &Path) -> Result<OwnedFd, Errno> {
         self.open_with(path, OFlag::O_PATH)
@@ -141,10 +133,6 @@ impl Root {
         self.proc_dir
             .join("self/fd")
             .join(fd.as_raw_fd().to_string())
-    }
-
-    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.fd.as_fd()
     }
 }
 

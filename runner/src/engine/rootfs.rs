@@ -5,14 +5,18 @@
 //! 1. make every mount private, mount a tmpfs on /tmp and pivot into it, so
 //!    the host tree sits at /oldroot and nothing in it can be covered;
 //! 2. bind the rootfs (or a fresh tmpfs, for the host sandbox) at /newroot
-//!    and make the spec's mounts there, bind sources taken from /oldroot;
-//! 3. pivot into /newroot with `pivot_root(".", ".")` and detach the old
-//!    root, so no trace of the host (nor a put_old directory) stays inside;
-//! 4. mask and write-protect the kernel paths, and make / read-only if asked.
+//!    and make the spec's mounts there, bind sources taken from /oldroot,
+//!    every target resolved inside /newroot by the kernel (see `inroot`);
+//!    a mount that needs a second step (read-only, /dev's devices) is
+//!    finished at /stage first and then moved into place;
+//! 3. mask and write-protect the kernel paths;
+//! 4. pivot into /newroot with `pivot_root(".", ".")` and detach the old
+//!    root, so no trace of the host (nor a put_old directory) stays inside,
+//!    and make / read-only if asked.
 //!
 //! A sysfs mount waits for the network namespace, which is made beside the
 //! child (see `netns`); the kernel paths no later mount touches (the /proc
-//! ones) are protected before that wait, under /newroot.
+//! ones) are protected before that wait.
 
 use std::path::{Path, PathBuf};
 
@@ -66,7 +70,7 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
         "mode=700",
         "staging tmpfs",
     )?;
-    for dir in ["newroot", "oldroot"] {
+    for dir in ["newroot", "oldroot", "stage"] {
         mkdir(
             &Path::new(STAGING).join(dir),
             Mode::from_bits_truncate(0o755),
@@ -105,6 +109,7 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
     let root = Root::open(newroot, format!("{OLDROOT}/proc"))
         .map_err(|e| fail(Stage::Mount, e, describe_root(cfg)))?;
     let null = PathBuf::from(host_path(Path::new("/dev/null")));
+    let mut stage = Staging::default();
 
     // Kernel paths protected before the first sysfs mount, if there is one.
     let mut protected_early: Option<Vec<(String, bool)>> = None;
@@ -118,16 +123,18 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
                 .map(|(p, readonly)| (p.clone(), readonly))
                 .collect();
             for (p, readonly) in &early {
-                protect(&root, Path::new(p), *readonly, &null)?;
+                protect(&root, &mut stage, Path::new(p), *readonly, &null)?;
             }
             protected_early = Some(early);
             before_sysfs()?;
         }
-        mount_one(&root, m)?;
-        // Right away, so later mounts of the spec can still cover a device.
-        if m.destination == "/dev" {
-            populate_dev(&root)?;
-        }
+        mount_one(&root, &mut stage, m)?;
+    }
+    // The kernel paths a later mount touched (a sysfs one, say), now that
+    // every mount is made.
+    let early = protected_early.unwrap_or_default();
+    for (p, readonly) in kernel_paths(cfg).filter(|(p, _)| !early.iter().any(|(q, _)| q == *p)) {
+        protect(&root, &mut stage, Path::new(p), readonly, &null)?;
     }
     drop(root);
 
@@ -139,17 +146,6 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
         .map_err(|e| fail(Stage::PivotRoot, e, "/").with_detail("detach the old root"))?;
     chdir("/").map_err(|e| fail(Stage::PivotRoot, e, "/"))?;
 
-    let early = protected_early.unwrap_or_default();
-    let late: Vec<_> = kernel_paths(cfg)
-        .filter(|(p, _)| !early.iter().any(|(q, _)| q == *p))
-        .collect();
-    if !late.is_empty() {
-        // The host is gone now; the container's own procfs names the fds.
-        let root = Root::open(Path::new("/"), "/proc").map_err(|e| fail(Stage::Mount, e, "/"))?;
-        for (p, readonly) in late {
-            protect(&root, Path::new(p), readonly, Path::new("/dev/null"))?;
-        }
-    }
     if cfg.readonly_root {
         remount_readonly(Path::new("/"), MsFlags::empty())?;
     }
@@ -168,17 +164,57 @@ fn touches(m: &MountPlan, path: &str) -> bool {
     path.starts_with(dst) || dst.starts_with(path)
 }
 
+/// Mount points in the staging root, which only this process can reach: a
+/// mount that needs a second step (a remount read-only, /dev's devices) is
+/// made and finished there, then moved onto its target's fd in one call.
+/// Looking the target up again after mounting on it would let another
+/// container sharing the rootfs swap the path in between (the remount
+/// would land elsewhere).
+#[derive(Default)]
+struct Staging {
+    made: usize,
+}
+
+impl Staging {
+    /// A fresh mount point: a directory, or a file for a file bind.
+    fn point(&mut self, file: bool) -> Step<PathBuf> {
+        self.made += 1;
+        let path = Path::new("/stage").join(self.made.to_string());
+        let made = if file {
+            std::fs::File::create(&path).map(drop)
+        } else {
+            std::fs::create_dir(&path)
+        };
+        made.map_err(|e| {
+            fail(
+                Stage::Mount,
+                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                &path,
+            )
+            .with_detail("staging mount point")
+        })?;
+        Ok(path)
+    }
+}
+
+/// Moves the finished mount at `staged` onto `target` (an fd path).
+fn move_onto(staged: &Path, target: &Path, shown: &Path) -> Step {
+    let none: Option<&str> = None;
+    mount(Some(staged), target, none, MsFlags::MS_MOVE, none)
+        .map_err(|e| fail(Stage::Mount, e, shown).with_detail("move the finished mount into place"))
+}
+
 /// Masks `path` (`null` is the /dev/null to bind over files) or makes it
 /// read-only. A path the rootfs does not have is left alone.
-fn protect(root: &Root, path: &Path, readonly: bool, null: &Path) -> Step {
+fn protect(root: &Root, stage: &mut Staging, path: &Path, readonly: bool, null: &Path) -> Step {
     let target = match root.lookup(path) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(()),
         Err(e) => return Err(fail(Stage::Mount, e, path).with_detail("masked or read-only path")),
     };
     let at = root.fd_path(&target);
+    let is_dir = inroot::is_dir(&target).map_err(|e| fail(Stage::Mount, e, path))?;
     if !readonly {
-        let is_dir = inroot::is_dir(&target).map_err(|e| fail(Stage::Mount, e, path))?;
         return if is_dir {
             do_mount(
                 "tmpfs",
@@ -199,24 +235,17 @@ fn protect(root: &Root, path: &Path, readonly: bool, null: &Path) -> Step {
             )
         };
     }
+    let staged = stage.point(!is_dir)?;
     do_mount(
         &at.display().to_string(),
-        &at,
+        &staged,
         None,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         "",
         &format!("read-only {}", path.display()),
     )?;
-    remount_on_top(root, path, true, MsFlags::empty())
-}
-
-/// Remounts the mount just made at `path`: looked up again, since the fd
-/// the mount was made through still names what lies beneath it.
-fn remount_on_top(root: &Root, path: &Path, readonly: bool, extra: MsFlags) -> Step {
-    let top = root
-        .lookup(path)
-        .map_err(|e| fail(Stage::Mount, e, path).with_detail("remount"))?;
-    remount_bind(&root.fd_path(&top), readonly, extra).map_err(|f| f.at(path))
+    remount_bind(&staged, true, MsFlags::empty()).map_err(|f| f.at(path))?;
+    move_onto(&staged, &at, path)
 }
 
 fn describe_root(cfg: &Config) -> String {
@@ -231,7 +260,7 @@ fn host_path(p: &Path) -> String {
     format!("{OLDROOT}{}", p.display())
 }
 
-fn mount_one(root: &Root, m: &MountPlan) -> Step {
+fn mount_one(root: &Root, stage: &mut Staging, m: &MountPlan) -> Step {
     let dst = Path::new(&m.destination);
     if m.destination == "/proc" {
         // A fresh procfs is what kennel's own later steps trust: refuse a
@@ -262,33 +291,53 @@ fn mount_one(root: &Root, m: &MountPlan) -> Step {
         };
         let target = root.lookup_or_make(dst, make).map_err(create_err)?;
         let rec = m.flags & MsFlags::MS_REC;
+        let extra = m.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+        let finish = m.readonly || !extra.is_empty();
+        let at = if finish {
+            stage.point(src_is_file)?
+        } else {
+            root.fd_path(&target)
+        };
         do_mount(
             &src,
-            &root.fd_path(&target),
+            &at,
             None,
             MsFlags::MS_BIND | rec,
             "",
             &format!("bind {}", m.source),
         )
         .map_err(|f| f.at(dst))?;
-        let extra = m.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
-        if m.readonly || !extra.is_empty() {
-            remount_on_top(root, dst, m.readonly, extra)?;
+        if finish {
+            remount_bind(&at, m.readonly, extra).map_err(|f| f.at(dst))?;
+            move_onto(&at, &root.fd_path(&target), dst)?;
         }
         return Ok(());
     }
     let target = root
         .lookup_or_make(dst, Make::Directory)
         .map_err(create_err)?;
+    // /dev is filled before it is moved into place: right away, so later
+    // mounts of the spec can still cover a device.
+    let dev = m.destination == "/dev";
+    let at = if dev {
+        stage.point(false)?
+    } else {
+        root.fd_path(&target)
+    };
     do_mount(
         &m.source,
-        &root.fd_path(&target),
+        &at,
         Some(&m.fstype),
         m.flags,
         &m.data,
         &format!("{} on {}", m.fstype, m.destination),
     )
-    .map_err(|f| f.at(dst))
+    .map_err(|f| f.at(dst))?;
+    if dev {
+        populate_dev(&at)?;
+        move_onto(&at, &root.fd_path(&target), dst)?;
+    }
+    Ok(())
 }
 
 /// Flags the kernel locks on a mount made in a less privileged user
@@ -329,35 +378,32 @@ fn remount_readonly(target: &Path, extra: MsFlags) -> Step {
     remount_bind(target, true, extra)
 }
 
-/// Fills the container's fresh /dev tmpfs: the host's devices bound onto
-/// files (a device the host lacks is left out) and the standard links. The
-/// /dev in question is the one just mounted, wherever the image's `/dev`
-/// led (inside the root): everything is made relative to its fd.
-fn populate_dev(root: &Root) -> Step {
-    let dev = root
-        .lookup(Path::new("/dev"))
-        .map_err(|e| fail(Stage::Mount, e, "/dev"))?;
-    let dev_root = Root::from_fd(dev, root);
+/// Fills the container's fresh /dev tmpfs, mounted at `dev` in the staging
+/// root (so nothing of the image is in the way): the host's devices bound
+/// onto files (a device the host lacks is left out) and the standard links.
+fn populate_dev(dev: &Path) -> Step {
     for name in DEVICES {
         let shown = format!("/dev/{name}");
-        let target = dev_root
-            .lookup_or_make(Path::new(name), Make::File)
-            .map_err(|e| fail(Stage::Mount, e, &shown).with_detail("create mount point"))?;
+        let target = dev.join(name);
+        std::fs::File::create(&target).map_err(|e| {
+            fail(
+                Stage::Mount,
+                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                &shown,
+            )
+            .with_detail("create mount point")
+        })?;
         let host = format!("{OLDROOT}/dev/{name}");
         match mount(
             Some(host.as_str()),
-            &dev_root.fd_path(&target),
+            &target,
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,
         ) {
             Ok(()) => {}
             Err(Errno::ENOENT) => {
-                let _ = nix::unistd::unlinkat(
-                    dev_root.as_fd(),
-                    name,
-                    nix::unistd::UnlinkatFlags::NoRemoveDir,
-                );
+                let _ = std::fs::remove_file(&target);
             }
             Err(e) => {
                 return Err(fail(Stage::Mount, e, &shown).with_detail(format!("bind /dev/{name}")))
@@ -371,9 +417,15 @@ fn populate_dev(root: &Root) -> Step {
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ] {
-        match nix::unistd::symlinkat(to, dev_root.as_fd(), link) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(fail(Stage::Mount, e, format!("/dev/{link}"))),
+        match std::os::unix::fs::symlink(to, dev.join(link)) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(fail(
+                    Stage::Mount,
+                    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                    format!("/dev/{link}"),
+                ))
+            }
+            _ => {}
         }
     }
     Ok(())
