@@ -29,6 +29,13 @@ pub fn run_as_init(
     argv: &[CString],
     envp: &[CString],
 ) -> Result<Infallible, ChildFailure> {
+    // Never dumpable: this process is kennel, forked from the runner, and
+    // never execs. Its memory holds the caller's environment and argv, and
+    // the container's root has its uid: without this, /proc/1/environ and
+    // /proc/1/mem would show them. The command regains dumpability when it
+    // execs.
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| ChildFailure::new(Stage::Init, e, None).with_detail("set non-dumpable"))?;
     // The forwarded signals and SIGCHLD are still blocked (inherited from
     // the parent), so none is lost between fork and sigwait.
     let command = match sys::fork_process().map_err(|e| ChildFailure::new(Stage::Init, e, None))? {
