@@ -223,6 +223,11 @@ pub fn start_process(
             _ => f,
         }
     })?;
+    // ... nor, found by its serial number, the caller's user keyring.
+    sys::deny_keyring_syscalls().map_err(|e| {
+        ChildFailure::new(Stage::Keyring, e, None)
+            .with_detail("installing the seccomp filter that refuses keyctl")
+    })?;
     for (resource, soft, hard) in &p.rlimits {
         nix::sys::resource::setrlimit(*resource, *soft, *hard).map_err(|e| {
             ChildFailure::new(
