@@ -16,7 +16,7 @@ import pytest
 
 from conftest import require_tool
 from probe import containers  # noqa: F401 (a fixture)
-from probe import copy_rootfs, describe, kennel, ok, run, sh, state_dir, tree, wait_until
+from probe import children, copy_rootfs, describe, kennel, ok, run, sh, state_dir, tree, wait_until
 
 # --------------------------------------------------------------------------
 # Descriptors: the caller's, the runner's, and the working directory
@@ -43,6 +43,19 @@ ls /proc/1/fd | tr '\n' ' '; echo
 '''
 
 
+def _container_init(runner):
+    """The host pid of the runner's child that is PID 1 of its namespace."""
+    for pid in children(runner):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                nspid = next(l for l in f.read().splitlines() if l.startswith("NSpid:")).split()[1:]
+        except (OSError, StopIteration):
+            continue
+        if len(nspid) > 1 and nspid[-1] == "1":
+            return pid
+    return None
+
+
 @pytest.mark.parametrize("init", [True, False], ids=["init", "no-init"])
 def test_the_callers_fds_never_reach_the_container(h, init):
     """`exec 7<file 8<dir; kennel run --init`: PID 1 (kennel's own init)
@@ -52,11 +65,22 @@ def test_the_callers_fds_never_reach_the_container(h, init):
     script = 'exec 7<"$0" 8<"$1"; shift; exec "$@"'
     argv = ["sh", "-c", script, os.path.join(target, "host-file"), target, h.kennel, "run",
             "--rootfs", h.rootfs, *(["--init"] if init else []), "--", "sh", "-c", ESCAPE]
-    cp = h.user.run(argv, timeout=30)
-    out = ok(cp)
+    proc = h.user.popen([*argv[:-1], ESCAPE + "sleep 1"])
+    try:
+        if init:
+            # Seen from the host (the container may not even list them):
+            # once the command runs, the init holds stdio and nothing else.
+            init_pid = wait_until(lambda: _container_init(proc.pid), "the container's init")
+            wait_until(lambda: children(init_pid), "the init to start the command")
+            wait_until(lambda: sorted(os.listdir(f"/proc/{init_pid}/fd"), key=int) == ["0", "1", "2"],
+                       "the init to hold only fds 0, 1 and 2")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
     assert "WROTE" not in out, out
-    if init:
-        assert out.splitlines()[-1].split() == ["0", "1", "2"], out
     assert tree(target) == before
 
 
@@ -216,11 +240,17 @@ def test_the_callers_session_keyring_is_out_of_reach(h):
     assert "NOT-FOUND" in out, out
 
 
-# The caller ignores SIGHUP and SIGINT (as under `nohup` or `&` in a
-# non-interactive shell) and blocks SIGUSR1, SIGTERM and a real-time
+# The caller ignores SIGHUP, SIGINT (as under `nohup` or `&` in a
+# non-interactive shell) and signals 32 and 33, and blocks SIGUSR1, SIGTERM and a real-time
 # signal; then runs its arguments.
 CALLER_WITH_SIGNALS = r'''
-import os, signal, sys
+import ctypes, os, signal, sys
+class KernelSigaction(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_ulong) for n in ("handler", "flags", "restorer", "mask")]
+# glibc's own 32 and 33 too, which only the raw rt_sigaction (13) can set.
+libc = ctypes.CDLL(None, use_errno=True)
+for n in (32, 33):
+    libc.syscall(13, n, ctypes.byref(KernelSigaction(1, 0, 0, 0)), None, 8)
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGTERM, signal.SIGRTMIN + 3})
@@ -241,6 +271,35 @@ def test_signal_dispositions_of_the_caller_are_not_inherited(h, init):
     own = ok(h.user.run([PYTHON, "-c", CALLER_WITH_SIGNALS, "/bin/grep", "-E", "^Sig(Ign|Blk)",
                          "/proc/self/status"])).split()
     assert own[1] != "0000000000000000" and own[3] != "0000000000000000", own
+
+
+def test_the_callers_user_keyring_is_out_of_reach(h):
+    """The container's root is the caller's uid on the host, so the caller's
+    user keyring would be its to link by serial number and read."""
+    keyctl = require_tool("keyctl", "keyutils")
+    script = ('k=$(keyctl add user kennel_u_secret TOPSECRET @u) || exit 3; u=$(keyctl id @u); '
+              'keyctl link "$u" @s && keyctl print "$k" && echo ATTACK-WORKS-OUTSIDE; keyctl unlink "$u" @s; '
+              'exec "$@" "keyctl link $u @s; keyctl print $k; keyctl unlink $k @u; true"')
+    cp = h.user.run([keyctl, "session", "-", "sh", "-c", script, "sh", h.kennel, "run", "--",
+                     "sh", "-c"], timeout=20)
+    out = ok(cp)
+    assert "ATTACK-WORKS-OUTSIDE" in out, out
+    assert out.count("TOPSECRET") == 1, out  # the caller's own print only
+    h.user.run([keyctl, "purge", "user", "kennel_u_secret"], timeout=20)
+
+
+def test_the_init_shows_nothing_of_the_caller(h):
+    """The --init PID 1 is kennel forked from the runner, never exec'd: its
+    environment and memory are the caller's. (Its command line, like any
+    process's, stays readable: it is the one the caller typed.)"""
+    cp = h.user.run([h.kennel, "run", "--init", "--rootfs", h.rootfs, "--", "sh", "-c",
+                     "cat /proc/1/environ; readlink /proc/1/exe; "
+                     "dd if=/proc/1/mem bs=4096 skip=1 count=4096 2>/dev/null | tr -cd 'A-Za-z0-9=_'; "
+                     "echo; echo DONE"],
+                    env={"SECRET_TOKEN": "hunter2"}, timeout=20)
+    assert "DONE" in ok(cp)
+    assert "hunter2" not in cp.stdout and h.kennel not in cp.stdout, cp.stdout
+    assert "environ': Permission denied" in cp.stderr, cp.stderr
 
 
 # --------------------------------------------------------------------------
