@@ -116,8 +116,14 @@ pub struct Reservation {
 }
 
 impl Drop for Reservation {
+    /// Removes the record only while it is still ours: once our container
+    /// has exited, another runner may have found it stale and claimed the
+    /// name before we got here.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let ours = std::fs::read_to_string(self.dir.join(OWNER)).is_ok_and(|o| o == own_identity());
+        if ours {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
