@@ -222,6 +222,23 @@ def test_the_terminal_stays_usable_as_plain_stdio(h):
     assert fields[3] == "1", out  # session id: the container's PID 1
 
 
+def test_the_callers_terminal_settings_are_put_back(h):
+    """Without -t the container may change the caller's terminal settings
+    (echo off, raw mode) while it runs; kennel puts them back after it."""
+    master, slave = os.openpty()
+    before = termios.tcgetattr(slave)
+    try:
+        proc = h.user.popen([h.kennel, "run", "--rootfs", h.rootfs, "--", "sh", "-c",
+                             "stty raw -echo && echo CHANGED"], stdin=slave)
+        out, err = proc.communicate(timeout=20)
+        after = termios.tcgetattr(slave)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0 and "CHANGED" in out, err
+    assert after == before
+
+
 def test_the_callers_session_keyring_is_out_of_reach(h):
     keyctl = require_tool("keyctl", "keyutils")
     script = ('keyctl add user kennel_secret hunter2 @s >/dev/null || exit 3; '

@@ -81,6 +81,7 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
 
     sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
     let sigfd = engine::block_signals()?;
+    let _terminal = (!plan.terminal).then(engine::SavedTerminal::save);
     let (parent_end, child_end) = Channel::pair().context("cannot create the sync socketpair")?;
     // Opened before setns: afterwards /sys/fs/cgroup is the container's view.
     let leaf = running.state.cgroup.as_ref().and_then(|p| {

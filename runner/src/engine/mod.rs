@@ -37,6 +37,7 @@ use config::Config;
 use maps::MapWriter;
 use netns::NetnsMaker;
 use protocol::{Channel, ChildFailure, Received, Stage, ToChild, ToParent};
+pub use tty::SavedTerminal;
 
 /// Exit code for kennel's own failures (Docker's convention).
 pub const EXIT_KENNEL: i32 = 125;
@@ -88,6 +89,8 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     // preserved fds are reopened for exec by the child.
     sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
     let sigfd = block_signals()?;
+    // Before the clone: the container may change it from its first moment.
+    let _terminal = (!cfg.process.terminal).then(tty::SavedTerminal::save);
 
     let status = |text: &str| {
         if let Some(n) = &opts.notify {

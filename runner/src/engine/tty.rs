@@ -35,6 +35,29 @@ impl Drop for RawMode {
     }
 }
 
+/// The settings of the caller's terminal, when the container uses it as
+/// plain stdio (no -t): put back when the container is done, whatever it
+/// did to them (echo off, raw mode), as a shell does after a job.
+pub struct SavedTerminal {
+    saved: Option<Termios>,
+}
+
+impl SavedTerminal {
+    pub fn save() -> SavedTerminal {
+        SavedTerminal {
+            saved: termios::tcgetattr(std::io::stdin().as_fd()).ok(),
+        }
+    }
+}
+
+impl Drop for SavedTerminal {
+    fn drop(&mut self) {
+        if let Some(orig) = &self.saved {
+            let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, orig);
+        }
+    }
+}
+
 /// Copies our terminal's window size onto the container's pty.
 pub fn copy_window_size(master: BorrowedFd<'_>) {
     if let Some(ws) = sys::window_size(std::io::stdin().as_fd())
