@@ -125,6 +125,8 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
                 unshare: nix::sched::CloneFlags::empty(),
                 new_cgroupns: false,
                 helper_socket: None,
+                // Unknown here: every signal is reset.
+                ignored_signals: u64::MAX,
             };
             child::run_process(&plan, child_end, &opts);
         }

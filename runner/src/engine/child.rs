@@ -39,6 +39,11 @@ pub struct ChildOptions {
     /// maps take long to arrive then (the helper is starting up), and the
     /// runner starts no network namespace maker: we make it while we wait.
     pub helper_socket: Option<UnixStream>,
+    /// The signals the runner found ignored (bit N-1 for signal N), which
+    /// stay ignored across execve unless reset: the only ones that are not
+    /// at their default already (the runner installs no handler, and
+    /// execve resets handlers).
+    pub ignored_signals: u64,
 }
 
 type Step<T = ()> = Result<T, ChildFailure>;
@@ -52,7 +57,9 @@ pub fn run(cfg: &Config, chan: Channel, opts: &ChildOptions, maker: Option<Maker
 /// Entry point after the fork for `exec`, already in the container's
 /// namespaces. Never returns.
 pub fn run_process(p: &ProcessPlan, chan: Channel, opts: &ChildOptions) -> ! {
-    report_and_exit(&chan, start_process(p, &chan, opts, false))
+    sys::reset_signals_default(opts.ignored_signals);
+    let started = isolate_keys().and_then(|()| start_process(p, &chan, opts, false));
+    report_and_exit(&chan, started)
 }
 
 fn report_and_exit(chan: &Channel, result: Step<Infallible>) -> ! {
@@ -76,6 +83,9 @@ fn setup_and_exec(
     prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|e| ChildFailure::new(Stage::WaitForMaps, e, None))?;
     exit_if_parent_gone(chan);
+    // Here, while the parent writes the maps, rather than just before exec.
+    sys::reset_signals_default(opts.ignored_signals);
+    isolate_keys()?;
     // Unmapped, we still hold every capability in our new user namespace,
     // which is all that creating namespaces and naming the host take: done
     // here, it overlaps the parent's map writing. The network namespace is
@@ -118,6 +128,28 @@ fn setup_and_exec(
     }
 
     start_process(&cfg.process, chan, opts, bounding_dropped)
+}
+
+/// Out of reach of the caller's keys: a new, empty session keyring, then
+/// a seccomp filter that refuses the key management system calls (the
+/// container's root is the caller's uid on the host, so the caller's user
+/// keyring, found by its serial number, would be its to link and read).
+/// Done as early as it can be, while the parent writes the maps: the
+/// kernel studies a new filter against every system call number, which is
+/// the costliest part.
+fn isolate_keys() -> Step {
+    sys::join_new_session_keyring().map_err(|e| {
+        let f = ChildFailure::new(Stage::Keyring, e, None);
+        match e {
+            Errno::EDQUOT => f.with_detail("your key quota is used up; raise it, e.g. `sudo sysctl -w kernel.keys.maxkeys=2000 kernel.keys.maxbytes=200000`"),
+            Errno::EPERM | Errno::EACCES => f.with_detail("a seccomp filter around kennel (a container's default profile, say) refuses keyctl; allow keyctl there"),
+            _ => f,
+        }
+    })?;
+    sys::deny_keyring_syscalls().map_err(|e| {
+        ChildFailure::new(Stage::Keyring, e, None)
+            .with_detail("installing the seccomp filter that refuses keyctl")
+    })
 }
 
 /// Exits if the parent is gone. PR_SET_PDEATHSIG only covers a parent that
@@ -214,20 +246,6 @@ pub fn start_process(
     sys::close_fds_except(&keep).map_err(|e| {
         ChildFailure::new(Stage::Exec, e, None).with_detail("closing the runner's descriptors")
     })?;
-    // Keys of the caller's session keyring must not be ours.
-    sys::join_new_session_keyring().map_err(|e| {
-        let f = ChildFailure::new(Stage::Keyring, e, None);
-        match e {
-            Errno::EDQUOT => f.with_detail("your key quota is used up; raise it, e.g. `sudo sysctl -w kernel.keys.maxkeys=2000 kernel.keys.maxbytes=200000`"),
-            Errno::EPERM | Errno::EACCES => f.with_detail("a seccomp filter around kennel (a container's default profile, say) refuses keyctl; allow keyctl there"),
-            _ => f,
-        }
-    })?;
-    // ... nor, found by its serial number, the caller's user keyring.
-    sys::deny_keyring_syscalls().map_err(|e| {
-        ChildFailure::new(Stage::Keyring, e, None)
-            .with_detail("installing the seccomp filter that refuses keyctl")
-    })?;
     for (resource, soft, hard) in &p.rlimits {
         nix::sys::resource::setrlimit(*resource, *soft, *hard).map_err(|e| {
             ChildFailure::new(
@@ -322,11 +340,11 @@ fn enter_workdir(root: &Root, cwd: &str) -> Step {
     }
 }
 
-/// The command starts with every signal at its default disposition and
-/// none blocked, whatever the caller ignored or blocked (and whatever the
+/// The command starts with every signal at its default disposition (reset
+/// when the child started, see `ChildOptions::ignored_signals`) and none
+/// blocked, whatever the caller ignored or blocked (and whatever the
 /// runner blocked to forward them).
 pub fn prepare_signals_for_exec() -> Step {
-    sys::reset_all_signals_default();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| ChildFailure::new(Stage::Exec, e, None))
 }

@@ -127,6 +127,16 @@ impl Root {
         }
     }
 
+    /// A path naming `fd` as a mount point for mount(2): `.` once we have
+    /// changed into it, when it is a directory (a short walk), else its
+    /// `fd_path`. Valid until the next change of directory.
+    pub fn mount_point(&self, fd: &OwnedFd) -> PathBuf {
+        match nix::unistd::fchdir(fd) {
+            Ok(()) => PathBuf::from("."),
+            Err(_) => self.fd_path(fd),
+        }
+    }
+
     /// A path naming `fd` for system calls that take only paths (mount(2)):
     /// the kernel follows it to the very file the fd refers to.
     pub fn fd_path(&self, fd: &OwnedFd) -> PathBuf {

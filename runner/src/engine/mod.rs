@@ -112,7 +112,7 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
         opts.verbose,
         opts.helper.as_deref(),
     )?;
-    cgroup::ensure_single_threaded()?;
+    let ignored_signals = cgroup::ensure_single_threaded()?;
     // After the placement (the maker must not sit in a delegated unit's
     // cgroup either), before the sync channel (which the maker must not
     // hold open). Without it, or with kennel-idmap, the child makes the
@@ -168,6 +168,7 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
                     - CloneFlags::CLONE_NEWNET,
                 new_cgroupns: cfg.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP),
                 helper_socket: map_writer.take_helper_socket(),
+                ignored_signals,
             };
             let maker = netns_maker.as_mut().and_then(NetnsMaker::take_part);
             child::run(&cfg, child_end, &opts, maker);

@@ -212,7 +212,7 @@ fn protect(root: &Root, stage: &mut Staging, path: &Path, readonly: bool, null: 
         Err(Errno::ENOENT) => return Ok(()),
         Err(e) => return Err(fail(Stage::Mount, e, path).with_detail("masked or read-only path")),
     };
-    let at = root.fd_path(&target);
+    let at = root.mount_point(&target);
     let is_dir = inroot::is_dir(&target).map_err(|e| fail(Stage::Mount, e, path))?;
     if !readonly {
         return if is_dir {
@@ -293,10 +293,16 @@ fn mount_one(root: &Root, stage: &mut Staging, m: &MountPlan) -> Step {
         let rec = m.flags & MsFlags::MS_REC;
         let extra = m.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
         let finish = m.readonly || !extra.is_empty();
+        // A relative source is taken from the staging root, not from the
+        // directory a mount point of `.` would make current.
+        let into = |fd| match src.starts_with('/') {
+            true => root.mount_point(fd),
+            false => root.fd_path(fd),
+        };
         let at = if finish {
             stage.point(src_is_file)?
         } else {
-            root.fd_path(&target)
+            into(&target)
         };
         do_mount(
             &src,
@@ -309,7 +315,7 @@ fn mount_one(root: &Root, stage: &mut Staging, m: &MountPlan) -> Step {
         .map_err(|f| f.at(dst))?;
         if finish {
             remount_bind(&at, m.readonly, extra).map_err(|f| f.at(dst))?;
-            move_onto(&at, &root.fd_path(&target), dst)?;
+            move_onto(&at, &root.mount_point(&target), dst)?;
         }
         return Ok(());
     }
@@ -322,7 +328,7 @@ fn mount_one(root: &Root, stage: &mut Staging, m: &MountPlan) -> Step {
     let at = if dev {
         stage.point(false)?
     } else {
-        root.fd_path(&target)
+        root.mount_point(&target)
     };
     do_mount(
         &m.source,
@@ -335,7 +341,7 @@ fn mount_one(root: &Root, stage: &mut Staging, m: &MountPlan) -> Step {
     .map_err(|f| f.at(dst))?;
     if dev {
         populate_dev(&at)?;
-        move_onto(&at, &root.fd_path(&target), dst)?;
+        move_onto(&at, &root.mount_point(&target), dst)?;
     }
     Ok(())
 }
