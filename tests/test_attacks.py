@@ -212,6 +212,14 @@ def test_no_tiocsti_into_the_callers_terminal(h, variant):
     assert pending == b"", pending
 
 
+def test_tiocsti_is_refused_even_on_the_containers_own_terminal(h):
+    """The seccomp filter is a second line behind the new session: TIOCSTI
+    is refused on any terminal, the container's own pty (-t) included."""
+    code, out, _ = _on_a_terminal(h, [h.kennel, "run", "-t", "--", PYTHON, "-c", TIOCSTI, "wide"])
+    assert code == 1, out
+    assert "refused: Operation not permitted" in out, out
+
+
 def test_the_terminal_stays_usable_as_plain_stdio(h):
     code, out, _ = _on_a_terminal(h, [h.kennel, "run", "--rootfs", h.rootfs, "--", "sh", "-c",
                                       "test -t 0 && echo STDIN-IS-A-TTY; cat /proc/self/stat"])

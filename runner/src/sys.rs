@@ -307,66 +307,21 @@ pub fn reset_signals_default(which: u64) {
     }
 }
 
-/// Installs a seccomp filter that answers the key management system calls
-/// (add_key, request_key, keyctl) with ENOSYS, as if the kernel had no
-/// keyrings. A fresh session keyring hides the caller's keys from a
-/// search, but the container's root is the caller's uid on the host, so
-/// the caller's user keyring, found by its serial number, would still be
-/// its to link and read. Docker's default profile refuses the same three.
-/// Needs CAP_SYS_ADMIN in our user namespace or no_new_privs.
-pub fn deny_keyring_syscalls() -> Result<(), Errno> {
-    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-    const AUDIT_ARCH_I386: u32 = 0x4000_0003;
-    const X32_BIT: u32 = 0x4000_0000;
-    const RET_ALLOW: u32 = 0x7fff_0000;
-    const RET_ENOSYS: u32 = 0x0005_0000 | libc::ENOSYS as u32;
-    let stmt = |code: u16, k: u32| libc::sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-        jt,
-        jf,
-        k,
-    };
-    let load = |offset: u32| stmt((libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, offset);
-    let ret = |k: u32| stmt((libc::BPF_RET | libc::BPF_K) as u16, k);
-    // seccomp_data: nr at offset 0, arch at 4. x86-64 numbers 248-250,
-    // the same with the x32 bit, and i386's 286-288.
-    let program = [
-        load(4),
-        jeq(AUDIT_ARCH_X86_64, 1, 0),
-        jeq(AUDIT_ARCH_I386, 7, 12),
-        load(0),
-        jeq(248, 9, 0),
-        jeq(249, 8, 0),
-        jeq(250, 7, 0),
-        jeq(X32_BIT | 248, 6, 0),
-        jeq(X32_BIT | 249, 5, 0),
-        jeq(X32_BIT | 250, 4, 5),
-        load(0),
-        jeq(286, 2, 0),
-        jeq(287, 1, 0),
-        jeq(288, 0, 1),
-        ret(RET_ENOSYS),
-        ret(RET_ALLOW),
-    ];
+/// Installs the seccomp filter `program` (see `engine::seccomp`) on this
+/// process. Needs CAP_SYS_ADMIN in our user namespace or no_new_privs.
+pub fn install_seccomp_filter(program: &[libc::sock_filter]) -> Result<(), Errno> {
     let fprog = libc::sock_fprog {
-        len: program.len() as u16,
+        len: u16::try_from(program.len()).map_err(|_| Errno::EINVAL)?,
         filter: program.as_ptr() as *mut libc::sock_filter,
     };
-    // SPEC_ALLOW: by default the kernel turns on its speculation
+    // SPEC_ALLOW: without it the kernel turns on its speculation
     // mitigations (SSBD, IBPB at every switch) for any task with a filter,
-    // which slowed every container start by a fifth here and the workload
-    // after it; this filter only hides the keyrings, and the container had
-    // no such mitigations before it.
+    // slowing the container's whole workload; this filter only narrows what
+    // the container may ask, and it had none of those mitigations before.
     const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
     const SECCOMP_FILTER_FLAG_SPEC_ALLOW: libc::c_uint = 1 << 2;
     // SAFETY: the kernel copies the program, which `fprog` points to and
-    // which lives across the call; the jumps above stay inside it.
+    // which lives across the call; the kernel checks it before use.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_seccomp,

@@ -146,9 +146,9 @@ fn isolate_keys() -> Step {
             _ => f,
         }
     })?;
-    sys::deny_keyring_syscalls().map_err(|e| {
+    sys::install_seccomp_filter(&super::seccomp::program()).map_err(|e| {
         ChildFailure::new(Stage::Keyring, e, None)
-            .with_detail("installing the seccomp filter that refuses keyctl")
+            .with_detail("installing the seccomp filter that refuses keyctl and TIOCSTI")
     })
 }
 

@@ -12,6 +12,7 @@ mod netns;
 pub mod protocol;
 mod reaper;
 mod rootfs;
+mod seccomp;
 mod spec_fields;
 mod tty;
 
