@@ -226,7 +226,9 @@ def test_the_cgroup_leaf_fd_never_leads_out_of_the_container(vm):
     out = case(vm, "cgroup_fd_escape")
     assert field(out, "RC") == "0", out
     assert "WROTE" not in out, out
-    assert field(out, "INIT-FDS") == "0 1 2", out
+    # PID 1 is not dumpable, so the container may not even list its fds;
+    # whatever it can see is stdio.
+    assert set(field(out, "INIT-FDS").split()) <= {"0", "1", "2"}, out
     assert field(out, "WORKDIR-REFUSED") == "13", out
     assert field(out, "ESCAPED-FILES") == "0 0", out
     no_leftovers(out)
