@@ -9,7 +9,8 @@
 #   install-deps.sh test      what `make test` needs: all of the above,
 #                             sudo for the install test, keyutils (keyctl)
 #                             for the keyring attack, strace for
-#                             kennel-idmap under ptrace
+#                             kennel-idmap under ptrace, runc for the
+#                             bundles it writes
 set -eu
 runtime="libcap2-bin:setcap"
 # bench/start-latency.py imports the harness in tests/conftest.py, which
@@ -20,7 +21,7 @@ case "${1:-}" in
   runtime) need=$runtime ;;
   bench) need=$bench ;;
   vm) need=$vm ;;
-  test) need="$bench $vm sudo:sudo keyutils:keyctl strace:strace" ;;
+  test) need="$bench $vm sudo:sudo keyutils:keyctl strace:strace runc:runc" ;;
   *) echo "usage: $0 runtime|bench|vm|test" >&2; exit 2 ;;
 esac
 missing=""

@@ -124,3 +124,30 @@ def test_bundle_umask_and_oom_score_adj_are_applied(h):
     r = h.user.run([h.kennel, "run", "--bundle", write_bundle(h, config)])
     assert r.returncode == 125, r.stderr
     assert "process.oomScoreAdj -500" in r.stderr, r.stderr
+
+
+def test_a_runc_spec_rootless_bundle_runs_unchanged(h):
+    """`runc spec --rootless` writes a `cgroup` mount (v1's type, which a
+    user namespace cannot mount) and ambient capabilities without
+    inheritable ones; only process.args is changed here."""
+    runc = shutil.which("runc")
+    if not runc:
+        pytest.skip("runc is not installed (Debian package runc; make test-deps installs it)")
+    bundle = h.tempdir(owner=h.user)
+    r = h.user.run([runc, "spec", "--rootless"], cwd=bundle)
+    assert r.returncode == 0, r.stderr
+    subprocess.run(["cp", "-a", h.rootfs, os.path.join(bundle, "rootfs")], check=True)
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    assert any(m["type"] == "cgroup" for m in config["mounts"])
+    assert config["process"]["capabilities"]["ambient"] and "inheritable" not in config["process"]["capabilities"]
+    config["process"]["args"] = ["sh", "-c", "grep ^CapAmb /proc/self/status; touch /sys/fs/cgroup/x || echo CGROUP-RO; id -u"]
+    with open(path, "w") as f:
+        json.dump(config, f)
+    subprocess.run(["chown", "-R", f"{h.user.uid}:{h.user.gid}", bundle], check=True)
+    r = h.user.run([h.kennel, "run", "--bundle", bundle], stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.replace("\r", "").split("\n")
+    assert lines[0] == "CapAmb:\t0000000020000420", lines  # AUDIT_WRITE, KILL, NET_BIND_SERVICE
+    assert "CGROUP-RO" in lines and lines[-2] == "0", lines

@@ -218,14 +218,22 @@ impl Config {
                 let (flags, data, readonly) =
                     parse_mount_options(m.options().as_deref().unwrap_or(&[]));
                 let fstype = m.typ().clone().unwrap_or_else(|| "bind".into());
+                let source = m
+                    .source()
+                    .as_ref()
+                    .map(|s| s.display().to_string())
+                    .unwrap_or_else(|| fstype.clone());
+                let (fstype, source, flags) = cgroup_view(
+                    fstype,
+                    source,
+                    flags,
+                    clone_flags.contains(CloneFlags::CLONE_NEWCGROUP),
+                    cgroup_delegate::cgroup2_mounted(),
+                );
                 let bind = flags.contains(MsFlags::MS_BIND) || fstype == "bind";
                 MountPlan {
                     destination: m.destination().display().to_string(),
-                    source: m
-                        .source()
-                        .as_ref()
-                        .map(|s| s.display().to_string())
-                        .unwrap_or_else(|| fstype.clone()),
+                    source,
                     fstype,
                     flags: if bind {
                         flags | MsFlags::MS_BIND
@@ -255,6 +263,30 @@ impl Config {
             process: ProcessPlan::from_process(process)?,
             limits: limits(linux.resources().as_ref())?,
         })
+    }
+}
+
+/// A mount of type `cgroup` (what `runc spec` writes) as kennel can make
+/// it in a user namespace: the unified hierarchy of the container's own
+/// cgroup namespace where it has one on a cgroup v2 host, else the host's
+/// /sys/fs/cgroup bound with the same options (read-only in runc's specs),
+/// as runc does without a cgroup namespace. A v1 hierarchy cannot be
+/// mounted from a user namespace at all.
+fn cgroup_view(
+    fstype: String,
+    source: String,
+    flags: MsFlags,
+    own_namespace: bool,
+    cgroup2_host: bool,
+) -> (String, String, MsFlags) {
+    match fstype.as_str() {
+        "cgroup" if own_namespace && cgroup2_host => ("cgroup2".into(), "cgroup2".into(), flags),
+        "cgroup" => (
+            "bind".into(),
+            "/sys/fs/cgroup".into(),
+            flags | MsFlags::MS_BIND | MsFlags::MS_REC,
+        ),
+        _ => (fstype, source, flags),
     }
 }
 
@@ -310,6 +342,21 @@ impl ProcessPlan {
         }
         let user = process.user();
         let caps = process.capabilities().clone().unwrap_or_default();
+        let permitted = to_caps(caps.permitted())?;
+        let ambient = to_caps(caps.ambient())?;
+        if let Some(c) = ambient.iter().find(|c| !permitted.contains(c)) {
+            bail!("process.capabilities.ambient has {c}, which permitted lacks: the kernel keeps only permitted capabilities ambient; add it to permitted or drop it from ambient");
+        }
+        // An ambient capability must also be inheritable (capabilities(7)):
+        // asking for it asks for that. runc's specs list ambient without
+        // inheritable.
+        let mut inheritable = to_caps(caps.inheritable())?;
+        for c in &ambient {
+            if !inheritable.contains(c) {
+                inheritable.push(*c);
+            }
+        }
+        inheritable.sort_by_key(|c| c.index());
         let rlimits = process
             .rlimits()
             .iter()
@@ -326,10 +373,10 @@ impl ProcessPlan {
             terminal: process.terminal().unwrap_or(false),
             no_new_privs: process.no_new_privileges().unwrap_or(false),
             bounding: to_caps(caps.bounding())?,
-            permitted: to_caps(caps.permitted())?,
+            permitted,
             effective: to_caps(caps.effective())?,
-            inheritable: to_caps(caps.inheritable())?,
-            ambient: to_caps(caps.ambient())?,
+            inheritable,
+            ambient,
             rlimits,
             umask: user.umask(),
             oom_score_adj: process.oom_score_adj(),
@@ -343,6 +390,20 @@ mod tests {
 
     fn opts(o: &[&str]) -> Vec<String> {
         o.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_cgroup_mount_becomes_what_a_user_namespace_can_have() {
+        let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
+        let own = cgroup_view("cgroup".into(), "cgroup".into(), ro, true, true);
+        assert_eq!(own, ("cgroup2".into(), "cgroup2".into(), ro));
+        for (ns, v2) in [(false, true), (true, false), (false, false)] {
+            let (t, src, f) = cgroup_view("cgroup".into(), "cgroup".into(), ro, ns, v2);
+            assert_eq!((t.as_str(), src.as_str()), ("bind", "/sys/fs/cgroup"));
+            assert_eq!(f, ro | MsFlags::MS_BIND | MsFlags::MS_REC);
+        }
+        let other = cgroup_view("tmpfs".into(), "tmpfs".into(), ro, false, false);
+        assert_eq!(other, ("tmpfs".into(), "tmpfs".into(), ro));
     }
 
     #[test]
