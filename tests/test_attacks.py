@@ -402,6 +402,50 @@ def test_a_swapped_volume_target_never_leaves_a_read_only_volume_writable(h):
     assert started > 0, "no start got past the set-up while the paths were swapped"
 
 
+def test_a_relative_bind_source_is_the_bundles_not_the_images(h):
+    """A bundle's relative bind source names a path in the bundle (as runc
+    reads it); the image must not steer it, e.g. with a link planted where
+    kennel happened to be working, to a host directory of the caller's."""
+    from test_bundle import base_config, write_bundle
+    secret = _host_dir(h)
+    before = tree(secret)
+    config = base_config(["/bin/sh", "-c", "cat /data/*; echo pwned > /data/written; true"])
+    config["root"]["readonly"] = False
+    config["mounts"] = [{"destination": "/proc", "type": "proc", "source": "proc"},
+                        {"destination": "/data", "type": "bind", "source": "data", "options": ["rbind"]}]
+    bundle = write_bundle(h, config)
+    os.mkdir(os.path.join(bundle, "data"))
+    with open(os.path.join(bundle, "data", "meant"), "w") as f:
+        f.write("BUNDLE-DATA\n")
+    for name, target in [("proc/data", f"/oldroot{secret}"), ("data", f"/oldroot{secret}")]:
+        link = os.path.join(bundle, "rootfs", name)
+        if os.path.isdir(link) and not os.path.islink(link):
+            os.rmdir(link)
+        os.symlink(target, link)
+    subprocess.run(["chown", "-R", f"{h.user.uid}:{h.user.gid}", bundle], check=True)
+    cp = h.user.run([h.kennel, "run", "--bundle", bundle], timeout=20)
+    assert cp.returncode == 0, describe(cp)
+    assert "BUNDLE-DATA" in cp.stdout and "host" not in cp.stdout, cp.stdout
+    assert tree(secret) == before
+
+
+def test_a_read_only_volume_has_no_writable_mount_inside(h):
+    """`-v SRC:DST:ro` binds SRC with the mounts below it: every one of
+    them is read-only (and nosuid) in the container, not only the top."""
+    src = _host_dir(h)
+    sub = os.path.join(src, "sub")
+    os.mkdir(sub)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"uid={h.user.uid}", "tmpfs", sub], check=True)
+    try:
+        before = tree(src)
+        cp = sh(h, "echo x > /v/sub/x; echo x > /v/file; grep ' /v/sub ' /proc/self/mountinfo",
+                "-v", f"{src}:/v:ro")
+        assert tree(src) == before, describe(cp)
+        assert " ro," in cp.stdout and "nosuid" in cp.stdout, cp.stdout
+    finally:
+        subprocess.run(["umount", sub], check=True)
+
+
 def _image_with_passwd(h, make):
     rootfs = copy_rootfs(h)
     path = os.path.join(rootfs, "etc", "passwd")

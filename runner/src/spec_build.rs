@@ -583,6 +583,24 @@ pub fn load_bundle(dir: &Path, ids: &IdPlan) -> Result<Spec> {
         Spec::load(&config).with_context(|| format!("cannot read {}", config.display()))?;
     spec.canonicalize_rootfs(dir)
         .with_context(|| format!("the rootfs named in {} does not exist", config.display()))?;
+    // A relative bind source is relative to the bundle, as runc reads it.
+    if let Some(mounts) = spec.mounts().clone() {
+        let mounts = mounts
+            .into_iter()
+            .map(|mut m| {
+                let bind = m.typ().as_deref() == Some("bind")
+                    || m.options()
+                        .iter()
+                        .flatten()
+                        .any(|o| o == "bind" || o == "rbind");
+                if let Some(src) = m.source().clone().filter(|s| bind && s.is_relative()) {
+                    m.set_source(Some(dir.join(src)));
+                }
+                m
+            })
+            .collect();
+        spec.set_mounts(Some(mounts));
+    }
     // Rootless: without maps in the bundle, use the --userns plan.
     if let Some(linux) = spec.linux_mut() {
         if linux.uid_mappings().as_ref().is_none_or(|m| m.is_empty()) {

@@ -333,6 +333,58 @@ pub fn install_seccomp_filter(program: &[libc::sock_filter]) -> Result<(), Errno
     Errno::result(ret).map(drop)
 }
 
+/// mount_setattr(2) with AT_RECURSIVE on the mount at `path` and every
+/// mount below it: read-only and the nosuid/nodev/noexec of `extra`.
+/// ENOSYS before Linux 5.12.
+pub fn set_mount_attributes_recursive(
+    path: &Path,
+    readonly: bool,
+    extra: nix::mount::MsFlags,
+) -> Result<(), Errno> {
+    use nix::mount::MsFlags;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const SYS_MOUNT_SETATTR: libc::c_long = 442;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let mut set = 0u64;
+    for (on, bit) in [
+        (readonly, 0x1),
+        (extra.contains(MsFlags::MS_NOSUID), 0x2),
+        (extra.contains(MsFlags::MS_NODEV), 0x4),
+        (extra.contains(MsFlags::MS_NOEXEC), 0x8),
+    ] {
+        if on {
+            set |= bit;
+        }
+    }
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let cpath = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .map_err(|_| Errno::EINVAL)?;
+    // SAFETY: the path is NUL-terminated and `attr` lives across the call;
+    // its exact size is passed.
+    let ret = unsafe {
+        libc::syscall(
+            SYS_MOUNT_SETATTR,
+            libc::AT_FDCWD,
+            cpath.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
 /// Takes ownership of an fd that arrived over SCM_RIGHTS.
 pub fn own_received_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: the kernel installed this fd in our table for this message;

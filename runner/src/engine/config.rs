@@ -210,6 +210,17 @@ impl Config {
                 bail!("the spec must ask for user, mount and pid namespaces (kennel is rootless by design)");
             }
         }
+        for m in spec.mounts().iter().flatten() {
+            let (flags, _, _) = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
+            let bind = flags.contains(MsFlags::MS_BIND) || m.typ().as_deref() == Some("bind");
+            if let Some(src) = m.source().as_ref().filter(|s| bind && s.is_relative()) {
+                bail!(
+                    "the bind mount on {} has a relative source {}: name it absolutely (in a bundle, relative to the bundle)",
+                    m.destination().display(),
+                    src.display()
+                );
+            }
+        }
         let mounts = spec
             .mounts()
             .iter()

@@ -30,6 +30,7 @@ use nix::unistd::{chdir, mkdir, pivot_root};
 use super::config::{Config, MountPlan};
 use super::inroot::{self, Make, Root};
 use super::protocol::{ChildFailure, Stage};
+use crate::sys;
 
 const STAGING: &str = "/tmp";
 const NEWROOT: &str = "/newroot";
@@ -245,6 +246,7 @@ fn protect(root: &Root, stage: &mut Staging, path: &Path, readonly: bool, null: 
         &format!("read-only {}", path.display()),
     )?;
     remount_bind(&staged, true, MsFlags::empty()).map_err(|f| f.at(path))?;
+    restrict_submounts(&staged, true, MsFlags::empty()).map_err(|f| f.at(path))?;
     move_onto(&staged, &at, path)
 }
 
@@ -293,16 +295,12 @@ fn mount_one(root: &Root, stage: &mut Staging, m: &MountPlan) -> Step {
         let rec = m.flags & MsFlags::MS_REC;
         let extra = m.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
         let finish = m.readonly || !extra.is_empty();
-        // A relative source is taken from the staging root, not from the
-        // directory a mount point of `.` would make current.
-        let into = |fd| match src.starts_with('/') {
-            true => root.mount_point(fd),
-            false => root.fd_path(fd),
-        };
+        // Every bind source is absolute (the plan refuses others): a mount
+        // point of `.` below changes the current directory.
         let at = if finish {
             stage.point(src_is_file)?
         } else {
-            into(&target)
+            root.mount_point(&target)
         };
         do_mount(
             &src,
@@ -315,6 +313,9 @@ fn mount_one(root: &Root, stage: &mut Staging, m: &MountPlan) -> Step {
         .map_err(|f| f.at(dst))?;
         if finish {
             remount_bind(&at, m.readonly, extra).map_err(|f| f.at(dst))?;
+            if !rec.is_empty() {
+                restrict_submounts(&at, m.readonly, extra).map_err(|f| f.at(dst))?;
+            }
             move_onto(&at, &root.mount_point(&target), dst)?;
         }
         return Ok(());
@@ -380,6 +381,63 @@ fn remount_bind(target: &Path, readonly: bool, extra: MsFlags) -> Step {
         .map_err(|e| fail(Stage::Mount, e, target).with_detail("remount read-only"))
 }
 
+/// Gives the mounts below `top` (a recursive bind's submounts) what
+/// `remount_bind` gave `top`: a read-only volume must not keep a writable
+/// mount inside it. One mount_setattr(2) (Linux 5.12); before that, each
+/// submount found in our mountinfo is remounted.
+fn restrict_submounts(top: &Path, readonly: bool, extra: MsFlags) -> Step {
+    match sys::set_mount_attributes_recursive(top, readonly, extra) {
+        Err(Errno::ENOSYS) => {}
+        other => {
+            return other.map_err(|e| fail(Stage::Mount, e, top).with_detail("restrict submounts"))
+        }
+    }
+    let mountinfo =
+        std::fs::read_to_string(format!("{OLDROOT}/proc/self/mountinfo")).map_err(|e| {
+            fail(
+                Stage::Mount,
+                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                "/proc/self/mountinfo",
+            )
+        })?;
+    let below = format!("{}/", top.display());
+    for line in mountinfo.lines() {
+        let Some(point) = line.split(' ').nth(4).map(unescape_mountinfo) else {
+            continue;
+        };
+        if point.starts_with(&below) {
+            remount_bind(Path::new(&point), readonly, extra)?;
+        }
+    }
+    Ok(())
+}
+
+/// A mountinfo path field, with its octal escapes (`\040` for a space)
+/// undone.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(b)) => {
+                out.push(b);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn remount_readonly(target: &Path, extra: MsFlags) -> Step {
     remount_bind(target, true, extra)
 }
@@ -435,4 +493,16 @@ fn populate_dev(dev: &Path) -> Step {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo(r"/stage/1/a\040b"), "/stage/1/a b");
+        assert_eq!(unescape_mountinfo(r"/x\134y\011"), "/x\\y\t");
+        assert_eq!(unescape_mountinfo(r"/plain\0"), r"/plain\0");
+    }
 }
