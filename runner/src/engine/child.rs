@@ -19,7 +19,7 @@ use nix::unistd::{Gid, Uid};
 use super::config::{Config, ProcessPlan};
 use super::inroot::{Make, Root};
 use super::netns::{Maker, Netns};
-use super::protocol::{Channel, ChildFailure, Stage, ToChild, ToParent};
+use super::protocol::{io_errno, Channel, ChildFailure, Stage, ToChild, ToParent};
 use super::reaper;
 use crate::sys;
 
@@ -303,7 +303,7 @@ fn set_oom_score_adj(adj: i32) -> Step {
     std::fs::write(path, adj.to_string()).map_err(|e| {
         let f = ChildFailure::new(
             Stage::Rlimit,
-            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            io_errno(&e),
             Some(format!("process.oomScoreAdj {adj}")),
         );
         match std::fs::read_to_string(path) {

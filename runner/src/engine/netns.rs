@@ -37,7 +37,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, read, write, Pid};
 
 use super::child::namespace_failure;
-use super::protocol::{ChildFailure, Stage};
+use super::protocol::{io_errno, ChildFailure, Stage};
 use crate::sys::{self, Forked};
 
 /// The runner's side of a maker, from before the clone until it is reaped.
@@ -188,8 +188,4 @@ impl Netns {
 fn make_namespace() -> Result<(), Errno> {
     nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
     sys::loopback_up()
-}
-
-fn io_errno(e: &std::io::Error) -> Errno {
-    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }

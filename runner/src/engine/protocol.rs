@@ -33,6 +33,11 @@ use nix::sys::socket::{
 };
 use serde::{Deserialize, Serialize};
 
+/// The errno of an I/O error (EIO when it carries none).
+pub fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
 /// What the child was doing when it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stage {

@@ -29,7 +29,7 @@ use nix::unistd::{chdir, mkdir, pivot_root};
 
 use super::config::{Config, MountPlan};
 use super::inroot::{self, Make, Root};
-use super::protocol::{ChildFailure, Stage};
+use super::protocol::{io_errno, ChildFailure, Stage};
 use crate::sys;
 
 const STAGING: &str = "/tmp";
@@ -187,12 +187,7 @@ impl Staging {
             std::fs::create_dir(&path)
         };
         made.map_err(|e| {
-            fail(
-                Stage::Mount,
-                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                &path,
-            )
-            .with_detail("staging mount point")
+            fail(Stage::Mount, io_errno(&e), &path).with_detail("staging mount point")
         })?;
         Ok(path)
     }
@@ -392,14 +387,8 @@ fn restrict_submounts(top: &Path, readonly: bool, extra: MsFlags) -> Step {
             return other.map_err(|e| fail(Stage::Mount, e, top).with_detail("restrict submounts"))
         }
     }
-    let mountinfo =
-        std::fs::read_to_string(format!("{OLDROOT}/proc/self/mountinfo")).map_err(|e| {
-            fail(
-                Stage::Mount,
-                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                "/proc/self/mountinfo",
-            )
-        })?;
+    let mountinfo = std::fs::read_to_string(format!("{OLDROOT}/proc/self/mountinfo"))
+        .map_err(|e| fail(Stage::Mount, io_errno(&e), "/proc/self/mountinfo"))?;
     let below = format!("{}/", top.display());
     for line in mountinfo.lines() {
         let Some(point) = line.split(' ').nth(4).map(unescape_mountinfo) else {
@@ -450,12 +439,7 @@ fn populate_dev(dev: &Path) -> Step {
         let shown = format!("/dev/{name}");
         let target = dev.join(name);
         std::fs::File::create(&target).map_err(|e| {
-            fail(
-                Stage::Mount,
-                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                &shown,
-            )
-            .with_detail("create mount point")
+            fail(Stage::Mount, io_errno(&e), &shown).with_detail("create mount point")
         })?;
         let host = format!("{OLDROOT}/dev/{name}");
         match mount(
@@ -483,11 +467,7 @@ fn populate_dev(dev: &Path) -> Step {
     ] {
         match std::os::unix::fs::symlink(to, dev.join(link)) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(fail(
-                    Stage::Mount,
-                    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                    format!("/dev/{link}"),
-                ))
+                return Err(fail(Stage::Mount, io_errno(&e), format!("/dev/{link}")))
             }
             _ => {}
         }
