@@ -97,6 +97,7 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
     // namespace: not dumpable, the container cannot open them through
     // /proc/PID/fd or ptrace it (runc's CVE-2016-9962). exec resets it.
     nix::sys::prctl::set_dumpable(false).context("cannot make kennel exec non-dumpable")?;
+    let ignored_signals = engine::check_before_clone()?;
     let flags = namespaces_to_join(pid);
     nix::sched::setns(running.pidfd.as_fd(), flags).with_context(|| {
         format!(
@@ -125,8 +126,7 @@ pub fn exec(args: &ExecArgs) -> Result<i32> {
                 unshare: nix::sched::CloneFlags::empty(),
                 new_cgroupns: false,
                 helper_socket: None,
-                // Unknown here: every signal is reset.
-                ignored_signals: u64::MAX,
+                ignored_signals,
             };
             child::run_process(&plan, child_end, &opts);
         }

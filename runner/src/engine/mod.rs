@@ -18,7 +18,7 @@ mod tty;
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
@@ -113,7 +113,7 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
         opts.verbose,
         opts.helper.as_deref(),
     )?;
-    let ignored_signals = cgroup::ensure_single_threaded()?;
+    let ignored_signals = check_before_clone()?;
     // After the placement (the maker must not sit in a delegated unit's
     // cgroup either), before the sync channel (which the maker must not
     // hold open). Without it, or with kennel-idmap, the child makes the
@@ -239,6 +239,30 @@ pub fn run(spec: &Spec, opts: &RunOptions, caller: &Caller) -> Result<i32> {
     }
     drop(reservation);
     Ok(code)
+}
+
+/// Checks what a clone copies before making one, in one read of
+/// /proc/self/status. A second thread is an error: clone3 copies only the
+/// calling thread, and one a library left behind could hold a lock the
+/// child then waits on forever. Returns the signals this process ignores
+/// (SigIgn: the caller's, and SIGPIPE), which stay ignored across execve:
+/// the child resets them (`ChildOptions::ignored_signals`).
+pub fn check_before_clone() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    let threads: usize = field("Threads:").and_then(|t| t.parse().ok()).unwrap_or(1);
+    if threads != 1 {
+        bail!("internal error: kennel has {threads} threads before creating the container; please report this");
+    }
+    // Unreadable: every signal is reset, which is right, only slower.
+    Ok(field("SigIgn:")
+        .and_then(|m| u64::from_str_radix(m, 16).ok())
+        .unwrap_or(u64::MAX))
 }
 
 /// Removes the container's leaf on every way out of `run`.
