@@ -588,11 +588,7 @@ pub fn load_bundle(dir: &Path, ids: &IdPlan) -> Result<Spec> {
         let mounts = mounts
             .into_iter()
             .map(|mut m| {
-                let bind = m.typ().as_deref() == Some("bind")
-                    || m.options()
-                        .iter()
-                        .flatten()
-                        .any(|o| o == "bind" || o == "rbind");
+                let bind = crate::engine::config::is_bind(&m);
                 if let Some(src) = m.source().clone().filter(|s| bind && s.is_relative()) {
                     m.set_source(Some(dir.join(src)));
                 }

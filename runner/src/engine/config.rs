@@ -167,11 +167,10 @@ impl Config {
     pub fn from_spec(spec: &Spec) -> Result<Config> {
         let unsupported = super::spec_fields::unsupported(spec);
         if !unsupported.is_empty() {
+            let them = if unsupported.len() == 1 { "it" } else { "them" };
             bail!(
-                "unsupported in config.json: {}; kennel does not implement {}, and runs nothing rather than run without {}",
+                "unsupported in config.json: {}; kennel does not implement {them}, and runs nothing rather than run without {them}",
                 unsupported.join(", "),
-                if unsupported.len() == 1 { "it" } else { "them" },
-                if unsupported.len() == 1 { "it" } else { "them" },
             );
         }
         let process = spec
@@ -211,9 +210,11 @@ impl Config {
             }
         }
         for m in spec.mounts().iter().flatten() {
-            let (flags, _, _) = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
-            let bind = flags.contains(MsFlags::MS_BIND) || m.typ().as_deref() == Some("bind");
-            if let Some(src) = m.source().as_ref().filter(|s| bind && s.is_relative()) {
+            if let Some(src) = m
+                .source()
+                .as_ref()
+                .filter(|s| is_bind(m) && s.is_relative())
+            {
                 bail!(
                     "the bind mount on {} has a relative source {}: name it absolutely (in a bundle, relative to the bundle)",
                     m.destination().display(),
@@ -234,13 +235,14 @@ impl Config {
                     .as_ref()
                     .map(|s| s.display().to_string())
                     .unwrap_or_else(|| fstype.clone());
-                let (fstype, source, flags) = cgroup_view(
-                    fstype,
-                    source,
-                    flags,
-                    clone_flags.contains(CloneFlags::CLONE_NEWCGROUP),
-                    cgroup_delegate::cgroup2_mounted(),
-                );
+                let (fstype, source, flags) = match fstype.as_str() {
+                    "cgroup" => cgroup_view(
+                        flags,
+                        clone_flags.contains(CloneFlags::CLONE_NEWCGROUP),
+                        cgroup_delegate::cgroup2_mounted(),
+                    ),
+                    _ => (fstype, source, flags),
+                };
                 let bind = flags.contains(MsFlags::MS_BIND) || fstype == "bind";
                 MountPlan {
                     destination: m.destination().display().to_string(),
@@ -284,21 +286,28 @@ impl Config {
 /// as runc does without a cgroup namespace. A v1 hierarchy cannot be
 /// mounted from a user namespace at all.
 fn cgroup_view(
-    fstype: String,
-    source: String,
     flags: MsFlags,
     own_namespace: bool,
     cgroup2_host: bool,
 ) -> (String, String, MsFlags) {
-    match fstype.as_str() {
-        "cgroup" if own_namespace && cgroup2_host => ("cgroup2".into(), "cgroup2".into(), flags),
-        "cgroup" => (
+    if own_namespace && cgroup2_host {
+        ("cgroup2".into(), "cgroup2".into(), flags)
+    } else {
+        (
             "bind".into(),
             "/sys/fs/cgroup".into(),
             flags | MsFlags::MS_BIND | MsFlags::MS_REC,
-        ),
-        _ => (fstype, source, flags),
+        )
     }
+}
+
+/// Whether the spec's mount `m` is a bind mount: its type says so, or one
+/// of its options (`bind`, `rbind`).
+pub fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || parse_mount_options(m.options().as_deref().unwrap_or(&[]))
+            .0
+            .contains(MsFlags::MS_BIND)
 }
 
 /// linux.resources as cgroup v2 limits. OCI's memory.swap is memory plus
@@ -406,15 +415,13 @@ mod tests {
     #[test]
     fn a_cgroup_mount_becomes_what_a_user_namespace_can_have() {
         let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
-        let own = cgroup_view("cgroup".into(), "cgroup".into(), ro, true, true);
+        let own = cgroup_view(ro, true, true);
         assert_eq!(own, ("cgroup2".into(), "cgroup2".into(), ro));
         for (ns, v2) in [(false, true), (true, false), (false, false)] {
-            let (t, src, f) = cgroup_view("cgroup".into(), "cgroup".into(), ro, ns, v2);
+            let (t, src, f) = cgroup_view(ro, ns, v2);
             assert_eq!((t.as_str(), src.as_str()), ("bind", "/sys/fs/cgroup"));
             assert_eq!(f, ro | MsFlags::MS_BIND | MsFlags::MS_REC);
         }
-        let other = cgroup_view("tmpfs".into(), "tmpfs".into(), ro, false, false);
-        assert_eq!(other, ("tmpfs".into(), "tmpfs".into(), ro));
     }
 
     #[test]
