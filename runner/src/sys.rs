@@ -179,9 +179,9 @@ pub fn close_fds_except(keep: &[RawFd]) -> Result<(), Errno> {
 
 /// Gives this process a new, empty session keyring
 /// (KEYCTL_JOIN_SESSION_KEYRING with no name), so keys of the caller's
-/// session are out of its reach. Ok(false) when the kernel has no keyrings
-/// (ENOSYS): then there is nothing to inherit either.
-pub fn join_new_session_keyring() -> Result<bool, Errno> {
+/// session are out of its reach. A kernel without keyrings (ENOSYS) has
+/// nothing to inherit either.
+pub fn join_new_session_keyring() -> Result<(), Errno> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
     // SAFETY: a null name asks for an anonymous keyring; no memory of ours
     // is read or written.
@@ -193,8 +193,7 @@ pub fn join_new_session_keyring() -> Result<bool, Errno> {
         )
     };
     match Errno::result(ret) {
-        Ok(_) => Ok(true),
-        Err(Errno::ENOSYS) => Ok(false),
+        Ok(_) | Err(Errno::ENOSYS) => Ok(()),
         Err(e) => Err(e),
     }
 }

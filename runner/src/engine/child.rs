@@ -289,7 +289,7 @@ pub fn start_process(
     let argv = cstrings(&p.args)?;
     let envp = cstrings(&p.env)?;
     if opts.init {
-        reaper::run_as_init(chan, &program, &argv, &envp)
+        reaper::run_as_init(&program, &argv, &envp)
     } else {
         prepare_signals_for_exec()?;
         Err(exec(&program, &argv, &envp, &p.args[0]))

@@ -10,7 +10,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::child::{exec, prepare_signals_for_exec};
-use super::protocol::{Channel, ChildFailure, Stage};
+use super::protocol::{ChildFailure, Stage};
 use crate::sys;
 
 /// Signals the runner forwards (and so does the init).
@@ -24,7 +24,6 @@ pub const FORWARDED: [Signal; 6] = [
 ];
 
 pub fn run_as_init(
-    chan: &Channel,
     program: &CString,
     argv: &[CString],
     envp: &[CString],
@@ -48,7 +47,6 @@ pub fn run_as_init(
     // Our copy of the channel must close so the parent sees EOF once the
     // command has exec'd; the command's own copy reports a failed exec.
     // The preserved fds are the command's: we keep nothing but stdio.
-    let _ = chan;
     sys::close_fds_except(&[0, 1, 2])
         .map_err(|e| ChildFailure::new(Stage::Init, e, None).with_detail("closing fds"))?;
 
