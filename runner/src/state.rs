@@ -113,6 +113,8 @@ fn checked_state_root(create: bool) -> Result<Option<PathBuf>> {
 pub struct Reservation {
     dir: PathBuf,
     name: String,
+    /// What we wrote to its owner file (`own_identity`).
+    owner: String,
 }
 
 impl Drop for Reservation {
@@ -120,7 +122,7 @@ impl Drop for Reservation {
     /// has exited, another runner may have found it stale and claimed the
     /// name before we got here.
     fn drop(&mut self) {
-        let ours = std::fs::read_to_string(self.dir.join(OWNER)).is_ok_and(|o| o == own_identity());
+        let ours = std::fs::read_to_string(self.dir.join(OWNER)).is_ok_and(|o| o == self.owner);
         if ours {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -156,43 +158,48 @@ fn owner_alive(dir: &Path) -> bool {
 /// container gone, or its runner killed while starting) is cleaned first;
 /// a live one is an error.
 pub fn reserve(name: &str) -> Result<Reservation> {
+    /// The claim made aside: removed on every way out, unless it was
+    /// renamed into place (then there is nothing left to remove).
+    struct Aside(PathBuf);
+    impl Drop for Aside {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
     validate_name(name)?;
     let root = checked_state_root(true)?.context("no state directory")?;
     let dir = root.join(name);
-    let aside = root.join(format!(".{name}.{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&aside);
-    std::fs::create_dir(&aside).with_context(|| format!("cannot create {}", aside.display()))?;
-    std::fs::write(aside.join(OWNER), own_identity())
-        .with_context(|| format!("cannot write {}", aside.join(OWNER).display()))?;
+    let aside = Aside(root.join(format!(".{name}.{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&aside.0);
+    std::fs::create_dir(&aside.0)
+        .with_context(|| format!("cannot create {}", aside.0.display()))?;
+    let owner = own_identity();
+    std::fs::write(aside.0.join(OWNER), &owner)
+        .with_context(|| format!("cannot write {}", aside.0.join(OWNER).display()))?;
     for _ in 0..3 {
-        match std::fs::rename(&aside, &dir) {
+        match std::fs::rename(&aside.0, &dir) {
             Ok(()) => {
                 return Ok(Reservation {
                     dir,
                     name: name.to_string(),
+                    owner,
                 })
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) => {
                 if let Some(r) = find(name)? {
-                    let _ = std::fs::remove_dir_all(&aside);
                     bail!(
                         "a container named {name:?} is already running (pid {}); pick another --name or stop it with `kennel kill {name}`",
                         r.state.pid
                     );
                 }
                 if dir.exists() && !dir.join("state.json").exists() && owner_alive(&dir) {
-                    let _ = std::fs::remove_dir_all(&aside);
                     bail!("a container named {name:?} is being started by another kennel; pick another --name");
                 }
                 // find() removed the stale record; try again.
             }
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&aside);
-                return Err(e).with_context(|| format!("cannot create {}", dir.display()));
-            }
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
         }
     }
-    let _ = std::fs::remove_dir_all(&aside);
     bail!(
         "cannot claim the name {name:?}: {} keeps reappearing",
         dir.display()
