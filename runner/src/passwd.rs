@@ -38,7 +38,7 @@ const MAX_IMAGE_FILE: u64 = 16 << 20;
 /// A missing file reads as empty.
 fn read(root: &Path, file: &str) -> Result<String> {
     let shown = || format!("/{file} in {}", root.display());
-    let inside = Root::open(root, "/proc").map_err(|e| {
+    let inside = Root::open(root).map_err(|e| {
         anyhow::anyhow!(
             "cannot open the container's root {}: {}",
             root.display(),

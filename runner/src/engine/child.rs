@@ -265,7 +265,7 @@ pub fn start_process(
     // kernel. Created as root, before the switch, so a workdir in a
     // root-owned tree can appear (Docker does the same); entering it is
     // checked as the user.
-    let root = Root::open(Path::new("/"), "/proc")
+    let root = Root::open(Path::new("/"))
         .map_err(|e| ChildFailure::new(Stage::Workdir, e, Some("/".into())))?;
     let _ = root.lookup_or_make(Path::new(&p.cwd), Make::Directory);
     if !bounding_dropped {

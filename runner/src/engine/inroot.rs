@@ -6,21 +6,18 @@
 //! image holds and however it changes while we work. What is made there is
 //! made relative to a parent fd opened the same way, never by a path string
 //! the image could redirect (the class of runc's CVE-2021-30465). A mount
-//! onto such a path goes through the fd (see `Root::fd_path`).
+//! onto such a path goes through the fd (see `rootfs::mount_point`).
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, mkdirat, Mode, SFlag};
 
-/// An opened root and the procfs through which its fds can be named.
+/// An opened root.
 pub struct Root {
     fd: OwnedFd,
-    /// A procfs of a pid namespace this process is visible in, whose
-    /// `self/fd/N` names an fd of ours for mount(2).
-    proc_dir: PathBuf,
 }
 
 /// What to make at a path that does not exist yet.
@@ -53,16 +50,13 @@ fn relative(path: &Path) -> PathBuf {
 }
 
 impl Root {
-    pub fn open(root: &Path, proc_dir: impl Into<PathBuf>) -> Result<Root, Errno> {
+    pub fn open(root: &Path) -> Result<Root, Errno> {
         let fd = nix::fcntl::open(
             root,
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(Root {
-            fd,
-            proc_dir: proc_dir.into(),
-        })
+        Ok(Root { fd })
     }
 
     /// An `O_PATH` fd for `path`, resolved inside the root.
@@ -126,24 +120,6 @@ impl Root {
             Err(e) => Err(e),
         }
     }
-
-    /// A path naming `fd` as a mount point for mount(2): `.` once we have
-    /// changed into it, when it is a directory (a short walk), else its
-    /// `fd_path`. Valid until the next change of directory.
-    pub fn mount_point(&self, fd: &OwnedFd) -> PathBuf {
-        match nix::unistd::fchdir(fd) {
-            Ok(()) => PathBuf::from("."),
-            Err(_) => self.fd_path(fd),
-        }
-    }
-
-    /// A path naming `fd` for system calls that take only paths (mount(2)):
-    /// the kernel follows it to the very file the fd refers to.
-    pub fn fd_path(&self, fd: &OwnedFd) -> PathBuf {
-        self.proc_dir
-            .join("self/fd")
-            .join(fd.as_raw_fd().to_string())
-    }
 }
 
 /// Whether `fd` is a directory.
@@ -155,6 +131,7 @@ pub fn is_dir(fd: &OwnedFd) -> Result<bool, Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::symlink;
 
     fn real_path(fd: &OwnedFd) -> PathBuf {
@@ -172,7 +149,7 @@ mod tests {
         symlink("../../../../outside", root.join("escape")).unwrap();
         symlink(base.join("outside"), root.join("host")).unwrap();
         symlink("/proc/self/fd/0", root.join("magic")).unwrap();
-        let r = Root::open(&root, "/proc").unwrap();
+        let r = Root::open(&root).unwrap();
         let root = std::fs::canonicalize(&root).unwrap();
         assert_eq!(
             real_path(&r.lookup(Path::new("/abs/dir")).unwrap()),

@@ -18,6 +18,7 @@
 //! child (see `netns`); the kernel paths no later mount touches (the /proc
 //! ones) are protected before that wait.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -106,9 +107,8 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
     }
     // Until the pivot the host is reachable at /oldroot: every path of the
     // image is resolved inside the new root by the kernel, and mounted
-    // through its fd, named in the host's procfs.
-    let root = Root::open(newroot, format!("{OLDROOT}/proc"))
-        .map_err(|e| fail(Stage::Mount, e, describe_root(cfg)))?;
+    // through its fd (see `mount_point`).
+    let root = Root::open(newroot).map_err(|e| fail(Stage::Mount, e, describe_root(cfg)))?;
     let null = PathBuf::from(host_path(Path::new("/dev/null")));
     let mut stage = Staging::default();
 
@@ -193,6 +193,23 @@ impl Staging {
     }
 }
 
+/// A path naming `fd` as a mount point for mount(2): `.` once we have
+/// changed into it, when it is a directory (a short walk), else its
+/// `fd_path`. Valid until the next change of directory.
+fn mount_point(fd: &OwnedFd) -> PathBuf {
+    match nix::unistd::fchdir(fd) {
+        Ok(()) => PathBuf::from("."),
+        Err(_) => fd_path(fd),
+    }
+}
+
+/// A path naming `fd` for mount(2), which takes only paths: the host's
+/// procfs (the child is visible in it) follows it to the very file the fd
+/// refers to.
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("{OLDROOT}/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
 /// Moves the finished mount at `staged` onto `target` (an fd path).
 fn move_onto(staged: &Path, target: &Path, shown: &Path) -> Step {
     let none: Option<&str> = None;
@@ -208,7 +225,7 @@ fn protect(root: &Root, stage: &mut Staging, path: &Path, readonly: bool, null: 
         Err(Errno::ENOENT) => return Ok(()),
         Err(e) => return Err(fail(Stage::Mount, e, path).with_detail("masked or read-only path")),
     };
-    let at = root.mount_point(&target);
+    let at = mount_point(&target);
     let is_dir = inroot::is_dir(&target).map_err(|e| fail(Stage::Mount, e, path))?;
     if !readonly {
         return if is_dir {
@@ -295,7 +312,7 @@ fn mount_one(root: &Root, stage: &mut Staging, m: &MountPlan) -> Step {
         let at = if finish {
             stage.point(src_is_file)?
         } else {
-            root.mount_point(&target)
+            mount_point(&target)
         };
         do_mount(
             &src,
@@ -311,7 +328,7 @@ fn mount_one(root: &Root, stage: &mut Staging, m: &MountPlan) -> Step {
             if !rec.is_empty() {
                 restrict_submounts(&at, m.readonly, extra).map_err(|f| f.at(dst))?;
             }
-            move_onto(&at, &root.mount_point(&target), dst)?;
+            move_onto(&at, &mount_point(&target), dst)?;
         }
         return Ok(());
     }
@@ -324,7 +341,7 @@ fn mount_one(root: &Root, stage: &mut Staging, m: &MountPlan) -> Step {
     let at = if dev {
         stage.point(false)?
     } else {
-        root.mount_point(&target)
+        mount_point(&target)
     };
     do_mount(
         &m.source,
@@ -337,7 +354,7 @@ fn mount_one(root: &Root, stage: &mut Staging, m: &MountPlan) -> Step {
     .map_err(|f| f.at(dst))?;
     if dev {
         populate_dev(&at)?;
-        move_onto(&at, &root.mount_point(&target), dst)?;
+        move_onto(&at, &mount_point(&target), dst)?;
     }
     Ok(())
 }
