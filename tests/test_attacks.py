@@ -63,9 +63,9 @@ def test_the_callers_fds_never_reach_the_container(h, init):
     target = _host_dir(h)
     before = tree(target)
     script = 'exec 7<"$0" 8<"$1"; shift; exec "$@"'
-    argv = ["sh", "-c", script, os.path.join(target, "host-file"), target, h.kennel, "run",
-            "--rootfs", h.rootfs, *(["--init"] if init else []), "--", "sh", "-c", ESCAPE]
-    proc = h.user.popen([*argv[:-1], ESCAPE + "sleep 1"])
+    proc = h.user.popen(["sh", "-c", script, os.path.join(target, "host-file"), target, h.kennel, "run",
+                         "--rootfs", h.rootfs, *(["--init"] if init else []), "--",
+                         "sh", "-c", ESCAPE + "sleep 1"])
     try:
         if init:
             # Seen from the host (the container may not even list them):
@@ -128,10 +128,6 @@ def test_exec_workdir_through_an_fd_is_refused(h, containers):
         assert cp.returncode == 125, describe(cp)
         assert "RAN" not in cp.stdout
     assert tree(target) == before
-    # The container itself cannot reach kennel exec's fds either: it is
-    # not dumpable until its command execs.
-    cp = kennel(h, "exec", "atk-exec", "--", "sh", "-c", "echo $$; ls /proc/1/fd | wc -l")
-    ok(cp)
 
 
 @pytest.mark.parametrize("count", ["4294967295", "2147483645", "99999999"])
@@ -396,6 +392,8 @@ def test_a_swapped_volume_target_never_leaves_a_read_only_volume_writable(h):
                     rootfs=rootfs)
             started += cp.returncode != 125
             assert tree(secret) == before, describe(cp)
+            # A start that got through: no mount at /vol is writable.
+            assert cp.returncode == 125 or cp.stdout.split()[-1:] == ["0"], describe(cp)
     finally:
         swapper.kill()
         swapper.wait()
