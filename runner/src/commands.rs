@@ -6,23 +6,26 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
 
 use crate::cli::{KillArgs, OutputFormat, PsArgs, StatsArgs};
-use crate::state;
-use crate::sys;
+use kennel_engine::{pidfd_send_signal, state};
 
 pub fn ps(args: &PsArgs) -> Result<i32> {
-    let list = state::list()?;
+    let list: Vec<_> = state::list(&state::Store::new(None)?)?
+        .into_iter()
+        .filter(|s| s.status != state::Status::Stopped)
+        .collect();
     match args.format {
         OutputFormat::Json => {
             let rows: Vec<serde_json::Value> = list
                 .iter()
                 .map(|s| {
                     serde_json::json!({
-                        "name": s.name,
+                        "name": s.id,
                         "pid": s.pid,
-                        "rootfs": s.rootfs,
-                        "command": s.command,
-                        "created": s.created,
-                        "cgroup": s.cgroup,
+                        "rootfs": s.kennel.rootfs,
+                        "command": s.kennel.command,
+                        "created": s.kennel.created,
+                        "cgroup": s.kennel.cgroup,
+                        "status": s.status.to_string(),
                     })
                 })
                 .collect();
@@ -39,23 +42,25 @@ pub fn ps(args: &PsArgs) -> Result<i32> {
                 .unwrap_or(0);
             for s in &list {
                 let rootfs = s
+                    .kennel
                     .rootfs
                     .as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "(host sandbox)".into());
                 let cgroup = s
+                    .kennel
                     .cgroup
                     .as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "-".into());
                 println!(
                     "{:<20} {:>8} {:<10} {:<24} {:<40} {}",
-                    s.name,
+                    s.id,
                     s.pid,
-                    format_age(now.saturating_sub(s.created)),
+                    format_age(now.saturating_sub(s.kennel.created)),
                     rootfs,
                     cgroup,
-                    s.command.join(" ")
+                    s.kennel.command.join(" ")
                 );
             }
         }
@@ -89,25 +94,25 @@ pub fn parse_signal(text: &str) -> Result<Signal> {
 
 pub fn kill(args: &KillArgs) -> Result<i32> {
     let sig = parse_signal(&args.signal)?;
-    let Some(running) = state::find(&args.name)? else {
+    let Some(running) = state::find(&state::Store::new(None)?, &args.name)? else {
         bail!(
             "no running container named {:?} (see `kennel ps`)",
             args.name
         );
     };
-    sys::pidfd_send_signal(running.pidfd.as_fd(), sig as i32)
+    pidfd_send_signal(running.pidfd.as_fd(), sig as i32)
         .with_context(|| format!("cannot send {sig} to container {:?}", args.name))?;
     Ok(0)
 }
 
 pub fn stats(args: &StatsArgs) -> Result<i32> {
-    let Some(running) = state::find(&args.name)? else {
+    let Some(running) = state::find(&state::Store::new(None)?, &args.name)? else {
         bail!(
             "no running container named {:?} (see `kennel ps`)",
             args.name
         );
     };
-    let Some(leaf) = running.state.cgroup else {
+    let Some(leaf) = running.state.kennel.cgroup else {
         bail!(
             "container {:?} has no cgroup of its own, so there is nothing to read; start it under systemd or with --cgroup-manager=cgroupfs (kennel run --verbose says why it got none)",
             args.name

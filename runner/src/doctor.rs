@@ -5,12 +5,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::Result;
-use nix::sched::CloneFlags;
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::errno::Errno;
 
 use crate::idmap::{self, HelperState};
 use crate::spec_build::Host;
-use crate::sys::{self, Forked};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
@@ -108,17 +106,14 @@ pub fn userns_sysctls(
 /// The ground truth: create a user namespace and see.
 fn probe_userns() -> Check {
     let name = "user namespace";
-    match sys::clone_process(CloneFlags::CLONE_NEWUSER.bits() as u64, None) {
-        Ok(Forked::Child) => sys::exit_now(0),
-        Ok(Forked::Parent { pid, .. }) => match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, 0)) => ok(name, "can be created"),
-            other => fail(
-                name,
-                format!("probe child ended with {other:?}"),
-                "run `kennel doctor` again; report it if it persists",
-            ),
-        },
-        Err(e) => fail(
+    match kennel_engine::probe_user_namespace() {
+        Ok(Ok(())) => ok(name, "can be created"),
+        Ok(Err(Errno::ECHILD)) | Err(_) => fail(
+            name,
+            "the probe child did not exit cleanly".to_string(),
+            "run `kennel doctor` again; report it if it persists",
+        ),
+        Ok(Err(e)) => fail(
             name,
             format!("creating one failed: {}", e.desc()),
             "see the sysctl checks above; inside another container, allow nested user namespaces",

@@ -8,22 +8,65 @@
 mod cli;
 mod commands;
 mod doctor;
-mod engine;
-mod exec;
 mod idmap;
-mod passwd;
 mod resource_flags;
-mod sdnotify;
 mod spec_build;
-mod state;
 mod sys;
 
 use anyhow::Result;
 use clap::Parser;
+use kennel_engine::sdnotify::Notify;
+use kennel_engine::{CgroupManager, Event, Options, Stage};
+use nix::errno::Errno;
 
 use cli::{Cli, Command, RunArgs};
-use engine::EXIT_KENNEL;
-use spec_build::{Host, RunOptions};
+use spec_build::Host;
+
+/// Exit code for kennel's own failures (Docker's convention).
+const EXIT_KENNEL: i32 = 125;
+const EXIT_CANNOT_EXECUTE: i32 = 126;
+const EXIT_NOT_FOUND: i32 = 127;
+
+/// The engine's events as kennel shows them: decisions with --verbose,
+/// warnings always.
+fn events(verbose: bool) -> Box<dyn Fn(&Event)> {
+    Box::new(move |e| match e {
+        Event::Decided(text) if verbose => eprintln!("kennel: {text}"),
+        Event::Decided(_) => {}
+        Event::Warning(text) => eprintln!("kennel: {text}"),
+    })
+}
+
+/// The exit code for an engine error: 126 or 127 when the command itself
+/// cannot run (as a shell says), 125 for everything else.
+fn exit_code(e: &kennel_engine::Error) -> i32 {
+    match e {
+        kennel_engine::Error::Container(f) if f.stage == Stage::Exec => match f.errno() {
+            Errno::ENOENT => EXIT_NOT_FOUND,
+            Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::EPERM => EXIT_CANNOT_EXECUTE,
+            _ => EXIT_KENNEL,
+        },
+        _ => EXIT_KENNEL,
+    }
+}
+
+/// The engine's result as kennel's exit: the container's code, or one line
+/// and the code for kennel's failure.
+fn finish(result: kennel_engine::Result<kennel_engine::Exit>) -> Result<i32> {
+    match result {
+        Ok(exit) => {
+            if let Some(limit) = &exit.oom_killed {
+                eprintln!("kennel: container killed by the OOM killer ({limit})");
+            }
+            Ok(exit.code)
+        }
+        Err(kennel_engine::Error::Setup(e)) => Err(e),
+        Err(e) => {
+            eprintln!("kennel: {e}");
+            Ok(exit_code(&e))
+        }
+    }
+}
 
 fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
     let host = Host::current()?;
@@ -44,25 +87,57 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
     if verbose {
         eprintln!("kennel: {}", plan.reason);
     }
-    let notify = sdnotify::Notify::from_env(args.sdnotify)?;
+    let notify = Notify::from_env(match args.sdnotify {
+        cli::SdNotifyMode::Exec => kennel_engine::sdnotify::SdNotifyMode::Exec,
+        cli::SdNotifyMode::Container => kennel_engine::sdnotify::SdNotifyMode::Container,
+        cli::SdNotifyMode::Ignore => kennel_engine::sdnotify::SdNotifyMode::Ignore,
+    })?;
     let mut spec = match &args.bundle {
         Some(dir) => spec_build::load_bundle(dir, &plan)?,
         None => spec_build::build(args, &host, &plan)?,
     };
-    let opts = RunOptions {
-        name: args.name.clone(),
-        init: args.init,
-        preserve_fds: args.preserve_fds,
-        verbose,
-        helper: plan.helper.clone(),
-        cgroup_manager: args.cgroup.cgroup_manager,
-        cgroup_parent: args.cgroup.cgroup_parent.clone(),
-        notify,
-    };
-    if let Some(socket) = opts.notify.as_ref().and_then(|n| n.container_socket()) {
+    if let Some(socket) = notify.as_ref().and_then(|n| n.container_socket()) {
         spec_build::add_notify_socket(&mut spec, socket)?;
     }
-    engine::run(&spec, &opts, &host.caller)
+    let opts = Options {
+        id: args.name.clone(),
+        init: args.init,
+        preserve_fds: args.preserve_fds,
+        helper: plan.helper.clone(),
+        cgroup_manager: match args.cgroup.cgroup_manager {
+            cli::CgroupManager::Auto => CgroupManager::Auto,
+            cli::CgroupManager::Systemd => CgroupManager::Systemd,
+            cli::CgroupManager::Cgroupfs => CgroupManager::Cgroupfs,
+            cli::CgroupManager::Disabled => CgroupManager::Disabled,
+        },
+        cgroup_parent: args.cgroup.cgroup_parent.clone(),
+        notify,
+        events: events(verbose),
+        ..Options::new(host.caller)
+    };
+    // create + start + wait, in this one process.
+    finish(kennel_engine::prepare(&spec).and_then(|plan| {
+        let mut container = plan.create(opts)?;
+        container.start()?;
+        Ok(container.wait())
+    }))
+}
+
+fn exec(args: &cli::ExecArgs, verbose: bool) -> Result<i32> {
+    let req = kennel_engine::exec::ExecRequest {
+        id: args.name.clone(),
+        command: args.command.clone(),
+        tty: args.process.tty,
+        env: args.process.env.clone(),
+        workdir: args.process.workdir.clone(),
+        user: args.process.user.clone(),
+        ..Default::default()
+    };
+    let opts = Options {
+        events: events(verbose),
+        ..Options::new(Host::current()?.caller)
+    };
+    finish(kennel_engine::exec::exec(&req, &opts))
 }
 
 /// Folds clap's multi-line error into kennel's one-line form, keeping the
@@ -101,7 +176,7 @@ fn kennel_main() -> ! {
     };
     let result = match &cli.command {
         Command::Run(args) => run(args, cli.verbose),
-        Command::Exec(args) => exec::exec(args),
+        Command::Exec(args) => exec(args, cli.verbose),
         Command::Ps(args) => commands::ps(args),
         Command::Kill(args) => commands::kill(args),
         Command::Stats(args) => commands::stats(args),

@@ -12,8 +12,10 @@ use oci_spec::runtime::{
 };
 
 use crate::cli::{CgroupManager, NetMode, RunArgs, UsernsMode};
-use crate::idmap::{Caller, IdPlan};
-use crate::passwd;
+use crate::idmap::IdPlan;
+use kennel_engine::exec::apply_env_entry;
+use kennel_engine::ids::Caller;
+use kennel_engine::{passwd, DEFAULT_PATH};
 
 /// Docker's default capability set.
 pub const DEFAULT_CAPS: [&str; 14] = [
@@ -60,25 +62,9 @@ const SANDBOX_HOST_DIRS: [&str; 8] = [
     "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
 ];
 
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// What `kennel run` needs besides the spec: runner behaviour, not container content.
-#[derive(Debug)]
-pub struct RunOptions {
-    pub name: Option<String>,
-    pub init: bool,
-    pub preserve_fds: u32,
-    pub verbose: bool,
-    /// kennel-idmap, when the id plan found it usable.
-    pub helper: Option<PathBuf>,
-    pub cgroup_manager: CgroupManager,
-    pub cgroup_parent: Option<PathBuf>,
-    pub notify: Option<crate::sdnotify::Notify>,
-}
-
 /// Gives the container the notify socket (`--sdnotify=container`).
 pub fn add_notify_socket(spec: &mut Spec, host_socket: &Path) -> Result<()> {
-    let dst = crate::sdnotify::CONTAINER_SOCKET;
+    let dst = kennel_engine::sdnotify::CONTAINER_SOCKET;
     if let Some(mounts) = spec.mounts_mut() {
         mounts.push(bind(host_socket, dst, false)?);
     }
@@ -117,7 +103,7 @@ impl Host {
                 gid: nix::unistd::getgid().as_raw(),
                 name,
                 nested: match uid.is_root() {
-                    true => crate::idmap::NestedIds::of_this_process(),
+                    true => kennel_engine::ids::NestedIds::of_this_process(),
                     false => None,
                 },
             },
@@ -301,22 +287,6 @@ fn parse_ulimit(spec: &str) -> Result<PosixRlimit> {
         .soft(soft)
         .hard(hard)
         .build()?)
-}
-
-/// Applies one `-e` entry: KEY=VALUE replaces KEY; a bare KEY copies it
-/// from kennel's own environment when set there.
-pub fn apply_env_entry(entry: &str, out: &mut Vec<String>) {
-    match entry.split_once('=') {
-        Some((k, _)) => {
-            out.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k));
-            out.push(entry.to_string());
-        }
-        None => {
-            if let Ok(v) = std::env::var(entry) {
-                apply_env_entry(&format!("{entry}={v}"), out);
-            }
-        }
-    }
 }
 
 fn id_mappings(lines: &[kennel_idmap::MapLine]) -> Result<Vec<LinuxIdMapping>> {
@@ -588,7 +558,7 @@ pub fn load_bundle(dir: &Path, ids: &IdPlan) -> Result<Spec> {
         let mounts = mounts
             .into_iter()
             .map(|mut m| {
-                let bind = crate::engine::config::is_bind(&m);
+                let bind = kennel_engine::is_bind(&m);
                 if let Some(src) = m.source().clone().filter(|s| bind && s.is_relative()) {
                     m.set_source(Some(dir.join(src)));
                 }

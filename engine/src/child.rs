@@ -20,7 +20,7 @@ use super::config::{Config, ProcessPlan};
 use super::inroot::{Make, Root};
 use super::netns::{Maker, Netns};
 use super::protocol::{io_errno, Channel, ChildFailure, Stage, ToChild, ToParent};
-use super::reaper;
+use crate::reaper;
 use crate::sys;
 
 /// Runner behaviour the child needs besides the config.
@@ -44,6 +44,15 @@ pub struct ChildOptions {
     /// at their default already (the runner installs no handler, and
     /// execve resets handlers).
     pub ignored_signals: u64,
+    /// This process has one thread (it may fork the `--init` command).
+    pub single: sys::SingleThreaded,
+    /// The OCI lifecycle: once ready, say so and wait for `start` to write
+    /// a byte to this fifo (opened read-write, so it never blocks on open
+    /// and `start` finds a reader while we live).
+    pub start_fifo: Option<OwnedFd>,
+    /// The runner exits before the command ends (OCI `create`, a detached
+    /// `exec`): the command must not die with it.
+    pub outlives_parent: bool,
 }
 
 type Step<T = ()> = Result<T, ChildFailure>;
@@ -67,9 +76,20 @@ fn report_and_exit(chan: &Channel, result: Step<Infallible>) -> ! {
         Ok(never) => match never {},
         Err(f) => f,
     };
-    // If the parent is gone there is nobody to tell; exit either way.
-    let _ = chan.send_to_parent(&ToParent::Failed(failure), None);
-    sys::exit_now(125);
+    // A runner that has gone (it created the container for another to
+    // start) cannot say it: the container's stderr is where it is read.
+    if chan
+        .send_to_parent(&ToParent::Failed(failure.clone()), None)
+        .is_err()
+    {
+        let line = format!("kennel: {failure}\n");
+        let _ = nix::unistd::write(std::io::stderr(), line.as_bytes());
+    }
+    sys::exit_now(match failure.errno() {
+        Errno::ENOENT if failure.stage == Stage::Exec => 127,
+        Errno::EACCES | Errno::ENOEXEC | Errno::EPERM if failure.stage == Stage::Exec => 126,
+        _ => 125,
+    });
 }
 
 fn setup_and_exec(
@@ -241,6 +261,7 @@ pub fn start_process(
     // channel, stdio and the preserved fds may exist.
     let keep: Vec<RawFd> = [0, 1, 2, chan.raw_fd()]
         .into_iter()
+        .chain(opts.start_fifo.as_ref().map(|f| f.as_raw_fd()))
         .chain(preserved_fds(opts.preserve_fds))
         .collect();
     sys::close_fds_except(&keep).map_err(|e| {
@@ -278,7 +299,10 @@ pub fn start_process(
         prctl::set_no_new_privs().map_err(|e| ChildFailure::new(Stage::Capabilities, e, None))?;
     }
     // A change of credentials clears the parent-death signal: set it again.
-    prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| ChildFailure::new(Stage::User, e, None))?;
+    if !opts.outlives_parent {
+        prctl::set_pdeathsig(Signal::SIGKILL)
+            .map_err(|e| ChildFailure::new(Stage::User, e, None))?;
+    }
     exit_if_parent_gone(chan);
     for fd in preserved_fds(opts.preserve_fds) {
         sys::set_cloexec(fd, false)
@@ -288,12 +312,35 @@ pub fn start_process(
     let program = find_program(p)?;
     let argv = cstrings(&p.args)?;
     let envp = cstrings(&p.env)?;
+    if let Some(fifo) = &opts.start_fifo {
+        wait_for_start(chan, fifo)?;
+    }
     if opts.init {
-        reaper::run_as_init(&program, &argv, &envp)
+        reaper::run_as_init(&opts.single, &program, &argv, &envp)
     } else {
         prepare_signals_for_exec()?;
         Err(exec(&program, &argv, &envp, &p.args[0]))
     }
+}
+
+/// The OCI lifecycle's pause between create and start: the runner is told
+/// we are ready (and exits), then a byte on the fifo from `start` lets us
+/// exec. From here the runner is gone, so we must not die with it.
+fn wait_for_start(chan: &Channel, fifo: &OwnedFd) -> Step {
+    let err = |e: Errno| ChildFailure::new(Stage::Exec, e, None).with_detail("waiting for start");
+    prctl::set_pdeathsig(None).map_err(err)?;
+    chan.send_to_parent(&ToParent::Ready, None).map_err(err)?;
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(fifo.as_fd(), &mut byte) {
+            Ok(1) => break,
+            Err(Errno::EINTR) => continue,
+            Ok(_) => return Err(err(Errno::EPIPE)),
+            Err(e) => return Err(err(e)),
+        }
+    }
+    // Closed by the exec (close-on-exec), or by the init's clean-up.
+    Ok(())
 }
 
 /// process.oomScoreAdj. Raising it is always allowed; lowering it below
@@ -377,7 +424,7 @@ fn find_program(p: &ProcessPlan) -> Step<CString> {
             .env
             .iter()
             .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or(crate::spec_build::DEFAULT_PATH);
+            .unwrap_or(crate::DEFAULT_PATH);
         let mut found = None;
         for dir in search.split(':').filter(|d| !d.is_empty()) {
             let candidate = Path::new(dir).join(cmd);

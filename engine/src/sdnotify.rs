@@ -18,7 +18,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sd_notify::NotifyState;
 
-use crate::cli::SdNotifyMode;
+/// What kennel tells systemd (see the module's description).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdNotifyMode {
+    Exec,
+    Container,
+    Ignore,
+}
 
 /// Where the container finds its notify socket.
 pub const CONTAINER_SOCKET: &str = "/run/notify/notify.sock";
@@ -151,7 +157,7 @@ impl Notify {
 
 /// A datagram socket the container's processes (any mapped uid) can write.
 fn bind_container_socket() -> Result<(UnixDatagram, PathBuf)> {
-    let dir = crate::state::state_root()?;
+    let dir = crate::state::default_root()?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(format!("notify-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);

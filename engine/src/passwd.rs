@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::{fstat, Mode, SFlag};
 
-use crate::engine::inroot::Root;
+use crate::inroot::Root;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Who {

@@ -24,6 +24,7 @@ pub const FORWARDED: [Signal; 6] = [
 ];
 
 pub fn run_as_init(
+    single: &sys::SingleThreaded,
     program: &CString,
     argv: &[CString],
     envp: &[CString],
@@ -37,13 +38,14 @@ pub fn run_as_init(
         .map_err(|e| ChildFailure::new(Stage::Init, e, None).with_detail("set non-dumpable"))?;
     // The forwarded signals and SIGCHLD are still blocked (inherited from
     // the parent), so none is lost between fork and sigwait.
-    let command = match sys::fork_process().map_err(|e| ChildFailure::new(Stage::Init, e, None))? {
-        None => {
-            prepare_signals_for_exec()?;
-            return Err(exec(program, argv, envp, &argv[0].to_string_lossy()));
-        }
-        Some(pid) => pid,
-    };
+    let command =
+        match sys::fork_process(single).map_err(|e| ChildFailure::new(Stage::Init, e, None))? {
+            None => {
+                prepare_signals_for_exec()?;
+                return Err(exec(program, argv, envp, &argv[0].to_string_lossy()));
+            }
+            Some(pid) => pid,
+        };
     // Our copy of the channel must close so the parent sees EOF once the
     // command has exec'd; the command's own copy reports a failed exec.
     // The preserved fds are the command's: we keep nothing but stdio.

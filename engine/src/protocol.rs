@@ -117,6 +117,35 @@ impl ChildFailure {
     }
 }
 
+/// One line: what failed, on what, and why.
+impl std::fmt::Display for ChildFailure {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let errno = self.errno();
+        let path = self.path.as_deref().unwrap_or("");
+        if self.stage == Stage::Exec {
+            let why = match (errno, &self.detail) {
+                (_, Some(d)) => d.clone(),
+                (Errno::ENOENT, None) => "no such file (or its interpreter is missing)".into(),
+                (Errno::EACCES, None) => "permission denied (is it executable?)".into(),
+                (e, None) => e.desc().to_string(),
+            };
+            return write!(out, "cannot execute {path:?}: {why}");
+        }
+        write!(out, "{}", self.stage.describe())?;
+        if !path.is_empty() {
+            write!(out, " {path}")?;
+        }
+        match self.errno {
+            0 => write!(out, " failed")?,
+            _ => write!(out, " failed: {}", errno.desc())?,
+        }
+        if let Some(d) = &self.detail {
+            write!(out, " ({d})")?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToChild {
     MapsWritten,
@@ -127,6 +156,8 @@ pub enum ToParent {
     Failed(ChildFailure),
     /// Carries the pty master as an SCM_RIGHTS fd.
     PtyMaster,
+    /// Created: everything is set up and the process waits for `start`.
+    Ready,
 }
 
 /// One end of the socketpair.

@@ -59,13 +59,13 @@ pub struct Maker {
 }
 
 impl NetnsMaker {
-    /// Forks the maker. The runner must be single-threaded.
-    pub fn start() -> Result<NetnsMaker, Errno> {
+    /// Forks the maker.
+    pub fn start(single: &sys::SingleThreaded) -> Result<NetnsMaker, Errno> {
         let (status_read, status_write) = pipe2(OFlag::O_CLOEXEC)?;
         let (release_read, release_write) = pipe2(OFlag::O_CLOEXEC)?;
         let (ours, theirs) = UnixStream::pair().map_err(|e| io_errno(&e))?;
-        match sys::clone_process(0, None)? {
-            Forked::Child => {
+        match sys::clone_process(single, 0, None)? {
+            Forked::Child(_) => {
                 drop((status_read, release_write, ours));
                 let code = match make_in_namespace_of(&theirs) {
                     Ok(()) => 0,

@@ -1,7 +1,12 @@
-//! Named containers: `$XDG_RUNTIME_DIR/kennel/NAME/state.json` (root:
-//! `/run/kennel/NAME/`). A record is trusted only while its pid is alive
-//! with the same start time; anything else is stale and removed.
+//! Container records: `ROOT/ID/state.json`, ROOT being `--root`, else
+//! `$XDG_RUNTIME_DIR/kennel` (as real root: `/run/kennel`). A record is in
+//! OCI's shape (`ociVersion`, `id`, `status`, `pid`, `bundle`,
+//! `annotations`) plus what kennel keeps for itself under `kennel`. A
+//! record is trusted only while its pid is alive with the same start time.
+//! `kennel run`'s records go with their runner; those of an OCI container
+//! stay, stopped, until `delete`.
 
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,10 +18,50 @@ use serde::{Deserialize, Serialize};
 
 use crate::sys;
 
+/// The runtime-spec version kennel implements.
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// A container's status, as the runtime spec names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
-    pub name: String,
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    pub id: String,
+    /// As recorded; `Store::status` says what it is now.
+    pub status: Status,
     pub pid: i32,
+    /// The bundle directory (empty for a container built from flags).
+    pub bundle: PathBuf,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    pub kennel: Private,
+}
+
+/// What kennel keeps for itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Private {
     /// Field 22 of /proc/PID/stat: tells a recycled pid from ours.
     pub start_time: u64,
     pub rootfs: Option<PathBuf>,
@@ -28,6 +73,10 @@ pub struct State {
     /// The container's cgroup leaf, when it has one.
     #[serde(default)]
     pub cgroup: Option<PathBuf>,
+    /// The record stays after the container stops, until `delete` (the
+    /// OCI lifecycle); otherwise it goes with the runner.
+    #[serde(default)]
+    pub kept: bool,
 }
 
 /// A live container, with a pidfd that is known to refer to it.
@@ -36,10 +85,11 @@ pub struct Running {
     pub pidfd: OwnedFd,
 }
 
-pub fn state_root() -> Result<PathBuf> {
+/// The default directory of the records.
+pub fn default_root() -> Result<PathBuf> {
     // Root of a user namespace kennel did not make (podman unshare, say)
     // cannot write /run: it keeps its records where a user would.
-    if nix::unistd::geteuid().is_root() && crate::idmap::NestedIds::of_this_process().is_none() {
+    if nix::unistd::geteuid().is_root() && crate::ids::NestedIds::of_this_process().is_none() {
         return Ok(PathBuf::from("/run/kennel"));
     }
     match std::env::var_os("XDG_RUNTIME_DIR") {
@@ -48,6 +98,12 @@ pub fn state_root() -> Result<PathBuf> {
             "XDG_RUNTIME_DIR is not set, so named containers have nowhere to be recorded; log in through a session manager or export XDG_RUNTIME_DIR=/run/user/$(id -u) (an existing directory of yours)"
         ),
     }
+}
+
+/// The records under one root directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
 }
 
 pub fn validate_name(name: &str) -> Result<()> {
@@ -66,12 +122,33 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+impl Store {
+    /// The records under `root`, or under the default root.
+    pub fn new(root: Option<&Path>) -> Result<Store> {
+        Ok(Store {
+            root: match root {
+                Some(r) => r.to_path_buf(),
+                None => default_root()?,
+            },
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of container `id`'s record.
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+}
+
 /// The state root, made if missing, and refused unless it is a directory
 /// of the caller's that nobody else may write: records there decide which
 /// processes `kennel kill` signals and `kennel exec` enters.
-fn checked_state_root(create: bool) -> Result<Option<PathBuf>> {
+fn checked_state_root(root: &Path, create: bool) -> Result<Option<PathBuf>> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let root = state_root()?;
+    let root = root.to_path_buf();
     if create {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -102,19 +179,32 @@ fn checked_state_root(create: bool) -> Result<Option<PathBuf>> {
     };
     if let Some(why) = why {
         bail!(
-            "refusing the state directory {}: {why}; remove it (it holds only kennel's records) or set XDG_RUNTIME_DIR to a directory of yours with mode 0700",
+            "refusing the state directory {}: {why}; remove it (it holds only kennel's records) or choose a directory of yours with mode 0700",
             root.display()
         );
     }
     Ok(Some(root))
 }
 
-/// A claimed name; the directory is removed when this is dropped.
+/// A claimed name; the directory is removed when this is dropped, unless
+/// it was kept (`keep`).
 pub struct Reservation {
     dir: PathBuf,
     name: String,
     /// What we wrote to its owner file (`own_identity`).
     owner: String,
+    kept: bool,
+}
+
+impl Reservation {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Leaves the record in place for `delete` to remove.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
 }
 
 impl Drop for Reservation {
@@ -122,6 +212,9 @@ impl Drop for Reservation {
     /// has exited, another runner may have found it stale and claimed the
     /// name before we got here.
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         let ours = std::fs::read_to_string(self.dir.join(OWNER)).is_ok_and(|o| o == self.owner);
         if ours {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -157,7 +250,7 @@ fn owner_alive(dir: &Path) -> bool {
 /// aside and renamed into place. A stale record of the same name (its
 /// container gone, or its runner killed while starting) is cleaned first;
 /// a live one is an error.
-pub fn reserve(name: &str) -> Result<Reservation> {
+pub fn reserve(store: &Store, name: &str) -> Result<Reservation> {
     /// The claim made aside: removed on every way out, unless it was
     /// renamed into place (then there is nothing left to remove).
     struct Aside(PathBuf);
@@ -167,7 +260,7 @@ pub fn reserve(name: &str) -> Result<Reservation> {
         }
     }
     validate_name(name)?;
-    let root = checked_state_root(true)?.context("no state directory")?;
+    let root = checked_state_root(&store.root, true)?.context("no state directory")?;
     let dir = root.join(name);
     let aside = Aside(root.join(format!(".{name}.{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&aside.0);
@@ -183,14 +276,19 @@ pub fn reserve(name: &str) -> Result<Reservation> {
                     dir,
                     name: name.to_string(),
                     owner,
+                    kept: false,
                 })
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) => {
-                if let Some(r) = find(name)? {
+                if let Some(r) = find(store, name)? {
                     bail!(
-                        "a container named {name:?} is already running (pid {}); pick another --name or stop it with `kennel kill {name}`",
-                        r.state.pid
+                        "a container named {name:?} already exists (pid {}, {}); pick another name, or remove it first",
+                        r.state.pid,
+                        r.state.status
                     );
+                }
+                if load(&dir).is_some_and(|s| s.kennel.kept) {
+                    bail!("a container named {name:?} already exists (stopped); delete it first");
                 }
                 if dir.exists() && !dir.join("state.json").exists() && owner_alive(&dir) {
                     bail!("a container named {name:?} is being started by another kennel; pick another --name");
@@ -213,29 +311,52 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn record(
-    res: &Reservation,
-    pid: Pid,
-    start_time: u64,
-    spec: &Spec,
-    cgroup: Option<PathBuf>,
-) -> Result<()> {
-    let process = spec.process().clone().unwrap_or_default();
+/// What a record says about a container besides its reservation.
+pub struct Recorded<'a> {
+    pub pid: Pid,
+    pub start_time: u64,
+    pub spec: &'a Spec,
+    pub cgroup: Option<PathBuf>,
+    pub status: Status,
+    pub bundle: Option<&'a Path>,
+    pub kept: bool,
+}
+
+/// Writes (or rewrites) the record of a reserved container, atomically.
+pub fn record(res: &Reservation, r: &Recorded) -> Result<()> {
+    let process = r.spec.process().clone().unwrap_or_default();
     let state = State {
-        name: res.name.clone(),
-        pid: pid.as_raw(),
-        start_time,
-        rootfs: spec.root().as_ref().map(|r| r.path().clone()),
-        command: process.args().clone().unwrap_or_default(),
-        created: now(),
-        process,
-        cgroup,
+        oci_version: OCI_VERSION.to_string(),
+        id: res.name.clone(),
+        status: r.status,
+        pid: r.pid.as_raw(),
+        bundle: r.bundle.map(Path::to_path_buf).unwrap_or_default(),
+        annotations: r
+            .spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        kennel: Private {
+            start_time: r.start_time,
+            rootfs: r.spec.root().as_ref().map(|root| root.path().clone()),
+            command: process.args().clone().unwrap_or_default(),
+            created: now(),
+            process,
+            cgroup: r.cgroup.clone(),
+            kept: r.kept,
+        },
     };
-    let tmp = res.dir.join("state.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?)
+    write_record(&res.dir, &state)
+}
+
+/// Replaces the record in `dir` with `state`, atomically.
+pub fn write_record(dir: &Path, state: &State) -> Result<()> {
+    let tmp = dir.join("state.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, res.dir.join("state.json"))
-        .context("cannot record the container's state")?;
+    std::fs::rename(&tmp, dir.join("state.json")).context("cannot record the container's state")?;
     Ok(())
 }
 
@@ -255,7 +376,8 @@ fn parse_start_time(stat: &str) -> Option<u64> {
     fields.nth(18)?.parse().ok()
 }
 
-fn load(dir: &Path) -> Option<State> {
+/// The record in `dir`, whatever the state of its container.
+pub fn load(dir: &Path) -> Option<State> {
     serde_json::from_slice(&std::fs::read(dir.join("state.json")).ok()?).ok()
 }
 
@@ -263,29 +385,32 @@ fn load(dir: &Path) -> Option<State> {
 /// the start time read after, so the pidfd is known to be the container's.
 fn verify(state: State) -> Option<Running> {
     let pidfd = sys::pidfd_open(Pid::from_raw(state.pid)).ok()?;
-    if start_time(state.pid)? != state.start_time {
+    if start_time(state.pid)? != state.kennel.start_time {
         return None;
     }
     sys::pidfd_send_signal(pidfd.as_fd(), 0).ok()?;
     Some(Running { state, pidfd })
 }
 
-/// A running container by name; a stale record is removed and gives None.
-pub fn find(name: &str) -> Result<Option<Running>> {
+/// A live container by name; a stale record is removed (unless it is
+/// kept for `delete`) and gives None.
+pub fn find(store: &Store, name: &str) -> Result<Option<Running>> {
     validate_name(name)?;
-    let Some(root) = checked_state_root(false)? else {
+    let Some(root) = checked_state_root(&store.root, false)? else {
         return Ok(None);
     };
     let dir = root.join(name);
     if !dir.exists() {
         return Ok(None);
     }
-    match load(&dir).and_then(verify) {
+    let record = load(&dir);
+    let kept = record.as_ref().is_some_and(|s| s.kennel.kept);
+    match record.and_then(verify) {
         Some(r) => Ok(Some(r)),
         None => {
             // A run that is still starting has a directory but no state yet,
             // and its runner is alive.
-            if dir.join("state.json").exists() || !owner_alive(&dir) {
+            if !kept && (dir.join("state.json").exists() || !owner_alive(&dir)) {
                 let _ = std::fs::remove_dir_all(&dir);
             }
             Ok(None)
@@ -293,9 +418,40 @@ pub fn find(name: &str) -> Result<Option<Running>> {
     }
 }
 
-/// All running containers, cleaning stale records on the way.
-pub fn list() -> Result<Vec<State>> {
-    let Some(root) = checked_state_root(false)? else {
+/// The record of container `id` (None if there is none), with its status
+/// as it is now.
+pub fn lookup(store: &Store, id: &str) -> Result<Option<(State, Option<OwnedFd>)>> {
+    validate_name(id)?;
+    let Some(root) = checked_state_root(&store.root, false)? else {
+        return Ok(None);
+    };
+    let dir = root.join(id);
+    let Some(mut state) = load(&dir) else {
+        return Ok(None);
+    };
+    let live = verify(state.clone());
+    state.status = match &live {
+        None => Status::Stopped,
+        Some(_) if dir.join(START_FIFO).exists() => Status::Created,
+        Some(_) if frozen(state.kennel.cgroup.as_deref()) => Status::Paused,
+        Some(_) => Status::Running,
+    };
+    Ok(Some((state, live.map(|r| r.pidfd))))
+}
+
+/// The fifo a created container's process waits on until `start`.
+pub const START_FIFO: &str = "exec.fifo";
+
+/// Whether the cgroup at `leaf` is frozen (cgroup v2's freezer).
+fn frozen(leaf: Option<&Path>) -> bool {
+    leaf.and_then(|l| std::fs::read_to_string(l.join("cgroup.freeze")).ok())
+        .is_some_and(|v| v.trim() == "1")
+}
+
+/// All live containers, and the kept records of stopped ones, cleaning
+/// stale records on the way.
+pub fn list(store: &Store) -> Result<Vec<State>> {
+    let Some(root) = checked_state_root(&store.root, false)? else {
         return Ok(vec![]);
     };
     let Ok(entries) = std::fs::read_dir(&root) else {
@@ -314,11 +470,13 @@ pub fn list() -> Result<Vec<State>> {
         if validate_name(&name).is_err() {
             continue;
         }
-        if let Some(r) = find(&name)? {
-            out.push(r.state);
+        // find() removes a stale record first; lookup() gives the status.
+        let _ = find(store, &name)?;
+        if let Some((state, _)) = lookup(store, &name)? {
+            out.push(state);
         }
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
 }
 

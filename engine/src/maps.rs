@@ -16,8 +16,9 @@ use anyhow::{bail, Context, Result};
 use kennel_idmap::{render_map, MapLine};
 use nix::unistd::Pid;
 
-use crate::idmap::{self, Caller};
+use crate::ids::{self, Caller};
 use crate::sys;
+use crate::Options;
 
 fn write_proc(pid: Pid, file: &str, text: &str) -> Result<()> {
     let path = format!("/proc/{pid}/{file}");
@@ -50,13 +51,13 @@ impl MapWriter {
         caller: &Caller,
         uid_map: &[MapLine],
         gid_map: &[MapLine],
-        verbose: bool,
+        opts: &Options,
         helper: Option<&Path>,
     ) -> Result<MapWriter> {
         if uid_map.is_empty() || gid_map.is_empty() {
             bail!("the spec maps no uids or no gids into the container's user namespace");
         }
-        if idmap::writable_without_helper(caller, uid_map, gid_map) {
+        if ids::writable_without_helper(caller, uid_map, gid_map) {
             return Ok(MapWriter::Direct {
                 uid_map: render_map(uid_map),
                 gid_map: render_map(gid_map),
@@ -67,9 +68,9 @@ impl MapWriter {
         // The plan already found it; a bundle's own maps look it up here.
         let helper = match helper {
             Some(path) => path.to_path_buf(),
-            None => idmap::usable_helper(&idmap::helper_state(), "these id maps")?,
+            None => ids::usable_helper(&ids::helper_state(), "these id maps")?,
         };
-        PendingHelper::start(&helper, uid_map, gid_map, verbose).map(MapWriter::Helper)
+        PendingHelper::start(&helper, uid_map, gid_map, opts).map(MapWriter::Helper)
     }
 
     /// Writes the maps of the child `pid` (`pidfd`).
@@ -120,7 +121,7 @@ impl PendingHelper {
         helper: &Path,
         uid_map: &[MapLine],
         gid_map: &[MapLine],
-        verbose: bool,
+        opts: &Options,
     ) -> Result<Self> {
         let (ours, theirs) =
             UnixStream::pair().context("cannot create a socket for kennel-idmap")?;
@@ -139,9 +140,7 @@ impl PendingHelper {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        if verbose {
-            eprintln!("kennel: running {cmd:?}");
-        }
+        opts.decided(&format!("running {cmd:?}"));
         // The socket is the only fd the helper inherits: everything else of
         // ours is close-on-exec.
         sys::set_cloexec(fd, false).context("cannot pass a socket to kennel-idmap")?;

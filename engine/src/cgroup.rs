@@ -1,0 +1,33 @@
+//! The runner's side of cgroups: from the spec's limits and the
+//! `--cgroup-*` flags to a leaf the child is born into.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use cgroup_delegate::{PlaceRequest, Placed, Placement};
+
+use crate::config::Config;
+use crate::Options;
+
+/// How long systemd may take to start the scope job.
+const SYSTEMD_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn place(cfg: &Config, opts: &Options, id: &str) -> Result<Option<Placement>> {
+    let req = PlaceRequest {
+        manager: opts.cgroup_manager,
+        id: id.to_string(),
+        parent: opts.cgroup_parent.clone(),
+        limits: cfg.limits.clone(),
+        timeout: SYSTEMD_TIMEOUT,
+    };
+    match cgroup_delegate::place(&req)? {
+        Placed::Leaf(p) => {
+            opts.decided(&format!("cgroup {} ({:?})", p.leaf.display(), p.how));
+            Ok(Some(p))
+        }
+        Placed::None(why) => {
+            opts.decided(&format!("no cgroup of its own: {why}"));
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! kennel's engine: runs one OCI runtime-spec `Spec` as a rootless
+//! container, for the two front ends (`kennel` and `kennel-oci`).
+//!
+//! The lifecycle is in phases: `prepare` checks the spec and turns it into
+//! a plan; `Plan::create` makes the namespaces, writes the id maps, places
+//! the cgroup and builds the root filesystem, and leaves the container's
+//! process waiting before its exec; `Container::start` lets it exec;
+//! `Container::wait` supervises it to its end; `delete` removes whatever a
+//! container left, driven by its state record, from any process. The
+//! engine prints nothing and picks no exit code: it returns typed errors
+//! and reports what it decided through `Options::events`.
+
+mod cgroup;
+mod child;
+mod config;
+pub mod exec;
+pub mod ids;
+mod inroot;
+mod maps;
+mod netns;
+pub mod passwd;
+mod protocol;
+mod reaper;
+mod rootfs;
+mod run;
+pub mod sdnotify;
+mod seccomp;
+mod spec_fields;
+pub mod state;
+mod sys;
+mod tty;
+
+use std::path::PathBuf;
+
+pub use cgroup_delegate::Manager as CgroupManager;
+pub use config::is_bind;
+pub use protocol::{ChildFailure, Stage};
+pub use run::{prepare, Container, Exit, Plan};
+pub use sys::{pidfd_send_signal, probe_user_namespace};
+
+/// The search path a process gets when its environment has none, and the
+/// one `kennel run` gives the container.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What went wrong. The front end decides how to say it and which exit
+/// code it means.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The container's process failed before its command ran: the stage,
+    /// the errno and the path it was working on.
+    #[error("{0}")]
+    Container(ChildFailure),
+    /// Anything else, with its context.
+    #[error(transparent)]
+    Setup(#[from] anyhow::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What the engine tells its front end while it works.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A choice the engine made, and why (kennel's `--verbose`).
+    Decided(&'a str),
+    /// Something asked for is not fully in effect, and why.
+    Warning(&'a str),
+}
+
+/// How the container is run: everything besides the spec.
+pub struct Options {
+    /// Who runs the container.
+    pub caller: ids::Caller,
+    /// The container's id: its state record's name. None runs it unnamed.
+    pub id: Option<String>,
+    /// PID 1 is a small init that reaps and forwards signals.
+    pub init: bool,
+    /// Fds 3 to 3+N-1 are passed to the container's process.
+    pub preserve_fds: u32,
+    /// kennel-idmap, for maps this process may not write itself.
+    pub helper: Option<PathBuf>,
+    pub cgroup_manager: CgroupManager,
+    pub cgroup_parent: Option<PathBuf>,
+    /// The systemd notify protocol, when run as a `Type=notify` unit.
+    pub notify: Option<sdnotify::Notify>,
+    /// Called with each event; the default ignores them.
+    pub events: Box<dyn Fn(&Event)>,
+    /// Where the records are (`--root`); None: `state::default_root`.
+    pub state_root: Option<PathBuf>,
+    /// The OCI lifecycle: the container is created for another process to
+    /// start (`Container::detach`), and its record stays until `delete`.
+    /// Holds the bundle directory for the record.
+    pub bundle: Option<PathBuf>,
+}
+
+/// A process left running for another process to look after: the
+/// container's waiting init after `create`, or a detached `exec`.
+#[derive(Debug)]
+pub struct Detached {
+    pub pid: i32,
+    /// The pty master, when the process has a terminal.
+    pub console: Option<std::os::fd::OwnedFd>,
+}
+
+impl Options {
+    /// Options for `caller` with every default.
+    pub fn new(caller: ids::Caller) -> Options {
+        Options {
+            caller,
+            id: None,
+            init: false,
+            preserve_fds: 0,
+            helper: None,
+            cgroup_manager: CgroupManager::Auto,
+            cgroup_parent: None,
+            notify: None,
+            events: Box::new(|_| {}),
+            state_root: None,
+            bundle: None,
+        }
+    }
+
+    fn decided(&self, text: &str) {
+        (self.events)(&Event::Decided(text));
+    }
+
+    fn warn(&self, text: &str) {
+        (self.events)(&Event::Warning(text));
+    }
+}
