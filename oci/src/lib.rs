@@ -1,0 +1,4 @@
+//! kennel-oci's front end: runc's command line, logging and the
+//! subcommands that need no container engine.
+
+pub mod log;
