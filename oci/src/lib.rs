@@ -1,4 +1,7 @@
 //! kennel-oci's front end: runc's command line, logging and the
 //! subcommands that need no container engine.
 
+pub mod argv;
+pub mod cli;
 pub mod log;
+pub mod values;
