@@ -3,5 +3,6 @@
 
 pub mod argv;
 pub mod cli;
+pub mod features;
 pub mod log;
 pub mod values;
