@@ -5,4 +5,5 @@ pub mod argv;
 pub mod cli;
 pub mod features;
 pub mod log;
+pub mod spec_cmd;
 pub mod values;
