@@ -8,6 +8,7 @@ pub mod features;
 pub mod lifecycle;
 pub mod log;
 pub mod spec_cmd;
+pub mod update;
 pub mod values;
 
 use std::ffi::OsString;
