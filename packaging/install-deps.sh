@@ -10,18 +10,24 @@
 #                             sudo for the install test, keyutils (keyctl)
 #                             for the keyring attack, strace for
 #                             kennel-idmap under ptrace, runc for the
-#                             bundles it writes
+#                             bundles it writes; podman (with conmon,
+#                             slirp4netns, fuse-overlayfs) and containerd
+#                             (with ctr) for the client tests, and script
+#                             to give `podman run -it` a terminal
 set -eu
 runtime="libcap2-bin:setcap"
 # bench/start-latency.py imports the harness in tests/conftest.py, which
 # imports pytest: /usr/bin/python3's module comes with python3-pytest.
 bench="$runtime busybox-static:busybox python3-pytest:pytest-3 uidmap:newuidmap util-linux:setpriv util-linux:unshare passwd:useradd bubblewrap:bwrap hyperfine:hyperfine"
+# The real clients that drive a runtime (tests/test_podman.py and
+# tests/test_containerd.py); ctr comes with containerd.
+clients="podman:podman conmon:conmon slirp4netns:slirp4netns fuse-overlayfs:fuse-overlayfs containerd:containerd containerd:ctr bsdutils:script"
 vm="qemu-system-x86:qemu-system-x86_64 debootstrap:debootstrap e2fsprogs:mkfs.ext4"
 case "${1:-}" in
   runtime) need=$runtime ;;
   bench) need=$bench ;;
   vm) need=$vm ;;
-  test) need="$bench $vm sudo:sudo keyutils:keyctl strace:strace runc:runc" ;;
+  test) need="$bench $vm sudo:sudo keyutils:keyctl strace:strace runc:runc $clients" ;;
   *) echo "usage: $0 runtime|bench|vm|test" >&2; exit 2 ;;
 esac
 missing=""
