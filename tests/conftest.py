@@ -16,6 +16,7 @@ import pwd
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from dataclasses import dataclass, field
 
@@ -318,3 +319,49 @@ def require_tool(name, package):
     if not path:
         pytest.skip(f"{name} is not installed (Debian package {package}; make test-deps installs it)")
     return path
+
+
+# The OCI runtime the client tests (test_podman, test_containerd) hand to
+# podman and containerd: kennel-oci from the build directory, or whatever
+# KENNEL_OCI_RUNTIME names (KENNEL_OCI_RUNTIME=/usr/sbin/runc proves the
+# harness against runc).
+OCI_RUNTIME_ENV = "KENNEL_OCI_RUNTIME"
+
+
+@pytest.fixture(scope="session")
+def oci_runtime(h):
+    """The path of the runtime under test, one the test user can run."""
+    chosen = os.environ.get(OCI_RUNTIME_ENV)
+    if chosen:
+        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
+            pytest.fail(f"{OCI_RUNTIME_ENV}={chosen} is not an executable file")
+        return os.path.abspath(chosen)
+    built = os.path.join(BUILD_DIR, "kennel-oci")
+    if not os.path.exists(built):
+        pytest.skip(f"{built} is not built (or set {OCI_RUNTIME_ENV}=/usr/sbin/runc to test the harness against runc)")
+    copied = os.path.join(h.bindir, "kennel-oci")
+    if not os.path.exists(copied):
+        shutil.copy2(built, copied)
+        os.chmod(copied, 0o755)
+    return copied
+
+
+def write_rootfs_tar(rootfs, dest):
+    """A tarball of `rootfs` at `dest` with everything owned by root and a
+    fixed mtime: an image layer for the clients, whoever owns the tree."""
+    def as_root(info):
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        info.mtime = 0
+        return info
+
+    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
+        for entry in sorted(os.listdir(rootfs)):
+            tar.add(os.path.join(rootfs, entry), arcname=entry, filter=as_root)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(h):
+    """The harness's busybox rootfs as one image layer (a plain tarball)."""
+    return write_rootfs_tar(h.rootfs, os.path.join(h.scratch, "busybox-rootfs.tar"))
