@@ -12,7 +12,7 @@ use crate::Options;
 /// How long systemd may take to start the scope job.
 const SYSTEMD_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn place(cfg: &Config, opts: &Options, id: &str) -> Result<Option<Placement>> {
+pub fn place(cfg: &Config, opts: &Options<'_>, id: &str) -> Result<Option<Placement>> {
     let req = PlaceRequest {
         manager: opts.cgroup_manager,
         id: id.to_string(),

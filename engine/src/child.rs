@@ -141,6 +141,12 @@ fn setup_and_exec(
         }
         netns.as_mut().map_or(Ok(()), Netns::join)
     };
+    // Written through the runner's /proc, which shows the namespaces of
+    // the process that opens a file: the network one must be joined first.
+    if !cfg.sysctl.is_empty() {
+        join_netns()?;
+        write_sysctls(&cfg.sysctl)?;
+    }
     super::rootfs::setup(cfg, &mut join_netns)?;
     // A spec without a sysfs mount still gets its network namespace.
     if let Some(mut n) = netns {
@@ -148,6 +154,18 @@ fn setup_and_exec(
     }
 
     start_process(&cfg.process, chan, opts, bounding_dropped)
+}
+
+/// linux.sysctl, each already checked to belong to a namespace of the
+/// container's own.
+fn write_sysctls(sysctl: &[(String, String)]) -> Step {
+    for (key, value) in sysctl {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value).map_err(|e| {
+            ChildFailure::new(Stage::Sysctl, io_errno(&e), Some(format!("{key}={value}")))
+        })?;
+    }
+    Ok(())
 }
 
 /// Out of reach of the caller's keys: a new, empty session keyring, then

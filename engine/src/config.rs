@@ -64,6 +64,11 @@ pub struct Config {
     pub process: ProcessPlan,
     /// From linux.resources; written to the container's cgroup leaf.
     pub limits: cgroup_delegate::Limits,
+    /// Namespaces joined by path (linux.namespaces[].path): the runner
+    /// enters them before the clone, so the child is born in them.
+    pub join: Vec<(CloneFlags, PathBuf)>,
+    /// linux.sysctl, checked to be namespaced and the container's own.
+    pub sysctl: Vec<(String, String)>,
 }
 
 impl Config {
@@ -182,14 +187,9 @@ impl Config {
             .as_ref()
             .context("the spec has no linux section")?;
         let mut clone_flags = CloneFlags::empty();
+        let mut join = Vec::new();
         for ns in linux.namespaces().iter().flatten() {
-            if ns.path().is_some() {
-                bail!(
-                    "joining an existing {:?} namespace by path is not supported yet",
-                    ns.typ()
-                );
-            }
-            clone_flags |= match ns.typ() {
+            let flag = match ns.typ() {
                 LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
                 LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
                 LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
@@ -199,16 +199,31 @@ impl Config {
                 LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
                 LinuxNamespaceType::Time => bail!("time namespaces are not supported yet"),
             };
-        }
-        for needed in [
-            CloneFlags::CLONE_NEWUSER,
-            CloneFlags::CLONE_NEWNS,
-            CloneFlags::CLONE_NEWPID,
-        ] {
-            if !clone_flags.contains(needed) {
-                bail!("the spec must ask for user, mount and pid namespaces (kennel is rootless by design)");
+            match ns.path() {
+                None => clone_flags |= flag,
+                Some(path)
+                    if [
+                        CloneFlags::CLONE_NEWNET,
+                        CloneFlags::CLONE_NEWIPC,
+                        CloneFlags::CLONE_NEWUTS,
+                    ]
+                    .contains(&flag) =>
+                {
+                    join.push((flag, path.clone()))
+                }
+                Some(path) => bail!(
+                    "joining an existing {:?} namespace by path ({}) is not supported yet; only network, ipc and uts namespaces can be joined",
+                    ns.typ(),
+                    path.display()
+                ),
             }
         }
+        for needed in [CloneFlags::CLONE_NEWNS, CloneFlags::CLONE_NEWPID] {
+            if !clone_flags.contains(needed) {
+                bail!("the spec must ask for new mount and pid namespaces");
+            }
+        }
+        let sysctl = sysctls(linux, &clone_flags, &join)?;
         for m in spec.mounts().iter().flatten() {
             if let Some(src) = m
                 .source()
@@ -275,8 +290,50 @@ impl Config {
             hostname: spec.hostname().clone(),
             process: ProcessPlan::from_process(process)?,
             limits: limits(linux.resources().as_ref())?,
+            join,
+            sysctl,
         })
     }
+}
+
+/// linux.sysctl, each checked to belong to a namespace of the container's
+/// own, as runc checks them: a sysctl of the host, or of a namespace the
+/// container shares with the host, would change the host.
+fn sysctls(
+    linux: &oci_spec::runtime::Linux,
+    own: &CloneFlags,
+    joined: &[(CloneFlags, PathBuf)],
+) -> Result<Vec<(String, String)>> {
+    let has = |flag: CloneFlags| own.contains(flag) || joined.iter().any(|(f, _)| *f == flag);
+    let mut out = Vec::new();
+    for (key, value) in linux.sysctl().iter().flatten() {
+        let ns = if key.starts_with("net.") {
+            Some((CloneFlags::CLONE_NEWNET, "network"))
+        } else if key.starts_with("fs.mqueue.")
+            || key.starts_with("kernel.msg")
+            || key.starts_with("kernel.shm")
+            || key == "kernel.sem"
+        {
+            Some((CloneFlags::CLONE_NEWIPC, "ipc"))
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            Some((CloneFlags::CLONE_NEWUTS, "uts"))
+        } else {
+            None
+        };
+        match ns {
+            None => bail!("linux.sysctl {key:?} is not namespaced: setting it would change the host; remove it from config.json"),
+            Some((flag, name)) if !has(flag) => bail!(
+                "linux.sysctl {key:?} belongs to the {name} namespace, which the container shares with the host; give the container its own {name} namespace or remove the sysctl"
+            ),
+            Some(_) => {}
+        }
+        if key.contains("..") || key.contains('/') {
+            bail!("linux.sysctl {key:?} is not a sysctl name");
+        }
+        out.push((key.clone(), value.clone()));
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// A mount of type `cgroup` (what `runc spec` writes) as kennel can make
@@ -312,7 +369,7 @@ pub fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
 
 /// linux.resources as cgroup v2 limits. OCI's memory.swap is memory plus
 /// swap (Docker's meaning); -1 means unlimited swap.
-fn limits(r: Option<&LinuxResources>) -> Result<cgroup_delegate::Limits> {
+pub fn limits(r: Option<&LinuxResources>) -> Result<cgroup_delegate::Limits> {
     use cgroup_delegate::{Limits, Swap};
     let Some(r) = r else {
         return Ok(Limits::default());

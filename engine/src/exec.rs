@@ -86,7 +86,7 @@ fn namespaces_to_join(pid: i32) -> CloneFlags {
 
 /// Runs `req` in its container and waits for it; `opts` gives the caller
 /// and the events' receiver.
-pub fn exec(req: &ExecRequest, opts: &Options) -> Result<Exit, Error> {
+pub fn exec(req: &ExecRequest, opts: &Options<'_>) -> Result<Exit, Error> {
     let started = start(req, opts, false)?;
     Ok(Exit {
         code: supervise(
@@ -102,7 +102,7 @@ pub fn exec(req: &ExecRequest, opts: &Options) -> Result<Exit, Error> {
 
 /// Starts `req` in its container and returns at once: the command is our
 /// child until we exit, then the subreaper's (conmon, a shim) or init's.
-pub fn exec_detached(req: &ExecRequest, opts: &Options) -> Result<Detached, Error> {
+pub fn exec_detached(req: &ExecRequest, opts: &Options<'_>) -> Result<Detached, Error> {
     let started = start(req, opts, true)?;
     Ok(Detached {
         pid: started.pid.as_raw(),
@@ -118,7 +118,7 @@ struct ExecStarted {
     _terminal: Option<SavedTerminal>,
 }
 
-fn start(req: &ExecRequest, opts: &Options, detached: bool) -> Result<ExecStarted, Error> {
+fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecStarted, Error> {
     let args = req;
     let store = state::Store::new(opts.state_root.as_deref())?;
     let running = state::find(&store, &args.id)?

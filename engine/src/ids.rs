@@ -16,6 +16,26 @@ pub struct Caller {
     pub nested: Option<NestedIds>,
 }
 
+impl Caller {
+    /// The user running this process.
+    pub fn current() -> Caller {
+        let uid = nix::unistd::getuid();
+        let name = crate::passwd::host_user(uid.as_raw())
+            .map(|u| u.0)
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| uid.to_string());
+        Caller {
+            uid: uid.as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            name,
+            nested: match uid.is_root() {
+                true => NestedIds::of_this_process(),
+                false => None,
+            },
+        }
+    }
+}
+
 /// The ids of the user namespace kennel runs in, as its own maps list them
 /// (inside ids: the first column).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,12 +10,14 @@
 //! engine prints nothing and picks no exit code: it returns typed errors
 //! and reports what it decided through `Options::events`.
 
+pub mod bundle;
 mod cgroup;
 mod child;
 mod config;
 pub mod exec;
 pub mod ids;
 mod inroot;
+pub mod lifecycle;
 mod maps;
 mod netns;
 pub mod passwd;
@@ -67,7 +69,7 @@ pub enum Event<'a> {
 }
 
 /// How the container is run: everything besides the spec.
-pub struct Options {
+pub struct Options<'a> {
     /// Who runs the container.
     pub caller: ids::Caller,
     /// The container's id: its state record's name. None runs it unnamed.
@@ -83,7 +85,7 @@ pub struct Options {
     /// The systemd notify protocol, when run as a `Type=notify` unit.
     pub notify: Option<sdnotify::Notify>,
     /// Called with each event; the default ignores them.
-    pub events: Box<dyn Fn(&Event)>,
+    pub events: Box<dyn Fn(&Event) + 'a>,
     /// Where the records are (`--root`); None: `state::default_root`.
     pub state_root: Option<PathBuf>,
     /// The OCI lifecycle: the container is created for another process to
@@ -101,9 +103,9 @@ pub struct Detached {
     pub console: Option<std::os::fd::OwnedFd>,
 }
 
-impl Options {
+impl<'a> Options<'a> {
     /// Options for `caller` with every default.
-    pub fn new(caller: ids::Caller) -> Options {
+    pub fn new(caller: ids::Caller) -> Options<'a> {
         Options {
             caller,
             id: None,

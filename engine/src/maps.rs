@@ -42,6 +42,8 @@ pub enum MapWriter {
     },
     /// kennel-idmap is already running, waiting for the child's pidfd.
     Helper(PendingHelper),
+    /// No new user namespace (root's container): nothing to write.
+    Nothing,
 }
 
 impl MapWriter {
@@ -51,7 +53,7 @@ impl MapWriter {
         caller: &Caller,
         uid_map: &[MapLine],
         gid_map: &[MapLine],
-        opts: &Options,
+        opts: &Options<'_>,
         helper: Option<&Path>,
     ) -> Result<MapWriter> {
         if uid_map.is_empty() || gid_map.is_empty() {
@@ -88,6 +90,7 @@ impl MapWriter {
                 write_proc(pid, "gid_map", &gid_map)
             }
             MapWriter::Helper(h) => h.finish(pidfd),
+            MapWriter::Nothing => Ok(()),
         }
     }
 
@@ -103,7 +106,7 @@ impl MapWriter {
     pub fn take_helper_socket(&mut self) -> Option<UnixStream> {
         match self {
             MapWriter::Helper(h) => h.sock.take(),
-            MapWriter::Direct { .. } => None,
+            MapWriter::Direct { .. } | MapWriter::Nothing => None,
         }
     }
 }
@@ -121,7 +124,7 @@ impl PendingHelper {
         helper: &Path,
         uid_map: &[MapLine],
         gid_map: &[MapLine],
-        opts: &Options,
+        opts: &Options<'_>,
     ) -> Result<Self> {
         let (ours, theirs) =
             UnixStream::pair().context("cannot create a socket for kennel-idmap")?;

@@ -53,6 +53,7 @@ pub enum Stage {
     Capabilities,
     Workdir,
     Keyring,
+    Sysctl,
     Init,
     Exec,
 }
@@ -72,6 +73,7 @@ impl Stage {
             Stage::Capabilities => "setting capabilities",
             Stage::Workdir => "changing to the working directory",
             Stage::Keyring => "creating the container's session keyring",
+            Stage::Sysctl => "setting the sysctl",
             Stage::Init => "starting the init process",
             Stage::Exec => "executing",
         }

@@ -100,8 +100,15 @@ impl Plan {
 
     /// Makes the container: its cgroup, namespaces and maps; the child then
     /// builds its root filesystem and waits (see `Container::start`).
-    pub fn create(&self, mut opts: Options) -> Result<Container, Error> {
+    pub fn create(&self, mut opts: Options<'_>) -> Result<Container, Error> {
         let cfg = &self.cfg;
+        if !cfg.clone_flags.contains(CloneFlags::CLONE_NEWUSER) && opts.caller.uid != 0 {
+            return Err(anyhow!(
+                "the spec asks for no user namespace, which only root may run (you are uid {}): add {{\"type\": \"user\"}} to linux.namespaces, with uidMappings and gidMappings",
+                opts.caller.uid
+            )
+            .into());
+        }
         check_preserved_fds(opts.preserve_fds)?;
         if opts.bundle.is_some() && opts.id.is_none() {
             return Err(
@@ -142,13 +149,20 @@ impl Plan {
         // After the placement: a helper still in a delegated unit's cgroup
         // would keep kennel from enabling controllers there (no internal
         // processes).
-        let mut map_writer = MapWriter::prepare(
-            &opts.caller,
-            &cfg.uid_map,
-            &cfg.gid_map,
-            &opts,
-            opts.helper.as_deref(),
-        )?;
+        let mut map_writer = match cfg.clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
+            true => MapWriter::prepare(
+                &opts.caller,
+                &cfg.uid_map,
+                &cfg.gid_map,
+                &opts,
+                opts.helper.as_deref(),
+            )?,
+            false => MapWriter::Nothing,
+        };
+        // Entered here, so the child is born in them: a namespace owned by
+        // a user namespace other than the container's can only be joined
+        // from outside the container's (as runc joins them first).
+        join_namespaces(&cfg.join)?;
         let single = sys::check_before_clone()?;
         // After the placement (the maker must not sit in a delegated unit's
         // cgroup either), before the sync channel (which the maker must not
@@ -271,6 +285,30 @@ impl Plan {
         }
         Ok(container)
     }
+}
+
+/// Enters each namespace named by path (network, ipc, uts).
+fn join_namespaces(join: &[(CloneFlags, std::path::PathBuf)]) -> anyhow::Result<()> {
+    for (flag, path) in join {
+        let fd = nix::fcntl::open(
+            path,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .with_context(|| format!("cannot open the namespace {}", path.display()))?;
+        nix::sched::setns(&fd, *flag).with_context(|| {
+            format!(
+                "cannot join the namespace {} (is it a {} namespace, and one you may enter?)",
+                path.display(),
+                match *flag {
+                    CloneFlags::CLONE_NEWNET => "network",
+                    CloneFlags::CLONE_NEWIPC => "ipc",
+                    _ => "uts",
+                }
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Checks that `--preserve-fds N`'s fds 3 to 3+N-1 are open.

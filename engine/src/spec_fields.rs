@@ -38,6 +38,9 @@ const SUPPORTED: &[&str] = &[
     // Checked by the plan, which names what it cannot do with a path.
     "linux.namespaces[].path",
     "linux.maskedPaths",
+    "linux.sysctl",
+    // Where the container's cgroup goes: see `cgroup::place`.
+    "linux.cgroupsPath",
     "linux.readonlyPaths",
     // In a user namespace no device node but the ones kennel binds can be
     // made or opened, which is what a device cgroup would enforce.
@@ -126,6 +129,17 @@ pub fn unsupported(spec: &Spec) -> Vec<String> {
             out.retain(|f| f != "linux.rootfsPropagation");
         }
     }
+    // cpu.shares 1024 is cgroup v1's default weight, which containerd
+    // sends for every container: it asks for nothing.
+    let cpu_shares = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.cpu().as_ref())
+        .and_then(|c| c.shares());
+    if cpu_shares == Some(1024) {
+        out.retain(|f| f != "linux.resources.cpu.shares");
+    }
     let mut seen = std::collections::HashSet::new();
     out.retain(|f| seen.insert(f.clone()));
     out
@@ -160,7 +174,6 @@ mod tests {
         let found = unsupported(&s);
         for field in [
             "linux.seccomp",
-            "linux.sysctl",
             "linux.rootfsPropagation",
             "linux.resources.cpu.shares",
             "linux.resources.memory.swappiness",

@@ -86,27 +86,13 @@ pub struct Host {
 
 impl Host {
     pub fn current() -> Result<Host> {
-        let uid = nix::unistd::getuid();
-        let user = passwd::host_user(uid.as_raw());
-        let name = user
-            .as_ref()
-            .map(|u| u.0.clone())
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| uid.to_string());
+        let caller = Caller::current();
         let home = std::env::var_os("HOME")
             .map(PathBuf::from)
-            .or_else(|| user.map(|u| u.1))
+            .or_else(|| passwd::host_user(caller.uid).map(|u| u.1))
             .unwrap_or_else(|| PathBuf::from("/"));
         Ok(Host {
-            caller: Caller {
-                uid: uid.as_raw(),
-                gid: nix::unistd::getgid().as_raw(),
-                name,
-                nested: match uid.is_root() {
-                    true => kennel_engine::ids::NestedIds::of_this_process(),
-                    false => None,
-                },
-            },
+            caller,
             home,
             cwd: std::env::current_dir().ok(),
         })
@@ -548,25 +534,7 @@ pub fn default_userns(args: &RunArgs) -> UsernsMode {
 
 /// Reads an OCI bundle's config.json, resolving root.path against the bundle.
 pub fn load_bundle(dir: &Path, ids: &IdPlan) -> Result<Spec> {
-    let config = dir.join("config.json");
-    let mut spec =
-        Spec::load(&config).with_context(|| format!("cannot read {}", config.display()))?;
-    spec.canonicalize_rootfs(dir)
-        .with_context(|| format!("the rootfs named in {} does not exist", config.display()))?;
-    // A relative bind source is relative to the bundle, as runc reads it.
-    if let Some(mounts) = spec.mounts().clone() {
-        let mounts = mounts
-            .into_iter()
-            .map(|mut m| {
-                let bind = kennel_engine::is_bind(&m);
-                if let Some(src) = m.source().clone().filter(|s| bind && s.is_relative()) {
-                    m.set_source(Some(dir.join(src)));
-                }
-                m
-            })
-            .collect();
-        spec.set_mounts(Some(mounts));
-    }
+    let mut spec = kennel_engine::bundle::load(dir)?;
     // Rootless: without maps in the bundle, use the --userns plan.
     if let Some(linux) = spec.linux_mut() {
         if linux.uid_mappings().as_ref().is_none_or(|m| m.is_empty()) {

@@ -1,0 +1,230 @@
+//! The OCI lifecycle's operations on a container that exists: start,
+//! kill, pause, resume, delete, and what a front end reads (its state and
+//! processes). Each works from the container's record, so it works from
+//! any process, including after the one that created it is gone.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::stat::Mode;
+
+use crate::state::{self, State, Status, Store, START_FIFO};
+use crate::sys;
+
+/// How long `delete` waits for a killed container to be gone.
+const DEATH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The record of `id` with its status as it is now, and a pidfd of its
+/// process while it lives.
+pub fn state(store: &Store, id: &str) -> Result<(State, Option<OwnedFd>)> {
+    state::lookup(store, id)?.with_context(|| format!("container {id:?} does not exist"))
+}
+
+/// Lets a created container's process exec its command.
+pub fn start(store: &Store, id: &str) -> Result<()> {
+    let (mut st, _) = state(store, id)?;
+    if st.status != Status::Created {
+        bail!(
+            "cannot start container {id:?}: it is {}, and only a created container can be started",
+            st.status
+        );
+    }
+    let dir = store.dir(id);
+    let fifo = dir.join(START_FIFO);
+    // Without blocking: the container's process holds the fifo open while
+    // it waits, so there is a reader unless it has died (ENXIO).
+    let fd = nix::fcntl::open(
+        &fifo,
+        OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        Errno::ENXIO => anyhow::anyhow!("cannot start container {id:?}: its process has exited"),
+        e => anyhow::anyhow!("cannot open {}: {}", fifo.display(), e.desc()),
+    })?;
+    nix::unistd::write(&fd, b"0").with_context(|| format!("cannot start container {id:?}"))?;
+    let _ = std::fs::remove_file(&fifo);
+    st.status = Status::Running;
+    state::write_record(&dir, &st)
+}
+
+/// Sends `signal` to the container's process, or with `all` to every
+/// process of the container.
+pub fn kill(store: &Store, id: &str, signal: i32, all: bool) -> Result<()> {
+    let (st, pidfd) = state(store, id)?;
+    let Some(pidfd) = pidfd else {
+        bail!("cannot signal container {id:?}: it is {}", st.status);
+    };
+    if all {
+        for pid in processes_of(&st)? {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::try_from(signal).ok(),
+            );
+        }
+        return Ok(());
+    }
+    sys::pidfd_send_signal(pidfd.as_fd(), signal)
+        .with_context(|| format!("cannot send signal {signal} to container {id:?}"))
+}
+
+/// Removes the container: its processes (a created or, with `force`, a
+/// running one), its cgroup and its record. A missing container is an
+/// error unless `force`.
+pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
+    let Some((st, pidfd)) = state::lookup(store, id)? else {
+        if force {
+            return Ok(());
+        }
+        bail!("container {id:?} does not exist");
+    };
+    if let Some(pidfd) = pidfd {
+        if !force && st.status != Status::Created {
+            bail!(
+                "cannot delete container {id:?}: it is {}; stop it first, or delete it with --force",
+                st.status
+            );
+        }
+        kill_and_wait(&st, &pidfd)?;
+    }
+    if let Some(leaf) = &st.kennel.cgroup {
+        remove_cgroup(leaf)?;
+    }
+    let dir = store.dir(id);
+    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
+}
+
+/// Kills every process of the container (the pid namespace goes with its
+/// first process; the cgroup, when it has one, catches any other) and
+/// waits until its first process is gone.
+fn kill_and_wait(st: &State, pidfd: &OwnedFd) -> Result<()> {
+    if let Some(leaf) = &st.kennel.cgroup {
+        let _ = std::fs::write(leaf.join("cgroup.kill"), "1");
+        // Frozen processes die of SIGKILL only once thawed on older kernels.
+        let _ = std::fs::write(leaf.join("cgroup.freeze"), "0");
+    }
+    let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+    let deadline = Instant::now() + DEATH_TIMEOUT;
+    loop {
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(n) if n > 0 => return Ok(()),
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => bail!("cannot wait for container {:?}: {}", st.id, e.desc()),
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "container {:?} (pid {}) is still alive {}s after SIGKILL",
+                st.id,
+                st.pid,
+                DEATH_TIMEOUT.as_secs()
+            );
+        }
+    }
+}
+
+/// Removes a container's cgroup leaf once its processes are gone.
+fn remove_cgroup(leaf: &Path) -> Result<()> {
+    let deadline = Instant::now() + DEATH_TIMEOUT;
+    loop {
+        match std::fs::remove_dir(leaf) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                let _ = std::fs::write(leaf.join("cgroup.kill"), "1");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot remove the cgroup {}", leaf.display()))
+            }
+        }
+    }
+}
+
+/// Freezes (`true`) or thaws the container's cgroup.
+pub fn freeze(store: &Store, id: &str, frozen: bool) -> Result<()> {
+    let (st, pidfd) = state(store, id)?;
+    if pidfd.is_none() {
+        bail!("container {id:?} is not running");
+    }
+    let Some(leaf) = &st.kennel.cgroup else {
+        bail!("container {id:?} has no cgroup of its own, so it cannot be paused or resumed; run it where kennel gets a cgroup v2 subtree (see `kennel doctor`)");
+    };
+    let file = leaf.join("cgroup.freeze");
+    std::fs::write(&file, if frozen { "1" } else { "0" })
+        .with_context(|| format!("cannot write {}", file.display()))
+}
+
+/// The host pids of the container's processes.
+pub fn processes(store: &Store, id: &str) -> Result<Vec<i32>> {
+    let (st, pidfd) = state(store, id)?;
+    if pidfd.is_none() {
+        return Ok(vec![]);
+    }
+    processes_of(&st)
+}
+
+/// Every process in the container's pid namespace, found by comparing
+/// /proc/PID/ns/pid with its first process's (so it works with and
+/// without a cgroup of its own).
+fn processes_of(st: &State) -> Result<Vec<i32>> {
+    let ns =
+        |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/pid")).map(|m| (m.dev(), m.ino()));
+    let theirs = ns(&st.pid.to_string())
+        .with_context(|| format!("cannot read the pid namespace of pid {}", st.pid))?;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc")
+        .context("cannot read /proc")?
+        .flatten()
+    {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if ns(&pid.to_string()).is_ok_and(|n| n == theirs) {
+            out.push(pid);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// `update`: new limits for a running container's cgroup. A resource
+/// kennel does not implement is refused, named, as in config.json.
+pub fn update(
+    store: &Store,
+    id: &str,
+    resources: &oci_spec::runtime::LinuxResources,
+) -> Result<()> {
+    let (st, pidfd) = state(store, id)?;
+    if pidfd.is_none() {
+        bail!("container {id:?} is not running");
+    }
+    let mut linux = oci_spec::runtime::Linux::default();
+    linux.set_resources(Some(resources.clone()));
+    let mut spec = oci_spec::runtime::Spec::default();
+    spec.set_linux(Some(linux));
+    let unsupported: Vec<String> = crate::spec_fields::unsupported(&spec)
+        .into_iter()
+        .filter(|f| f.starts_with("linux.resources"))
+        .collect();
+    if !unsupported.is_empty() {
+        bail!(
+            "unsupported in the update: {}; kennel changes nothing rather than part of it",
+            unsupported.join(", ")
+        );
+    }
+    let Some(leaf) = &st.kennel.cgroup else {
+        bail!("container {id:?} has no cgroup of its own, so its limits cannot be changed");
+    };
+    crate::config::limits(Some(resources))?
+        .apply(leaf)
+        .with_context(|| format!("cannot update the limits of container {id:?}"))
+}
