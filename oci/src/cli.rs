@@ -5,7 +5,6 @@
 //! there, and `spec --rootless` (a switch) would otherwise collide with the
 //! global `--rootless auto|true|false`.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -84,9 +83,8 @@ pub struct GlobalOpts {
 }
 
 impl GlobalOpts {
-    /// The state directory: `--root` made absolute, else runc's rule for
-    /// the default (under $XDG_RUNTIME_DIR when not real root), with our
-    /// own directory name so kennel-oci never reads runc's state.
+    /// The state directory: `--root` made absolute, else kennel's default
+    /// (`$XDG_RUNTIME_DIR/kennel`, or `/run/kennel` for real root).
     pub fn root_dir(&self) -> anyhow::Result<PathBuf> {
         match &self.root {
             Some(r) => {
@@ -98,10 +96,8 @@ impl GlobalOpts {
                 }
                 Ok(abs)
             }
-            None => Ok(default_root(
-                nix::unistd::geteuid().is_root(),
-                std::env::var_os("XDG_RUNTIME_DIR"),
-            )),
+            // The same records as kennel's own: `kennel ps` lists them.
+            None => kennel_engine::state::default_root(),
         }
     }
 }
@@ -122,16 +118,6 @@ fn clean_absolute(p: &std::path::Path) -> std::io::Result<PathBuf> {
         }
     }
     Ok(out)
-}
-
-/// runc uses $XDG_RUNTIME_DIR for anyone but real root; inside a user
-/// namespace root is also "not real root" for runc, but kennel-oci is
-/// rootless-only, so euid alone decides.
-fn default_root(is_root: bool, xdg: Option<OsString>) -> PathBuf {
-    match xdg.filter(|x| !x.is_empty()) {
-        Some(x) if !is_root => PathBuf::from(x).join("kennel-oci"),
-        _ => PathBuf::from("/run/kennel-oci"),
-    }
 }
 
 /// `--rootless`: runc's tri-state.

@@ -4,6 +4,7 @@
 
 pub mod argv;
 pub mod cli;
+pub mod engine_ops;
 pub mod features;
 pub mod lifecycle;
 pub mod log;
