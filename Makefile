@@ -1,6 +1,6 @@
 # kennel: build, install and test.
 #   make                  release binaries in target/<host triple>/release
-#   sudo make install     installs kennel and kennel-idmap (file capabilities, never setuid)
+#   sudo make install     installs kennel, kennel-oci and kennel-idmap (file capabilities, never setuid)
 #   make test             every test: format, lints, unit tests, integration tests as an ordinary user
 #   sudo make bench       start latency next to bwrap and unshare (installs what it needs)
 PREFIX     ?= /usr/local
@@ -64,6 +64,7 @@ install: build
 	packaging/install-deps.sh runtime
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)
 	install -m 0755 $(RELEASE)/kennel $(DESTDIR)$(BINDIR)/kennel
+	install -m 0755 $(RELEASE)/kennel-oci $(DESTDIR)$(BINDIR)/kennel-oci
 	install -m 0755 $(RELEASE)/kennel-idmap $(DESTDIR)$(LIBEXECDIR)/kennel-idmap
 	setcap cap_setuid,cap_setgid=ep $(DESTDIR)$(LIBEXECDIR)/kennel-idmap
 	if [ "$(SHADOW_LINKS)" = 1 ]; then \
@@ -73,7 +74,7 @@ install: build
 	packaging/ensure-subids.sh "$(BUILD_USER)"
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/kennel
+	rm -f $(DESTDIR)$(BINDIR)/kennel $(DESTDIR)$(BINDIR)/kennel-oci
 	rm -rf $(DESTDIR)$(LIBEXECDIR)
 
 test-deps:

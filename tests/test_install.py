@@ -216,12 +216,13 @@ def installer():
 
 
 def assert_installed(inst, destdir, rootfs):
-    """What the user cares about after an install: both binaries in place,
+    """What the user cares about after an install: the binaries in place,
     the helper with exactly its two capabilities and no setuid bit, and the
     installed kennel running a container with the full subordinate map."""
     kennel = os.path.join(destdir, "usr/local/bin/kennel")
     helper = os.path.join(destdir, "usr/local/libexec/kennel/kennel-idmap")
-    for path in [kennel, helper]:
+    oci = os.path.join(destdir, "usr/local/bin/kennel-oci")
+    for path in [kennel, oci, helper]:
         st = os.stat(path)
         assert stat.S_ISREG(st.st_mode) and st.st_mode & 0o777 == 0o755, f"{path}: mode {st.st_mode:o}"
         assert not st.st_mode & (stat.S_ISUID | stat.S_ISGID), f"{path} is setuid or setgid"
@@ -230,6 +231,8 @@ def assert_installed(inst, destdir, rootfs):
 
     r = inst.user.run([kennel, "--version"])
     assert r.returncode == 0 and r.stdout.startswith("kennel "), r.stdout + r.stderr
+    r = inst.user.run([oci, "--version"])
+    assert r.returncode == 0 and r.stdout.startswith("kennel-oci version "), r.stdout + r.stderr
 
     subuid = _subid_lines(inst.user.name)["/etc/subuid"]
     assert len(subuid) == 1, f"make install left {inst.user.name} with subordinate uids {subuid}"
