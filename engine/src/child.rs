@@ -67,7 +67,7 @@ pub fn run(cfg: &Config, chan: Channel, opts: &ChildOptions, maker: Option<Maker
 /// namespaces. Never returns.
 pub fn run_process(p: &ProcessPlan, chan: Channel, opts: &ChildOptions) -> ! {
     sys::reset_signals_default(opts.ignored_signals);
-    let started = isolate_keys().and_then(|()| start_process(p, &chan, opts, false));
+    let started = isolate_keys().and_then(|()| start_process(p, &chan, opts, false, None));
     report_and_exit(&chan, started)
 }
 
@@ -147,13 +147,43 @@ fn setup_and_exec(
         join_netns()?;
         write_sysctls(&cfg.sysctl)?;
     }
+    // Hooks see the namespaces complete: the network one joined too.
+    let hook_state = match cfg.hooks.during_create() {
+        true => {
+            join_netns()?;
+            let state = hooks_ran(chan)?;
+            run_hooks("createContainer", &cfg.hooks.create_container, &state)?;
+            Some(state)
+        }
+        false => None,
+    };
     super::rootfs::setup(cfg, &mut join_netns)?;
     // A spec without a sysfs mount still gets its network namespace.
     if let Some(mut n) = netns {
         n.join()?;
     }
 
-    start_process(&cfg.process, chan, opts, bounding_dropped)
+    let start_hooks = hook_state.map(|s| (cfg.hooks.start_container.clone(), s));
+    start_process(&cfg.process, chan, opts, bounding_dropped, start_hooks)
+}
+
+/// Asks the runner to run the createRuntime hooks and waits until it has;
+/// returns the state document for the container's own hooks.
+fn hooks_ran(chan: &Channel) -> Step<String> {
+    let err = |e: Errno| ChildFailure::new(Stage::Hooks, e, None);
+    chan.send_to_parent(&ToParent::RunHooks, None).map_err(err)?;
+    match chan.recv_to_child() {
+        Ok(Some(ToChild::HooksRan(state))) => Ok(state),
+        // The runner says why (a hook failed) and kills us.
+        Ok(_) => sys::exit_now(125),
+        Err(e) => Err(err(e)),
+    }
+}
+
+fn run_hooks(point: &str, hooks: &[crate::hooks::HookPlan], state: &str) -> Step {
+    crate::hooks::run(point, hooks, state).map_err(|e| {
+        ChildFailure::new(Stage::Hooks, Errno::UnknownErrno, None).with_detail(format!("{e:#}"))
+    })
 }
 
 /// linux.sysctl, each already checked to belong to a namespace of the
@@ -262,6 +292,7 @@ pub fn start_process(
     chan: &Channel,
     opts: &ChildOptions,
     bounding_dropped: bool,
+    start_hooks: Option<(Vec<crate::hooks::HookPlan>, String)>,
 ) -> Step<Infallible> {
     if p.terminal {
         let master = open_terminal()?;
@@ -332,6 +363,10 @@ pub fn start_process(
     let envp = cstrings(&p.env)?;
     if let Some(fifo) = &opts.start_fifo {
         wait_for_start(chan, fifo)?;
+    }
+    // In the container's root, as its user, just before the command.
+    if let Some((hooks, state)) = &start_hooks {
+        run_hooks("startContainer", hooks, state)?;
     }
     if opts.init {
         reaper::run_as_init(&opts.single, &program, &argv, &envp)

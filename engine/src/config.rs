@@ -69,6 +69,7 @@ pub struct Config {
     pub join: Vec<(CloneFlags, PathBuf)>,
     /// linux.sysctl, checked to be namespaced and the container's own.
     pub sysctl: Vec<(String, String)>,
+    pub hooks: crate::hooks::HookPlans,
 }
 
 impl Config {
@@ -292,6 +293,7 @@ impl Config {
             limits: limits(linux.resources().as_ref())?,
             join,
             sysctl,
+            hooks: crate::hooks::HookPlans::from_spec(spec.hooks().as_ref())?,
         })
     }
 }

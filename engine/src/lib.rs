@@ -14,6 +14,7 @@ pub mod bundle;
 mod cgroup;
 mod child;
 mod config;
+mod hooks;
 pub mod exec;
 pub mod ids;
 mod inroot;

@@ -15,7 +15,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 
 use crate::state::{self, State, Status, Store, START_FIFO};
-use crate::sys;
+use crate::{sys, Event};
 
 /// How long `delete` waits for a killed container to be gone.
 const DEATH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,8 +26,30 @@ pub fn state(store: &Store, id: &str) -> Result<(State, Option<OwnedFd>)> {
     state::lookup(store, id)?.with_context(|| format!("container {id:?} does not exist"))
 }
 
-/// Lets a created container's process exec its command.
-pub fn start(store: &Store, id: &str) -> Result<()> {
+/// Runs hooks whose failure the spec says to report and go on from.
+fn run_warned(st: &State, point: &str, events: &dyn Fn(&Event)) {
+    let hooks = match point {
+        "poststart" => &st.kennel.hooks.poststart,
+        _ => &st.kennel.hooks.poststop,
+    };
+    if hooks.is_empty() {
+        return;
+    }
+    let state = crate::hooks::state_json(
+        &st.id,
+        &st.status.to_string(),
+        st.pid,
+        &st.bundle,
+        &st.annotations,
+    );
+    if let Err(e) = crate::hooks::run(point, hooks, &state) {
+        events(&Event::Warning(&format!("{e:#}")));
+    }
+}
+
+/// Lets a created container's process exec its command, then runs the
+/// poststart hooks.
+pub fn start(store: &Store, id: &str, events: &dyn Fn(&Event)) -> Result<()> {
     let (mut st, _) = state(store, id)?;
     if st.status != Status::Created {
         bail!(
@@ -51,7 +73,9 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     nix::unistd::write(&fd, b"0").with_context(|| format!("cannot start container {id:?}"))?;
     let _ = std::fs::remove_file(&fifo);
     st.status = Status::Running;
-    state::write_record(&dir, &st)
+    state::write_record(&dir, &st)?;
+    run_warned(&st, "poststart", events);
+    Ok(())
 }
 
 /// Sends `signal` to the container's process, or with `all` to every
@@ -75,10 +99,10 @@ pub fn kill(store: &Store, id: &str, signal: i32, all: bool) -> Result<()> {
 }
 
 /// Removes the container: its processes (a created or, with `force`, a
-/// running one), its cgroup and its record. A missing container is an
-/// error unless `force`.
-pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
-    let Some((st, pidfd)) = state::lookup(store, id)? else {
+/// running one), its cgroup and its record, then runs the poststop hooks.
+/// A missing container is an error unless `force`.
+pub fn delete(store: &Store, id: &str, force: bool, events: &dyn Fn(&Event)) -> Result<()> {
+    let Some((mut st, pidfd)) = state::lookup(store, id)? else {
         if force {
             return Ok(());
         }
@@ -97,7 +121,10 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         remove_cgroup(leaf)?;
     }
     let dir = store.dir(id);
-    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
+    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    st.status = Status::Stopped;
+    run_warned(&st, "poststop", events);
+    Ok(())
 }
 
 /// Kills every process of the container (the pid namespace goes with its

@@ -54,6 +54,7 @@ pub enum Stage {
     Workdir,
     Keyring,
     Sysctl,
+    Hooks,
     Init,
     Exec,
 }
@@ -74,6 +75,7 @@ impl Stage {
             Stage::Workdir => "changing to the working directory",
             Stage::Keyring => "creating the container's session keyring",
             Stage::Sysctl => "setting the sysctl",
+            Stage::Hooks => "running the hooks",
             Stage::Init => "starting the init process",
             Stage::Exec => "executing",
         }
@@ -151,6 +153,9 @@ impl std::fmt::Display for ChildFailure {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToChild {
     MapsWritten,
+    /// The createRuntime hooks have run; the state document the
+    /// container's own hooks read.
+    HooksRan(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -160,6 +165,9 @@ pub enum ToParent {
     PtyMaster,
     /// Created: everything is set up and the process waits for `start`.
     Ready,
+    /// The namespaces exist: run the createRuntime hooks, then answer
+    /// with `ToChild::HooksRan`.
+    RunHooks,
 }
 
 /// One end of the socketpair.

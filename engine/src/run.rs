@@ -72,7 +72,7 @@ pub struct Exit {
 
 /// A created container: its process waits for the go-ahead (see `start`).
 /// Dropping it before `wait` kills the process and removes what was made.
-pub struct Container {
+pub struct Container<'a> {
     pid: Pid,
     pidfd: OwnedFd,
     chan: Channel,
@@ -88,6 +88,10 @@ pub struct Container {
     bundle: Option<std::path::PathBuf>,
     /// Left to outlive us (`detach`).
     detached: bool,
+    /// The container's id (its pid when it has no name), for hooks.
+    id: String,
+    hooks: crate::hooks::HookPlans,
+    events: Box<dyn Fn(&crate::Event) + 'a>,
     // Declared last: put back after the container is gone.
     _saved_terminal: Option<SavedTerminal>,
 }
@@ -100,7 +104,7 @@ impl Plan {
 
     /// Makes the container: its cgroup, namespaces and maps; the child then
     /// builds its root filesystem and waits (see `Container::start`).
-    pub fn create(&self, mut opts: Options<'_>) -> Result<Container, Error> {
+    pub fn create<'a>(&self, mut opts: Options<'a>) -> Result<Container<'a>, Error> {
         let cfg = &self.cfg;
         if !cfg.clone_flags.contains(CloneFlags::CLONE_NEWUSER) && opts.caller.uid != 0 {
             return Err(anyhow!(
@@ -252,6 +256,9 @@ impl Plan {
             netns_maker,
             bundle: opts.bundle.clone(),
             detached: false,
+            id: opts.id.clone().unwrap_or_else(|| pid.to_string()),
+            hooks: cfg.hooks.clone(),
+            events: std::mem::replace(&mut opts.events, Box::new(|_| {})),
             _saved_terminal: saved_terminal,
         };
         // A container another process will start is on record from birth:
@@ -282,6 +289,9 @@ impl Plan {
         // `start` reads next.
         if !child_told {
             let _ = parent_end.send_to_child(&ToChild::MapsWritten);
+        }
+        if cfg.hooks.during_create() {
+            container.run_create_hooks()?;
         }
         Ok(container)
     }
@@ -344,7 +354,7 @@ fn make_start_fifo(dir: &std::path::Path) -> anyhow::Result<OwnedFd> {
     Ok(fd)
 }
 
-impl Container {
+impl<'a> Container<'a> {
     /// The container's process, as seen from here.
     pub fn pid(&self) -> i32 {
         self.pid.as_raw()
@@ -364,7 +374,63 @@ impl Container {
             n.started(&self.spec_command());
         }
         self.record(state::Status::Running)?;
+        self.run_warned("poststart", &self.hooks.poststart, "running");
         Ok(())
+    }
+
+    /// The state document hooks read.
+    fn hook_state(&self, status: &str) -> String {
+        let annotations = self
+            .spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        crate::hooks::state_json(
+            &self.id,
+            status,
+            self.pid.as_raw(),
+            self.bundle.as_deref().unwrap_or(std::path::Path::new("")),
+            &annotations,
+        )
+    }
+
+    /// Waits until the child's namespaces exist, runs the createRuntime
+    /// hooks here, and lets the child go on with the state for its own.
+    fn run_create_hooks(&self) -> Result<(), Error> {
+        loop {
+            match self.chan.recv_to_parent() {
+                Ok(Some(r)) => match r.message {
+                    ToParent::RunHooks => break,
+                    ToParent::Failed(f) => {
+                        let _ = waitpid(self.pid, None);
+                        return Err(Error::Container(f));
+                    }
+                    ToParent::PtyMaster | ToParent::Ready => {}
+                },
+                Ok(None) => {
+                    return Err(anyhow!("the container's process ended while it was being created").into())
+                }
+                Err(e) => return Err(anyhow!("reading from the container: {e}").into()),
+            }
+        }
+        let state = self.hook_state("creating");
+        crate::hooks::run("createRuntime", &self.hooks.create_runtime, &state)?;
+        self.chan
+            .send_to_child(&ToChild::HooksRan(state))
+            .map_err(|e| anyhow!("the container's process is gone: {e}"))?;
+        Ok(())
+    }
+
+    /// Runs hooks whose failure the spec says to report and go on from.
+    fn run_warned(&self, point: &str, hooks: &[crate::hooks::HookPlan], status: &str) {
+        if hooks.is_empty() {
+            return;
+        }
+        if let Err(e) = crate::hooks::run(point, hooks, &self.hook_state(status)) {
+            (self.events)(&crate::Event::Warning(&format!("{e:#}")));
+        }
     }
 
     /// Writes the container's record, when it has a name.
@@ -383,6 +449,7 @@ impl Container {
             status,
             bundle: self.bundle.as_deref(),
             kept: self.bundle.is_some(),
+            hooks: &self.hooks,
         };
         state::record(res, &recorded)?;
         Ok(())
@@ -399,6 +466,8 @@ impl Container {
                 Ok(Some(r)) => match r.message {
                     ToParent::PtyMaster => console = r.fd,
                     ToParent::Ready => break,
+                    // Answered by `create`, before we get here.
+                    ToParent::RunHooks => {}
                     ToParent::Failed(f) => {
                         let _ = waitpid(self.pid, None);
                         return Err(Error::Container(f));
@@ -454,11 +523,12 @@ impl Container {
             None => code,
         };
         self.reservation = None;
+        self.run_warned("poststop", &self.hooks.poststop, "stopped");
         Exit { code, oom_killed }
     }
 }
 
-impl Drop for Container {
+impl Drop for Container<'_> {
     /// A container dropped before its end (a failed start, a front end's
     /// error) must not outlive us.
     fn drop(&mut self) {
@@ -503,8 +573,8 @@ pub fn wait_for_exec(chan: &Channel, pid: Pid) -> Result<Started> {
             Ok(Some(r)) => match r.message {
                 ToParent::PtyMaster => master = r.fd,
                 // Only a child with a start fifo says it, and only `detach`
-                // reads from such a child.
-                ToParent::Ready => {}
+                // reads from such a child; `create` answers RunHooks.
+                ToParent::Ready | ToParent::RunHooks => {}
                 ToParent::Failed(f) => {
                     let _ = waitpid(pid, None);
                     return Ok(Started::Failed(f));

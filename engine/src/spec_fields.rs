@@ -14,6 +14,7 @@ const SUPPORTED: &[&str] = &[
     "root.readonly",
     "hostname",
     "annotations",
+    "hooks",
     "mounts[].destination",
     "mounts[].type",
     "mounts[].source",
@@ -177,7 +178,6 @@ mod tests {
             "linux.rootfsPropagation",
             "linux.resources.cpu.shares",
             "linux.resources.memory.swappiness",
-            "hooks",
             "domainname",
         ] {
             assert!(found.iter().any(|f| f == field), "{field} not in {found:?}");

@@ -77,6 +77,9 @@ pub struct Private {
     /// OCI lifecycle); otherwise it goes with the runner.
     #[serde(default)]
     pub kept: bool,
+    /// poststart and poststop, for `start` and `delete` to run.
+    #[serde(default)]
+    pub hooks: crate::hooks::HookPlans,
 }
 
 /// A live container, with a pidfd that is known to refer to it.
@@ -320,6 +323,7 @@ pub struct Recorded<'a> {
     pub status: Status,
     pub bundle: Option<&'a Path>,
     pub kept: bool,
+    pub hooks: &'a crate::hooks::HookPlans,
 }
 
 /// Writes (or rewrites) the record of a reserved container, atomically.
@@ -346,6 +350,11 @@ pub fn record(res: &Reservation, r: &Recorded) -> Result<()> {
             process,
             cgroup: r.cgroup.clone(),
             kept: r.kept,
+            hooks: crate::hooks::HookPlans {
+                poststart: r.hooks.poststart.clone(),
+                poststop: r.hooks.poststop.clone(),
+                ..Default::default()
+            },
         },
     };
     write_record(&res.dir, &state)

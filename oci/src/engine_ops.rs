@@ -230,7 +230,7 @@ impl Lifecycle for Engine {
     fn run(&self, ctx: &Context, args: &RunArgs) -> Result<i32> {
         let created = self.create_detached(ctx, &args.create)?;
         let store = store(ctx)?;
-        lifecycle::start(&store, &args.create.id)?;
+        lifecycle::start(&store, &args.create.id, &events(ctx.log))?;
         if args.detach {
             return Ok(0);
         }
@@ -241,13 +241,13 @@ impl Lifecycle for Engine {
             _ => 255,
         };
         if !args.keep {
-            lifecycle::delete(&store, &args.create.id, true)?;
+            lifecycle::delete(&store, &args.create.id, true, &events(ctx.log))?;
         }
         Ok(code)
     }
 
     fn start(&self, ctx: &Context, args: &IdArgs) -> Result<i32> {
-        lifecycle::start(&store(ctx)?, &args.id)?;
+        lifecycle::start(&store(ctx)?, &args.id, &events(ctx.log))?;
         Ok(0)
     }
 
@@ -263,7 +263,7 @@ impl Lifecycle for Engine {
     }
 
     fn delete(&self, ctx: &Context, args: &DeleteArgs) -> Result<i32> {
-        lifecycle::delete(&store(ctx)?, &args.id, args.force)?;
+        lifecycle::delete(&store(ctx)?, &args.id, args.force, &events(ctx.log))?;
         Ok(0)
     }
 
@@ -428,8 +428,6 @@ impl Lifecycle for Engine {
 
     fn implemented(&self) -> Implemented {
         Implemented {
-            // None is run yet: a config.json with hooks is refused.
-            hooks: vec![],
             ..Implemented::default()
         }
     }
