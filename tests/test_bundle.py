@@ -66,12 +66,88 @@ def test_bundle_without_config_is_a_clear_error(h):
 
 
 def test_bundle_must_ask_for_user_namespace(h):
-    config = base_config(["/bin/true"])
+    """Only root may run a container with no user namespace of its own."""
+    config = base_config(["/bin/sh", "-c", "echo RAN"])
     config["linux"]["namespaces"] = [{"type": "mount"}, {"type": "pid"}]
     bundle = write_bundle(h, config)
     r = h.user.run([h.kennel, "run", "--bundle", bundle])
     assert r.returncode == 125
-    assert "user, mount and pid namespaces" in r.stderr
+    assert "RAN" not in r.stdout
+    assert "no user namespace, which only root may run" in r.stderr, r.stderr
+    assert '{"type": "user"}' in r.stderr
+
+
+def test_sysctls_of_the_containers_own_namespaces_are_set(h):
+    """linux.sysctl: set inside the container's own uts, ipc and network
+    namespaces; the host's values stay as they were."""
+    config = base_config(["/bin/sh", "-c",
+                          "cat /proc/sys/kernel/domainname /proc/sys/net/ipv4/ping_group_range /proc/sys/kernel/shmmni"])
+    config["linux"]["sysctl"] = {
+        "kernel.domainname": "kennel.test",
+        "net.ipv4.ping_group_range": "0 0",
+        "kernel.shmmni": "1234",
+    }
+    before = {k: open(f"/proc/sys/{k}").read() for k in
+              ["kernel/domainname", "net/ipv4/ping_group_range", "kernel/shmmni"]}
+    bundle = write_bundle(h, config)
+    r = h.user.run([h.kennel, "run", "--bundle", bundle])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:3] == ["kennel.test", "0\t0", "1234"], r.stdout
+    after = {k: open(f"/proc/sys/{k}").read() for k in before}
+    assert after == before
+
+
+@pytest.mark.parametrize("key,why", [
+    ("vm.swappiness", "is not namespaced"),
+    ("kernel.domainname", "shares with the host"),
+])
+def test_a_sysctl_that_would_change_the_host_is_refused(h, key, why):
+    config = base_config(["/bin/sh", "-c", "echo RAN"])
+    if why == "shares with the host":
+        config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"] if ns["type"] != "uts"]
+    config["linux"]["sysctl"] = {key: "1"}
+    bundle = write_bundle(h, config)
+    r = h.user.run([h.kennel, "run", "--bundle", bundle])
+    assert r.returncode == 125 and "RAN" not in r.stdout
+    assert key in r.stderr and why in r.stderr, r.stderr
+
+
+def test_hooks_run_where_the_spec_says(h):
+    """Each hook runs once, at its point, with the state on stdin:
+    createRuntime outside the container, createContainer in its mount
+    namespace, startContainer in its root before the command, poststart
+    and poststop after. A failing createRuntime hook stops the start."""
+    log_dir = h.tempdir(owner=h.user)
+    log = os.path.join(log_dir, "hooks.log")
+    hook = os.path.join(log_dir, "hook.sh")
+    with open(hook, "w") as f:
+        f.write(f"#!/bin/sh\necho \"$1 $(readlink /proc/self/ns/mnt) $(cat)\" >> {log}\n")
+    os.chmod(hook, 0o755)
+    config = base_config(["/bin/sh", "-c", "echo command >&2"])
+    config["process"]["capabilities"] = None
+    config["hooks"] = {p: [{"path": hook, "args": ["hook.sh", p]}]
+                       for p in ["createRuntime", "createContainer", "poststart", "poststop"]}
+    config["hooks"]["startContainer"] = [{"path": "/bin/sh", "args": ["sh", "-c", "ls / >&2; echo start >&2"]}]
+    bundle = write_bundle(h, config)
+    open(os.path.join(bundle, "rootfs", "only-in-the-image"), "w").close()
+    r = h.user.run([h.kennel, "run", "--bundle", bundle])
+    assert r.returncode == 0, r.stderr
+    # startContainer ran in the container's root, before the command.
+    assert "only-in-the-image" in r.stderr.split(), r.stderr
+    assert r.stderr.index("start") < r.stderr.index("command"), r.stderr
+    lines = open(log).read().splitlines()
+    assert [l.split()[0] for l in lines] == ["createRuntime", "createContainer", "poststart", "poststop"], lines
+    mnts = {l.split()[0]: l.split()[1] for l in lines}
+    assert mnts["createContainer"] != mnts["createRuntime"]
+    states = {l.split()[0]: json.loads(l.split(" ", 2)[2]) for l in lines}
+    assert states["createRuntime"]["status"] == "creating" and states["poststop"]["status"] == "stopped"
+    assert states["createRuntime"]["pid"] > 0
+
+    config["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}
+    bundle = write_bundle(h, config)
+    r = h.user.run([h.kennel, "run", "--bundle", bundle])
+    assert r.returncode == 125 and "command" not in r.stderr
+    assert "createRuntime hook /bin/sh" in r.stderr and "exit status: 3" in r.stderr, r.stderr
 
 
 def test_bundle_with_missing_rootfs(h):
@@ -92,8 +168,7 @@ def _set(config, dotted, value):
 
 @pytest.mark.parametrize("field,value", [
     ("linux.seccomp", {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}),
-    ("hooks", {"prestart": [{"path": "/bin/true"}]}),
-    ("linux.sysctl", {"kernel.domainname": "example.org"}),
+    ("linux.intelRdt", {"closID": "kennel"}),
     ("linux.resources.cpu.shares", 512),
     ("linux.rootfsPropagation", "shared"),
     ("process.apparmorProfile", "kennel-test"),

@@ -171,7 +171,8 @@ fn setup_and_exec(
 /// returns the state document for the container's own hooks.
 fn hooks_ran(chan: &Channel) -> Step<String> {
     let err = |e: Errno| ChildFailure::new(Stage::Hooks, e, None);
-    chan.send_to_parent(&ToParent::RunHooks, None).map_err(err)?;
+    chan.send_to_parent(&ToParent::RunHooks, None)
+        .map_err(err)?;
     match chan.recv_to_child() {
         Ok(Some(ToChild::HooksRan(state))) => Ok(state),
         // The runner says why (a hook failed) and kills us.
@@ -190,10 +191,17 @@ fn run_hooks(point: &str, hooks: &[crate::hooks::HookPlan], state: &str) -> Step
 /// container's own.
 fn write_sysctls(sysctl: &[(String, String)]) -> Step {
     for (key, value) in sysctl {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        std::fs::write(&path, value).map_err(|e| {
-            ChildFailure::new(Stage::Sysctl, io_errno(&e), Some(format!("{key}={value}")))
-        })?;
+        let err = |e: Errno| ChildFailure::new(Stage::Sysctl, e, Some(format!("{key}={value}")));
+        // Their files answer only the host's root; the system calls answer
+        // the owner of the uts namespace, which we are.
+        match key.as_str() {
+            "kernel.hostname" => nix::unistd::sethostname(value).map_err(err)?,
+            "kernel.domainname" => sys::set_domainname(value).map_err(err)?,
+            _ => {
+                let path = format!("/proc/sys/{}", key.replace('.', "/"));
+                std::fs::write(&path, value).map_err(|e| err(io_errno(&e)))?;
+            }
+        }
     }
     Ok(())
 }

@@ -55,7 +55,10 @@ impl HookPlans {
                     }
                     let timeout = match hook.timeout() {
                         Some(t) if t <= 0 => {
-                            bail!("hooks.{name}: the timeout of {} must be more than 0", hook.path().display())
+                            bail!(
+                                "hooks.{name}: the timeout of {} must be more than 0",
+                                hook.path().display()
+                            )
                         }
                         Some(t) => Some(Duration::from_secs(t as u64)),
                         None => None,
@@ -97,7 +100,8 @@ impl HookPlans {
 /// non-zero exit, a signal, its timeout) stops the rest, and says which.
 pub fn run(point: &str, hooks: &[HookPlan], state: &str) -> Result<()> {
     for hook in hooks {
-        run_one(hook, state).map_err(|e| anyhow::anyhow!("{point} hook {}: {e}", hook.path.display()))?;
+        run_one(hook, state)
+            .map_err(|e| anyhow::anyhow!("{point} hook {}: {e}", hook.path.display()))?;
     }
     Ok(())
 }
@@ -109,7 +113,9 @@ fn run_one(hook: &HookPlan, state: &str) -> Result<()> {
         .env_clear()
         .envs(hook.env.iter().filter_map(|e| e.split_once('=')))
         .stdin(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| anyhow::anyhow!("cannot execute it: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot execute it: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that does not read its state may close stdin: not an error.
         let _ = stdin.write_all(state.as_bytes());
@@ -124,9 +130,13 @@ fn run_one(hook: &HookPlan, state: &str) -> Result<()> {
                 if left.is_zero() {
                     let _ = child.kill();
                     let _ = child.wait();
-                    bail!("timed out after {}s", hook.timeout.unwrap_or_default().as_secs());
+                    bail!(
+                        "timed out after {}s",
+                        hook.timeout.unwrap_or_default().as_secs()
+                    );
                 }
-                PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX)
+                PollTimeout::try_from(left.as_millis().min(60_000) as i32)
+                    .unwrap_or(PollTimeout::MAX)
             }
             None => PollTimeout::NONE,
         };

@@ -410,7 +410,9 @@ impl<'a> Container<'a> {
                     ToParent::PtyMaster | ToParent::Ready => {}
                 },
                 Ok(None) => {
-                    return Err(anyhow!("the container's process ended while it was being created").into())
+                    return Err(
+                        anyhow!("the container's process ended while it was being created").into(),
+                    )
                 }
                 Err(e) => return Err(anyhow!("reading from the container: {e}").into()),
             }

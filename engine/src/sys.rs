@@ -456,3 +456,11 @@ pub fn probe_user_namespace() -> anyhow::Result<Result<(), Errno>> {
         },
     )
 }
+
+/// setdomainname(2), for the container's own uts namespace.
+pub fn set_domainname(name: &str) -> Result<(), Errno> {
+    // SAFETY: the pointer and length describe `name`'s bytes, which live
+    // across the call; the kernel copies them and keeps no pointer.
+    let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    Errno::result(ret).map(drop)
+}
