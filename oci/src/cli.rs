@@ -37,6 +37,14 @@ pub fn version_text() -> String {
 #[command(
     name = "kennel-oci",
     about = "OCI runtime with runc's command line, backed by kennel",
+    after_help = "Supported: every subcommand above but checkpoint, restore and events; \
+hooks; namespaces (network, ipc and uts also joined by path); id maps from \
+config.json or, under rootless podman, within the ids of its user namespace; \
+mounts, masked and read-only paths, sysctl, rlimits, capabilities, \
+oomScoreAdj and cgroup v2 limits. Refused by name, never ignored: \
+linux.seccomp (until kennel compiles filters), the tmpcopyup mount option, \
+user, pid and mount namespaces by path, and any other field kennel does not \
+implement (`kennel-oci features` lists what it does).",
     disable_version_flag = true,
     subcommand_required = false,
     arg_required_else_help = true
@@ -138,7 +146,7 @@ pub enum Command {
     Create(CreateArgs),
     /// Delete any resources held by the container.
     Delete(DeleteArgs),
-    /// Display container events and statistics.
+    /// Display container events and statistics (not supported yet).
     Events(EventsArgs),
     /// Execute a new process inside the container.
     Exec(ExecArgs),
