@@ -4,6 +4,7 @@ through the same engine as the flags."""
 import json
 import os
 import shutil
+import stat
 import subprocess
 
 import pytest
@@ -226,3 +227,106 @@ def test_a_runc_spec_rootless_bundle_runs_unchanged(h):
     lines = r.stdout.replace("\r", "").split("\n")
     assert lines[0] == "CapAmb:\t0000000020000420", lines  # AUDIT_WRITE, KILL, NET_BIND_SERVICE
     assert "CGROUP-RO" in lines and lines[-2] == "0", lines
+
+
+def _tree(top):
+    """Everything below `top` (type, mode, owner, mtime, content or link
+    target), to show that a run left it alone."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                what = os.readlink(path)
+            elif stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    what = f.read()
+            else:
+                what = None
+            out[os.path.relpath(path, top)] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, what)
+    return out
+
+
+def _seed(h, rootfs):
+    """/tmp/seed in the rootfs: a file, a symlink to it, a subdirectory with
+    a file, a fifo; and /run/marker."""
+    seed = os.path.join(rootfs, "tmp", "seed")
+    os.makedirs(os.path.join(seed, "sub"))
+    with open(os.path.join(seed, "file"), "w") as f:
+        f.write("original\n")
+    os.chmod(os.path.join(seed, "file"), 0o640)
+    os.utime(os.path.join(seed, "file"), (1_000_000_000, 1_000_000_000))
+    os.symlink("file", os.path.join(seed, "link"))
+    with open(os.path.join(seed, "sub", "inner"), "w") as f:
+        f.write("inner\n")
+    os.mkfifo(os.path.join(seed, "fifo"), 0o600)
+    with open(os.path.join(rootfs, "run", "marker"), "w") as f:
+        f.write("run-marker\n")
+    subprocess.run(["chown", "-hR", f"{h.user.uid}:{h.user.gid}",
+                    os.path.join(rootfs, "tmp"), os.path.join(rootfs, "run")], check=True)
+
+
+def test_tmpcopyup_fills_the_tmpfs_with_what_it_covers(h):
+    """podman --read-only's tmpfs mounts: a read-only root, /tmp a tmpfs
+    that starts with the image's /tmp and is writable; the rootfs itself
+    stays as it was."""
+    script = "; ".join([
+        "cat /tmp/seed/file /tmp/seed/link /tmp/seed/sub/inner /run/marker",
+        "readlink /tmp/seed/link",
+        "stat -c '%a %u %Y' /tmp/seed/file",
+        "test -p /tmp/seed/fifo && echo fifo",
+        "echo changed > /tmp/seed/file && echo new > /tmp/created && echo tmp-writable",
+        "cat /tmp/seed/file",
+        "touch /x 2>/dev/null || echo root-ro",
+        "touch /run/x 2>/dev/null || echo run-ro",
+    ])
+    config = base_config(["/bin/sh", "-c", script])
+    config["mounts"][2]["options"] = ["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"]
+    config["mounts"].append({"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+                             "options": ["ro", "nosuid", "nodev", "tmpcopyup"]})
+    bundle = write_bundle(h, config)
+    rootfs = os.path.join(bundle, "rootfs")
+    _seed(h, rootfs)
+    before = (_tree(os.path.join(rootfs, "tmp")), _tree(os.path.join(rootfs, "run")))
+
+    r = h.user.run([h.kennel, "run", "--bundle", bundle])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n") == [
+        "original", "original", "inner", "run-marker",
+        "file",
+        "640 0 1000000000",
+        "fifo",
+        "tmp-writable",
+        "changed",
+        "root-ro",
+        "run-ro",
+        "",
+    ], r.stdout + r.stderr
+    after = (_tree(os.path.join(rootfs, "tmp")), _tree(os.path.join(rootfs, "run")))
+    assert after == before
+
+
+def test_tmpcopyup_names_a_device_node_it_cannot_make(h):
+    config = base_config(["/bin/sh", "-c", "echo RAN"])
+    config["mounts"][2]["options"] = ["nosuid", "nodev", "tmpcopyup"]
+    bundle = write_bundle(h, config)
+    node = os.path.join(bundle, "rootfs", "tmp", "null")
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("cannot make a device node in the scratch directory")
+    r = h.user.run([h.kennel, "run", "--bundle", bundle])
+    assert r.returncode != 0 and "RAN" not in r.stdout
+    assert "/tmp/null" in r.stderr and "device node" in r.stderr, r.stderr
+
+
+def test_tmpcopyup_on_a_bind_mount_is_refused(h):
+    config = base_config(["/bin/sh", "-c", "echo RAN"])
+    source = h.tempdir(owner=h.user)
+    config["mounts"].append({"destination": "/mnt", "type": "bind", "source": source,
+                             "options": ["rbind", "tmpcopyup"]})
+    r = h.user.run([h.kennel, "run", "--bundle", write_bundle(h, config)])
+    assert r.returncode == 125, r.stderr
+    assert "RAN" not in r.stdout
+    assert "/mnt" in r.stderr and "tmpcopyup" in r.stderr and "only a tmpfs" in r.stderr, r.stderr

@@ -25,6 +25,21 @@ pub struct MountPlan {
     /// A bind mount (flags contain MS_BIND); read-only is applied by remount.
     pub bind: bool,
     pub readonly: bool,
+    /// `tmpcopyup` (a tmpfs only): what the image has at the destination
+    /// is copied into the fresh tmpfs before it covers it (see `copy_up`).
+    pub copy_up: bool,
+}
+
+/// A mount's OCI options, split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOptions {
+    /// mount(2) flags.
+    pub flags: MsFlags,
+    /// Filesystem-specific options, comma-separated (mount(2)'s data).
+    pub data: String,
+    pub readonly: bool,
+    /// `tmpcopyup`: runc's and crun's extension, never given to mount(2).
+    pub copy_up: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -78,11 +93,13 @@ impl Config {
     }
 }
 
-/// Splits OCI mount options into mount(2) flags and data, as runc and crun do.
-pub fn parse_mount_options(options: &[String]) -> (MsFlags, String, bool) {
+/// Splits OCI mount options into mount(2) flags and data, as runc and crun
+/// do, and takes out their extensions (`tmpcopyup`).
+pub fn parse_mount_options(options: &[String]) -> MountOptions {
     let mut flags = MsFlags::empty();
     let mut data = Vec::new();
     let mut readonly = false;
+    let mut copy_up = false;
     for o in options {
         let (set, clear) = match o.as_str() {
             "ro" => {
@@ -110,6 +127,10 @@ pub fn parse_mount_options(options: &[String]) -> (MsFlags, String, bool) {
                 // Everything is made private before mounting; nothing to add.
                 (MsFlags::empty(), MsFlags::empty())
             }
+            "tmpcopyup" => {
+                copy_up = true;
+                (MsFlags::empty(), MsFlags::empty())
+            }
             other => {
                 data.push(other.to_string());
                 (MsFlags::empty(), MsFlags::empty())
@@ -118,7 +139,12 @@ pub fn parse_mount_options(options: &[String]) -> (MsFlags, String, bool) {
         flags |= set;
         flags &= !clear;
     }
-    (flags, data.join(","), readonly)
+    MountOptions {
+        flags,
+        data: data.join(","),
+        readonly,
+        copy_up,
+    }
 }
 
 fn map_lines(m: &Option<Vec<LinuxIdMapping>>) -> Vec<MapLine> {
@@ -243,8 +269,12 @@ impl Config {
             .iter()
             .flatten()
             .map(|m| {
-                let (flags, data, readonly) =
-                    parse_mount_options(m.options().as_deref().unwrap_or(&[]));
+                let MountOptions {
+                    flags,
+                    data,
+                    readonly,
+                    copy_up,
+                } = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
                 let fstype = m.typ().clone().unwrap_or_else(|| "bind".into());
                 let source = m
                     .source()
@@ -260,7 +290,14 @@ impl Config {
                     _ => (fstype, source, flags),
                 };
                 let bind = flags.contains(MsFlags::MS_BIND) || fstype == "bind";
-                MountPlan {
+                if copy_up && (bind || fstype != "tmpfs") {
+                    bail!(
+                        "the mount on {} has the option tmpcopyup, which only a tmpfs takes (this one is {})",
+                        m.destination().display(),
+                        if bind { "a bind mount".to_string() } else { format!("of type {fstype}") }
+                    );
+                }
+                Ok(MountPlan {
                     destination: m.destination().display().to_string(),
                     source,
                     fstype,
@@ -272,9 +309,10 @@ impl Config {
                     data,
                     bind,
                     readonly,
-                }
+                    copy_up,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         Ok(Config {
             clone_flags,
             uid_map: map_lines(linux.uid_mappings()),
@@ -365,7 +403,7 @@ fn cgroup_view(
 pub fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
     m.typ().as_deref() == Some("bind")
         || parse_mount_options(m.options().as_deref().unwrap_or(&[]))
-            .0
+            .flags
             .contains(MsFlags::MS_BIND)
 }
 
@@ -485,15 +523,62 @@ mod tests {
 
     #[test]
     fn mount_options_split_into_flags_and_data() {
-        let (f, d, ro) =
-            parse_mount_options(&opts(&["nosuid", "strictatime", "mode=755", "size=65536k"]));
-        assert_eq!(f, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
-        assert_eq!(d, "mode=755,size=65536k");
-        assert!(!ro);
-        let (f, _, ro) = parse_mount_options(&opts(&["rbind", "ro", "rprivate"]));
-        assert_eq!(f, MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY);
-        assert!(ro);
-        let (f, _, ro) = parse_mount_options(&opts(&["ro", "rw"]));
-        assert!(!ro && !f.contains(MsFlags::MS_RDONLY));
+        let o = parse_mount_options(&opts(&["nosuid", "strictatime", "mode=755", "size=65536k"]));
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(o.data, "mode=755,size=65536k");
+        assert!(!o.readonly && !o.copy_up);
+        let o = parse_mount_options(&opts(&["rbind", "ro", "rprivate"]));
+        assert_eq!(
+            o.flags,
+            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY
+        );
+        assert!(o.readonly);
+        let o = parse_mount_options(&opts(&["ro", "rw"]));
+        assert!(!o.readonly && !o.flags.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn tmpcopyup_is_taken_out_of_the_mount_data() {
+        // What podman sends for --read-only's tmpfs mounts.
+        let o = parse_mount_options(&opts(&["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"]));
+        assert!(o.copy_up);
+        assert_eq!(o.data, "");
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
+        let o = parse_mount_options(&opts(&["tmpcopyup", "size=1m"]));
+        assert!(o.copy_up);
+        assert_eq!(o.data, "size=1m");
+    }
+
+    fn spec_with_mount(mount: serde_json::Value) -> Spec {
+        serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {"args": ["/bin/true"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "mounts": [mount],
+            "linux": {"namespaces": [{"type": "user"}, {"type": "mount"}, {"type": "pid"}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn tmpcopyup_is_planned_for_a_tmpfs_and_refused_elsewhere() {
+        let cfg = Config::from_spec(&spec_with_mount(serde_json::json!({
+            "destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+            "options": ["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"],
+        })))
+        .unwrap();
+        assert!(cfg.mounts[0].copy_up && cfg.mounts[0].data.is_empty());
+        for (typ, extra) in [("bind", "rbind"), ("tmpfs", "bind"), ("proc", "nosuid")] {
+            let err = Config::from_spec(&spec_with_mount(serde_json::json!({
+                "destination": "/data", "type": typ, "source": "/srv",
+                "options": [extra, "tmpcopyup"],
+            })))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("/data") && err.contains("tmpcopyup") && err.contains("only a tmpfs"),
+                "{err}"
+            );
+        }
     }
 }

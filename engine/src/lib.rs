@@ -14,6 +14,7 @@ pub mod bundle;
 mod cgroup;
 mod child;
 mod config;
+mod copy_up;
 pub mod exec;
 mod hooks;
 pub mod ids;

@@ -7,8 +7,9 @@
 //! 2. bind the rootfs (or a fresh tmpfs, for the host sandbox) at /newroot
 //!    and make the spec's mounts there, bind sources taken from /oldroot,
 //!    every target resolved inside /newroot by the kernel (see `inroot`);
-//!    a mount that needs a second step (read-only, /dev's devices) is
-//!    finished at /stage first and then moved into place;
+//!    a mount that needs a second step (read-only, /dev's devices, a
+//!    `tmpcopyup` tmpfs's copy of what it covers) is finished at /stage
+//!    first and then moved into place;
 //! 3. mask and write-protect the kernel paths;
 //! 4. pivot into /newroot with `pivot_root(".", ".")` and detach the old
 //!    root, so no trace of the host (nor a put_old directory) stays inside,
@@ -29,6 +30,7 @@ use nix::sys::statvfs::{statvfs, FsFlags};
 use nix::unistd::{chdir, mkdir, pivot_root};
 
 use super::config::{Config, MountPlan};
+use super::copy_up;
 use super::inroot::{self, Make, Root};
 use super::protocol::{io_errno, ChildFailure, Stage};
 use crate::sys;
@@ -336,24 +338,40 @@ fn mount_one(root: &Root, stage: &mut Staging, m: &MountPlan) -> Step {
         .lookup_or_make(dst, Make::Directory)
         .map_err(create_err)?;
     // /dev is filled before it is moved into place: right away, so later
-    // mounts of the spec can still cover a device.
+    // mounts of the spec can still cover a device. A `tmpcopyup` tmpfs is
+    // filled there too, from what it is about to cover, writable until
+    // then.
     let dev = m.destination == "/dev";
-    let at = if dev {
+    let staged = dev || m.copy_up;
+    let at = if staged {
         stage.point(false)?
     } else {
         mount_point(&target)
+    };
+    let flags = if m.copy_up {
+        m.flags & !MsFlags::MS_RDONLY
+    } else {
+        m.flags
     };
     do_mount(
         &m.source,
         &at,
         Some(&m.fstype),
-        m.flags,
+        flags,
         &m.data,
         &format!("{} on {}", m.fstype, m.destination),
     )
     .map_err(|f| f.at(dst))?;
+    if m.copy_up {
+        copy_up::copy_into(&target, &at, dst)?;
+        if m.flags.contains(MsFlags::MS_RDONLY) {
+            remount_readonly(&at, MsFlags::empty()).map_err(|f| f.at(dst))?;
+        }
+    }
     if dev {
         populate_dev(&at)?;
+    }
+    if staged {
         move_onto(&at, &mount_point(&target), dst)?;
     }
     Ok(())

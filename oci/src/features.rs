@@ -68,6 +68,7 @@ impl Default for Implemented {
                 "slave",
                 "strictatime",
                 "suid",
+                "tmpcopyup",
             ]),
             hooks: strs(&[
                 "prestart",
