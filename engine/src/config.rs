@@ -121,12 +121,12 @@ pub fn parse_mount_options(options: &[String]) -> MountOptions {
             "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
             "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
             "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
             "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
             "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" => {
-                // Everything is made private before mounting; nothing to add.
-                (MsFlags::empty(), MsFlags::empty())
-            }
+            // Everything is made private before mounting; nothing to add
+            // (`Config::from_spec` refuses the other propagations).
+            "private" | "rprivate" => (MsFlags::empty(), MsFlags::empty()),
             "tmpcopyup" => {
                 copy_up = true;
                 (MsFlags::empty(), MsFlags::empty())
@@ -252,6 +252,18 @@ impl Config {
         }
         let sysctl = sysctls(linux, &clone_flags, &join)?;
         for m in spec.mounts().iter().flatten() {
+            let propagation = m.options().iter().flatten().find(|o| {
+                matches!(
+                    o.as_str(),
+                    "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable"
+                )
+            });
+            if let Some(p) = propagation {
+                bail!(
+                    "the mount on {} asks for {p} propagation, which kennel does not implement (every mount of the container is private); remove the option",
+                    m.destination().display()
+                );
+            }
             if let Some(src) = m
                 .source()
                 .as_ref()
