@@ -25,7 +25,7 @@ def vm():
     ok, why = vm_machine.vm_available()
     if not ok:
         pytest.skip(why)
-    binaries = {b: os.path.join(BUILD_DIR, b) for b in ["kennel", "kennel-idmap"]}
+    binaries = {b: os.path.join(BUILD_DIR, b) for b in ["kennel", "kennel-oci", "kennel-idmap"]}
     for path in binaries.values():
         if not os.path.exists(path):
             pytest.fail(f"{path} is not built: run `make build` (make test does)")
@@ -231,4 +231,26 @@ def test_the_cgroup_leaf_fd_never_leads_out_of_the_container(vm):
     assert set(field(out, "INIT-FDS").split()) <= {"0", "1", "2"}, out
     assert field(out, "WORKDIR-REFUSED") == "13", out
     assert field(out, "ESCAPED-FILES") == "0 0", out
+    no_leftovers(out)
+
+
+def test_oci_lifecycle_uses_the_cgroup_the_user_manager_gives(vm):
+    """kennel-oci as a user: config.json's limits in a systemd scope, pause
+    and resume through the freezer, update, and delete (refused while it
+    runs, then --force) leaving no cgroup and no unit."""
+    out = case(vm, "oci_lifecycle_with_cgroup")
+    assert field(out, "CREATE-RC") == "0", out
+    assert field(out, "STATE-CREATED") == '"status": "created"', out
+    assert field(out, "START-RC") == "0", out
+    assert field(out, "CGROUP").startswith("/sys/fs/cgroup/"), out
+    assert field(out, "MEMORY-MAX") == "67108864", out
+    assert field(out, "PIDS-MAX") == "50", out
+    assert field(out, "PID-IN-CGROUP") == "1", out
+    assert field(out, "PAUSE-RC") == "0" and field(out, "FROZEN") == "frozen 1", out
+    assert field(out, "STATE-PAUSED") == '"status": "paused"', out
+    assert field(out, "RESUME-RC") == "0", out
+    assert field(out, "STATE-RESUMED") == '"status": "running"', out
+    assert field(out, "UPDATE-RC") == "0" and field(out, "MEMORY-MAX-UPDATED") == "100663296", out
+    assert field(out, "DELETE-RUNNING-RC") != "0", out
+    assert field(out, "DELETE-RC") == "0" and field(out, "CGROUP-GONE") == "yes", out
     no_leftovers(out)

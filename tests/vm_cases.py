@@ -180,6 +180,34 @@ echo "RC: $?"
 echo "LEFT-CGROUPS: $(find /sys/fs/cgroup -name 'kennel-*' -type d | wc -l)"
 ''', 120),
 
+    # kennel-oci's lifecycle on the cgroup it gets from the user manager:
+    # limits from config.json, pause and resume through the freezer, update,
+    # and a delete that leaves no cgroup or unit behind.
+    "oci_lifecycle_with_cgroup": ("kuser", ROOTFS + r'''
+B=$(mktemp -d); mv "$R" "$B/rootfs"; cd "$B"
+kennel-oci spec --rootless
+sed -i -e 's/"terminal": true/"terminal": false/' -e 's/"sh"$/"sleep", "300"/' \
+  -e 's/"linux": {/"linux": {"resources": {"memory": {"limit": 67108864}, "pids": {"limit": 50}},/' config.json
+kennel-oci --systemd-cgroup create --bundle "$B" --pid-file "$B/pid" oc1; echo "CREATE-RC: $?"
+kennel-oci state oc1 | grep -o '"status": "[a-z]*"' | sed 's/^/STATE-CREATED: /'
+kennel-oci start oc1; echo "START-RC: $?"
+CG=$(kennel ps --format json | tr -d ' \n' | grep -o '"cgroup":"[^"]*"' | head -1 | cut -d'"' -f4)
+echo "CGROUP: $CG"
+echo "MEMORY-MAX: $(cat "$CG/memory.max")"
+echo "PIDS-MAX: $(cat "$CG/pids.max")"
+echo "PID-IN-CGROUP: $(grep -c "^$(cat "$B/pid")$" "$CG/cgroup.procs")"
+kennel-oci pause oc1; echo "PAUSE-RC: $?"
+echo "FROZEN: $(grep frozen "$CG/cgroup.events")"
+kennel-oci state oc1 | grep -o '"status": "[a-z]*"' | sed 's/^/STATE-PAUSED: /'
+kennel-oci resume oc1; echo "RESUME-RC: $?"
+kennel-oci state oc1 | grep -o '"status": "[a-z]*"' | sed 's/^/STATE-RESUMED: /'
+kennel-oci update --memory 100663296 oc1; echo "UPDATE-RC: $?"
+echo "MEMORY-MAX-UPDATED: $(cat "$CG/memory.max")"
+kennel-oci delete oc1; echo "DELETE-RUNNING-RC: $?"
+kennel-oci delete --force oc1; echo "DELETE-RC: $?"
+echo "CGROUP-GONE: $([ -d "$CG" ] && echo no || echo yes)"
+''' + LEFTOVERS, 120),
+
     "doctor_on_systemd": ("kuser", r'''
 kennel doctor; echo "RC: $?"
 ''', 60),

@@ -50,6 +50,7 @@ RUN_SH = r"""#!/bin/sh
 set -u
 echo "@@KENNEL-VM-UP@@"
 install -m 0755 /payload/bin/kennel /usr/local/bin/kennel
+install -m 0755 /payload/bin/kennel-oci /usr/local/bin/kennel-oci
 install -d /usr/local/libexec/kennel
 install -m 0755 /payload/bin/kennel-idmap /usr/local/libexec/kennel/kennel-idmap
 setcap cap_setuid,cap_setgid=ep /usr/local/libexec/kennel/kennel-idmap
@@ -177,7 +178,8 @@ def base_image(log=print):
 
 def run_batch(cases, binaries, log=print):
     """Boots the VM once and runs `cases` [(name, user, script, timeout_s)]
-    in order. `binaries` maps kennel and kennel-idmap to host paths.
+    in order. `binaries` maps kennel, kennel-oci and kennel-idmap to host
+    paths.
     Returns {name: CaseResult}; a case that did not finish has rc -1."""
     kernel, initrd = _kernel()
     image = base_image(log)
