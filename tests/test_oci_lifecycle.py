@@ -1,0 +1,575 @@
+"""kennel-oci's OCI lifecycle, observed from outside: create, start, state,
+kill, delete and exec as runc's callers drive them, with bundles written by
+`kennel-oci spec --rootless` (run by the test user: a user namespace with
+the user's own id mapped to root) and by `kennel-oci spec` (run by real
+root: no user namespace). Every test has a private --root.
+
+Processes are found from the host through /proc: every container process
+carries a marker in its environment (the creating kennel-oci's, which the
+waiting child shares until it execs, then config.json's), so a leftover
+is seen whoever its parent is, without counting other tests' processes.
+"""
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from probe import describe, stat_fields, wait_until
+
+MODES = ["rootless", "root"]
+
+
+def pid_ns(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def alive(pid):
+    """Whether pid is a process that has not exited (a zombie is gone)."""
+    f = stat_fields(pid)
+    return f is not None and f[0] not in ("Z", "X")
+
+
+def marked(token):
+    """Host pids of live processes whose environment holds `token`."""
+    needle = token.encode()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if needle in env and alive(int(entry)):
+            out.append(int(entry))
+    return out
+
+
+def in_pid_ns(ns):
+    """Host pids of live processes in pid namespace `ns` (a readlink)."""
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and pid_ns(e) == ns and alive(int(e))]
+
+
+def wait_gone(what, pred, timeout=3.0):
+    """Waits until pred() is empty/false; fails naming what is left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = pred()
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} still there after {timeout}s: {left}")
+        time.sleep(0.02)
+
+
+class Oci:
+    """kennel-oci with a private --root, run as the test user (rootless
+    mode) or as real root, with a marker in its environment."""
+
+    def __init__(self, h, binary, mode):
+        self.h, self.binary, self.mode = h, binary, mode
+        self.user = h.user if mode == "rootless" else None
+        self.token = f"KENNEL_OCI_TEST={uuid.uuid4().hex}"
+        base = self.tempdir(0o700)
+        self.root = os.path.join(base, "state")
+
+    def tempdir(self, mode=0o755):
+        if self.user:
+            return self.h.tempdir(owner=self.user, mode=mode)
+        path = self.h.tempdir(owner=self.h.user, mode=mode)
+        os.chown(path, 0, 0)
+        return path
+
+    def env(self):
+        key, value = self.token.split("=", 1)
+        base = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", key: value}
+        if self.user:
+            return self.user.env(base)
+        return base
+
+    def argv(self, *args, root=True):
+        argv = [self.binary] + (["--root", self.root] if root else []) + [str(a) for a in args]
+        return self.user.argv(argv) if self.user else argv
+
+    def __call__(self, *args, timeout=30, root=True, **kw):
+        kw.setdefault("capture_output", True)
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("cwd", "/")
+        return subprocess.run(self.argv(*args, root=root), env=self.env(), timeout=timeout, text=True, **kw)
+
+    def popen(self, *args, **kw):
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        return subprocess.Popen(self.argv(*args), env=self.env(), cwd="/", **kw)
+
+    def ok(self, *args, **kw):
+        cp = self(*args, **kw)
+        assert cp.returncode == 0, f"kennel-oci {' '.join(map(str, args))}: " + describe(cp)
+        return cp
+
+    def state(self, cid):
+        cp = self.ok("state", cid)
+        return json.loads(cp.stdout)
+
+    def wait_status(self, cid, status, timeout=5.0):
+        return wait_until(lambda: (s := self.state(cid))["status"] == status and s,
+                          f"container {cid} to be {status}", timeout=timeout)
+
+    def bundle(self, args, out=None, edit=None):
+        """A bundle from `kennel-oci spec [--rootless]` with process.args
+        `args`, no terminal, the marker in its env, a copy of the busybox
+        rootfs, and `out` (a host directory) bound at /out."""
+        bundle = self.tempdir()
+        flags = ["--rootless"] if self.user else []
+        self.ok("spec", *flags, "--bundle", bundle, root=False)
+        path = os.path.join(bundle, "config.json")
+        with open(path) as f:
+            config = json.load(f)
+        config["process"]["args"] = list(args)
+        config["process"]["terminal"] = False
+        config["process"]["env"].append(self.token)
+        if out:
+            config["mounts"].append({"destination": "/out", "type": "bind", "source": out,
+                                     "options": ["rbind", "rw"]})
+        if edit:
+            edit(config)
+        with open(path, "w") as f:
+            json.dump(config, f)
+        rootfs = os.path.join(bundle, "rootfs")
+        subprocess.run(["cp", "-a", self.h.rootfs, rootfs], check=True)
+        os.mkdir(os.path.join(rootfs, "out"))
+        owner = f"{self.user.uid}:{self.user.gid}" if self.user else "0:0"
+        subprocess.run(["chown", "-R", owner, bundle], check=True)
+        return bundle
+
+    def outdir(self):
+        return self.tempdir(0o777)
+
+    def record(self, cid):
+        return os.path.join(self.root, cid)
+
+    def leftovers(self):
+        try:
+            return sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            return []
+
+    def cleanup(self):
+        for cid in self.leftovers():
+            if not cid.startswith("."):
+                self("delete", "--force", cid)
+        for pid in marked(self.token):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(params=MODES)
+def oci(request, h, oci_runtime):
+    o = Oci(h, oci_runtime, request.param)
+    yield o
+    o.cleanup()
+
+
+@pytest.fixture
+def rootless(h, oci_runtime):
+    o = Oci(h, oci_runtime, "rootless")
+    yield o
+    o.cleanup()
+
+
+def read_pidfile(path):
+    with open(path) as f:
+        text = f.read()
+    assert text.isdigit(), f"pid file holds {text!r}, not just a pid"
+    return int(text)
+
+
+def one_error_line(cp):
+    lines = [l for l in cp.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, f"expected one error line: {describe(cp)}"
+    return lines[0]
+
+
+# --------------------------------------------------------------------------
+# 1-3: the lifecycle
+
+
+def test_create_start_kill_delete(oci):
+    out = oci.outdir()
+    bundle = oci.bundle(["sh", "-c", "echo $$ > /out/started; exec sleep 60"], out=out)
+    pidfile = os.path.join(oci.tempdir(), "pid")
+    create = oci.popen("create", "--bundle", bundle, "--pid-file", pidfile, "c1",
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = create.communicate(timeout=30)
+    assert create.returncode == 0, f"create: {stdout} {stderr}"
+    pid = read_pidfile(pidfile)
+    st = oci.state("c1")
+    assert (st["status"], st["pid"], st["id"]) == ("created", pid, "c1"), st
+    assert st["bundle"] == bundle
+    assert alive(pid)
+    # The creator is gone: its child, now the container, is somebody else's.
+    assert stat_fields(pid)[1] != create.pid
+    assert pid_ns(pid) != pid_ns(os.getpid())
+    assert os.path.exists(os.path.join(oci.record("c1"), "exec.fifo"))
+    time.sleep(0.3)
+    assert not os.path.exists(os.path.join(out, "started")), "the command ran before start"
+
+    oci.ok("start", "c1")
+    wait_until(lambda: os.path.exists(os.path.join(out, "started")), "the command to run after start")
+    st = oci.state("c1")
+    assert (st["status"], st["pid"]) == ("running", pid), st
+    assert alive(pid)
+    with open(os.path.join(out, "started")) as f:
+        assert f.read().strip() == "1", "the command is not the container's PID 1"
+    ns = pid_ns(pid)
+
+    oci.ok("kill", "c1", "KILL")
+    st = oci.wait_status("c1", "stopped")
+    assert st["pid"] == 0, st
+    oci.ok("delete", "c1")
+    assert not os.path.exists(oci.record("c1"))
+    assert oci.leftovers() == []
+    wait_gone("container processes", lambda: in_pid_ns(ns) + marked(oci.token))
+    cp = oci("state", "c1")
+    assert cp.returncode != 0
+
+
+def test_create_then_delete_without_start(oci):
+    out = oci.outdir()
+    bundle = oci.bundle(["sh", "-c", "touch /out/ran"], out=out)
+    pidfile = os.path.join(oci.tempdir(), "pid")
+    oci.ok("create", "--bundle", bundle, "--pid-file", pidfile, "c2")
+    pid = read_pidfile(pidfile)
+    ns = pid_ns(pid)
+    assert alive(pid) and oci.state("c2")["status"] == "created"
+    fifo = os.path.join(oci.record("c2"), "exec.fifo")
+    assert os.path.exists(fifo)
+    oci.ok("delete", "c2")
+    assert not alive(pid)
+    assert not os.path.exists(fifo) and not os.path.exists(oci.record("c2"))
+    assert oci.leftovers() == []
+    wait_gone("container processes", lambda: in_pid_ns(ns) + marked(oci.token))
+    time.sleep(0.1)
+    assert not os.path.exists(os.path.join(out, "ran")), "delete let the command run"
+
+
+def test_kill_of_a_created_container(oci):
+    out = oci.outdir()
+    bundle = oci.bundle(["sh", "-c", "touch /out/ran"], out=out)
+    oci.ok("create", "--bundle", bundle, "c3")
+    pid = oci.state("c3")["pid"]
+    ns = pid_ns(pid)
+    oci.ok("kill", "c3", "KILL")
+    st = oci.wait_status("c3", "stopped")
+    assert st["pid"] == 0
+    assert not alive(pid)
+    # A stopped container cannot be started.
+    cp = oci("start", "c3")
+    assert cp.returncode != 0, describe(cp)
+    oci.ok("delete", "c3")
+    assert oci.leftovers() == []
+    wait_gone("container processes", lambda: in_pid_ns(ns) + marked(oci.token))
+    assert not os.path.exists(os.path.join(out, "ran"))
+
+
+# --------------------------------------------------------------------------
+# 4: the creator killed at random moments
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_creator_killed_during_create_leaves_nothing_after_delete(h, oci_runtime, mode):
+    oci = Oci(h, oci_runtime, mode)
+    try:
+        bundle = oci.bundle(["sleep", "60"])
+        rng = random.Random(4)
+        outcomes = {}
+        for i in range(50):
+            cid = "k4"
+            proc = oci.popen("create", "--bundle", bundle, cid)
+            time.sleep(rng.uniform(0, 0.020))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            outcomes[proc.returncode] = outcomes.get(proc.returncode, 0) + 1
+            cp = oci("delete", "--force", cid)
+            assert cp.returncode == 0, f"run {i}: " + describe(cp)
+            for left in oci.leftovers():
+                if not left.startswith("."):
+                    oci.ok("delete", "--force", left)
+            wait_gone(f"run {i}: processes of the killed create", lambda: marked(oci.token))
+            assert not os.path.exists(oci.record(cid)), \
+                f"run {i}: delete --force left {os.listdir(oci.record(cid))}"
+            assert oci.leftovers() == [], f"run {i}"
+            # The name is free again.
+            oci.ok("create", "--bundle", bundle, cid)
+            assert oci.state(cid)["status"] == "created"
+            oci.ok("delete", cid)
+            assert oci.leftovers() == []
+            wait_gone(f"run {i}: processes", lambda: marked(oci.token))
+        print("create's outcomes (status: runs):", outcomes)
+    finally:
+        oci.cleanup()
+
+
+# --------------------------------------------------------------------------
+# 5-6: records whose process is gone
+
+
+def test_state_of_a_container_whose_process_died(oci):
+    bundle = oci.bundle(["sleep", "60"])
+    oci.ok("create", "--bundle", bundle, "c5")
+    oci.ok("start", "c5")
+    pid = oci.state("c5")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not alive(pid), "the container's process to die")
+    cp = oci("state", "c5")
+    assert cp.returncode == 0, describe(cp)
+    assert cp.stderr == ""
+    st = json.loads(cp.stdout)
+    assert st["status"] == "stopped" and st["id"] == "c5", st
+    oci.ok("delete", "c5")
+    assert oci.leftovers() == []
+
+
+def test_recycled_pid_is_never_signalled(rootless, h):
+    oci = rootless
+    bundle = oci.bundle(["sleep", "60"])
+    oci.ok("create", "--bundle", bundle, "c6")
+    oci.ok("start", "c6")
+    pid = oci.state("c6")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not alive(pid), "the container's process to die")
+    bystander = h.user.popen(["sleep", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        path = os.path.join(oci.record("c6"), "state.json")
+        with open(path) as f:
+            record = json.load(f)
+        record["pid"] = bystander.pid
+        with open(path, "w") as f:  # in place: owner and mode stay
+            json.dump(record, f)
+        st = oci.state("c6")
+        assert st["status"] == "stopped", st
+        oci("kill", "c6", "KILL")
+        oci("kill", "--all", "c6", "KILL")
+        time.sleep(0.1)
+        assert bystander.poll() is None, "kill signalled a process that only reuses the recorded pid"
+        oci.ok("delete", "--force", "c6")
+        time.sleep(0.1)
+        assert bystander.poll() is None, "delete --force killed a process that only reuses the recorded pid"
+        assert oci.leftovers() == []
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+# --------------------------------------------------------------------------
+# 7: one ID, two creates
+
+
+def test_second_create_with_the_same_id_fails_and_leaves_the_first(oci):
+    out = oci.outdir()
+    first = oci.bundle(["sh", "-c", "touch /out/first; exec sleep 60"], out=out)
+    second = oci.bundle(["sh", "-c", "touch /out/second; exec sleep 60"], out=out)
+    oci.ok("create", "--bundle", first, "c7")
+    before = oci.state("c7")
+    with open(os.path.join(oci.record("c7"), "state.json")) as f:
+        record = f.read()
+    pidfile = os.path.join(oci.tempdir(), "pid")
+    cp = oci("create", "--bundle", second, "--pid-file", pidfile, "c7")
+    assert cp.returncode != 0, describe(cp)
+    line = one_error_line(cp)
+    assert "c7" in line and "exists" in line, line
+    assert not os.path.exists(pidfile)
+    with open(os.path.join(oci.record("c7"), "state.json")) as f:
+        assert f.read() == record
+    assert oci.state("c7") == before
+    assert os.path.exists(os.path.join(oci.record("c7"), "exec.fifo"))
+    assert sorted(os.listdir(oci.root)) == ["c7"]
+    oci.ok("start", "c7")
+    wait_until(lambda: os.path.exists(os.path.join(out, "first")), "the first container to run")
+    assert oci.state("c7")["status"] == "running"
+    assert not os.path.exists(os.path.join(out, "second"))
+    oci.ok("delete", "--force", "c7")
+    assert oci.leftovers() == []
+
+
+# --------------------------------------------------------------------------
+# 8: many short lives
+
+
+def test_hundred_create_start_delete_cycles_leave_nothing(rootless):
+    oci = rootless
+    bundle = oci.bundle(["true"])
+    rootfs = os.path.join(bundle, "rootfs")
+    t0 = time.monotonic()
+    for i in range(100):
+        cid = f"c8-{i}"
+        oci.ok("create", "--bundle", bundle, cid)
+        oci.ok("start", cid)
+        oci.wait_status(cid, "stopped")
+        oci.ok("delete", cid)
+    elapsed = time.monotonic() - t0
+    print(f"100 cycles in {elapsed:.1f}s")
+    assert oci.leftovers() == []
+    wait_gone("container processes", lambda: marked(oci.token))
+    with open("/proc/self/mountinfo") as f:
+        mounts = [l for l in f if bundle in l or rootfs in l]
+    assert mounts == []
+
+
+# --------------------------------------------------------------------------
+# 9: the command line's contract
+
+
+def test_delete_force_of_a_missing_id_succeeds(rootless):
+    cp = rootless("delete", "--force", "nosuch")
+    assert cp.returncode == 0, describe(cp)
+    cp = rootless("delete", "nosuch")
+    assert cp.returncode != 0, describe(cp)
+    assert "nosuch" in one_error_line(cp)
+
+
+def test_delete_of_a_running_container_needs_force(oci):
+    bundle = oci.bundle(["sleep", "60"])
+    oci.ok("create", "--bundle", bundle, "c9")
+    oci.ok("start", "c9")
+    pid = oci.state("c9")["pid"]
+    cp = oci("delete", "c9")
+    assert cp.returncode != 0, describe(cp)
+    assert "force" in one_error_line(cp)
+    st = oci.state("c9")
+    assert (st["status"], st["pid"]) == ("running", pid)
+    assert alive(pid)
+    oci.ok("delete", "--force", "c9")
+    assert not alive(pid) and oci.leftovers() == []
+
+
+def test_checkpoint_is_not_supported(rootless):
+    cp = rootless("checkpoint", "c9")
+    assert cp.returncode != 0
+    assert "not supported" in cp.stderr, describe(cp)
+
+
+def test_version_layout(rootless):
+    cp = rootless.ok("--version", root=False)
+    lines = cp.stdout.splitlines()
+    assert lines[0].startswith("kennel-oci version ") and len(lines[0].split()) == 3, lines
+    assert lines[1].startswith("commit: ") and len(lines[1]) > len("commit: "), lines
+    assert lines[2].startswith("spec: 1.2"), lines
+
+
+def test_features_lists_versions_and_no_hooks(rootless):
+    f = json.loads(rootless.ok("features", root=False).stdout)
+    assert f["ociVersionMin"].startswith("1.") and f["ociVersionMax"].startswith("1.2"), f
+    assert not f.get("hooks"), f
+
+
+def test_json_log_of_a_failure_is_one_json_line(rootless):
+    log = os.path.join(rootless.tempdir(), "log.json")
+    cp = rootless("--log", log, "--log-format", "json", "state", "nosuch")
+    assert cp.returncode == 1, describe(cp)
+    with open(log) as f:
+        text = f.read()
+    lines = text.splitlines()
+    assert len(lines) == 1 and text.endswith("\n"), text
+    entry = json.loads(lines[0])
+    assert entry["level"] == "error" and "nosuch" in entry["msg"] and entry["time"], entry
+    # A usage error goes there too.
+    cp = rootless("--log", log, "--log-format", "json", "start")
+    assert cp.returncode == 1, describe(cp)
+    with open(log) as f:
+        lines = f.read().splitlines()
+    assert len(lines) == 2 and json.loads(lines[1])["level"] == "error", lines
+
+
+def test_state_of_a_missing_id_is_a_clear_error(rootless):
+    cp = rootless("state", "nosuch")
+    assert cp.returncode != 0 and cp.stdout == ""
+    line = one_error_line(cp)
+    assert "nosuch" in line and "does not exist" in line, line
+
+
+# --------------------------------------------------------------------------
+# 10: exec
+
+
+def test_exec_exit_status_detach_and_process_file(oci):
+    out = oci.outdir()
+    bundle = oci.bundle(["sleep", "60"], out=out)
+    oci.ok("create", "--bundle", bundle, "c10")
+    oci.ok("start", "c10")
+    init = oci.state("c10")["pid"]
+
+    cp = oci("exec", "c10", "sh", "-c", "echo hi; exit 5")
+    assert cp.returncode == 5, describe(cp)
+    assert cp.stdout == "hi\n"
+
+    pidfile = os.path.join(oci.tempdir(), "exec.pid")
+    t0 = time.monotonic()
+    oci.ok("exec", "--detach", "--pid-file", pidfile, "c10", "sleep", "5", timeout=10)
+    assert time.monotonic() - t0 < 4, "exec --detach waited for its process"
+    pid = read_pidfile(pidfile)
+    assert alive(pid)
+    assert pid_ns(pid) == pid_ns(init)
+    assert pid in json.loads(oci.ok("ps", "--format", "json", "c10").stdout)
+
+    process = {
+        "terminal": False,
+        "user": {"uid": 0, "gid": 0},
+        "args": ["sh", "-c", "echo \"$GREETING\" > /out/exec; pwd >> /out/exec"],
+        "env": ["PATH=/bin", "GREETING=from-process-json"],
+        "cwd": "/tmp",
+    }
+    pfile = os.path.join(oci.tempdir(), "process.json")
+    with open(pfile, "w") as f:
+        json.dump(process, f)
+    os.chmod(pfile, 0o644)
+    oci.ok("exec", "--process", pfile, "c10")
+    with open(os.path.join(out, "exec")) as f:
+        assert f.read().split() == ["from-process-json", "/tmp"]
+    oci.ok("delete", "--force", "c10")
+    wait_gone("exec'd processes", lambda: [p for p in [pid] if alive(p)])
+
+
+# --------------------------------------------------------------------------
+# 11: bad input changes nothing
+
+
+@pytest.mark.parametrize("field,value", [
+    ("linux.seccomp", {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}),
+    ("hooks", {"prestart": [{"path": "/bin/true"}]}),
+])
+def test_unsupported_field_is_refused_by_name_and_leaves_no_record(rootless, field, value):
+    oci = rootless
+    out = oci.outdir()
+
+    def edit(config):
+        node = config
+        *parents, last = field.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+
+    bundle = oci.bundle(["sh", "-c", "touch /out/ran"], out=out, edit=edit)
+    pidfile = os.path.join(oci.tempdir(), "pid")
+    cp = oci("create", "--bundle", bundle, "--pid-file", pidfile, "c11")
+    assert cp.returncode != 0, describe(cp)
+    assert field in one_error_line(cp), describe(cp)
+    assert oci.leftovers() == []
+    assert not os.path.exists(pidfile)
+    assert oci("state", "c11").returncode != 0
+    assert marked(oci.token) == []
+    assert not os.path.exists(os.path.join(out, "ran"))
