@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -584,3 +585,58 @@ def test_unsupported_field_is_refused_by_name_and_leaves_no_record(rootless, fie
     assert oci("state", "c11").returncode != 0
     assert marked(oci.token) == []
     assert not os.path.exists(os.path.join(out, "ran"))
+
+
+def test_create_failing_after_the_container_exists_leaves_nothing(rootless, h):
+    """create exits non-zero, so its caller forgets the ID: a terminal
+    with no --console-socket, a socket with no terminal, or a pid file
+    that cannot be written must leave no container waiting."""
+    oci = rootless
+
+    def terminal(config):
+        config["process"]["terminal"] = True
+
+    sockdir = oci.tempdir(0o777)
+    sockpath = os.path.join(sockdir, "console.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(sockpath)
+    listener.listen(4)
+    os.chmod(sockpath, 0o777)
+    not_mine = h.tempdir(owner=h.user)
+    os.chown(not_mine, 0, 0)
+    plain = oci.bundle(["sleep", "60"])
+    cases = {
+        "f1": (oci.bundle(["sleep", "60"], edit=terminal), []),
+        "f2": (plain, ["--console-socket", sockpath]),
+        "f3": (plain, ["--pid-file", os.path.join(not_mine, "pid")]),
+    }
+    try:
+        for cid, (bundle, flags) in cases.items():
+            cp = oci("create", "--bundle", bundle, *flags, cid)
+            assert cp.returncode != 0, describe(cp)
+            one_error_line(cp)
+            state = oci("state", cid)
+            assert state.returncode != 0, f"{cid} {flags}: create failed ({cp.stderr.strip()}) " \
+                f"but left a container: {state.stdout}"
+        assert oci.leftovers() == []
+        wait_gone("processes of failed creates", lambda: marked(oci.token), timeout=1)
+    finally:
+        listener.close()
+
+
+def test_delete_force_of_an_unreadable_record_kills_and_removes(rootless):
+    """A record that no longer parses (truncated by a full disk, say) is
+    still a container: delete --force must not report success and leave
+    its process and directory."""
+    oci = rootless
+    bundle = oci.bundle(["sleep", "60"])
+    oci.ok("create", "--bundle", bundle, "c12")
+    pid = oci.state("c12")["pid"]
+    with open(os.path.join(oci.record("c12"), "state.json"), "w") as f:
+        f.write('{"ociVersion": "1.2.0", "id": "c1')
+    cp = oci("delete", "--force", "c12")
+    if cp.returncode == 0:
+        assert not os.path.exists(oci.record("c12")), "delete --force succeeded but left the record"
+        wait_gone("the container's process", lambda: [pid] if alive(pid) else [])
+    else:
+        assert "c12" in one_error_line(cp)
