@@ -180,15 +180,38 @@ impl Engine {
             bundle: Some(bundle),
             ..Options::new(Caller::current())
         };
+        // Checked before anything exists (send_console says the same later).
+        let terminal = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
+        match (terminal, args.console_socket.is_some()) {
+            (true, false) => bail!(
+                "the process has a terminal (process.terminal) but no --console-socket was given to send it to"
+            ),
+            (false, true) => bail!(
+                "--console-socket was given but the process has no terminal (set process.terminal)"
+            ),
+            _ => {}
+        }
         let pid_file = args.pid_file.as_deref().map(PidFile::open).transpose()?;
         let console = connect_console(args.console_socket.as_deref())?;
         let detached = kennel_engine::prepare(&spec)
             .and_then(|plan| plan.create(opts))
             .and_then(|c| c.detach())
             .map_err(engine_error)?;
-        send_console(console.as_ref(), &detached)?;
-        if let Some(p) = &pid_file {
-            p.write(detached.pid)?;
+        let handed_over = send_console(console.as_ref(), &detached)
+            .and_then(|()| pid_file.as_ref().map_or(Ok(()), |p| p.write(detached.pid)));
+        if let Err(e) = handed_over {
+            // create fails, so its caller forgets the ID: nothing may outlive it.
+            if let Err(d) = store(ctx).and_then(|s| lifecycle::delete(&s, &args.id, true)) {
+                ctx.log.warn(&format!(
+                    "cannot remove container {:?} after the failed create: {d:#}",
+                    args.id
+                ));
+            }
+            return Err(e);
         }
         Ok(detached)
     }
