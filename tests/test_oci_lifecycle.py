@@ -237,6 +237,8 @@ def test_create_start_kill_delete(oci):
 
     oci.ok("start", "c1")
     wait_until(lambda: os.path.exists(os.path.join(out, "started")), "the command to run after start")
+    cp = oci("start", "c1")
+    assert cp.returncode != 0 and "running" in one_error_line(cp), describe(cp)
     st = oci.state("c1")
     assert (st["status"], st["pid"]) == ("running", pid), st
     assert alive(pid)
@@ -376,6 +378,8 @@ def test_recycled_pid_is_never_signalled(rootless, h):
         assert st["status"] == "stopped", st
         oci("kill", "c6", "KILL")
         oci("kill", "--all", "c6", "KILL")
+        assert oci("exec", "c6", "true").returncode != 0, "exec entered a recycled pid's namespaces"
+        assert json.loads(oci.ok("ps", "--format", "json", "c6").stdout) == []
         time.sleep(0.1)
         assert bystander.poll() is None, "kill signalled a process that only reuses the recorded pid"
         oci.ok("delete", "--force", "c6")
@@ -416,6 +420,22 @@ def test_second_create_with_the_same_id_fails_and_leaves_the_first(oci):
     assert not os.path.exists(os.path.join(out, "second"))
     oci.ok("delete", "--force", "c7")
     assert oci.leftovers() == []
+
+
+def test_racing_creates_of_one_id_make_one_container(rootless):
+    oci = rootless
+    bundle = oci.bundle(["sleep", "60"])
+    for i in range(10):
+        procs = [oci.popen("create", "--bundle", bundle, "c7r") for _ in range(3)]
+        codes = sorted(p.wait(timeout=30) for p in procs)
+        assert codes[0] == 0 and all(c != 0 for c in codes[1:]), f"round {i}: create statuses {codes}"
+        st = oci.state("c7r")
+        assert st["status"] == "created"
+        wait_gone(f"round {i}: processes of the losing creates",
+                  lambda: [p for p in marked(oci.token) if p != st["pid"]])
+        assert oci.leftovers() == ["c7r"]
+        oci.ok("delete", "c7r")
+        assert oci.leftovers() == []
 
 
 # --------------------------------------------------------------------------
