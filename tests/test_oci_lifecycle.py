@@ -616,12 +616,7 @@ def test_create_failing_after_the_container_exists_leaves_nothing(rootless, h):
     def terminal(config):
         config["process"]["terminal"] = True
 
-    sockdir = oci.tempdir(0o777)
-    sockpath = os.path.join(sockdir, "console.sock")
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(sockpath)
-    listener.listen(4)
-    os.chmod(sockpath, 0o777)
+    listener, sockpath = console_listener(oci)
     not_mine = h.tempdir(owner=h.user)
     os.chown(not_mine, 0, 0)
     plain = oci.bundle(["sleep", "60"])
@@ -660,3 +655,63 @@ def test_delete_force_of_an_unreadable_record_kills_and_removes(rootless):
         wait_gone("the container's process", lambda: [pid] if alive(pid) else [])
     else:
         assert "c12" in one_error_line(cp)
+
+
+def console_listener(oci):
+    """A listening unix socket for --console-socket, and its path."""
+    path = os.path.join(oci.tempdir(0o777), "console.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(4)
+    os.chmod(path, 0o777)
+    return listener, path
+
+
+def test_exec_detach_failing_leaves_no_process(rootless, h):
+    """exec --detach that fails (a console socket without --tty, a pid
+    file it cannot write) must not leave the process running: its caller
+    never learns its pid."""
+    oci = rootless
+    bundle = oci.bundle(["sleep", "60"])
+    oci.ok("create", "--bundle", bundle, "c13")
+    oci.ok("start", "c13")
+    init = oci.state("c13")["pid"]
+    listener, sockpath = console_listener(oci)
+    not_mine = h.tempdir(owner=h.user)
+    os.chown(not_mine, 0, 0)
+    try:
+        for flags in (["--console-socket", sockpath], ["--tty"],
+                      ["--pid-file", os.path.join(not_mine, "pid")]):
+            cp = oci("exec", "--detach", *flags, "c13", "sleep", "57")
+            assert cp.returncode != 0, describe(cp)
+            wait_gone(f"exec --detach {' '.join(flags)} failed ({cp.stderr.strip()}) but its process",
+                      lambda: [p for p in json.loads(oci.ok("ps", "--format", "json", "c13").stdout) if p != init],
+                      timeout=1)
+    finally:
+        listener.close()
+
+
+def test_exec_without_tty_has_no_terminal_in_a_terminal_container(rootless):
+    """As runc: exec's --tty alone decides, not the container's
+    process.terminal."""
+    oci = rootless
+
+    def terminal(config):
+        config["process"]["terminal"] = True
+
+    bundle = oci.bundle(["sleep", "60"], edit=terminal)
+    listener, sockpath = console_listener(oci)
+    try:
+        create = oci.popen("create", "--bundle", bundle, "--console-socket", sockpath, "c14")
+        listener.settimeout(20)
+        conn, _ = listener.accept()
+        _, fds, _, _ = socket.recv_fds(conn, 16, 1)
+        assert create.wait(timeout=30) == 0 and len(fds) == 1
+        oci.ok("start", "c14")
+        cp = oci("exec", "c14", "sh", "-c", "tty; echo done")
+        assert cp.returncode == 0 and cp.stdout == "not a tty\ndone\n", describe(cp)
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+    finally:
+        listener.close()
