@@ -307,6 +307,8 @@ impl Lifecycle for Engine {
                 }
                 let (st, _) = lifecycle::state(&store, &id)?;
                 let mut p = st.kennel.process.clone();
+                // As runc: --tty alone decides, whatever the container's own process has.
+                p.set_terminal(Some(args.tty));
                 if !args.cap.is_empty() {
                     add_capabilities(&mut p, &args.cap)?;
                 }
@@ -337,12 +339,36 @@ impl Lifecycle for Engine {
             ..Options::new(Caller::current())
         };
         if args.detach {
+            // Checked before the process exists (send_console says the same later).
+            let terminal = req.tty
+                || req
+                    .process
+                    .as_ref()
+                    .and_then(|p| p.terminal())
+                    .unwrap_or(false);
+            match (terminal, args.console_socket.is_some()) {
+                (true, false) => bail!(
+                    "the process has a terminal (--tty or process.terminal) but no --console-socket was given to send it to"
+                ),
+                (false, true) => bail!(
+                    "--console-socket was given but the process has no terminal (use --tty)"
+                ),
+                _ => {}
+            }
             let pid_file = args.pid_file.as_deref().map(PidFile::open).transpose()?;
             let console = connect_console(args.console_socket.as_deref())?;
             let detached = kennel_engine::exec::exec_detached(&req, &opts).map_err(engine_error)?;
-            send_console(console.as_ref(), &detached)?;
-            if let Some(p) = &pid_file {
-                p.write(detached.pid)?;
+            let handed_over = send_console(console.as_ref(), &detached)
+                .and_then(|()| pid_file.as_ref().map_or(Ok(()), |p| p.write(detached.pid)));
+            if let Err(e) = handed_over {
+                // exec fails, so its caller never learns of the process: it
+                // must not outlive us. It is our child, not yet waited for,
+                // so the pid is still its own; reaped here, or it would stay
+                // a zombie under the container's init.
+                let pid = nix::unistd::Pid::from_raw(detached.pid);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+                return Err(e);
             }
             return Ok(0);
         }
