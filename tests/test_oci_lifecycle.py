@@ -503,10 +503,12 @@ def test_version_layout(rootless):
     assert lines[2].startswith("spec: 1.2"), lines
 
 
-def test_features_lists_versions_and_no_hooks(rootless):
+def test_features_lists_versions_and_the_hooks_it_runs(rootless):
     f = json.loads(rootless.ok("features", root=False).stdout)
     assert f["ociVersionMin"].startswith("1.") and f["ociVersionMax"].startswith("1.2"), f
-    assert not f.get("hooks"), f
+    assert sorted(f["hooks"]) == sorted(["prestart", "createRuntime", "createContainer",
+                                         "startContainer", "poststart", "poststop"]), f
+    assert f["linux"]["seccomp"]["enabled"] is False, f
 
 
 def test_json_log_of_a_failure_is_one_json_line(rootless):
@@ -582,7 +584,7 @@ def test_exec_exit_status_detach_and_process_file(oci):
 
 @pytest.mark.parametrize("field,value", [
     ("linux.seccomp", {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}),
-    ("hooks", {"prestart": [{"path": "/bin/true"}]}),
+    ("linux.intelRdt", {"closID": "kennel"}),
 ])
 def test_unsupported_field_is_refused_by_name_and_leaves_no_record(rootless, field, value):
     oci = rootless

@@ -102,11 +102,9 @@ pub fn kill(store: &Store, id: &str, signal: i32, all: bool) -> Result<()> {
 /// running one), its cgroup and its record, then runs the poststop hooks.
 /// A missing container is an error unless `force`.
 pub fn delete(store: &Store, id: &str, force: bool, events: &dyn Fn(&Event)) -> Result<()> {
+    state::remove_stale_claims(store, id);
     let Some((mut st, pidfd)) = state::lookup(store, id)? else {
-        if force {
-            return Ok(());
-        }
-        bail!("container {id:?} does not exist");
+        return delete_unreadable(store, id, force);
     };
     if let Some(pidfd) = pidfd {
         if !force && st.status != Status::Created {
@@ -125,6 +123,35 @@ pub fn delete(store: &Store, id: &str, force: bool, events: &dyn Fn(&Event)) -> 
     st.status = Status::Stopped;
     run_warned(&st, "poststop", events);
     Ok(())
+}
+
+/// `delete` of a container whose record cannot be read: a half-made one
+/// (its creator killed before the first record) or a damaged one. With
+/// `force`, its first process (from the `init` file) is killed and the
+/// directory removed; a container still being created is left alone.
+fn delete_unreadable(store: &Store, id: &str, force: bool) -> Result<()> {
+    let dir = store.dir(id);
+    if !dir.exists() {
+        if force {
+            return Ok(());
+        }
+        bail!("container {id:?} does not exist");
+    }
+    if !force {
+        bail!(
+            "the record of container {id:?} ({}) cannot be read; delete it with --force",
+            dir.join("state.json").display()
+        );
+    }
+    if state::creator_alive(&dir) && !dir.join("state.json").exists() {
+        bail!("container {id:?} is still being created; try again once that is done");
+    }
+    if let Some(pidfd) = state::recorded_init(&dir) {
+        let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(10_000u16));
+    }
+    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
 }
 
 /// Kills every process of the container (the pid namespace goes with its

@@ -357,7 +357,53 @@ pub fn record(res: &Reservation, r: &Recorded) -> Result<()> {
             },
         },
     };
+    let init = res.dir.join(INIT);
+    if !init.exists() {
+        std::fs::write(&init, format!("{} {}\n", r.pid, r.start_time))
+            .with_context(|| format!("cannot write {}", init.display()))?;
+    }
     write_record(&res.dir, &state)
+}
+
+/// The container's first process as a line of its own (`pid start_time`),
+/// written with its first record: `delete --force` finds the process by it
+/// even when state.json cannot be read.
+const INIT: &str = "init";
+
+/// The container's first process from the `init` file of `dir`, while it
+/// lives (same start time), as a pidfd known to refer to it.
+pub fn recorded_init(dir: &Path) -> Option<OwnedFd> {
+    let text = std::fs::read_to_string(dir.join(INIT)).ok()?;
+    let mut f = text.split_whitespace();
+    let pid: i32 = f.next()?.parse().ok()?;
+    let since: u64 = f.next()?.parse().ok()?;
+    let pidfd = sys::pidfd_open(Pid::from_raw(pid)).ok()?;
+    (start_time(pid)? == since).then_some(pidfd)
+}
+
+/// Whether the runner that claimed `dir` is still at work on it.
+pub fn creator_alive(dir: &Path) -> bool {
+    owner_alive(dir)
+}
+
+/// Removes claims of `name` made aside (`.NAME.PID`) by runners that died
+/// before they could rename them into place.
+pub fn remove_stale_claims(store: &Store, name: &str) {
+    let Ok(entries) = std::fs::read_dir(&store.root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let entry = e.file_name().to_string_lossy().to_string();
+        let mine = entry
+            .strip_prefix('.')
+            .and_then(|r| r.rsplit_once('.'))
+            .is_some_and(|(n, _)| n == name);
+        if let (true, Some(pid)) = (mine, aside_owner(&entry)) {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
 
 /// Replaces the record in `dir` with `state`, atomically.

@@ -205,7 +205,9 @@ impl Engine {
             .and_then(|()| pid_file.as_ref().map_or(Ok(()), |p| p.write(detached.pid)));
         if let Err(e) = handed_over {
             // create fails, so its caller forgets the ID: nothing may outlive it.
-            if let Err(d) = store(ctx).and_then(|s| lifecycle::delete(&s, &args.id, true)) {
+            if let Err(d) =
+                store(ctx).and_then(|s| lifecycle::delete(&s, &args.id, true, &events(ctx.log)))
+            {
                 ctx.log.warn(&format!(
                     "cannot remove container {:?} after the failed create: {d:#}",
                     args.id
