@@ -3,6 +3,7 @@
 #   sudo make install     installs kennel, kennel-oci and kennel-idmap (file capabilities, never setuid)
 #   make test             every test: format, lints, unit tests, integration tests as an ordinary user
 #   sudo make bench       start latency next to bwrap and unshare (installs what it needs)
+#   sudo make bench-oci   kennel-oci next to runc, alone and under rootless podman
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 LIBEXECDIR ?= $(PREFIX)/libexec/kennel
@@ -51,7 +52,7 @@ PYTHON     ?= /usr/bin/python3
 
 export KENNEL_LIBEXECDIR := $(LIBEXECDIR)
 
-.PHONY: all build install uninstall test test-deps lint unit integration bench bench-vm clean
+.PHONY: all build install uninstall test test-deps lint unit integration bench bench-oci bench-vm clean
 
 all: build
 
@@ -100,6 +101,12 @@ test: test-deps lint unit integration
 bench: build
 	packaging/install-deps.sh bench
 	KENNEL_BUILD_DIR=$(CURDIR)/$(RELEASE) $(PYTHON) bench/start-latency.py
+
+# kennel-oci's create/start/delete and `podman run` next to runc's; not
+# part of `make test`. install-deps.sh bench-oci adds runc and podman.
+bench-oci: build
+	packaging/install-deps.sh bench-oci
+	KENNEL_BUILD_DIR=$(CURDIR)/$(RELEASE) $(PYTHON) bench/oci-latency.py
 
 bench-vm: build
 	packaging/install-deps.sh vm

@@ -31,32 +31,7 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests"))
-
-
-def setup_as_root():
-    """Reuses the test harness's user, binaries and rootfs set-up."""
-    import conftest  # noqa: E402  (the harness lives with the tests)
-
-    users = {}
-    for name, start in [(conftest.USER, conftest.USER_SUBID_START)]:
-        pw = conftest._ensure_user(name)
-        conftest._ensure_subid("/etc/subuid", name, start, conftest.SUBID_COUNT)
-        conftest._ensure_subid("/etc/subgid", name, start, conftest.SUBID_COUNT)
-        users[name] = conftest.TestUser(name, pw.pw_uid, pw.pw_gid, pw.pw_dir, conftest._runtime_dir(pw), start)
-    user = users[conftest.USER]
-    scratch = tempfile.mkdtemp(prefix="kennel-bench-")
-    os.chmod(scratch, 0o755)
-    bindir = os.path.join(scratch, "bin")
-    os.mkdir(bindir, 0o755)
-    for b in ["kennel", "kennel-idmap"]:
-        shutil.copy2(os.path.join(conftest.BUILD_DIR, b), os.path.join(bindir, b))
-        os.chmod(os.path.join(bindir, b), 0o755)
-    subprocess.run(["setcap", "cap_setuid,cap_setgid=ep", os.path.join(bindir, "kennel-idmap")], check=True)
-    rootfs = os.path.join(scratch, "rootfs")
-    conftest._build_rootfs(rootfs, user)
-    return user, bindir, rootfs, scratch
+from benchlib import setup_as_root  # bench/benchlib.py, next to this script
 
 
 def peak_rss_kib(argv):

@@ -9,6 +9,8 @@ rootfs, each with a 64M memory limit and a 100-process limit:
     id as crun and runc map here,
   * crun with its systemd cgroup manager,
   * runc with its systemd cgroup driver,
+  * kennel-oci with --systemd-cgroup, on runc's bundle (its cgroupsPath
+    renamed), `run` as crun and runc are,
   * kennel inside a Delegate=yes unit it may write (auto: no D-Bus at all).
 Medians and ratios to crun are printed. The VM runs under TCG (emulation),
 so absolute times are many times those on real hardware; ratios are what
@@ -31,7 +33,7 @@ RUNS = int(os.environ.get("RUNS", "30"))
 
 SCRIPT = r'''
 R=$HOME/bench-rootfs
-rm -rf "$R" "$HOME/b-crun" "$HOME/b-runc"
+rm -rf "$R" "$HOME/b-crun" "$HOME/b-runc" "$HOME/b-oci"
 mkdir -p "$R/bin" "$R/proc" "$R/sys" "$R/dev" "$R/tmp" "$R/run" "$R/etc"
 cp /bin/busybox "$R/bin/"; ln -s busybox "$R/bin/true"; ln -s busybox "$R/bin/sh"
 echo 'root:x:0:0:root:/root:/bin/sh' > "$R/etc/passwd"
@@ -49,17 +51,22 @@ cd "$HOME"
 # runc's systemd driver wants slice:prefix:name; crun accepts the same.
 # runc, unlike crun, does not fill in the single-id rootless maps itself.
 sed -i 's|"linux": {|"linux": {\n\t\t"cgroupsPath": "app.slice:runc:bench",\n\t\t"uidMappings": [{"containerID": 0, "hostID": '"$(id -u)"', "size": 1}],\n\t\t"gidMappings": [{"containerID": 0, "hostID": '"$(id -g)"', "size": 1}],|' "$HOME/b-runc/config.json"
+# kennel-oci reads runc's bundle; only the scope's name differs.
+mkdir -p "$HOME/b-oci"
+sed 's|app.slice:runc:bench|app.slice:kennel-oci:bench|' "$HOME/b-runc/config.json" > "$HOME/b-oci/config.json"
 echo "@@CHECK@@"
 kennel run --cgroup-manager systemd --rootfs "$R" --memory 64M --pids-limit 100 -- /bin/true && echo kennel-ok
 crun --cgroup-manager=systemd run -b "$HOME/b-crun" check-crun && echo crun-ok
 runc --systemd-cgroup run -b "$HOME/b-runc" check-runc && echo runc-ok
+kennel-oci --systemd-cgroup run -b "$HOME/b-oci" check-oci && echo kennel-oci-ok
 mkdir -p ~/.config/systemd/user
 # crun and runc delete their container after `run`, so one id serves every run.
 hyperfine -N --warmup 3 --runs RUNS --export-json "$HOME/h.json" --style none \
   -n "kennel (systemd scope + limits)" "kennel run --cgroup-manager systemd --rootfs $R --memory 64M --pids-limit 100 -- /bin/true" \
   -n "kennel --userns=single (one id, as crun and runc here)" "kennel run --userns=single --cgroup-manager systemd --rootfs $R --memory 64M --pids-limit 100 -- /bin/true" \
   -n "crun (systemd cgroup manager)" "crun --cgroup-manager=systemd run -b $HOME/b-crun bench-crun" \
-  -n "runc (systemd cgroup driver)" "runc --systemd-cgroup run -b $HOME/b-runc bench-runc" >/dev/null
+  -n "runc (systemd cgroup driver)" "runc --systemd-cgroup run -b $HOME/b-runc bench-runc" \
+  -n "kennel-oci (systemd cgroup driver)" "kennel-oci --systemd-cgroup run -b $HOME/b-oci bench-oci" >/dev/null
 echo "@@JSON@@"; cat "$HOME/h.json" | tr -d '\n'; echo; echo "@@END@@"
 # kennel inside a unit with Delegate=yes: no D-Bus call at all.
 cat > ~/.config/systemd/user/kb.service <<EOF
@@ -80,11 +87,11 @@ def main():
     if not ok:
         raise SystemExit(f"bench: {why}")
     build = os.environ.get("KENNEL_BUILD_DIR", os.path.join(REPO, "target", "x86_64-unknown-linux-gnu", "release"))
-    binaries = {b: os.path.join(build, b) for b in ["kennel", "kennel-idmap"]}
+    binaries = {b: os.path.join(build, b) for b in ["kennel", "kennel-idmap", "kennel-oci"]}
     res = vm_machine.run_batch([("bench", "kuser", SCRIPT, 1500)], binaries)["bench"]
     out = res.output
     check = out.split("@@CHECK@@")[-1].split("@@JSON@@")[0]
-    for rt in ["kennel", "crun", "runc"]:
+    for rt in ["kennel", "crun", "runc", "kennel-oci"]:
         if f"{rt}-ok" not in check:
             print(f"bench: {rt} did not run in the VM:\n{check}")
     m = re.search(r"@@JSON@@\n(.*?)\n@@END@@", out, re.S)

@@ -4,6 +4,9 @@
 #   install-deps.sh bench     what `make bench` needs (the test harness's
 #                             users, busybox rootfs and pytest; bwrap,
 #                             hyperfine and shadow's helpers to compare)
+#   install-deps.sh bench-oci what `make bench-oci` needs: bench's set,
+#                             runc and rootless podman (conmon,
+#                             slirp4netns, fuse-overlayfs)
 #   install-deps.sh vm        what `make bench-vm` and the VM tests need
 #                             (qemu, debootstrap, mkfs.ext4, a kernel)
 #   install-deps.sh test      what `make test` needs: all of the above,
@@ -21,14 +24,16 @@ runtime="libcap2-bin:setcap"
 bench="$runtime busybox-static:busybox python3-pytest:pytest-3 uidmap:newuidmap util-linux:setpriv util-linux:unshare passwd:useradd bubblewrap:bwrap hyperfine:hyperfine"
 # The real clients that drive a runtime (tests/test_podman.py and
 # tests/test_containerd.py); ctr comes with containerd.
-clients="podman:podman conmon:conmon slirp4netns:slirp4netns fuse-overlayfs:fuse-overlayfs containerd:containerd containerd:ctr bsdutils:script"
+podman="podman:podman conmon:conmon slirp4netns:slirp4netns fuse-overlayfs:fuse-overlayfs"
+clients="$podman containerd:containerd containerd:ctr bsdutils:script"
 vm="qemu-system-x86:qemu-system-x86_64 debootstrap:debootstrap e2fsprogs:mkfs.ext4"
 case "${1:-}" in
   runtime) need=$runtime ;;
   bench) need=$bench ;;
+  bench-oci) need="$bench runc:runc $podman" ;;
   vm) need=$vm ;;
   test) need="$bench $vm sudo:sudo keyutils:keyctl strace:strace runc:runc $clients" ;;
-  *) echo "usage: $0 runtime|bench|vm|test" >&2; exit 2 ;;
+  *) echo "usage: $0 runtime|bench|bench-oci|vm|test" >&2; exit 2 ;;
 esac
 missing=""
 for pair in $need; do

@@ -102,18 +102,19 @@ class Podman:
                 pass
 
 
-@pytest.fixture(scope="module")
-def podman(h, oci_runtime, busybox_tar):
+def private_podman(user, runtime, base):
+    """A Podman for `user` whose store, run root and configuration all live
+    in `base` (an existing directory `user` owns). Run as root; also used
+    by bench/oci-latency.py."""
     require_tool("podman", "podman")
     require_tool("conmon", "conmon")
     require_tool("slirp4netns", "slirp4netns")
     require_tool("newuidmap", "uidmap")
     if not os.path.exists("/dev/fuse"):
         pytest.skip("/dev/fuse is missing: rootless podman's fuse-overlayfs storage needs it")
-    base = h.tempdir()
-    p = Podman(h.user, oci_runtime, base)
+    p = Podman(user, runtime, base)
     os.mkdir(p.run_dir, 0o700)
-    os.chown(p.run_dir, h.user.uid, h.user.gid)
+    os.chown(p.run_dir, user.uid, user.gid)
     # kennel-oci refuses a config.json that asks for a seccomp filter until
     # kennel compiles them (it never runs one unfiltered): podman is told
     # to ask for none, as the README says to do.
@@ -122,7 +123,13 @@ def podman(h, oci_runtime, busybox_tar):
     with open(os.path.join(conf_dir, "containers.conf"), "w") as f:
         f.write('[containers]\nseccomp_profile = "unconfined"\n')
     for d in (os.path.join(base, "config"), conf_dir):
-        os.chown(d, h.user.uid, h.user.gid)
+        os.chown(d, user.uid, user.gid)
+    return p
+
+
+@pytest.fixture(scope="module")
+def podman(h, oci_runtime, busybox_tar):
+    p = private_podman(h.user, oci_runtime, h.tempdir())
     try:
         ok(p("import", busybox_tar, IMAGE))
         yield p
