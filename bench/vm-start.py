@@ -9,12 +9,18 @@ rootfs, each with a 64M memory limit and a 100-process limit:
     id as crun and runc map here,
   * crun with its systemd cgroup manager,
   * runc with its systemd cgroup driver,
-  * kennel-oci with --systemd-cgroup, on runc's bundle (its cgroupsPath
-    renamed), `run` as crun and runc are,
+  * kennel-oci with --systemd-cgroup,
   * kennel inside a Delegate=yes unit it may write (auto: no D-Bus at all).
-Medians and ratios to crun are printed. The VM runs under TCG (emulation),
-so absolute times are many times those on real hardware; ratios are what
-carries over.
+crun, runc and kennel-oci `run` one bundle: runc's rootless starter
+config (from `kennel-oci spec --rootless`, on the host) with the rootfs,
+/bin/true, the limits and the user's single id mapped, each with its own
+cgroupsPath (`app.slice:RUNTIME:bench`, which runc's systemd driver wants
+and crun and kennel-oci read alike). It is edited as JSON, not with sed:
+a second "resources" key next to the spec's own is a duplicate, which
+crun's and runc's parsers each resolve in their own way and kennel-oci
+refuses. Medians and ratios to crun are printed. The VM runs under TCG
+(emulation), so absolute times are many times those on real hardware;
+ratios are what carries over.
 
 Run as root: `sudo make bench-vm` (needs `make build` first).
 """
@@ -22,7 +28,9 @@ Run as root: `sudo make bench-vm` (needs `make build` first).
 import json
 import os
 import re
+import subprocess
 import sys
+import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
@@ -33,32 +41,19 @@ RUNS = int(os.environ.get("RUNS", "30"))
 
 SCRIPT = r'''
 R=$HOME/bench-rootfs
-rm -rf "$R" "$HOME/b-crun" "$HOME/b-runc" "$HOME/b-oci"
+rm -rf "$R" "$HOME/b-crun" "$HOME/b-runc" "$HOME/b-kennel-oci"
 mkdir -p "$R/bin" "$R/proc" "$R/sys" "$R/dev" "$R/tmp" "$R/run" "$R/etc"
 cp /bin/busybox "$R/bin/"; ln -s busybox "$R/bin/true"; ln -s busybox "$R/bin/sh"
 echo 'root:x:0:0:root:/root:/bin/sh' > "$R/etc/passwd"
-# OCI bundles for crun and runc: their own rootless spec, our rootfs and limits.
-for rt in crun runc; do
-  B=$HOME/b-$rt; mkdir -p "$B"; cd "$B"
-  crun spec --rootless
-  sed -i -e "s|\"path\": \"rootfs\"|\"path\": \"$R\"|" \
-         -e 's|"terminal": true|"terminal": false|' \
-         -e 's|"sh"|"/bin/true"|' config.json
-  # Limits, as kennel gets them.
-  sed -i 's|"linux": {|"linux": {\n\t\t"resources": {"memory": {"limit": 67108864}, "pids": {"limit": 100}},|' config.json
-done
+# OCI bundles: one config.json, written on the host (see bundle_config),
+# for crun, runc and kennel-oci; only the systemd scope's name differs.
+@@BUNDLES@@
 cd "$HOME"
-# runc's systemd driver wants slice:prefix:name; crun accepts the same.
-# runc, unlike crun, does not fill in the single-id rootless maps itself.
-sed -i 's|"linux": {|"linux": {\n\t\t"cgroupsPath": "app.slice:runc:bench",\n\t\t"uidMappings": [{"containerID": 0, "hostID": '"$(id -u)"', "size": 1}],\n\t\t"gidMappings": [{"containerID": 0, "hostID": '"$(id -g)"', "size": 1}],|' "$HOME/b-runc/config.json"
-# kennel-oci reads runc's bundle; only the scope's name differs.
-mkdir -p "$HOME/b-oci"
-sed 's|app.slice:runc:bench|app.slice:kennel-oci:bench|' "$HOME/b-runc/config.json" > "$HOME/b-oci/config.json"
 echo "@@CHECK@@"
 kennel run --cgroup-manager systemd --rootfs "$R" --memory 64M --pids-limit 100 -- /bin/true && echo kennel-ok
 crun --cgroup-manager=systemd run -b "$HOME/b-crun" check-crun && echo crun-ok
 runc --systemd-cgroup run -b "$HOME/b-runc" check-runc && echo runc-ok
-kennel-oci --systemd-cgroup run -b "$HOME/b-oci" check-oci && echo kennel-oci-ok
+kennel-oci --systemd-cgroup run -b "$HOME/b-kennel-oci" check-oci && echo kennel-oci-ok
 mkdir -p ~/.config/systemd/user
 # crun and runc delete their container after `run`, so one id serves every run.
 hyperfine -N --warmup 3 --runs RUNS --export-json "$HOME/h.json" --style none \
@@ -66,7 +61,7 @@ hyperfine -N --warmup 3 --runs RUNS --export-json "$HOME/h.json" --style none \
   -n "kennel --userns=single (one id, as crun and runc here)" "kennel run --userns=single --cgroup-manager systemd --rootfs $R --memory 64M --pids-limit 100 -- /bin/true" \
   -n "crun (systemd cgroup manager)" "crun --cgroup-manager=systemd run -b $HOME/b-crun bench-crun" \
   -n "runc (systemd cgroup driver)" "runc --systemd-cgroup run -b $HOME/b-runc bench-runc" \
-  -n "kennel-oci (systemd cgroup driver)" "kennel-oci --systemd-cgroup run -b $HOME/b-oci bench-oci" >/dev/null
+  -n "kennel-oci (systemd cgroup driver)" "kennel-oci --systemd-cgroup run -b $HOME/b-kennel-oci bench-oci" >/dev/null
 echo "@@JSON@@"; cat "$HOME/h.json" | tr -d '\n'; echo; echo "@@END@@"
 # kennel inside a unit with Delegate=yes: no D-Bus call at all.
 cat > ~/.config/systemd/user/kb.service <<EOF
@@ -80,6 +75,33 @@ echo "@@DELEGATED@@"; cat "$HOME/d.json" | tr -d '\n'; echo; echo "@@END@@"
 '''.replace("RUNS", str(RUNS))
 
 
+ROOTFS = "/home/kuser/bench-rootfs"  # $HOME/bench-rootfs in SCRIPT
+
+
+def bundle_config(kennel_oci, runtime):
+    """config.json for `runtime`'s bundle in the VM, as a shell command
+    writing it to ~/b-RUNTIME."""
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run([kennel_oci, "spec", "--rootless"], cwd=d, check=True)
+        with open(os.path.join(d, "config.json")) as f:
+            cfg = json.load(f)
+    # Debian 12's crun 1.8 takes only 1.0.x (runc's spec says 1.0.2-dev).
+    cfg["ociVersion"] = "1.0.2"
+    cfg["root"]["path"] = ROOTFS
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = ["/bin/true"]
+    linux = cfg["linux"]
+    # Limits, as kennel gets them.
+    linux.setdefault("resources", {}).update({"memory": {"limit": 64 << 20}, "pids": {"limit": 100}})
+    linux["cgroupsPath"] = f"app.slice:{runtime}:bench"
+    # One id, the VM user's (the spec names whoever ran it).
+    uid = vm_machine.USER_UID
+    linux["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+    text = json.dumps(cfg, indent=1)
+    return f"mkdir -p $HOME/b-{runtime}\ncat > $HOME/b-{runtime}/config.json <<'EOF'\n{text}\nEOF"
+
+
 def main():
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (sudo make bench-vm)")
@@ -88,7 +110,8 @@ def main():
         raise SystemExit(f"bench: {why}")
     build = os.environ.get("KENNEL_BUILD_DIR", os.path.join(REPO, "target", "x86_64-unknown-linux-gnu", "release"))
     binaries = {b: os.path.join(build, b) for b in ["kennel", "kennel-idmap", "kennel-oci"]}
-    res = vm_machine.run_batch([("bench", "kuser", SCRIPT, 1500)], binaries)["bench"]
+    script = SCRIPT.replace("@@BUNDLES@@", "\n".join(bundle_config(binaries["kennel-oci"], rt) for rt in ["crun", "runc", "kennel-oci"]))
+    res = vm_machine.run_batch([("bench", "kuser", script, 1500)], binaries)["bench"]
     out = res.output
     check = out.split("@@CHECK@@")[-1].split("@@JSON@@")[0]
     for rt in ["kennel", "crun", "runc", "kennel-oci"]:
