@@ -50,11 +50,9 @@ RUN_SH = r"""#!/bin/sh
 set -u
 echo "@@KENNEL-VM-UP@@"
 install -m 0755 /payload/bin/kennel /usr/local/bin/kennel
-install -m 0755 /payload/bin/kennel-oci /usr/local/bin/kennel-oci
 install -d /usr/local/libexec/kennel
 install -m 0755 /payload/bin/kennel-idmap /usr/local/libexec/kennel/kennel-idmap
 setcap cap_setuid,cap_setgid=ep /usr/local/libexec/kennel/kennel-idmap
-# bench/vm-start.py brings kennel-oci too.
 [ -f /payload/bin/kennel-oci ] && install -m 0755 /payload/bin/kennel-oci /usr/local/bin/kennel-oci
 for i in $(seq 120); do [ -S /run/user/1000/bus ] && break; sleep 0.5; done
 [ -S /run/user/1000/bus ] || echo "@@KENNEL-VM-NOTE no user bus after 60s@@"
