@@ -342,7 +342,11 @@ fn mount_one(root: &Root, stage: &mut Staging, m: &MountPlan) -> Step {
     // filled there too, from what it is about to cover, writable until
     // then.
     let dev = m.destination == "/dev";
-    let staged = dev || m.copy_up;
+    // A cgroup2 mount is made aside and moved into place too: where the
+    // spec binds the host's /sys (runc's rootless specs), the target is
+    // already a cgroup2 mount of the same superblock, on which the kernel
+    // refuses a new one (EBUSY) but not a move.
+    let staged = dev || m.copy_up || m.fstype == "cgroup2";
     let at = if staged {
         stage.point(false)?
     } else {
