@@ -12,6 +12,43 @@ use std::path::Path;
 
 use nix::errno::Errno;
 
+#[doc(hidden)]
+pub use libc;
+
+/// Defines the process entry point of a kennel binary, called by glibc's
+/// start-up code in place of Rust's: `$run` is called after
+/// `prepare_process`, and its return value is the exit status. Rust's own
+/// set-up before `main` (a stack-guard probe that reads /proc/self/maps,
+/// an alternate signal stack for overflow reports) costs tens of
+/// microseconds on every start; what kennel relies on is done here. The
+/// binary declares `#![cfg_attr(not(test), no_main)]`.
+#[macro_export]
+macro_rules! entry_point {
+    ($run:path) => {
+        /// The process entry point (see `kennel_sys::entry_point`).
+        #[allow(unsafe_code)]
+        #[cfg_attr(not(test), unsafe(no_mangle))]
+        #[cfg_attr(test, allow(dead_code))]
+        pub extern "C" fn main(
+            _argc: $crate::libc::c_int,
+            _argv: *const *const $crate::libc::c_char,
+        ) -> $crate::libc::c_int {
+            if $crate::prepare_process().is_err() {
+                return 125;
+            }
+            $run()
+        }
+    };
+}
+
+/// What an entry point does before anything else: SIGPIPE ignored and fds
+/// 0-2 open (no fd of ours, a signalfd say, may become a container's
+/// stdio).
+pub fn prepare_process() -> Result<(), Errno> {
+    ignore_sigpipe();
+    ensure_std_fds_open()
+}
+
 /// What a binary's entry point does before anything else: SIGPIPE ignored
 /// (a write to a closed pipe or socket is an error, never a silent death),
 /// as Rust's own start-up would.
