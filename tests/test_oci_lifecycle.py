@@ -717,3 +717,54 @@ def test_exec_without_tty_has_no_terminal_in_a_terminal_container(rootless):
         conn.close()
     finally:
         listener.close()
+
+
+def test_pidfd_socket_receives_the_containers_process(oci):
+    """--pidfd-socket (containerd's shim passes it): a pidfd of exactly the
+    process the pid file names arrives, with one message."""
+    import array
+    import socket
+
+    sock_dir = oci.tempdir()
+    path = os.path.join(sock_dir, "pidfd.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    os.chmod(path, 0o777)
+    srv.listen(1)
+    try:
+        bundle = oci.bundle(["sleep", "60"])
+        pidfile = os.path.join(oci.tempdir(), "pid")
+        create = oci.popen("create", "--bundle", bundle, "--pid-file", pidfile, "--pidfd-socket", path, "c20")
+        conn, _ = srv.accept()
+        fds = array.array("i")
+        msg, anc, _, _ = conn.recvmsg(16, socket.CMSG_SPACE(fds.itemsize))
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[:fds.itemsize])
+        assert create.wait(timeout=30) == 0
+        assert msg and len(fds) == 1, (msg, anc)
+        with open(f"/proc/self/fdinfo/{fds[0]}") as f:
+            fdinfo = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+        assert int(fdinfo["Pid"].strip()) == read_pidfile(pidfile), fdinfo
+        os.close(fds[0])
+        conn.close()
+    finally:
+        srv.close()
+        oci("delete", "--force", "c20")
+
+
+def test_exec_refuses_a_confinement_it_cannot_apply(rootless):
+    """--apparmor or --process-label asks for a confinement kennel does not
+    apply: refused, and nothing runs."""
+    oci = rootless
+    out = oci.outdir()
+    bundle = oci.bundle(["sleep", "60"], out=out)
+    oci.ok("create", "--bundle", bundle, "c21")
+    try:
+        oci.ok("start", "c21")
+        for flag in (["--apparmor", "unconfined"], ["--process-label", "system_u:system_r:container_t:s0"]):
+            cp = oci("exec", *flag, "c21", "sh", "-c", "touch /out/ran")
+            assert cp.returncode != 0 and flag[0] in one_error_line(cp), describe(cp)
+        assert not os.path.exists(os.path.join(out, "ran"))
+    finally:
+        oci("delete", "--force", "c21")

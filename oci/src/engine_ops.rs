@@ -106,15 +106,32 @@ impl PidFile {
     }
 }
 
-/// The console socket, connected before anything else happens (`exec`
-/// looks for the path from inside the container's mount namespace).
-fn connect_console(path: Option<&Path>) -> Result<Option<(UnixStream, PathBuf)>> {
+/// A socket the caller named (`--console-socket`, `--pidfd-socket`),
+/// connected before anything else happens: `exec` looks for the path from
+/// inside the container's mount namespace, where it means nothing.
+fn connect(path: Option<&Path>, what: &str) -> Result<Option<(UnixStream, PathBuf)>> {
     path.map(|p| {
         UnixStream::connect(p)
             .map(|s| (s, p.to_path_buf()))
-            .with_context(|| format!("cannot connect to the console socket {}", p.display()))
+            .with_context(|| format!("cannot connect to the {what} socket {}", p.display()))
     })
     .transpose()
+}
+
+/// Sends a pidfd of the process to `--pidfd-socket`, as runc does.
+fn send_pidfd(socket: Option<&(UnixStream, PathBuf)>, detached: &Detached) -> Result<()> {
+    let Some((sock, path)) = socket else {
+        return Ok(());
+    };
+    let err = |e: nix::errno::Errno| {
+        anyhow::anyhow!(
+            "cannot send the process's pidfd to {}: {}",
+            path.display(),
+            e.desc()
+        )
+    };
+    let pidfd = kennel_sys::pidfd_open(detached.pid).map_err(err)?;
+    kennel_sys::send_fd(sock.as_fd(), pidfd.as_fd()).map_err(err)
 }
 
 /// Sends the pty master to the console socket, the way conmon and
@@ -196,12 +213,14 @@ impl Engine {
             _ => {}
         }
         let pid_file = args.pid_file.as_deref().map(PidFile::open).transpose()?;
-        let console = connect_console(args.console_socket.as_deref())?;
+        let console = connect(args.console_socket.as_deref(), "console")?;
+        let pidfd_socket = connect(args.pidfd_socket.as_deref(), "pidfd")?;
         let detached = kennel_engine::prepare(&spec)
             .and_then(|plan| plan.create(opts))
             .and_then(|c| c.detach())
             .map_err(engine_error)?;
         let handed_over = send_console(console.as_ref(), &detached)
+            .and_then(|()| send_pidfd(pidfd_socket.as_ref(), &detached))
             .and_then(|()| pid_file.as_ref().map_or(Ok(()), |p| p.write(detached.pid)));
         if let Err(e) = handed_over {
             // create fails, so its caller forgets the ID: nothing may outlive it.
@@ -293,6 +312,13 @@ impl Lifecycle for Engine {
     }
 
     fn exec(&self, ctx: &Context, args: &ExecArgs) -> Result<i32> {
+        // Never run a process without a confinement it asked for.
+        if args.apparmor.is_some() || args.process_label.is_some() {
+            bail!("kennel applies no AppArmor profile or SELinux label: remove --apparmor and --process-label");
+        }
+        if !args.cgroup.is_empty() {
+            bail!("--cgroup is not supported: the command runs in the container's own cgroup");
+        }
         let store = store(ctx)?;
         let id = args.id().to_string();
         let process = match &args.process {
@@ -358,9 +384,11 @@ impl Lifecycle for Engine {
                 _ => {}
             }
             let pid_file = args.pid_file.as_deref().map(PidFile::open).transpose()?;
-            let console = connect_console(args.console_socket.as_deref())?;
+            let console = connect(args.console_socket.as_deref(), "console")?;
+            let pidfd_socket = connect(args.pidfd_socket.as_deref(), "pidfd")?;
             let detached = kennel_engine::exec::exec_detached(&req, &opts).map_err(engine_error)?;
             let handed_over = send_console(console.as_ref(), &detached)
+                .and_then(|()| send_pidfd(pidfd_socket.as_ref(), &detached))
                 .and_then(|()| pid_file.as_ref().map_or(Ok(()), |p| p.write(detached.pid)));
             if let Err(e) = handed_over {
                 // exec fails, so its caller never learns of the process: it
