@@ -70,8 +70,10 @@ pub struct Exit {
     pub oom_killed: Option<String>,
 }
 
-/// A created container: its process waits for the go-ahead (see `start`).
-/// Dropping it before `wait` kills the process and removes what was made.
+/// A created container: its process builds its root, then execs its
+/// command (`start` waits for that), or, for the OCI lifecycle, waits for
+/// `kennel-oci start` (`detach`). Dropping it before `wait` or `detach`
+/// kills the process and removes what was made.
 pub struct Container<'a> {
     pid: Pid,
     pidfd: OwnedFd,
@@ -97,11 +99,6 @@ pub struct Container<'a> {
 }
 
 impl Plan {
-    /// The container's process arguments, as the spec gives them.
-    pub fn command(&self) -> &[String] {
-        &self.cfg.process.args
-    }
-
     /// Makes the container: its cgroup, namespaces and maps; the child then
     /// builds its root filesystem and waits (see `Container::start`).
     pub fn create<'a>(&self, mut opts: Options<'a>) -> Result<Container<'a>, Error> {
@@ -355,11 +352,6 @@ fn make_start_fifo(dir: &std::path::Path) -> anyhow::Result<OwnedFd> {
 }
 
 impl<'a> Container<'a> {
-    /// The container's process, as seen from here.
-    pub fn pid(&self) -> i32 {
-        self.pid.as_raw()
-    }
-
     /// Lets the process exec its command, and returns once it has (or
     /// failed to, with the child's reason).
     pub fn start(&mut self) -> Result<(), Error> {
