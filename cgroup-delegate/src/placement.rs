@@ -113,7 +113,9 @@ pub fn place(req: &PlaceRequest) -> Result<Placed> {
             found: tree::describe_mount(),
         });
     }
-    let root = nix::unistd::geteuid().is_root();
+    // Root of a user namespace kennel did not make (rootless podman's
+    // runtime calls) is the user it maps to, to systemd and the cgroup tree.
+    let root = nix::unistd::geteuid().is_root() && crate::systemd::host_uid().is_none();
     match req.manager {
         Manager::Cgroupfs => place_cgroupfs(req, root),
         Manager::Systemd => place_with_systemd(req, root),

@@ -354,6 +354,30 @@ pub async fn start_scope_on(
     run(conn, req, Instant::now() + req.timeout, GIVEN_CONNECTION).await
 }
 
+/// The uid our effective uid maps to in the initial user namespace, when
+/// we run in another one (None in the initial one, or if unreadable).
+pub fn host_uid() -> Option<u32> {
+    let map = std::fs::read_to_string("/proc/self/uid_map").ok()?;
+    host_uid_in(&map, nix::unistd::geteuid().as_raw())
+}
+
+fn host_uid_in(map: &str, euid: u32) -> Option<u32> {
+    let lines: Vec<(u32, u32, u32)> = map
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().map(str::parse::<u32>);
+            Some((f.next()?.ok()?, f.next()?.ok()?, f.next()?.ok()?))
+        })
+        .collect();
+    if lines == [(0, 0, u32::MAX)] {
+        return None;
+    }
+    lines
+        .iter()
+        .find(|(inner, _, count)| euid >= *inner && euid - inner < *count)
+        .map(|(inner, outer, _)| outer + (euid - inner))
+}
+
 /// Open the one bus connection of this call: connect, authenticate, Hello.
 ///
 /// The socket is connected here rather than by zbus, because zbus connects
@@ -389,12 +413,17 @@ async fn connect(
                 continue;
             }
         };
-        let build = zbus::connection::Builder::unix_stream(stream)
+        let mut builder = zbus::connection::Builder::unix_stream(stream)
             // A no-op with tokio, which zbus runs on the caller's runtime;
             // it matters if Cargo feature unification ever adds zbus's
             // async-io backend, which would start an executor thread.
-            .internal_executor(false)
-            .build();
+            .internal_executor(false);
+        // In a user namespace the bus sees the uid we map to, and EXTERNAL
+        // must claim that one, not ours.
+        if let Some(uid) = host_uid() {
+            builder = builder.user_id(uid);
+        }
+        let build = builder.build();
         let detail = match timeout_at(deadline, build).await {
             Ok(Ok(conn)) => return Ok(conn),
             Ok(Err(e)) => e.to_string(),

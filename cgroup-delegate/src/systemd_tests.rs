@@ -681,3 +681,13 @@ fn common_dbus_errors_end_with_their_fix() {
         "{text}"
     );
 }
+
+#[test]
+fn the_uid_claimed_on_the_bus_is_the_one_we_map_to() {
+    use super::host_uid_in;
+    assert_eq!(host_uid_in("         0          0 4294967295\n", 0), None);
+    let podman = "         0       1000          1\n         1     100000      65536\n";
+    assert_eq!(host_uid_in(podman, 0), Some(1000));
+    assert_eq!(host_uid_in(podman, 5), Some(100004));
+    assert_eq!(host_uid_in(podman, 70000), None);
+}
