@@ -254,3 +254,18 @@ def test_oci_lifecycle_uses_the_cgroup_the_user_manager_gives(vm):
     assert field(out, "DELETE-RUNNING-RC") != "0", out
     assert field(out, "DELETE-RC") == "0" and field(out, "CGROUP-GONE") == "yes", out
     no_leftovers(out)
+
+
+def test_rootless_podman_with_systemd_cgroups_drives_kennel_oci(vm):
+    """podman (systemd cgroup manager) with --runtime kennel-oci: its
+    --memory and --pids-limit are in force inside, the exit code comes
+    back, and no container or cgroup is left."""
+    out = case(vm, "podman_systemd_kennel_oci")
+    assert field(out, "IMPORT-RC") == "0", out
+    assert field(out, "RUNTIME") == "/usr/local/bin/kennel-oci", out
+    assert field(out, "RUN-RC") == "0", out
+    assert field(out, "MEMORY-MAX") == "67108864", out
+    assert field(out, "PIDS-MAX") == "50", out
+    assert field(out, "EXIT-CODE") == "3", out
+    assert field(out, "LEFT-CONTAINERS") == "0", out
+    assert field(out, "LEFT-LIBPOD-CGROUPS") == "0", out

@@ -208,6 +208,28 @@ kennel-oci delete --force oc1; echo "DELETE-RC: $?"
 echo "CGROUP-GONE: $([ -d "$CG" ] && echo no || echo yes)"
 ''' + LEFTOVERS, 120),
 
+    # Rootless podman with its systemd cgroup manager and kennel-oci as the
+    # runtime: podman's limits land in the container's cgroup, exit codes
+    # come back, and nothing is left behind.
+    "podman_systemd_kennel_oci": ("kuser", ROOTFS + r'''
+mkdir -p ~/.config/containers
+printf '[containers]\nseccomp_profile = "unconfined"\n' > ~/.config/containers/containers.conf
+P="podman --runtime /usr/local/bin/kennel-oci --cgroup-manager systemd --storage-driver vfs --events-backend file"
+tar -C "$R" -c . | $P import - localhost/bb > /dev/null; echo "IMPORT-RC: $?"
+echo "RUNTIME: $($P info --format '{{.Host.OCIRuntime.Path}}')"
+$P run --rm --network none --memory 64m --pids-limit 50 localhost/bb sh -c '
+  echo "MEMORY-MAX: $(cat /sys/fs/cgroup/memory.max)"
+  echo "PIDS-MAX: $(cat /sys/fs/cgroup/pids.max)"
+  echo "UID-MAP: $(cat /proc/self/uid_map | tr -s " " | head -1)"'
+echo "RUN-RC: $?"
+$P run --rm --network none localhost/bb sh -c 'exit 3'; echo "EXIT-CODE: $?"
+echo "LEFT-CONTAINERS: $($P ps -a -q | wc -l)"
+for i in $(seq 20); do
+  [ -z "$(find /sys/fs/cgroup -name 'libpod-*' -type d 2>/dev/null)" ] && break; sleep 0.25
+done
+echo "LEFT-LIBPOD-CGROUPS: $(find /sys/fs/cgroup -name 'libpod-*' -type d 2>/dev/null | wc -l)"
+''' + LEFTOVERS, 300),
+
     "doctor_on_systemd": ("kuser", r'''
 kennel doctor; echo "RC: $?"
 ''', 60),

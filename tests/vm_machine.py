@@ -21,12 +21,14 @@ import time
 from dataclasses import dataclass
 
 CACHE = "/var/cache/kennel-vm"
-IMAGE_VERSION = "5"  # bump when the image recipe changes
+IMAGE_VERSION = "6"  # bump when the image recipe changes
 PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "dbus-user-session", "libpam-systemd",
     "uidmap", "iproute2", "procps", "busybox-static", "libcap2-bin", "util-linux",
     # for bench/vm-start.py, side by side with kennel
     "crun", "runc", "hyperfine",
+    # rootless podman with the systemd cgroup manager, driving kennel-oci
+    "podman", "containernetworking-plugins",
 ]
 USER_UID = 1000
 
