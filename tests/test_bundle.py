@@ -330,3 +330,16 @@ def test_tmpcopyup_on_a_bind_mount_is_refused(h):
     assert r.returncode == 125, r.stderr
     assert "RAN" not in r.stdout
     assert "/mnt" in r.stderr and "tmpcopyup" in r.stderr and "only a tmpfs" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("option", ["idmap", "rshared", "slave"])
+def test_a_mount_option_kennel_cannot_honour_is_refused(h, option):
+    """An idmapped mount or shared/slave propagation would otherwise be
+    made as a plain private mount: refused, naming the mount and option."""
+    config = base_config(["/bin/sh", "-c", "echo RAN"])
+    config["mounts"].append({"destination": "/mnt", "type": "bind", "source": "/tmp",
+                             "options": ["rbind", option]})
+    bundle = write_bundle(h, config)
+    r = h.user.run([h.kennel, "run", "--bundle", bundle])
+    assert r.returncode == 125 and "RAN" not in r.stdout
+    assert "/mnt" in r.stderr and option in r.stderr, r.stderr

@@ -269,3 +269,16 @@ def test_rootless_podman_with_systemd_cgroups_drives_kennel_oci(vm):
     assert field(out, "EXIT-CODE") == "3", out
     assert field(out, "LEFT-CONTAINERS") == "0", out
     assert field(out, "LEFT-LIBPOD-CGROUPS") == "0", out
+
+
+def test_podman_sdnotify_container_unit_is_ready_when_the_container_says(vm):
+    """A Type=notify user unit running `podman run --sdnotify=container`
+    with kennel-oci: active once the container sends READY=1, and a
+    container that never does leaves the unit failing its start."""
+    out = case(vm, "podman_sdnotify_container_unit")
+    assert field(out, "IMPORT-RC") == "0", out
+    assert field(out, "READY-RC") == "0", out
+    assert field(out, "ACTIVE") == "active", out
+    assert field(out, "NOT-READY-RC") != "0", out
+    assert field(out, "LEFT-CONTAINERS") == "0", out
+    no_leftovers(out)

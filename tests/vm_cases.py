@@ -230,6 +230,34 @@ done
 echo "LEFT-LIBPOD-CGROUPS: $(find /sys/fs/cgroup -name 'libpod-*' -type d 2>/dev/null | wc -l)"
 ''' + LEFTOVERS, 300),
 
+    # podman run --sdnotify=container as a Type=notify user unit: the unit
+    # is active once the container says READY=1 (through kennel-oci's
+    # container, with the VM's systemd-notify copied into the image), and
+    # never if it does not.
+    "podman_sdnotify_container_unit": ("kuser", ROOTFS + r'''
+for f in /usr/bin/systemd-notify $(ldd /usr/bin/systemd-notify | grep -o '/[^ ]*'); do
+  cp --parents "$f" "$R"
+done
+mkdir -p ~/.config/containers
+printf '[containers]\nseccomp_profile = "unconfined"\n' > ~/.config/containers/containers.conf
+P="/usr/bin/podman --runtime /usr/local/bin/kennel-oci --cgroup-manager systemd --storage-driver vfs --events-backend file"
+tar -C "$R" -c . | $P import - localhost/bbn > /dev/null; echo "IMPORT-RC: $?"
+systemd-run --user --quiet --unit kennel-sdn -p Type=notify -p NotifyAccess=all -p TimeoutStartSec=120 -- \
+  $P run --rm --sdnotify=container --network none localhost/bbn sh -c 'sleep 1; systemd-notify --ready; sleep 300'
+echo "READY-RC: $?"
+echo "ACTIVE: $(systemctl --user show -p ActiveState --value kennel-sdn)"
+systemctl --user stop kennel-sdn
+systemd-run --user --quiet --unit kennel-sdn2 -p Type=notify -p NotifyAccess=all -p TimeoutStartSec=20 -- \
+  $P run --rm --sdnotify=container --network none localhost/bbn sleep 300
+echo "NOT-READY-RC: $?"
+systemctl --user stop kennel-sdn2 2>/dev/null; systemctl --user reset-failed 2>/dev/null
+# Stopping a unit stops podman and conmon, not the container, which sits
+# in a scope of its own (as with crun): podman removes it, through
+# kennel-oci's kill and delete.
+$P rm -f -a > /dev/null
+echo "LEFT-CONTAINERS: $($P ps -a -q | wc -l)"
+''' + LEFTOVERS, 300),
+
     "doctor_on_systemd": ("kuser", r'''
 kennel doctor; echo "RC: $?"
 ''', 60),

@@ -252,6 +252,17 @@ impl Config {
         }
         let sysctl = sysctls(linux, &clone_flags, &join)?;
         for m in spec.mounts().iter().flatten() {
+            if let Some(o) = m
+                .options()
+                .iter()
+                .flatten()
+                .find(|o| matches!(o.as_str(), "idmap" | "ridmap"))
+            {
+                bail!(
+                    "the mount on {} asks for an idmapped mount ({o}), which kennel does not implement yet; remove the option",
+                    m.destination().display()
+                );
+            }
             let propagation = m.options().iter().flatten().find(|o| {
                 matches!(
                     o.as_str(),
