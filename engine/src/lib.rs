@@ -46,6 +46,29 @@ pub use sys::{pidfd_send_signal, probe_user_namespace};
 /// one `kennel run` gives the container.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Paths hidden from the container by default (Docker's and runc's).
+pub const MASKED_PATHS: [&str; 10] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
+/// Paths the container sees read-only by default (Docker's and runc's).
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
 /// What went wrong. The front end decides how to say it and which exit
 /// code it means.
 #[derive(Debug, thiserror::Error)]

@@ -78,6 +78,30 @@ pub fn start(store: &Store, id: &str, events: &dyn Fn(&Event)) -> Result<()> {
     Ok(())
 }
 
+/// A signal as runc takes it: a number, or a name with or without "SIG",
+/// in any case.
+pub fn parse_signal(raw: &str) -> anyhow::Result<i32> {
+    if let Ok(n) = raw.parse::<i32>() {
+        // Beyond the kernel's range kill(2) would only say EINVAL; saying
+        // which argument was wrong is more useful.
+        if (0..=libc::SIGRTMAX()).contains(&n) {
+            return Ok(n);
+        }
+        anyhow::bail!("unknown signal {raw:?}");
+    }
+    let upper = raw.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    <nix::sys::signal::Signal as std::str::FromStr>::from_str(&name)
+        .map(|s| s as i32)
+        .map_err(|_| {
+            anyhow::anyhow!("unknown signal {raw:?} (try TERM, KILL, HUP, INT or a number)")
+        })
+}
+
 /// Sends `signal` to the container's process, or with `all` to every
 /// process of the container.
 pub fn kill(store: &Store, id: &str, signal: i32, all: bool) -> Result<()> {

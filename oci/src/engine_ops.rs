@@ -118,6 +118,52 @@ fn connect(path: Option<&Path>, what: &str) -> Result<Option<(UnixStream, PathBu
     .transpose()
 }
 
+/// What the caller asked to be handed once the process exists: its
+/// terminal (`--console-socket`), a pidfd (`--pidfd-socket`) and its pid
+/// (`--pid-file`). All are opened, and the terminal request checked,
+/// before the process is made, so a mistake there makes nothing.
+struct Handover {
+    console: Option<(UnixStream, PathBuf)>,
+    pidfd: Option<(UnixStream, PathBuf)>,
+    pid_file: Option<PidFile>,
+}
+
+impl Handover {
+    /// `terminal`: whether the process will have one; `fix` says how to
+    /// ask for one.
+    fn prepare(
+        terminal: bool,
+        fix: &str,
+        console: Option<&Path>,
+        pidfd: Option<&Path>,
+        pid_file: Option<&Path>,
+    ) -> Result<Handover> {
+        match (terminal, console.is_some()) {
+            (true, false) => {
+                bail!("the process has a terminal but no --console-socket was given to send it to")
+            }
+            (false, true) => {
+                bail!("--console-socket was given but the process has no terminal ({fix})")
+            }
+            _ => {}
+        }
+        Ok(Handover {
+            console: connect(console, "console")?,
+            pidfd: connect(pidfd, "pidfd")?,
+            pid_file: pid_file.map(PidFile::open).transpose()?,
+        })
+    }
+
+    fn give(&self, detached: &Detached) -> Result<()> {
+        send_console(self.console.as_ref(), detached)?;
+        send_pidfd(self.pidfd.as_ref(), detached)?;
+        match &self.pid_file {
+            Some(p) => p.write(detached.pid),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Sends a pidfd of the process to `--pidfd-socket`, as runc does.
 fn send_pidfd(socket: Option<&(UnixStream, PathBuf)>, detached: &Detached) -> Result<()> {
     let Some((sock, path)) = socket else {
@@ -146,12 +192,10 @@ fn send_console(socket: Option<&(UnixStream, PathBuf)>, detached: &Detached) -> 
                     e.desc()
                 )
             }),
-        (None, Some(_)) => bail!(
-            "the process has a terminal (process.terminal) but no --console-socket was given to send it to"
-        ),
-        (Some(_), None) => bail!(
-            "--console-socket was given but the process has no terminal (set process.terminal)"
-        ),
+        // `Handover::prepare` checked that they go together.
+        (None, Some(_)) | (Some(_), None) => {
+            bail!("internal error: the process's terminal is not what was checked")
+        }
         (None, None) => Ok(()),
     }
 }
@@ -197,32 +241,23 @@ impl Engine {
             bundle: Some(bundle),
             ..Options::new(Caller::current())
         };
-        // Checked before anything exists (send_console says the same later).
         let terminal = spec
             .process()
             .as_ref()
             .and_then(|p| p.terminal())
             .unwrap_or(false);
-        match (terminal, args.console_socket.is_some()) {
-            (true, false) => bail!(
-                "the process has a terminal (process.terminal) but no --console-socket was given to send it to"
-            ),
-            (false, true) => bail!(
-                "--console-socket was given but the process has no terminal (set process.terminal)"
-            ),
-            _ => {}
-        }
-        let pid_file = args.pid_file.as_deref().map(PidFile::open).transpose()?;
-        let console = connect(args.console_socket.as_deref(), "console")?;
-        let pidfd_socket = connect(args.pidfd_socket.as_deref(), "pidfd")?;
+        let handover = Handover::prepare(
+            terminal,
+            "set process.terminal",
+            args.console_socket.as_deref(),
+            args.pidfd_socket.as_deref(),
+            args.pid_file.as_deref(),
+        )?;
         let detached = kennel_engine::prepare(&spec)
             .and_then(|plan| plan.create(opts))
             .and_then(|c| c.detach())
             .map_err(engine_error)?;
-        let handed_over = send_console(console.as_ref(), &detached)
-            .and_then(|()| send_pidfd(pidfd_socket.as_ref(), &detached))
-            .and_then(|()| pid_file.as_ref().map_or(Ok(()), |p| p.write(detached.pid)));
-        if let Err(e) = handed_over {
+        if let Err(e) = handover.give(&detached) {
             // create fails, so its caller forgets the ID: nothing may outlive it.
             if let Err(d) =
                 store(ctx).and_then(|s| lifecycle::delete(&s, &args.id, true, &events(ctx.log)))
@@ -367,30 +402,21 @@ impl Lifecycle for Engine {
             ..Options::new(Caller::current())
         };
         if args.detach {
-            // Checked before the process exists (send_console says the same later).
             let terminal = req.tty
                 || req
                     .process
                     .as_ref()
                     .and_then(|p| p.terminal())
                     .unwrap_or(false);
-            match (terminal, args.console_socket.is_some()) {
-                (true, false) => bail!(
-                    "the process has a terminal (--tty or process.terminal) but no --console-socket was given to send it to"
-                ),
-                (false, true) => bail!(
-                    "--console-socket was given but the process has no terminal (use --tty)"
-                ),
-                _ => {}
-            }
-            let pid_file = args.pid_file.as_deref().map(PidFile::open).transpose()?;
-            let console = connect(args.console_socket.as_deref(), "console")?;
-            let pidfd_socket = connect(args.pidfd_socket.as_deref(), "pidfd")?;
+            let handover = Handover::prepare(
+                terminal,
+                "use --tty",
+                args.console_socket.as_deref(),
+                args.pidfd_socket.as_deref(),
+                args.pid_file.as_deref(),
+            )?;
             let detached = kennel_engine::exec::exec_detached(&req, &opts).map_err(engine_error)?;
-            let handed_over = send_console(console.as_ref(), &detached)
-                .and_then(|()| send_pidfd(pidfd_socket.as_ref(), &detached))
-                .and_then(|()| pid_file.as_ref().map_or(Ok(()), |p| p.write(detached.pid)));
-            if let Err(e) = handed_over {
+            if let Err(e) = handover.give(&detached) {
                 // exec fails, so its caller never learns of the process: it
                 // must not outlive us. It is our child, not yet waited for,
                 // so the pid is still its own; reaped here, or it would stay

@@ -229,25 +229,8 @@ pub fn example(cgroup_ns: bool) -> Spec {
                 }],
             }),
             namespaces,
-            masked_paths: strs(&[
-                "/proc/acpi",
-                "/proc/asound",
-                "/proc/kcore",
-                "/proc/keys",
-                "/proc/latency_stats",
-                "/proc/timer_list",
-                "/proc/timer_stats",
-                "/proc/sched_debug",
-                "/sys/firmware",
-                "/proc/scsi",
-            ]),
-            readonly_paths: strs(&[
-                "/proc/bus",
-                "/proc/fs",
-                "/proc/irq",
-                "/proc/sys",
-                "/proc/sysrq-trigger",
-            ]),
+            masked_paths: strs(&kennel_engine::MASKED_PATHS),
+            readonly_paths: strs(&kennel_engine::READONLY_PATHS),
         },
     }
 }

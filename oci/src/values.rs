@@ -1,7 +1,6 @@
 //! Value syntaxes runc inherits from Go and its libraries, parsed the way
 //! they parse them, so values that work with runc work here.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use crate::cli::Rootless;
@@ -25,27 +24,7 @@ pub fn parse_go_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-/// A signal as runc takes it: a number, or a name with or without "SIG",
-/// in any case.
-pub fn parse_signal(raw: &str) -> anyhow::Result<i32> {
-    if let Ok(n) = raw.parse::<i32>() {
-        // Beyond the kernel's range kill(2) would only say EINVAL; saying
-        // which argument was wrong is more useful.
-        if (0..=libc::SIGRTMAX()).contains(&n) {
-            return Ok(n);
-        }
-        anyhow::bail!("unknown signal {raw:?}");
-    }
-    let upper = raw.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    nix::sys::signal::Signal::from_str(&name)
-        .map(|s| s as i32)
-        .map_err(|_| anyhow::anyhow!("unknown signal {raw:?}"))
-}
+pub use kennel_engine::lifecycle::parse_signal;
 
 /// A Go time.Duration string: a sequence of decimal numbers with units
 /// ns, us, µs, ms, s, m, h ("1m30s", "1.5s"); go-runc sends "--interval=5s".

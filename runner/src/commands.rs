@@ -3,7 +3,6 @@
 use std::os::fd::AsFd;
 
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::Signal;
 
 use crate::cli::{KillArgs, OutputFormat, PsArgs, StatsArgs};
 use kennel_engine::{pidfd_send_signal, state};
@@ -76,32 +75,20 @@ fn format_age(secs: u64) -> String {
     }
 }
 
-/// Parses KILL, SIGKILL, kill or 9.
-pub fn parse_signal(text: &str) -> Result<Signal> {
-    if let Ok(n) = text.parse::<i32>() {
-        return Signal::try_from(n).with_context(|| format!("unknown signal number {n}"));
-    }
-    let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse::<Signal>().map_err(|_| {
-        anyhow::anyhow!("unknown signal {text:?} (try TERM, KILL, HUP, INT or a number)")
-    })
-}
-
 pub fn kill(args: &KillArgs) -> Result<i32> {
-    let sig = parse_signal(&args.signal)?;
+    let sig = kennel_engine::lifecycle::parse_signal(&args.signal)?;
     let Some(running) = state::find(&state::Store::new(None)?, &args.name)? else {
         bail!(
             "no running container named {:?} (see `kennel ps`)",
             args.name
         );
     };
-    pidfd_send_signal(running.pidfd.as_fd(), sig as i32)
-        .with_context(|| format!("cannot send {sig} to container {:?}", args.name))?;
+    pidfd_send_signal(running.pidfd.as_fd(), sig).with_context(|| {
+        format!(
+            "cannot send signal {} to container {:?}",
+            args.signal, args.name
+        )
+    })?;
     Ok(0)
 }
 
@@ -150,15 +137,6 @@ pub fn stats(args: &StatsArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signals() {
-        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
-        assert_eq!(parse_signal("term").unwrap(), Signal::SIGTERM);
-        assert_eq!(parse_signal("SIGHUP").unwrap(), Signal::SIGHUP);
-        assert!(parse_signal("NOPE").is_err());
-        assert!(parse_signal("999").is_err());
-    }
 
     #[test]
     fn ages() {

@@ -15,7 +15,7 @@ use crate::cli::{CgroupManager, NetMode, RunArgs, UsernsMode};
 use crate::idmap::IdPlan;
 use kennel_engine::exec::apply_env_entry;
 use kennel_engine::ids::Caller;
-use kennel_engine::{passwd, DEFAULT_PATH};
+use kennel_engine::{passwd, DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS};
 
 /// Docker's default capability set.
 pub const DEFAULT_CAPS: [&str; 14] = [
@@ -33,28 +33,6 @@ pub const DEFAULT_CAPS: [&str; 14] = [
     "CAP_SYS_CHROOT",
     "CAP_KILL",
     "CAP_AUDIT_WRITE",
-];
-
-/// Paths hidden from the container (Docker's defaults).
-const MASKED_PATHS: [&str; 9] = [
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/sys/firmware",
-];
-
-/// Paths the container sees read-only (Docker's defaults).
-const READONLY_PATHS: [&str; 5] = [
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
 ];
 
 /// Host directories the sandbox (no `--rootfs`) binds read-only.
