@@ -54,11 +54,9 @@ pub struct Plan {
 }
 
 /// Checks `spec`: an unsupported or invalid field is an error naming it.
-pub fn prepare(spec: &Spec) -> Result<Plan, Error> {
-    Ok(Plan {
-        spec: spec.clone(),
-        cfg: Config::from_spec(spec)?,
-    })
+pub fn prepare(spec: Spec) -> Result<Plan, Error> {
+    let cfg = Config::from_spec(&spec)?;
+    Ok(Plan { spec, cfg })
 }
 
 /// How a container's process ended: its exit code, or 128 + the signal
@@ -101,7 +99,7 @@ pub struct Container<'a> {
 impl Plan {
     /// Makes the container: its cgroup, namespaces and maps; the child then
     /// builds its root filesystem and waits (see `Container::start`).
-    pub fn create<'a>(&self, mut opts: Options<'a>) -> Result<Container<'a>, Error> {
+    pub fn create<'a>(self, mut opts: Options<'a>) -> Result<Container<'a>, Error> {
         let cfg = &self.cfg;
         if !cfg.clone_flags.contains(CloneFlags::CLONE_NEWUSER) && opts.caller.uid != 0 {
             return Err(anyhow!(
@@ -244,7 +242,7 @@ impl Plan {
             pidfd,
             chan: parent_end,
             sigfd,
-            spec: self.spec.clone(),
+            spec: self.spec,
             leaf,
             reservation,
             start_time,

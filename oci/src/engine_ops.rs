@@ -253,7 +253,7 @@ impl Engine {
             args.pidfd_socket.as_deref(),
             args.pid_file.as_deref(),
         )?;
-        let detached = kennel_engine::prepare(&spec)
+        let detached = kennel_engine::prepare(spec)
             .and_then(|plan| plan.create(opts))
             .and_then(|c| c.detach())
             .map_err(engine_error)?;

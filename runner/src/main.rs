@@ -116,7 +116,7 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
         ..Options::new(host.caller)
     };
     // create + start + wait, in this one process.
-    finish(kennel_engine::prepare(&spec).and_then(|plan| {
+    finish(kennel_engine::prepare(spec).and_then(|plan| {
         let mut container = plan.create(opts)?;
         container.start()?;
         Ok(container.wait())
