@@ -110,11 +110,12 @@ pub fn kill(store: &Store, id: &str, signal: i32, all: bool) -> Result<()> {
         bail!("cannot signal container {id:?}: it is {}", st.status);
     };
     if all {
+        // Through a pidfd each: any signal number (real-time ones too),
+        // and never a process that took a listed pid since.
         for pid in processes_of(&st)? {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::try_from(signal).ok(),
-            );
+            if let Ok(fd) = sys::pidfd_open(nix::unistd::Pid::from_raw(pid)) {
+                let _ = sys::pidfd_send_signal(fd.as_fd(), signal);
+            }
         }
         return Ok(());
     }
