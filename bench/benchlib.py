@@ -1,12 +1,15 @@
 """Set-up shared by the benchmarks: the test harness's user, binaries and
 busybox rootfs (tests/conftest.py), made as root before dropping to that
-user."""
+user; and the interleaved timing both benchmarks report."""
 
 import os
+import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
@@ -40,3 +43,26 @@ def setup_as_root(binaries=("kennel", "kennel-idmap")):
     rootfs = os.path.join(scratch, "rootfs")
     conftest._build_rootfs(rootfs, user)
     return user, bindir, rootfs, scratch
+
+
+def time_interleaved(commands, runs, warmup=20, env=None):
+    """Runs the commands ({name: argv}) in turn, one run each, `runs` times:
+    every command meets the machine in the same states (another
+    container's namespaces still being torn down, say). Times spawn to
+    reaped, medians in ms; stdio is /dev/null."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    quiet = [(os.POSIX_SPAWN_DUP2, devnull, fd) for fd in (0, 1, 2)]
+    env = env or dict(os.environ)
+    times = {name: [] for name in commands}
+    for i in range(warmup + runs):
+        for name, argv in commands.items():
+            start = time.perf_counter_ns()
+            pid = os.posix_spawnp(argv[0], argv, env, file_actions=quiet)
+            _, status = os.waitpid(pid, 0)
+            elapsed = time.perf_counter_ns() - start
+            if status != 0:
+                raise SystemExit(f"bench: {shlex.join(argv)} failed ({status:#x})")
+            if i >= warmup:
+                times[name].append(elapsed / 1e6)
+    os.close(devnull)
+    return {name: statistics.median(t) for name, t in times.items()}

@@ -61,7 +61,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import setup_as_root  # bench/benchlib.py, next to this script
+from benchlib import setup_as_root, time_interleaved  # bench/benchlib.py, next to this script
 
 IMAGE = "localhost/kennel-busybox:bench"
 PR_SET_CHILD_SUBREAPER = 36
@@ -142,27 +142,6 @@ def time_lifecycle(runtimes, bundle, work, runs, warmup=10):
                     t.append(v)
     os.close(devnull)
     return {name: dict(zip(PHASES, map(statistics.median, t))) for name, t in times.items()}
-
-
-def time_interleaved(commands, runs, warmup, env=None):
-    """Each command in turn, one run each, `runs` times; spawn to reaped,
-    medians in ms."""
-    devnull = os.open(os.devnull, os.O_RDWR)
-    quiet = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
-    env = env or dict(os.environ)
-    times = {name: [] for name in commands}
-    for i in range(warmup + runs):
-        for name, argv in commands.items():
-            start = time.perf_counter_ns()
-            pid = os.posix_spawnp(argv[0], argv, env, file_actions=quiet)
-            _, status = os.waitpid(pid, 0)
-            elapsed = time.perf_counter_ns() - start
-            if status != 0:
-                raise SystemExit(f"bench: {shlex.join(argv)} failed ({status:#x})")
-            if i >= warmup:
-                times[name].append(elapsed / 1e6)
-    os.close(devnull)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def time_hyperfine(commands, runs, rounds, env=None):

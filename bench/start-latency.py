@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import setup_as_root  # bench/benchlib.py, next to this script
+from benchlib import setup_as_root, time_interleaved  # bench/benchlib.py, next to this script
 
 
 def peak_rss_kib(argv):
@@ -69,7 +69,7 @@ def measure(bindir, rootfs, runs, rounds, out_json):
         # setuid helpers: the difference to --map-root-user is their cost.
         commands["unshare -U --map-root-user"] = "unshare -U --map-root-user true"
         commands["unshare -U --map-auto (newuidmap+newgidmap)"] = "unshare -U --map-auto --map-root-user true"
-    interleaved = time_interleaved(commands, runs)
+    interleaved = time_interleaved({n: shlex.split(c) for n, c in commands.items()}, runs)
     blocks = time_hyperfine_blocks(commands, runs, rounds)
     rss = peak_rss_kib([kennel, "run", "--userns=subids", "--rootfs", rootfs, "--", "sleep", "0.3"])
     report = {}
@@ -93,28 +93,6 @@ def measure(bindir, rootfs, runs, rounds, out_json):
     if out_json:
         with open(out_json, "w") as f:
             json.dump({"methods": report, "peak_rss_kib": rss}, f, indent=2)
-
-
-def time_interleaved(commands, runs, warmup=20):
-    """Runs the commands in turn, one run each, `runs` times: every command
-    meets the machine in the same states (another container's namespaces
-    still being torn down, say). Times spawn to reaped, in ms."""
-    argvs = {name: shlex.split(cmd) for name, cmd in commands.items()}
-    devnull = os.open(os.devnull, os.O_RDWR)
-    quiet = [(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
-    times = {name: [] for name in commands}
-    for i in range(warmup + runs):
-        for name, argv in argvs.items():
-            start = time.perf_counter_ns()
-            pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=quiet)
-            _, status = os.waitpid(pid, 0)
-            elapsed = time.perf_counter_ns() - start
-            if status != 0:
-                raise SystemExit(f"bench: {argv} failed ({status})")
-            if i >= warmup:
-                times[name].append(elapsed / 1e6)
-    os.close(devnull)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def time_hyperfine_blocks(commands, runs, rounds):
