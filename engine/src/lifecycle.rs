@@ -172,9 +172,7 @@ fn delete_unreadable(store: &Store, id: &str, force: bool) -> Result<()> {
         bail!("container {id:?} is still being created; try again once that is done");
     }
     if let Some(pidfd) = state::recorded_init(&dir) {
-        let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::from(10_000u16));
+        kill_first_and_wait(id, &pidfd)?;
     }
     std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
 }
@@ -188,6 +186,12 @@ fn kill_and_wait(st: &State, pidfd: &OwnedFd) -> Result<()> {
         // Frozen processes die of SIGKILL only once thawed on older kernels.
         let _ = std::fs::write(leaf.join("cgroup.freeze"), "0");
     }
+    kill_first_and_wait(&st.id, pidfd)
+}
+
+/// SIGKILLs the container's first process (`pidfd`), and with it its pid
+/// namespace, and waits until it is gone.
+fn kill_first_and_wait(id: &str, pidfd: &OwnedFd) -> Result<()> {
     let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
     let deadline = Instant::now() + DEATH_TIMEOUT;
     loop {
@@ -195,13 +199,11 @@ fn kill_and_wait(st: &State, pidfd: &OwnedFd) -> Result<()> {
         match poll(&mut fds, PollTimeout::from(100u16)) {
             Ok(n) if n > 0 => return Ok(()),
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => bail!("cannot wait for container {:?}: {}", st.id, e.desc()),
+            Err(e) => bail!("cannot wait for container {id:?}: {}", e.desc()),
         }
         if Instant::now() > deadline {
             bail!(
-                "container {:?} (pid {}) is still alive {}s after SIGKILL",
-                st.id,
-                st.pid,
+                "container {id:?} is still alive {}s after SIGKILL; its record is kept, delete it again",
                 DEATH_TIMEOUT.as_secs()
             );
         }
