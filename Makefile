@@ -49,6 +49,10 @@ HOST_RUSTC := $(or $(if $(CARGO),$(wildcard $(dir $(CARGO))rustc)),$(shell comma
 TRIPLE     := $(shell $(BUILD_AS) $(HOST_RUSTC) -vV 2>/dev/null | sed -n 's/^host: //p')
 RELEASE    := target/$(TRIPLE)/release
 PYTHON     ?= /usr/bin/python3
+# libseccomp's archive, found where the C compiler finds libraries (the
+# static link must name it: a shared libseccomp cannot go in a static
+# binary).
+SECCOMP_LIBDIR = $(dir $(shell gcc -print-file-name=libseccomp.a 2>/dev/null))
 
 export KENNEL_LIBEXECDIR := $(LIBEXECDIR)
 
@@ -59,7 +63,8 @@ all: build
 build:
 	@[ -n "$(CARGO)" ] || $(NO_CARGO)
 	@[ -n "$(TRIPLE)" ] || { echo "make: cannot learn the host triple from \`$(HOST_RUSTC) -vV\`$(if $(BUILD_USER), run as $(BUILD_USER)):" >&2; $(BUILD_AS) $(HOST_RUSTC) -vV; exit 1; }
-	$(BUILD_AS) env RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(TRIPLE)
+	packaging/install-deps.sh build
+	$(BUILD_AS) env RUSTFLAGS="-C target-feature=+crt-static" LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$(SECCOMP_LIBDIR)" $(CARGO) build --release --locked --target $(TRIPLE)
 
 install: build
 	packaging/install-deps.sh runtime

@@ -1,5 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages kennel needs, and says so.
+#   install-deps.sh build     what `make build` needs: libseccomp's
+#                             archive, linked into the static binaries
 #   install-deps.sh runtime   what `make install` needs (setcap)
 #   install-deps.sh bench     what `make bench` needs (the test harness's
 #                             users, busybox rootfs and pytest; bwrap,
@@ -18,6 +20,8 @@
 #                             (with ctr) for the client tests, and script
 #                             to give `podman run -it` a terminal
 set -eu
+# A pair is PACKAGE:COMMAND, or PACKAGE:FILE-PATTERN for a file.
+build="libseccomp-dev:/usr/lib/*/libseccomp.a"
 runtime="libcap2-bin:setcap"
 # bench/start-latency.py imports the harness in tests/conftest.py, which
 # imports pytest: /usr/bin/python3's module comes with python3-pytest.
@@ -28,17 +32,22 @@ podman="podman:podman conmon:conmon slirp4netns:slirp4netns fuse-overlayfs:fuse-
 clients="$podman containerd:containerd containerd:ctr bsdutils:script"
 vm="qemu-system-x86:qemu-system-x86_64 debootstrap:debootstrap e2fsprogs:mkfs.ext4"
 case "${1:-}" in
+  build) need=$build ;;
   runtime) need=$runtime ;;
   bench) need=$bench ;;
   bench-oci) need="$bench runc:runc $podman" ;;
   vm) need=$vm ;;
-  test) need="$bench $vm sudo:sudo keyutils:keyctl strace:strace runc:runc $clients" ;;
-  *) echo "usage: $0 runtime|bench|bench-oci|vm|test" >&2; exit 2 ;;
+  test) need="$build $bench $vm sudo:sudo keyutils:keyctl strace:strace runc:runc $clients" ;;
+  *) echo "usage: $0 build|runtime|bench|bench-oci|vm|test" >&2; exit 2 ;;
 esac
 missing=""
 for pair in $need; do
   pkg=${pair%%:*}; cmd=${pair#*:}
   case " $missing " in *" $pkg "*) continue ;; esac
+  case $cmd in
+    /*) # shellcheck disable=SC2086
+        ls $cmd >/dev/null 2>&1 && continue ;;
+  esac
   command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing="$missing $pkg"
 done
 # The VM boots a Debian kernel under qemu: it needs one in /boot.

@@ -168,7 +168,8 @@ def _set(config, dotted, value):
 
 
 @pytest.mark.parametrize("field,value", [
-    ("linux.seccomp", {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}),
+    # A seccomp agent: kennel compiles profiles but runs no agent.
+    ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/seccomp-agent.sock"}),
     ("linux.intelRdt", {"closID": "kennel"}),
     ("linux.resources.cpu.shares", 512),
     ("linux.rootfsPropagation", "shared"),
@@ -176,7 +177,7 @@ def _set(config, dotted, value):
     ("linux.devices", [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]),
 ])
 def test_a_spec_field_kennel_cannot_apply_is_refused_by_name(h, field, value):
-    """A bundle that asks for a seccomp filter, hooks, a sysctl ... must never
+    """A bundle that asks for a seccomp agent, an RDT class ... must never
     run without them: nothing runs, and the error names the field."""
     config = base_config(["/bin/sh", "-c", "echo RAN"])
     _set(config, field, value)

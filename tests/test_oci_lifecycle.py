@@ -508,7 +508,9 @@ def test_features_lists_versions_and_the_hooks_it_runs(rootless):
     assert f["ociVersionMin"].startswith("1.") and f["ociVersionMax"].startswith("1.2"), f
     assert sorted(f["hooks"]) == sorted(["prestart", "createRuntime", "createContainer",
                                          "startContainer", "poststart", "poststop"]), f
-    assert f["linux"]["seccomp"]["enabled"] is False, f
+    assert f["linux"]["seccomp"]["enabled"] is True, f
+    assert "SCMP_ACT_ERRNO" in f["linux"]["seccomp"]["actions"], f
+    assert "SCMP_ACT_NOTIFY" not in f["linux"]["seccomp"]["actions"], f
 
 
 def test_json_log_of_a_failure_is_one_json_line(rootless):
@@ -583,7 +585,8 @@ def test_exec_exit_status_detach_and_process_file(oci):
 
 
 @pytest.mark.parametrize("field,value", [
-    ("linux.seccomp", {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}),
+    # A seccomp agent: kennel compiles profiles but runs no agent.
+    ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/seccomp-agent.sock"}),
     ("linux.intelRdt", {"closID": "kennel"}),
 ])
 def test_unsupported_field_is_refused_by_name_and_leaves_no_record(rootless, field, value):

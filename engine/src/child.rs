@@ -222,9 +222,29 @@ fn isolate_keys() -> Step {
             _ => f,
         }
     })?;
-    sys::install_seccomp_filter(&super::seccomp::program()).map_err(|e| {
+    // SPEC_ALLOW: without it the kernel turns on its speculation
+    // mitigations (SSBD, IBPB at every switch) for any task with a filter,
+    // slowing the container's whole workload; this filter only narrows what
+    // the container may ask, and it had none of those mitigations before.
+    let spec_allow = 1 << 2;
+    sys::install_seccomp_filter(&super::seccomp::keys_program(), spec_allow).map_err(|e| {
         ChildFailure::new(Stage::Keyring, e, None)
             .with_detail("installing the seccomp filter that refuses keyctl and TIOCSTI")
+    })
+}
+
+/// Installs linux.seccomp's filter, compiled by the parent.
+fn install_seccomp(p: &ProcessPlan) -> Step {
+    let Some(filter) = &p.seccomp else {
+        return Ok(());
+    };
+    sys::install_seccomp_filter(&filter.program, filter.flags).map_err(|e| {
+        let f = ChildFailure::new(Stage::Seccomp, e, None);
+        match e {
+            Errno::EINVAL => f.with_detail("the kernel refused the filter or one of linux.seccomp.flags; remove the flags it lacks"),
+            Errno::EACCES => f.with_detail("the process has neither no_new_privs nor CAP_SYS_ADMIN; set process.noNewPrivileges"),
+            _ => f,
+        }
     })
 }
 
@@ -349,6 +369,12 @@ pub fn start_process(
     if !bounding_dropped {
         drop_bounding(p)?;
     }
+    // Without no_new_privs the kernel takes a filter only from a process
+    // with CAP_SYS_ADMIN, which the user switch may drop: install it now,
+    // as runc does. The user switch then runs under the filter.
+    if !p.no_new_privs {
+        install_seccomp(p)?;
+    }
     switch_user_and_capabilities(p)?;
     enter_workdir(&root, &p.cwd)?;
     drop(root);
@@ -375,6 +401,11 @@ pub fn start_process(
     // In the container's root, as its user, just before the command.
     if let Some((hooks, state)) = &start_hooks {
         run_hooks("startContainer", hooks, state)?;
+    }
+    // Last, so none of kennel's own set-up runs under the container's
+    // profile.
+    if p.no_new_privs {
+        install_seccomp(p)?;
     }
     if opts.init {
         reaper::run_as_init(&opts.single, &program, &argv, &envp)

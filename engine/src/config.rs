@@ -10,7 +10,8 @@ use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 use nix::sys::resource::Resource;
 use oci_spec::runtime::{
-    LinuxIdMapping, LinuxNamespaceType, LinuxResources, PosixRlimitType, Process, Spec,
+    LinuxIdMapping, LinuxNamespaceType, LinuxResources, LinuxSeccomp, PosixRlimitType, Process,
+    Spec,
 };
 
 /// One mount, with its options already split into flags and data.
@@ -62,6 +63,8 @@ pub struct ProcessPlan {
     pub umask: Option<u32>,
     /// process.oomScoreAdj, written before the user switch.
     pub oom_score_adj: Option<i32>,
+    /// linux.seccomp, compiled; installed last, just before exec.
+    pub seccomp: Option<crate::seccomp::Filter>,
 }
 
 #[derive(Debug, Clone)]
@@ -350,7 +353,8 @@ impl Config {
             masked_paths: linux.masked_paths().clone().unwrap_or_default(),
             readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
             hostname: spec.hostname().clone(),
-            process: ProcessPlan::from_process(process)?,
+            process: ProcessPlan::from_process(process)?
+                .with_seccomp(spec.annotations().as_ref(), linux.seccomp().as_ref())?,
             limits: limits(linux.resources().as_ref())?,
             join,
             sysctl,
@@ -520,7 +524,18 @@ impl ProcessPlan {
             rlimits,
             umask: user.umask(),
             oom_score_adj: process.oom_score_adj(),
+            seccomp: None,
         })
+    }
+
+    /// The container's seccomp filter for this process.
+    pub fn with_seccomp(
+        mut self,
+        annotations: Option<&std::collections::HashMap<String, String>>,
+        profile: Option<&LinuxSeccomp>,
+    ) -> Result<ProcessPlan> {
+        self.seccomp = crate::seccomp::resolve(annotations, profile, &self.bounding)?;
+        Ok(self)
     }
 }
 

@@ -29,6 +29,10 @@ mod rootfs;
 mod run;
 pub mod sdnotify;
 mod seccomp;
+pub use seccomp::{
+    describe as describe_seccomp, profile_for as seccomp_profile_for,
+    ANNOTATION as SECCOMP_ANNOTATION,
+};
 mod spec_fields;
 pub mod state;
 mod sys;

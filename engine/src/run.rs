@@ -109,6 +109,17 @@ impl Plan {
             .into());
         }
         check_preserved_fds(opts.preserve_fds)?;
+        let seccomp = crate::seccomp::describe(
+            self.spec.annotations().as_ref(),
+            self.spec
+                .linux()
+                .as_ref()
+                .is_some_and(|l| l.seccomp().is_some()),
+        );
+        match &cfg.process.seccomp {
+            Some(f) => opts.decided(&format!("seccomp: {seccomp} ({f:?})")),
+            None => opts.decided(&format!("seccomp: {seccomp}")),
+        }
         if opts.bundle.is_some() && opts.id.is_none() {
             return Err(
                 anyhow!("internal error: a container to be started later needs an id").into(),

@@ -1,6 +1,6 @@
 //! Which fields of a `Spec` kennel implements. Every other field that a
 //! config.json sets is refused, named, before anything is created: a bundle
-//! asking for a seccomp filter, hooks or a sysctl must never run without
+//! asking for a seccomp agent, hooks or a sysctl must never run without
 //! them.
 
 use oci_spec::runtime::Spec;
@@ -43,6 +43,13 @@ const SUPPORTED: &[&str] = &[
     // Where the container's cgroup goes: see `cgroup::place`.
     "linux.cgroupsPath",
     "linux.readonlyPaths",
+    // A seccomp agent (SCMP_ACT_NOTIFY, listenerPath) is not run: those
+    // fields stay unsupported.
+    "linux.seccomp.defaultAction",
+    "linux.seccomp.defaultErrnoRet",
+    "linux.seccomp.architectures",
+    "linux.seccomp.flags",
+    "linux.seccomp.syscalls",
     // In a user namespace no device node but the ones kennel binds can be
     // made or opened, which is what a device cgroup would enforce.
     "linux.resources.devices",
@@ -170,11 +177,11 @@ mod tests {
     #[test]
     fn everything_else_is_named() {
         let s = spec(&format!(
-            "{BASE}, \"seccomp\": {{\"defaultAction\": \"SCMP_ACT_ERRNO\"}}, \"sysctl\": {{\"net.ipv4.ip_forward\": \"1\"}}, \"rootfsPropagation\": \"shared\", \"resources\": {{\"cpu\": {{\"shares\": 512, \"quota\": 5000}}, \"memory\": {{\"disableOOMKiller\": false, \"swappiness\": 10}}}}}}, \"hooks\": {{\"prestart\": [{{\"path\": \"/bin/true\"}}]}}, \"domainname\": \"example.org\"}}"
+            "{BASE}, \"seccomp\": {{\"defaultAction\": \"SCMP_ACT_ERRNO\", \"listenerPath\": \"/run/agent.sock\"}}, \"sysctl\": {{\"net.ipv4.ip_forward\": \"1\"}}, \"rootfsPropagation\": \"shared\", \"resources\": {{\"cpu\": {{\"shares\": 512, \"quota\": 5000}}, \"memory\": {{\"disableOOMKiller\": false, \"swappiness\": 10}}}}}}, \"hooks\": {{\"prestart\": [{{\"path\": \"/bin/true\"}}]}}, \"domainname\": \"example.org\"}}"
         ));
         let found = unsupported(&s);
         for field in [
-            "linux.seccomp",
+            "linux.seccomp.listenerPath",
             "linux.rootfsPropagation",
             "linux.resources.cpu.shares",
             "linux.resources.memory.swappiness",

@@ -80,6 +80,9 @@ pub struct Private {
     /// poststart and poststop, for `start` and `delete` to run.
     #[serde(default)]
     pub hooks: crate::hooks::HookPlans,
+    /// linux.seccomp, which `exec` installs in its process too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 /// A live container, with a pidfd that is known to refer to it.
@@ -187,6 +190,14 @@ fn checked_state_root(root: &Path, create: bool) -> Result<Option<PathBuf>> {
         );
     }
     Ok(Some(root))
+}
+
+/// The default state root, made if missing, when it passes the same
+/// checks as for records (for what kennel keeps there besides them).
+pub fn checked_default_root() -> Option<PathBuf> {
+    checked_state_root(&default_root().ok()?, true)
+        .ok()
+        .flatten()
 }
 
 /// A claimed name; the directory is removed when this is dropped, unless
@@ -355,6 +366,7 @@ pub fn record(res: &Reservation, r: &Recorded) -> Result<()> {
                 poststop: r.hooks.poststop.clone(),
                 ..Default::default()
             },
+            seccomp: r.spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
         },
     };
     let init = res.dir.join(INIT);

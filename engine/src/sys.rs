@@ -337,25 +337,21 @@ pub fn reset_signals_default(which: u64) {
 }
 
 /// Installs the seccomp filter `program` (see `engine::seccomp`) on this
-/// process. Needs CAP_SYS_ADMIN in our user namespace or no_new_privs.
-pub fn install_seccomp_filter(program: &[libc::sock_filter]) -> Result<(), Errno> {
+/// process, with seccomp(2)'s `flags`. Needs CAP_SYS_ADMIN in our user
+/// namespace or no_new_privs.
+pub fn install_seccomp_filter(program: &[libc::sock_filter], flags: u32) -> Result<(), Errno> {
     let fprog = libc::sock_fprog {
         len: u16::try_from(program.len()).map_err(|_| Errno::EINVAL)?,
         filter: program.as_ptr() as *mut libc::sock_filter,
     };
-    // SPEC_ALLOW: without it the kernel turns on its speculation
-    // mitigations (SSBD, IBPB at every switch) for any task with a filter,
-    // slowing the container's whole workload; this filter only narrows what
-    // the container may ask, and it had none of those mitigations before.
     const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
-    const SECCOMP_FILTER_FLAG_SPEC_ALLOW: libc::c_uint = 1 << 2;
     // SAFETY: the kernel copies the program, which `fprog` points to and
     // which lives across the call; the kernel checks it before use.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_seccomp,
             SECCOMP_SET_MODE_FILTER,
-            SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+            flags,
             &fprog as *const libc::sock_fprog,
         )
     };

@@ -78,7 +78,7 @@ impl Default for Implemented {
             cgroup_v2: true,
             cgroup_systemd: true,
             cgroup_systemd_user: true,
-            seccomp: false,
+            seccomp: true,
             apparmor: false,
             selinux: false,
             idmap_mounts: false,
@@ -114,7 +114,7 @@ struct Linux<'a> {
     namespaces: Vec<&'a str>,
     capabilities: &'a [String],
     cgroup: Cgroup,
-    seccomp: Enabled,
+    seccomp: Seccomp,
     apparmor: Enabled,
     selinux: Enabled,
     mount_extensions: MountExtensions,
@@ -132,6 +132,76 @@ struct Cgroup {
 #[derive(Serialize)]
 struct Enabled {
     enabled: bool,
+}
+
+/// What linux.seccomp may hold (SCMP_ACT_NOTIFY is refused: kennel runs
+/// no seccomp agent).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Seccomp {
+    enabled: bool,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    actions: &'static [&'static str],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    operators: &'static [&'static str],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    archs: &'static [&'static str],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    known_flags: &'static [&'static str],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    supported_flags: &'static [&'static str],
+}
+
+const SECCOMP_FLAGS: &[&str] = &[
+    "SECCOMP_FILTER_FLAG_LOG",
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+    "SECCOMP_FILTER_FLAG_TSYNC",
+];
+
+impl Seccomp {
+    fn new(enabled: bool) -> Seccomp {
+        if !enabled {
+            return Seccomp {
+                enabled,
+                actions: &[],
+                operators: &[],
+                archs: &[],
+                known_flags: &[],
+                supported_flags: &[],
+            };
+        }
+        Seccomp {
+            enabled,
+            actions: &[
+                "SCMP_ACT_ALLOW",
+                "SCMP_ACT_ERRNO",
+                "SCMP_ACT_KILL",
+                "SCMP_ACT_KILL_PROCESS",
+                "SCMP_ACT_KILL_THREAD",
+                "SCMP_ACT_LOG",
+                "SCMP_ACT_TRACE",
+                "SCMP_ACT_TRAP",
+            ],
+            operators: &[
+                "SCMP_CMP_EQ",
+                "SCMP_CMP_GE",
+                "SCMP_CMP_GT",
+                "SCMP_CMP_LE",
+                "SCMP_CMP_LT",
+                "SCMP_CMP_MASKED_EQ",
+                "SCMP_CMP_NE",
+            ],
+            archs: &[
+                "SCMP_ARCH_AARCH64",
+                "SCMP_ARCH_ARM",
+                "SCMP_ARCH_X32",
+                "SCMP_ARCH_X86",
+                "SCMP_ARCH_X86_64",
+            ],
+            known_flags: SECCOMP_FLAGS,
+            supported_flags: SECCOMP_FLAGS,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -164,9 +234,7 @@ pub fn features_json(imp: &Implemented) -> String {
                 systemd: imp.cgroup_systemd,
                 systemd_user: imp.cgroup_systemd_user,
             },
-            seccomp: Enabled {
-                enabled: imp.seccomp,
-            },
+            seccomp: Seccomp::new(imp.seccomp),
             apparmor: Enabled {
                 enabled: imp.apparmor,
             },
@@ -215,7 +283,14 @@ mod tests {
         assert_eq!(*cg.v1(), Some(false));
         assert_eq!(*cg.v2(), Some(true));
         assert_eq!(*cg.systemd_user(), Some(true));
-        assert_eq!(*linux.seccomp().as_ref().unwrap().enabled(), Some(false));
+        let seccomp = linux.seccomp().as_ref().unwrap();
+        assert_eq!(*seccomp.enabled(), Some(true));
+        assert!(seccomp
+            .actions()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|a| *a != oci_spec::runtime::LinuxSeccompAction::ScmpActNotify));
         assert_eq!(f.hooks().as_ref().unwrap().len(), 6);
         let opts = f.mount_options().as_ref().unwrap();
         assert!(opts.windows(2).all(|w| w[0] < w[1]), "sorted: {opts:?}");
@@ -227,7 +302,7 @@ mod tests {
     fn reflects_what_is_implemented() {
         let imp = Implemented {
             namespaces: vec!["user".into(), "mount".into()],
-            seccomp: true,
+            seccomp: false,
             ..Implemented::default()
         };
         let v: serde_json::Value = serde_json::from_str(&features_json(&imp)).unwrap();
@@ -235,7 +310,7 @@ mod tests {
             v["linux"]["namespaces"],
             serde_json::json!(["mount", "user"])
         );
-        assert_eq!(v["linux"]["seccomp"]["enabled"], true);
+        assert_eq!(v["linux"]["seccomp"], serde_json::json!({"enabled": false}));
         // Nothing is written as null: absent means unknown to readers.
         assert!(!features_json(&imp).contains("null"));
     }

@@ -1,0 +1,176 @@
+//! Compiled programs kept between starts. libseccomp takes far longer to
+//! compile a full profile than kennel takes to start a container (see
+//! bench/), so each program is compiled once per user and kept in
+//! `seccomp/` under the records' directory, named by what it was compiled
+//! from: kennel's version, libseccomp's, and the profile's SHA-256 (or,
+//! for kennel's default profile, its text's, the capabilities and the
+//! architecture, which need no serialising).
+//!
+//! A program is what stands between the container and the kernel, so a
+//! kept one is trusted only from a directory and file that are ours and
+//! writable by no one else, opened without following links; anything else
+//! is compiled afresh. A different profile cannot reach a kept program:
+//! the name is a collision-resistant hash of everything that decides it.
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::Filter;
+
+/// The kernel's limit (BPF_MAXINSNS).
+const MAX_INSTRUCTIONS: usize = 4096;
+
+/// The name of the program compiled from `what`.
+pub fn key(what: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    if let Ok(v) = libseccomp::ScmpVersion::current() {
+        h.update(format!("libseccomp {}.{}.{}", v.major, v.minor, v.micro).as_bytes());
+    }
+    for part in what {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    h.finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+}
+
+fn is_ours_alone(meta: &std::fs::Metadata) -> bool {
+    meta.uid() == nix::unistd::geteuid().as_raw() && meta.mode() & 0o022 == 0
+}
+
+/// The kept program named `key` under `dir`, if there is a trustworthy one.
+pub fn load(dir: &Path, key: &str) -> Option<Filter> {
+    if !std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && is_ours_alone(&m)) {
+        return None;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dir.join(key))
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || !is_ours_alone(&meta) {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    decode(&bytes)
+}
+
+/// Keeps `filter` as `key` under `dir` (best effort: a cache that cannot
+/// be written only costs the next start a compile).
+pub fn store(dir: &Path, key: &str, filter: &Filter) {
+    let made = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir);
+    if made.is_err() {
+        return;
+    }
+    let aside: PathBuf = dir.join(format!(".{key}.{}", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&aside)
+        .and_then(|mut f| {
+            f.write_all(&encode(filter))?;
+            nix::unistd::fsync(f.as_fd()).map_err(std::io::Error::from)
+        });
+    if written.is_err() || std::fs::rename(&aside, dir.join(key)).is_err() {
+        let _ = std::fs::remove_file(&aside);
+    }
+}
+
+/// Flags (4 bytes), then the `struct sock_filter`s (8 bytes each), in the
+/// machine's byte order.
+fn encode(filter: &Filter) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + 8 * filter.program.len());
+    out.extend_from_slice(&filter.flags.to_ne_bytes());
+    for i in &filter.program {
+        out.extend_from_slice(&i.code.to_ne_bytes());
+        out.push(i.jt);
+        out.push(i.jf);
+        out.extend_from_slice(&i.k.to_ne_bytes());
+    }
+    out
+}
+
+pub fn decode(bytes: &[u8]) -> Option<Filter> {
+    let (flags, program) = bytes.split_first_chunk::<4>()?;
+    if program.is_empty() || program.len() % 8 != 0 || program.len() / 8 > MAX_INSTRUCTIONS {
+        return None;
+    }
+    Some(Filter {
+        flags: u32::from_ne_bytes(*flags),
+        program: program
+            .chunks_exact(8)
+            .map(|c| libc::sock_filter {
+                code: u16::from_ne_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter() -> Filter {
+        Filter {
+            program: super::super::keys_program(),
+            flags: 4,
+        }
+    }
+
+    #[test]
+    fn a_kept_program_comes_back_whole() {
+        let dir = std::env::temp_dir().join(format!("kennel-seccomp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let k = key(&[b"profile"]);
+        assert!(load(&dir, &k).is_none());
+        store(&dir, &k, &filter());
+        let back = load(&dir, &k).unwrap();
+        assert_eq!(encode(&back), encode(&filter()));
+        assert!(load(&dir, &key(&[b"profilf"])).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_program_others_could_write_is_not_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("kennel-seccomp-w-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let k = key(&[b"p"]);
+        store(&dir, &k, &filter());
+        std::fs::set_permissions(dir.join(&k), std::fs::Permissions::from_mode(0o622)).unwrap();
+        assert!(load(&dir, &k).is_none());
+        std::fs::set_permissions(dir.join(&k), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(load(&dir, &k).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn malformed_programs_are_refused() {
+        for bad in [&b""[..], &[0; 4], &[0; 11], &[0; 4 + 8 * 4097]] {
+            assert!(decode(bad).is_none(), "{} bytes", bad.len());
+        }
+    }
+
+    #[test]
+    fn keys_differ_with_every_part() {
+        assert_ne!(key(&[b"ab", b"c"]), key(&[b"a", b"bc"]));
+        assert_eq!(key(&[b"x"]), key(&[b"x"]));
+    }
+}

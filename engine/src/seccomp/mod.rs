@@ -1,0 +1,109 @@
+//! seccomp: the small filter every container process gets (`keys`), and the
+//! profile the spec asks for, compiled in the parent (or taken from the
+//! cache) and installed by the child as the last step before exec.
+
+mod cache;
+mod compile;
+mod keys;
+mod profile;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::LinuxSeccomp;
+
+pub use compile::compile;
+pub use keys::program as keys_program;
+pub use profile::{default_for_container as default_profile, for_container as profile_for};
+
+/// The annotation that asks for kennel's default profile (value
+/// `default`) where linux.seccomp is absent. `kennel run` sets it, with
+/// `unconfined` or a profile's path as other values, which only describe.
+pub const ANNOTATION: &str = "run.kennel.seccomp";
+
+/// A compiled filter: the program and seccomp(2)'s flags for it.
+#[derive(Clone)]
+pub struct Filter {
+    pub program: Vec<libc::sock_filter>,
+    pub flags: u32,
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Filter({} instructions, flags {:#x})",
+            self.program.len(),
+            self.flags
+        )
+    }
+}
+
+/// Which profile a container has, in a few words (for `--verbose` and
+/// `kennel ps`).
+pub fn describe(annotations: Option<&HashMap<String, String>>, has_profile: bool) -> String {
+    match (annotations.and_then(|a| a.get(ANNOTATION)), has_profile) {
+        (Some(v), _) if v == "default" => "kennel's default profile".into(),
+        (Some(v), false) if v == "unconfined" => "unconfined".into(),
+        (Some(path), true) => path.clone(),
+        (_, true) => "linux.seccomp of the spec".into(),
+        (_, false) => "none".into(),
+    }
+}
+
+/// Only a state root that is ours alone: programs kept in one others may
+/// write could be swapped.
+fn cache_dir() -> Option<PathBuf> {
+    crate::state::checked_default_root().map(|r| r.join("seccomp"))
+}
+
+/// The filter for a process whose bounding set is `bounding`, in a
+/// container whose spec has `annotations` and `profile`; None when it asks
+/// for none.
+pub fn resolve(
+    annotations: Option<&HashMap<String, String>>,
+    profile: Option<&LinuxSeccomp>,
+    bounding: &[caps::Capability],
+) -> Result<Option<Filter>> {
+    let asked = annotations
+        .and_then(|a| a.get(ANNOTATION))
+        .map(String::as_str);
+    let arch = std::env::consts::ARCH;
+    let (key, profile) = match (asked, profile) {
+        (Some("default"), Some(_)) => bail!(
+            "the annotation {ANNOTATION}=default asks for kennel's default seccomp profile, and linux.seccomp for another: keep one"
+        ),
+        (Some("default"), None) => {
+            let mut caps: Vec<String> = bounding.iter().map(|c| c.to_string()).collect();
+            caps.sort();
+            let key = cache::key(&[
+                b"default",
+                &profile::DEFAULT_ID.to_le_bytes(),
+                arch.as_bytes(),
+                caps.join(",").as_bytes(),
+            ]);
+            (key, None)
+        }
+        (Some("unconfined"), Some(_)) => bail!(
+            "the annotation {ANNOTATION}=unconfined says the container has no seccomp profile, and linux.seccomp has one: keep one"
+        ),
+        (_, Some(p)) => (cache::key(&[b"spec", &serde_json::to_vec(p)?]), Some(p)),
+        (_, None) => return Ok(None),
+    };
+    let dir = cache_dir();
+    if let Some(kept) = dir.as_deref().and_then(|d| cache::load(d, &key)) {
+        return Ok(Some(kept));
+    }
+    let filter = match profile {
+        Some(p) => compile(p)?,
+        None => {
+            let caps: Vec<String> = bounding.iter().map(|c| c.to_string()).collect();
+            compile(&default_profile(&caps, arch)?).context("kennel's default seccomp profile")?
+        }
+    };
+    if let Some(d) = &dir {
+        cache::store(d, &key, &filter);
+    }
+    Ok(Some(filter))
+}
