@@ -115,15 +115,11 @@ def private_podman(user, runtime, base):
     p = Podman(user, runtime, base)
     os.mkdir(p.run_dir, 0o700)
     os.chown(p.run_dir, user.uid, user.gid)
-    # kennel-oci refuses a config.json that asks for a seccomp filter until
-    # kennel compiles them (it never runs one unfiltered): podman is told
-    # to ask for none, as the README says to do.
-    conf_dir = os.path.join(base, "config", "containers")
-    os.makedirs(conf_dir)
-    with open(os.path.join(conf_dir, "containers.conf"), "w") as f:
-        f.write('[containers]\nseccomp_profile = "unconfined"\n')
-    for d in (os.path.join(base, "config"), conf_dir):
-        os.chown(d, user.uid, user.gid)
+    # podman's own configuration, empty: its default seccomp profile and
+    # everything else as a user gets them.
+    config = os.path.join(base, "config")
+    os.mkdir(config, 0o700)
+    os.chown(config, user.uid, user.gid)
     return p
 
 

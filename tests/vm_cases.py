@@ -212,8 +212,6 @@ echo "CGROUP-GONE: $([ -d "$CG" ] && echo no || echo yes)"
     # runtime: podman's limits land in the container's cgroup, exit codes
     # come back, and nothing is left behind.
     "podman_systemd_kennel_oci": ("kuser", ROOTFS + r'''
-mkdir -p ~/.config/containers
-printf '[containers]\nseccomp_profile = "unconfined"\n' > ~/.config/containers/containers.conf
 P="podman --runtime /usr/local/bin/kennel-oci --cgroup-manager systemd --storage-driver vfs --events-backend file"
 tar -C "$R" -c . | $P import - localhost/bb > /dev/null; echo "IMPORT-RC: $?"
 echo "RUNTIME: $($P info --format '{{.Host.OCIRuntime.Path}}')"
@@ -238,8 +236,6 @@ echo "LEFT-LIBPOD-CGROUPS: $(find /sys/fs/cgroup -name 'libpod-*' -type d 2>/dev
 for f in /usr/bin/systemd-notify $(ldd /usr/bin/systemd-notify | grep -o '/[^ ]*'); do
   cp --parents "$f" "$R"
 done
-mkdir -p ~/.config/containers
-printf '[containers]\nseccomp_profile = "unconfined"\n' > ~/.config/containers/containers.conf
 P="/usr/bin/podman --runtime /usr/local/bin/kennel-oci --cgroup-manager systemd --storage-driver vfs --events-backend file"
 tar -C "$R" -c . | $P import - localhost/bbn > /dev/null; echo "IMPORT-RC: $?"
 systemd-run --user --quiet --unit kennel-sdn -p Type=notify -p NotifyAccess=all -p TimeoutStartSec=120 -- \

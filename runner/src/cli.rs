@@ -129,6 +129,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_new_privs: bool,
 
+    /// seccomp=unconfined (no seccomp profile), seccomp=PATH (an OCI or
+    /// Docker-style profile) or no-new-privileges, as podman spells them
+    /// [default: kennel's profile, podman's with namespace and mount calls
+    /// kept for CAP_SYS_ADMIN].
+    #[arg(long, value_name = "OPT")]
+    pub security_opt: Vec<String>,
+
     /// Run a tiny init as PID 1 that forwards signals and reaps orphans.
     #[arg(long)]
     pub init: bool,

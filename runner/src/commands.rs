@@ -25,6 +25,7 @@ pub fn ps(args: &PsArgs) -> Result<i32> {
                         "created": s.kennel.created,
                         "cgroup": s.kennel.cgroup,
                         "status": s.status.to_string(),
+                        "seccomp": seccomp(s),
                     })
                 })
                 .collect();
@@ -32,8 +33,8 @@ pub fn ps(args: &PsArgs) -> Result<i32> {
         }
         OutputFormat::Table => {
             println!(
-                "{:<20} {:>8} {:<10} {:<24} COMMAND",
-                "NAME", "PID", "UP", "ROOTFS"
+                "{:<20} {:>8} {:<10} {:<24} {:<40} {:<24} COMMAND",
+                "NAME", "PID", "UP", "ROOTFS", "CGROUP", "SECCOMP"
             );
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -53,18 +54,24 @@ pub fn ps(args: &PsArgs) -> Result<i32> {
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "-".into());
                 println!(
-                    "{:<20} {:>8} {:<10} {:<24} {:<40} {}",
+                    "{:<20} {:>8} {:<10} {:<24} {:<40} {:<24} {}",
                     s.id,
                     s.pid,
                     format_age(now.saturating_sub(s.kennel.created)),
                     rootfs,
                     cgroup,
+                    seccomp(s),
                     s.kennel.command.join(" ")
                 );
             }
         }
     }
     Ok(0)
+}
+
+fn seccomp(s: &state::State) -> String {
+    let annotations = s.annotations.clone().into_iter().collect();
+    kennel_engine::describe_seccomp(Some(&annotations), s.kennel.seccomp.is_some())
 }
 
 fn format_age(secs: u64) -> String {

@@ -10,6 +10,7 @@ mod commands;
 mod doctor;
 mod idmap;
 mod resource_flags;
+mod security_opt;
 mod spec_build;
 mod sys;
 

@@ -360,6 +360,7 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
     };
 
     let caps = capability_set(&args.cap_add, &args.cap_drop)?;
+    let seccomp = crate::security_opt::seccomp(&args.security_opt, &caps)?;
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .permitted(caps.clone())
@@ -453,6 +454,9 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
     if let Some(r) = crate::resource_flags::resources(&args.cgroup)? {
         linux = linux.resources(r);
     }
+    if let Some(profile) = seccomp.profile {
+        linux = linux.seccomp(profile);
+    }
     let linux = linux
         .uid_mappings(id_mappings(&ids.uid_map)?)
         .gid_mappings(id_mappings(&ids.gid_map)?)
@@ -476,7 +480,13 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
         .set_process(Some(process))
         .set_mounts(Some(mounts))
         .set_linux(Some(linux))
-        .set_annotations(None)
+        .set_annotations(Some(
+            [(
+                kennel_engine::SECCOMP_ANNOTATION.to_string(),
+                seccomp.annotation,
+            )]
+            .into(),
+        ))
         .set_root(None);
     if let Some(dir) = rootfs {
         // /proc inside a rootfs must be a real directory: a symlink would
