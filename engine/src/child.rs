@@ -402,8 +402,9 @@ pub fn start_process(
     if let Some((hooks, state)) = &start_hooks {
         run_hooks("startContainer", hooks, state)?;
     }
-    // Last, so none of kennel's own set-up runs under the container's
-    // profile.
+    // Last before the command: Landlock, then the seccomp filter, so none
+    // of kennel's own set-up runs under the container's profile.
+    crate::landlock::restrict_self(p.landlock.as_ref())?;
     if p.no_new_privs {
         install_seccomp(p)?;
     }

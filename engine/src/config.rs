@@ -65,6 +65,9 @@ pub struct ProcessPlan {
     pub oom_score_adj: Option<i32>,
     /// linux.seccomp, compiled; installed last, just before exec.
     pub seccomp: Option<crate::seccomp::Filter>,
+    /// The Landlock rules applied just before the command (see
+    /// `landlock`), once the kernel is known to have it.
+    pub landlock: Option<crate::landlock::Rules>,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +91,9 @@ pub struct Config {
     /// linux.sysctl, checked to be namespaced and the container's own.
     pub sysctl: Vec<(String, String)>,
     pub hooks: crate::hooks::HookPlans,
+    /// Landlock as the spec asks for it (annotation `run.kennel.landlock`);
+    /// `landlock::decide` settles it into `process.landlock`.
+    pub landlock: Option<crate::landlock::Wanted>,
 }
 
 impl Config {
@@ -339,6 +345,16 @@ impl Config {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let process = ProcessPlan::from_process(process)?
+            .with_seccomp(spec.annotations().as_ref(), linux.seccomp().as_ref())?;
+        let landlock = crate::landlock::plan(
+            spec.annotations()
+                .as_ref()
+                .and_then(|a| a.get(crate::landlock::ANNOTATION))
+                .map(String::as_str),
+            &mounts,
+            &process,
+        )?;
         Ok(Config {
             clone_flags,
             uid_map: map_lines(linux.uid_mappings()),
@@ -353,12 +369,12 @@ impl Config {
             masked_paths: linux.masked_paths().clone().unwrap_or_default(),
             readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
             hostname: spec.hostname().clone(),
-            process: ProcessPlan::from_process(process)?
-                .with_seccomp(spec.annotations().as_ref(), linux.seccomp().as_ref())?,
+            process,
             limits: limits(linux.resources().as_ref())?,
             join,
             sysctl,
             hooks: crate::hooks::HookPlans::from_spec(spec.hooks().as_ref())?,
+            landlock,
         })
     }
 }
@@ -525,6 +541,7 @@ impl ProcessPlan {
             umask: user.umask(),
             oom_score_adj: process.oom_score_adj(),
             seccomp: None,
+            landlock: None,
         })
     }
 

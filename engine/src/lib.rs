@@ -19,6 +19,7 @@ pub mod exec;
 mod hooks;
 pub mod ids;
 mod inroot;
+mod landlock;
 pub mod lifecycle;
 mod maps;
 mod netns;
@@ -42,6 +43,7 @@ use std::path::PathBuf;
 
 pub use cgroup_delegate::Manager as CgroupManager;
 pub use config::is_bind;
+pub use landlock::ANNOTATION as LANDLOCK_ANNOTATION;
 pub use protocol::{ChildFailure, Stage};
 pub use run::{prepare, Container, Exit, Plan};
 pub use sys::{pidfd_send_signal, probe_user_namespace};

@@ -56,6 +56,7 @@ pub enum Stage {
     Seccomp,
     Sysctl,
     Hooks,
+    Landlock,
     Init,
     Exec,
 }
@@ -78,6 +79,7 @@ impl Stage {
             Stage::Seccomp => "installing the seccomp filter of linux.seccomp",
             Stage::Sysctl => "setting the sysctl",
             Stage::Hooks => "running the hooks",
+            Stage::Landlock => "confining the container with Landlock",
             Stage::Init => "starting the init process",
             Stage::Exec => "executing",
         }

@@ -99,7 +99,16 @@ pub struct Container<'a> {
 impl Plan {
     /// Makes the container: its cgroup, namespaces and maps; the child then
     /// builds its root filesystem and waits (see `Container::start`).
-    pub fn create<'a>(self, mut opts: Options<'a>) -> Result<Container<'a>, Error> {
+    pub fn create<'a>(mut self, mut opts: Options<'a>) -> Result<Container<'a>, Error> {
+        let say = |warn: bool, text: &str| {
+            if warn {
+                opts.warn(text)
+            } else {
+                opts.decided(text)
+            }
+        };
+        self.cfg.process.landlock =
+            crate::landlock::decide(self.cfg.landlock.as_ref(), &self.cfg.process, &say)?;
         let cfg = &self.cfg;
         if !cfg.clone_flags.contains(CloneFlags::CLONE_NEWUSER) && opts.caller.uid != 0 {
             return Err(anyhow!(

@@ -358,6 +358,24 @@ pub fn install_seccomp_filter(program: &[libc::sock_filter], flags: u32) -> Resu
     Errno::result(ret).map(drop)
 }
 
+/// The Landlock ABI version the kernel offers (landlock_create_ruleset(2)
+/// with LANDLOCK_CREATE_RULESET_VERSION). ENOSYS: the kernel is built
+/// without Landlock; EOPNOTSUPP: built in but not enabled at boot.
+pub fn landlock_abi_version() -> Result<i32, Errno> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with this flag the kernel reads no attribute (it requires a
+    // null pointer and a size of 0) and only returns a number.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    Errno::result(ret).map(|v| v as i32)
+}
+
 /// mount_setattr(2) with AT_RECURSIVE on the mount at `path` and every
 /// mount below it: read-only and the nosuid/nodev/noexec of `extra`.
 /// ENOSYS before Linux 5.12.
