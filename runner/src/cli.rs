@@ -136,6 +136,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "OPT")]
     pub security_opt: Vec<String>,
 
+    /// Landlock: writes only to the volumes and the container's own
+    /// filesystems (/tmp, /dev, /run...), never to the root even where it
+    /// is mounted writable [default: on for the host sandbox]; =false
+    /// turns it off.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub landlock: Option<bool>,
+
     /// Run a tiny init as PID 1 that forwards signals and reaps orphans.
     #[arg(long)]
     pub init: bool,

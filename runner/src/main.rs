@@ -97,6 +97,7 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
         Some(dir) => spec_build::load_bundle(dir, &plan)?,
         None => spec_build::build(args, &host, &plan)?,
     };
+    spec_build::set_landlock(&mut spec, args)?;
     if let Some(socket) = notify.as_ref().and_then(|n| n.container_socket()) {
         spec_build::add_notify_socket(&mut spec, socket)?;
     }

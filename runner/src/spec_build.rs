@@ -510,6 +510,28 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
     Ok(spec)
 }
 
+/// Sets the annotation that asks the engine for Landlock: `--landlock`
+/// asks for it (an error where the kernel lacks it), `--landlock=false`
+/// turns it off; by default the host sandbox, which shares the host's
+/// files, has it where the kernel does, and a bundle keeps its own.
+pub fn set_landlock(spec: &mut Spec, args: &RunArgs) -> Result<()> {
+    use kennel_engine::LANDLOCK_ANNOTATION;
+    let sandbox = args.rootfs.is_none() && args.bundle.is_none();
+    let value = match args.landlock {
+        Some(true) if args.allow_new_privs => bail!(
+            "--landlock needs no_new_privs, which --allow-new-privs turns off: the kernel lets a process confine itself with Landlock only under no_new_privs; drop one of them"
+        ),
+        Some(true) => "true",
+        Some(false) => "false",
+        None if sandbox => "auto",
+        None => return Ok(()),
+    };
+    let mut annotations = spec.annotations().clone().unwrap_or_default();
+    annotations.insert(LANDLOCK_ANNOTATION.to_string(), value.to_string());
+    spec.set_annotations(Some(annotations));
+    Ok(())
+}
+
 /// The default userns mode: keep-id for the host sandbox, auto otherwise.
 pub fn default_userns(args: &RunArgs) -> UsernsMode {
     args.userns
