@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from probe import describe, kennel, ok, run, sh, copy_rootfs
+from probe import containers, copy_rootfs, describe, kennel, ok, run, sh  # noqa: F401
 from test_oci_lifecycle import Oci
 
 EACCES_TEXT = "Permission denied"
@@ -130,6 +130,27 @@ def test_landlock_with_allow_new_privs_is_refused(h, landlock):
     assert r.returncode == 125, describe(r)
     assert "RAN" not in r.stdout
     assert "no_new_privs" in r.stderr and "--allow-new-privs" in r.stderr, r.stderr
+
+
+def test_exec_into_a_confined_container_is_confined_too(h, landlock, containers):
+    rootfs = private_rootfs(h)
+    vol = h.tempdir()
+    name = f"ll-{uuid.uuid4().hex[:12]}"
+    containers.start(name, "--landlock", "-v", f"{vol}:/data", rootfs=rootfs)
+    r = kennel(h, "exec", name, "--", "sh", "-c",
+               "echo x > /etc/landlocked; echo etc=$?; echo vol > /data/from-exec")
+    assert "etc=0" not in ok(r) and EACCES_TEXT in r.stderr, describe(r)
+    assert not os.path.exists(os.path.join(rootfs, "etc", "landlocked"))
+    with open(os.path.join(vol, "from-exec")) as f:
+        assert f.read() == "vol\n"
+
+
+def test_exec_into_an_unconfined_container_can_write_its_root(h, landlock, containers):
+    rootfs = private_rootfs(h)
+    name = f"ll-{uuid.uuid4().hex[:12]}"
+    containers.start(name, rootfs=rootfs)
+    ok(kennel(h, "exec", name, "--", "sh", "-c", "echo x > /etc/landlocked"))
+    assert os.path.exists(os.path.join(rootfs, "etc", "landlocked"))
 
 
 # --------------------------------------------------------------------------

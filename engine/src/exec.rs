@@ -158,10 +158,11 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
         user.set_additional_gids(None);
         process.set_user(user);
     }
-    let plan = ProcessPlan::from_process(&process)?.with_seccomp(
+    let mut plan = ProcessPlan::from_process(&process)?.with_seccomp(
         Some(&running.state.annotations.clone().into_iter().collect()),
         running.state.kennel.seccomp.as_ref(),
     )?;
+    plan.landlock = crate::landlock::for_exec(running.state.kennel.landlock.as_ref(), &plan)?;
     crate::run::check_preserved_fds(args.preserve_fds)?;
 
     sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;

@@ -30,7 +30,9 @@
 //! is the network. The kernel enforces what its ABI knows: kennel asks for
 //! ABI 5's filesystem rights with the crate's best effort, and says what
 //! an older kernel leaves out. Landlock is applied last, just before the
-//! command runs, so nothing of kennel's own set-up is confined by it.
+//! command runs, so nothing of kennel's own set-up is confined by it. A
+//! command run in the container later (`exec`) gets the same rules, kept
+//! in the container's record.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
@@ -155,6 +157,18 @@ fn needs_no_new_privs() -> String {
     format!(
         "Landlock ({ANNOTATION}) needs process.noNewPrivileges: the kernel lets a process confine itself only with no_new_privs set (or CAP_SYS_ADMIN); set it, or do not ask for Landlock"
     )
+}
+
+/// The rules for a command run in a confined container (`exec`): the
+/// container's own, which its process must be able to apply.
+pub fn for_exec(container: Option<&Rules>, process: &ProcessPlan) -> Result<Option<Rules>> {
+    match container {
+        Some(_) if !can_restrict(process) => bail!(
+            "the container is confined by Landlock, and so is every command run in it; {}",
+            needs_no_new_privs()
+        ),
+        other => Ok(other.cloned()),
+    }
 }
 
 /// What a kernel of Landlock ABI `abi` leaves out of the rights kennel
@@ -419,6 +433,23 @@ mod tests {
         p.no_new_privs = false;
         p.effective = vec![caps::Capability::CAP_SYS_ADMIN];
         assert!(plan(Some("true"), &[], &p).unwrap().is_some());
+    }
+
+    #[test]
+    fn exec_into_a_confined_container_keeps_its_rules() {
+        let spec: oci_spec::runtime::Process = serde_json::from_value(serde_json::json!({
+            "args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "noNewPrivileges": true,
+        }))
+        .unwrap();
+        let mut p = ProcessPlan::from_process(&spec).unwrap();
+        let rules = Rules {
+            writable: vec!["/tmp".into()],
+        };
+        assert_eq!(for_exec(None, &p).unwrap(), None);
+        assert_eq!(for_exec(Some(&rules), &p).unwrap(), Some(rules.clone()));
+        p.no_new_privs = false;
+        let err = for_exec(Some(&rules), &p).unwrap_err().to_string();
+        assert!(err.contains("confined by Landlock"), "{err}");
     }
 
     #[test]

@@ -91,6 +91,7 @@ pub struct Container<'a> {
     /// The container's id (its pid when it has no name), for hooks.
     id: String,
     hooks: crate::hooks::HookPlans,
+    landlock: Option<crate::landlock::Rules>,
     events: Box<dyn Fn(&crate::Event) + 'a>,
     // Declared last: put back after the container is gone.
     _saved_terminal: Option<SavedTerminal>,
@@ -273,6 +274,7 @@ impl Plan {
             detached: false,
             id: opts.id.clone().unwrap_or_else(|| pid.to_string()),
             hooks: cfg.hooks.clone(),
+            landlock: cfg.process.landlock.clone(),
             events: std::mem::replace(&mut opts.events, Box::new(|_| {})),
             _saved_terminal: saved_terminal,
         };
@@ -462,6 +464,7 @@ impl<'a> Container<'a> {
             bundle: self.bundle.as_deref(),
             kept: self.bundle.is_some(),
             hooks: &self.hooks,
+            landlock: self.landlock.as_ref(),
         };
         state::record(res, &recorded)?;
         Ok(())

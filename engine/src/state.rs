@@ -83,6 +83,10 @@ pub struct Private {
     /// linux.seccomp, which `exec` installs in its process too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// The container's Landlock rules, for `exec` to confine its command
+    /// the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landlock: Option<crate::landlock::Rules>,
 }
 
 /// A live container, with a pidfd that is known to refer to it.
@@ -335,6 +339,7 @@ pub struct Recorded<'a> {
     pub bundle: Option<&'a Path>,
     pub kept: bool,
     pub hooks: &'a crate::hooks::HookPlans,
+    pub landlock: Option<&'a crate::landlock::Rules>,
 }
 
 /// Writes (or rewrites) the record of a reserved container, atomically.
@@ -367,6 +372,7 @@ pub fn record(res: &Reservation, r: &Recorded) -> Result<()> {
                 ..Default::default()
             },
             seccomp: r.spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            landlock: r.landlock.cloned(),
         },
     };
     let init = res.dir.join(INIT);
