@@ -204,13 +204,18 @@ pub fn decide(
     if !required && !can_restrict(process) {
         say(
             false,
-            "Landlock is off: no_new_privs is off (--allow-new-privs or process.noNewPrivileges), and without it (or CAP_SYS_ADMIN) the kernel lets no process confine itself",
+            "Landlock is off: process.noNewPrivileges is false, and without no_new_privs (or CAP_SYS_ADMIN) the kernel lets no process confine itself",
         );
         return Ok(None);
     }
     let abi = match sys::landlock_abi_version() {
         Ok(abi) => abi,
-        Err(e) if required => return Err(anyhow!("{}", missing(e))),
+        Err(e) if required => {
+            return Err(anyhow!(
+                "Landlock was asked for ({ANNOTATION}), but {}; or do not ask for it",
+                missing(e)
+            ))
+        }
         Err(e) => {
             say(false, &format!("Landlock is off: {}", missing(e)));
             return Ok(None);
@@ -247,10 +252,7 @@ fn missing(e: Errno) -> String {
         Errno::EOPNOTSUPP => "the kernel has it but it is not enabled: add landlock to the lsm= boot parameter (or CONFIG_LSM), e.g. lsm=landlock,lockdown,yama,apparmor",
         _ => "landlock_create_ruleset refused (a seccomp filter around kennel?)",
     };
-    format!(
-        "Landlock was asked for ({ANNOTATION}), but this kernel does not provide it ({}): {why}",
-        e.desc()
-    )
+    format!("this kernel does not provide it ({}): {why}", e.desc())
 }
 
 type Step<T = ()> = std::result::Result<T, ChildFailure>;
@@ -298,8 +300,9 @@ pub fn restrict_self(rules: Option<&Rules>) -> Step {
         let fd = match root.lookup(Path::new(path)) {
             Ok(fd) => fd,
             // Out of the user's reach (a volume under a directory it may
-            // not search): no rule is needed where it cannot go.
-            Err(Errno::EACCES) => continue,
+            // not search) or covered by a later mount: no rule is needed
+            // where nothing can go.
+            Err(Errno::EACCES | Errno::ENOENT) => continue,
             Err(e) => return Err(failure(e, Some(path), "opening a writable path")),
         };
         let is_dir = inroot::is_dir(&fd).map_err(|e| failure(e, Some(path), "fstat"))?;
