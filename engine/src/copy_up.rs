@@ -3,16 +3,16 @@
 //! the image has at its destination, so a read-only container still finds
 //! its /run, /tmp and /var/tmp as the image made them, writable.
 //!
-//! The tmpfs is mounted in the staging root and filled there (see
-//! `rootfs::Staging`), then moved into place. The image side is reached
+//! The tmpfs is filled before it is attached (see `rootfs`), then moved
+//! into place. The image side is reached
 //! only through fds: the destination resolved in the container's root by
 //! the kernel (`inroot`), and below it every step an `openat2` with
 //! RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS from that fd, or an `*at` call
 //! that does not follow the last component. A symlink in the image is
 //! copied as a symlink and never followed, so nothing outside the
 //! destination is read, however the image changes while we copy (another
-//! container may share the rootfs). The copy side is the staging tmpfs,
-//! which only this process can reach.
+//! container may share the rootfs). The copy side is the fresh tmpfs,
+//! which only this process can reach until it is attached.
 //!
 //! What is copied: directories, regular files (contents, owner, mode with
 //! its set-id and sticky bits, access and modification times), symlinks
@@ -48,19 +48,13 @@ use nix::unistd::{fchown, fchownat, symlinkat, Gid, Uid};
 use super::protocol::{io_errno, ChildFailure, Stage};
 
 /// Copies what the directory `src` (an fd in the container's root, the
-/// mount's destination) holds into the directory `dst` (the fresh tmpfs in
-/// the staging root). `shown` is the destination as the container names
+/// mount's destination) holds into the directory `dst` (the root of the
+/// fresh tmpfs, detached or in the staging root). `shown` is the destination as the container names
 /// it, for errors.
-pub fn copy_into(src: &OwnedFd, dst: &Path, shown: &Path) -> Result<(), ChildFailure> {
-    let dst = nix::fcntl::open(
-        dst,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| failure(e, shown, "open the staged tmpfs"))?;
+pub fn copy_into(src: &OwnedFd, dst: BorrowedFd<'_>, shown: &Path) -> Result<(), ChildFailure> {
     let mut copy = Copy {
         src: src.as_fd(),
-        dst: dst.as_fd(),
+        dst,
         shown,
         made_dirs: Vec::new(),
     };
@@ -200,7 +194,7 @@ impl Copy<'_> {
                     .map_err(|e| self.fail(e, rel, "make a fifo or socket"))?;
                 self.chown(to, name, &st, rel)?;
                 // Following is harmless here: the name is the node just
-                // made, in the staging tmpfs nobody else reaches (and
+                // made, in the fresh tmpfs nobody else reaches (and
                 // Linux has no fchmodat that refuses to follow).
                 fchmodat(to, name, permissions(&st), FchmodatFlags::FollowSymlink)
                     .map_err(|e| self.fail(e, rel, "set the mode"))?;
@@ -327,7 +321,7 @@ mod tests {
         let listener = std::os::unix::net::UnixListener::bind(src.join("sock")).unwrap();
         let old = std::fs::metadata(src.join("seed/sub")).unwrap();
 
-        copy_into(&open_path(&src), &dst, Path::new("/tmp")).unwrap();
+        copy_into(&open_path(&src), open_path(&dst).as_fd(), Path::new("/tmp")).unwrap();
 
         assert_eq!(
             std::fs::read_to_string(dst.join("seed/file")).unwrap(),
@@ -370,7 +364,8 @@ mod tests {
         std::fs::write(src.join("seed/file"), "x").unwrap();
         // Already there on the copy side: the copy must not overwrite it.
         std::fs::create_dir_all(dst.join("seed")).unwrap();
-        let err = copy_into(&open_path(&src), &dst, Path::new("/run")).unwrap_err();
+        let err =
+            copy_into(&open_path(&src), open_path(&dst).as_fd(), Path::new("/run")).unwrap_err();
         assert_eq!(err.path.as_deref(), Some("/run/seed"));
         assert_eq!(err.errno(), Errno::EEXIST);
         assert_eq!(err.stage, Stage::Mount);

@@ -6,7 +6,7 @@
 //! image holds and however it changes while we work. What is made there is
 //! made relative to a parent fd opened the same way, never by a path string
 //! the image could redirect (the class of runc's CVE-2021-30465). A mount
-//! onto such a path goes through the fd (see `rootfs::mount_point`).
+//! onto such a path goes through the fd (see `rootfs`).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
@@ -57,6 +57,11 @@ impl Root {
             Mode::empty(),
         )?;
         Ok(Root { fd })
+    }
+
+    /// The root `fd` refers to (a directory, or a mount's root).
+    pub fn from_fd(fd: OwnedFd) -> Root {
+        Root { fd }
     }
 
     /// An `O_PATH` fd for `path`, resolved inside the root.
