@@ -327,77 +327,231 @@ def test_the_init_shows_nothing_of_the_caller(h):
 # Hostile images
 
 
-@pytest.mark.parametrize("link", ["/oldroot{dir}", "../../../../../../oldroot{dir}", "{dir}"])
-def test_dev_symlink_cannot_leave_the_root(h, link):
-    """rootfs/dev points where the host was during set-up: the devices are
-    made inside the root, the host directory is untouched."""
-    rootfs = copy_rootfs(h)
-    target = h.tempdir()
-    before = tree(target)
-    os.rmdir(os.path.join(rootfs, "dev"))
-    os.symlink(link.format(dir=target), os.path.join(rootfs, "dev"))
-    os.lchown(os.path.join(rootfs, "dev"), h.user.uid, h.user.gid)
-    cp = sh(h, "ls /dev; echo hi > /dev/null && echo NULL-WORKS", rootfs=rootfs)
-    if link.startswith("{dir}"):
-        # Made at that path inside the root, which the container's fresh
-        # /tmp then hides: the image is broken, the host untouched.
+def _host_file(h):
+    """A file of the user's on the host, with an odd mode and an old mtime,
+    so that a chown, chmod, write or touch through a link shows."""
+    path = os.path.join(h.tempdir(), "victim")
+    with open(path, "w") as f:
+        f.write("victim\n")
+    os.chown(path, h.user.uid, h.user.gid)
+    os.chmod(path, 0o640)
+    os.utime(path, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    return path
+
+
+def _file_state(path):
+    """What a chown, chmod, write or touch would change: owner, group, mode,
+    mtime and contents."""
+    st = os.lstat(path)
+    with open(path, "rb") as f:
+        return st.st_uid, st.st_gid, st.st_mode, st.st_mtime_ns, f.read()
+
+
+def _plant_link(rootfs, path, target, owner):
+    """A symlink at `path` inside the image, made where a lookup inside the
+    root finds it (its parents as directories, owned by the user)."""
+    full = os.path.join(rootfs, path.lstrip("/"))
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    if os.path.isdir(full) and not os.path.islink(full):
+        os.rmdir(full)
+    os.symlink(target, full)
+    subprocess.run(["chown", "-R", "--no-dereference", f"{owner.uid}:{owner.gid}", rootfs], check=True)
+
+
+# Three ways an image can name a host path: through where kennel keeps the
+# host during set-up, with enough `..` to climb out of any rootfs, and by the
+# host path itself (which a runner resolving links on the host would follow).
+HOST_LINKS = {"oldroot": "/oldroot{}", "dotdot": "../../../../../../../../oldroot{}", "host-path": "{}"}
+
+
+@pytest.mark.parametrize("how", ["run", "bundle"])
+@pytest.mark.parametrize("form", HOST_LINKS, ids=list(HOST_LINKS))
+def test_dev_and_dev_null_links_cannot_reach_the_host(h, form, how):
+    """The image's /dev is a link to a host directory, and its /dev/null
+    (where /dev leads inside the root) a link to a host file. With
+    `kennel run` a fresh /dev is mounted there; in a bundle without one,
+    the host's /dev/null is bound onto the image's /dev/null, as rootless
+    podman does. Either way the host directory and file stay as they were:
+    not written, not chmodded, not chowned."""
+    from test_bundle import base_config, write_bundle
+    victim_dir, victim_file = _host_dir(h), _host_file(h)
+    dir_before, file_before = tree(victim_dir), _file_state(victim_file)
+    link = HOST_LINKS[form]
+    script = "echo hi > /dev/null && echo NULL-WORKS; cat /dev/null; echo end"
+    if how == "run":
+        rootfs = copy_rootfs(h)
+    else:
+        config = base_config(["/bin/sh", "-c", script])
+        config["mounts"] = [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev/null", "type": "bind", "source": "/dev/null",
+             "options": ["bind", "nosuid", "noexec"]},
+        ]
+        bundle = write_bundle(h, config)
+        rootfs = os.path.join(bundle, "rootfs")
+    # Where /dev leads when the link is resolved inside the root.
+    dev_inside = victim_dir if form == "host-path" else "/oldroot" + victim_dir
+    _plant_link(rootfs, "/dev", link.format(victim_dir), h.user)
+    _plant_link(rootfs, dev_inside + "/null", link.format(victim_file), h.user)
+
+    if how == "run":
+        cp = sh(h, script, rootfs=rootfs)
+    else:
+        cp = h.user.run([h.kennel, "run", "--bundle", bundle], timeout=20)
+    if how == "run" and form == "host-path":
+        # /dev is made at that path inside the root, which the container's
+        # fresh /tmp then hides: the image is broken, the host untouched.
         assert cp.returncode != 125, describe(cp)
     else:
         assert "NULL-WORKS" in ok(cp)
-    assert tree(target) == before
-    assert os.listdir(target) == []
+    if how == "bundle":
+        # The bind followed both links inside the root, and made its mount
+        # point there.
+        null_inside = dev_inside.removesuffix(victim_dir) + victim_file
+        assert os.path.isfile(os.path.join(rootfs, null_inside.lstrip("/"))), describe(cp)
+    assert tree(victim_dir) == dir_before, describe(cp)
+    assert _file_state(victim_file) == file_before, describe(cp)
 
 
-def test_volume_target_symlink_cannot_leave_the_root(h):
+# Links from the image's /data to the host's root: absolute, and with as
+# many `..` as it takes to climb from the rootfs (at /tmp/kennel-tests-*/tmp*)
+# to /. Followed on the host, both are the host's /.
+ROOT_LINKS = {"slash": "/", "dotdot": "../../.."}
+
+
+@pytest.mark.parametrize("form", ["oldroot", *ROOT_LINKS])
+def test_volume_target_symlink_cannot_leave_the_root(h, form):
+    """`-v SRC:/data/NEW` where the image's /data is a link to the host's
+    root (or to where kennel keeps the host during set-up): NEW is made
+    inside the root, the volume is mounted there, and nothing appears on
+    the host."""
     rootfs = copy_rootfs(h)
-    target = h.tempdir()
+    elsewhere = h.tempdir()
     src = _host_dir(h)
-    os.symlink(f"/oldroot{target}/sub", os.path.join(rootfs, "data"))
-    os.lchown(os.path.join(rootfs, "data"), h.user.uid, h.user.gid)
-    cp = sh(h, "cat /data/host-file", "-v", f"{src}:/data", rootfs=rootfs)
+    name = f"kennel-escape-{os.getpid()}-{random.randrange(1 << 32):x}"
+    link = ROOT_LINKS.get(form, f"/oldroot{elsewhere}")
+    _plant_link(rootfs, "/data", link, h.user)
+    if form in ROOT_LINKS:
+        assert os.path.realpath(os.path.join(rootfs, "data")) == "/", "the link must lead to the host's /"
+    host_root = sorted(os.listdir("/"))
+    cp = sh(h, f"cat /data/{name}/host-file", "-v", f"{src}:/data/{name}", rootfs=rootfs)
     assert ok(cp) == "host\n"
-    assert os.listdir(target) == []
+    assert sorted(os.listdir("/")) == host_root
+    assert os.listdir(elsewhere) == []
+    made_in = os.path.join(rootfs, "oldroot" + elsewhere) if form == "oldroot" else rootfs
+    assert os.path.isdir(os.path.join(made_in, name)), "the mount point is made inside the root"
 
 
-# Swaps two paths of the shared rootfs back and forth as fast as it can
-# (renameat2 RENAME_EXCHANGE), as a second container using the same rootfs
-# directory could.
-EXCHANGER = r'''
-import ctypes, sys
+@pytest.mark.parametrize("form", ROOT_LINKS)
+def test_a_volume_onto_a_link_to_the_root_covers_only_the_containers_root(h, form):
+    """`-v SRC:/data` where the image's /data is a link to /: resolved
+    inside the root, it is the container's own root that the volume covers
+    (here a second image, which the command then runs in); the host's root
+    is neither covered nor changed."""
+    rootfs, volume = copy_rootfs(h), copy_rootfs(h)
+    with open(os.path.join(volume, "marker"), "w") as f:
+        f.write("the volume\n")
+    _plant_link(rootfs, "/data", ROOT_LINKS[form], h.user)
+    assert os.path.realpath(os.path.join(rootfs, "data")) == "/", "the link must lead to the host's /"
+    host_root = sorted(os.listdir("/"))
+    rootfs_before = tree(rootfs)
+    cp = run(h, "-v", f"{volume}:/data", cmd=["/bin/cat", "/marker"], rootfs=rootfs)
+    assert ok(cp) == "the volume\n"
+    assert sorted(os.listdir("/")) == host_root
+    assert tree(rootfs) == rootfs_before
+
+
+# Swaps two paths back and forth as fast as it can (renameat2
+# RENAME_EXCHANGE), as a second container sharing the directory could, and
+# keeps the number of swaps made in a file the test reads.
+EXCHANGER = r"""
+import ctypes, mmap, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
 a, b = (p.encode() for p in sys.argv[1:3])
+count = mmap.mmap(os.open(sys.argv[3], os.O_RDWR), 8)
+done = 0
 while True:
-    libc.renameat2(-100, a, -100, b, 2)
-'''
+    if libc.renameat2(-100, a, -100, b, 2) == 0:
+        done += 1
+        count[:] = done.to_bytes(8, "little")
+"""
+
+SWAP_STARTS = 200
+SWAPS_DURING_STARTS = 10_000
 
 
-def test_a_swapped_volume_target_never_leaves_a_read_only_volume_writable(h):
-    """While another process of the user swaps the volume's mount point with
-    a link elsewhere, `-v SECRET:/vol:ro` must never end up writable, in
-    any of many starts, and the host directory must stay unchanged."""
+def _swaps(counter):
+    with open(counter, "rb") as f:
+        return int.from_bytes(f.read(8), "little")
+
+
+def _mounts_of(mountinfo, source):
+    """(mount point, options) of each mount in a mountinfo dump whose root
+    is the directory `source` (a bind of it)."""
+    out = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[3].endswith("/" + os.path.basename(source)):
+            out.append((fields[4], fields[5]))
+    return out
+
+
+@pytest.mark.parametrize("shared", ["volume", "rootfs"])
+def test_a_swapped_mount_destination_never_leaves_the_root(h, shared):
+    """`-v SECRET:DST:ro` while another process of the user swaps DST with
+    a link to a host directory, SWAP_STARTS times, the swaps counted while
+    each start runs. DST lies in a volume shared with that process, or in a
+    rootfs it shares. In every start that gets through, SECRET is mounted
+    read-only wherever it landed; nothing is ever written to SECRET, and
+    nothing is made in the host directory the link names."""
     rootfs = copy_rootfs(h)
-    secret = _host_dir(h)
-    before = tree(secret)
-    os.mkdir(os.path.join(rootfs, "vol"))
-    os.symlink("/tmp", os.path.join(rootfs, "volalt"))
+    secret, outside = _host_dir(h), h.tempdir()
+    secret_before, outside_before = tree(secret), tree(outside)
+    if shared == "volume":
+        volume = h.tempdir()
+        flags = ["-v", f"{volume}:/shared", "-v", f"{secret}:/shared/vol:ro"]
+        base, inside = volume, "/shared"
+    else:
+        flags = ["-v", f"{secret}:/vol:ro"]
+        base, inside = rootfs, ""
+    os.mkdir(os.path.join(base, "vol"))
+    # Made by a runner that follows the link on the host: outside/x.
+    os.symlink(f"/oldroot{outside}/x", os.path.join(base, "volalt"))
     for p in ("vol", "volalt"):
-        os.lchown(os.path.join(rootfs, p), h.user.uid, h.user.gid)
-    swapper = h.user.popen([PYTHON, "-c", EXCHANGER, os.path.join(rootfs, "vol"),
-                            os.path.join(rootfs, "volalt")], stdout=subprocess.DEVNULL)
+        os.lchown(os.path.join(base, p), h.user.uid, h.user.gid)
+    counter = os.path.join(h.tempdir(), "swaps")
+    with open(counter, "wb") as f:
+        f.write(bytes(8))
+    os.chown(counter, h.user.uid, h.user.gid)
+    script = (f"echo pwned > {inside}/vol/pwned; echo pwned > {inside}/volalt/pwned; "
+              "cat /proc/self/mountinfo")
+    swapper = h.user.popen([PYTHON, "-c", EXCHANGER, os.path.join(base, "vol"),
+                            os.path.join(base, "volalt"), counter], stdout=subprocess.DEVNULL)
+    swaps_during, started, through_link = 0, 0, 0
     try:
-        started = 0
-        for _ in range(60):
-            cp = sh(h, "echo pwned > /vol/pwned; echo pwned > /volalt/pwned; "
-                       "grep -c ' /vol rw' /proc/self/mountinfo", "-v", f"{secret}:/vol:ro",
-                    rootfs=rootfs)
-            started += cp.returncode != 125
-            assert tree(secret) == before, describe(cp)
-            # A start that got through: no mount at /vol is writable.
-            assert cp.returncode == 125 or cp.stdout.split()[-1:] == ["0"], describe(cp)
+        wait_until(lambda: _swaps(counter) > 0, "the swapper to start swapping")
+        for _ in range(SWAP_STARTS):
+            before = _swaps(counter)
+            cp = sh(h, script, *flags, rootfs=rootfs)
+            swaps_during += _swaps(counter) - before
+            assert tree(secret) == secret_before, describe(cp)
+            assert tree(outside) == outside_before, describe(cp)
+            if cp.returncode == 125:
+                continue
+            started += 1
+            mounts = _mounts_of(cp.stdout, secret)
+            assert mounts, describe(cp)
+            assert all(opts.split(",")[0] == "ro" for _, opts in mounts), mounts
+            # Where the link leads inside the root: the attack met the lookup.
+            through_link += any(point.startswith(f"/oldroot{outside}/") for point, _ in mounts)
     finally:
         swapper.kill()
         swapper.wait()
+    print(f"{swaps_during} swaps during {SWAP_STARTS} starts; {started} got through, "
+          f"{through_link} of them with DST resolved through the link")
+    assert swaps_during >= SWAPS_DURING_STARTS, f"only {swaps_during} swaps while kennel was starting"
     assert started > 0, "no start got past the set-up while the paths were swapped"
+    assert through_link > 0, "no start met the link: the swaps never reached kennel's lookup"
 
 
 def test_a_relative_bind_source_is_the_bundles_not_the_images(h):
