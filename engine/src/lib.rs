@@ -75,6 +75,17 @@ pub const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
+/// Decodes one sync-protocol frame as a message to the parent and as one
+/// to the child, and says which it is. For the fuzz target (`fuzz/`): the
+/// decoder must refuse any frame without a panic.
+#[doc(hidden)]
+pub fn decode_sync_frame(frame: &[u8]) -> (bool, bool) {
+    (
+        protocol::decode::<protocol::ToParent>(frame).is_ok(),
+        protocol::decode::<protocol::ToChild>(frame).is_ok(),
+    )
+}
+
 /// What went wrong. The front end decides how to say it and which exit
 /// code it means.
 #[derive(Debug, thiserror::Error)]

@@ -174,6 +174,22 @@ pub enum ToParent {
     RunHooks,
 }
 
+/// The largest message either side accepts. The biggest real one is
+/// `ToChild::HooksRan`'s state document, which holds the spec's
+/// annotations; anything longer is refused (and discarded) before a buffer
+/// is sized from the peer's word.
+pub const MAX_MESSAGE: usize = 128 << 10;
+
+/// Decodes one message: an oversized, truncated or unknown one is an
+/// error, never a panic, and nothing is allocated beyond what the bytes
+/// describe.
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> nix::Result<T> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err(Errno::EMSGSIZE);
+    }
+    serde_json::from_slice(bytes).map_err(|_| Errno::EBADMSG)
+}
+
 /// One end of the socketpair.
 pub struct Channel {
     fd: OwnedFd,
@@ -283,6 +299,31 @@ impl Channel {
         if size == 0 {
             return Ok(None);
         }
+        if size > MAX_MESSAGE {
+            // Taken off the queue (with any fd it carried, closed), so the
+            // next receive does not meet it again.
+            let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+            let _ = self.retrying(|| {
+                let mut iov = [IoSliceMut::new(&mut [])];
+                recvmsg::<()>(
+                    self.fd.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut cmsg),
+                    MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_TRUNC | flags,
+                )
+                .map(|msg| {
+                    if let Ok(cmsgs) = msg.cmsgs() {
+                        for c in cmsgs {
+                            if let ControlMessageOwned::ScmRights(fds) = c {
+                                fds.into_iter()
+                                    .for_each(|raw| drop(crate::sys::own_received_fd(raw)));
+                            }
+                        }
+                    }
+                })
+            });
+            return Err(Errno::EMSGSIZE);
+        }
         let mut buf = vec![0u8; size];
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
         let (len, fd) = self.retrying(|| {
@@ -303,7 +344,7 @@ impl Channel {
             }
             Ok((msg.bytes, fd))
         })?;
-        let message = serde_json::from_slice(&buf[..len]).map_err(|_| Errno::EBADMSG)?;
+        let message = decode(&buf[..len])?;
         Ok(Some(Received { message, fd }))
     }
 }
@@ -326,5 +367,125 @@ mod tests {
             _ => panic!("the child's failure was lost"),
         }
         assert!(parent.recv_to_parent().unwrap().is_none());
+    }
+
+    /// Frames no kennel sends: truncated, unknown variants, wrong types,
+    /// numbers out of range, bytes that are not UTF-8, nesting deep enough
+    /// to exhaust a recursive parser's stack, trailing garbage.
+    fn malformed_frames() -> Vec<Vec<u8>> {
+        let mut frames: Vec<Vec<u8>> = [
+            "{",
+            "null",
+            "0",
+            "[]",
+            "{}",
+            "\"Unknown\"",
+            "\"ready\"",
+            "\"Ready\" trailing",
+            "\"Ready\"\"Ready\"",
+            "{\"Failed\":{}}",
+            "{\"Failed\":null}",
+            "{\"Failed\":{\"stage\":\"Nope\",\"errno\":1,\"path\":null,\"detail\":null}}",
+            "{\"Failed\":{\"stage\":\"Mount\",\"errno\":99999999999,\"path\":null,\"detail\":null}}",
+            "{\"Failed\":{\"stage\":\"Mount\",\"errno\":1.5,\"path\":null,\"detail\":null}}",
+            "{\"Failed\":{\"stage\":\"Mount\",\"errno\":1,\"path\":7,\"detail\":null}}",
+            "{\"HooksRan\":5}",
+            "{\"HooksRan\":\"unterminated}",
+            "{\"MapsWritten\":{\"MapsWritten\":{}}}",
+            "\"\\ud800\"",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        frames.push(b"\"Re\xffady\"".to_vec());
+        frames.push(b"\x00\x00\x00\x00".to_vec());
+        frames.push(vec![b'['; 100_000]);
+        frames.push(
+            std::iter::repeat_n(&b"{\"HooksRan\":"[..], 5_000)
+                .flatten()
+                .copied()
+                .collect(),
+        );
+        frames
+    }
+
+    #[test]
+    fn malformed_frames_are_refused_without_a_panic() {
+        for frame in malformed_frames() {
+            let shown = String::from_utf8_lossy(&frame[..frame.len().min(60)]).to_string();
+            assert_eq!(
+                decode::<ToParent>(&frame).err(),
+                Some(Errno::EBADMSG),
+                "{shown}"
+            );
+            assert_eq!(
+                decode::<ToChild>(&frame).err(),
+                Some(Errno::EBADMSG),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_oversized_frame_is_refused_before_it_is_parsed() {
+        let frame = vec![b' '; MAX_MESSAGE + 1];
+        assert_eq!(decode::<ToParent>(&frame).err(), Some(Errno::EMSGSIZE));
+    }
+
+    /// Sends `bytes` as one raw frame, as a peer that is not kennel would.
+    fn send_raw(end: &Channel, bytes: &[u8]) {
+        let iov = [IoSlice::new(bytes)];
+        sendmsg::<()>(end.raw_fd(), &iov, &[], MsgFlags::empty(), None).unwrap();
+    }
+
+    #[test]
+    fn the_channel_refuses_bad_frames_and_reads_the_next_good_one() {
+        let (parent, child) = Channel::pair().unwrap();
+        for frame in malformed_frames() {
+            send_raw(&child, &frame);
+            assert_eq!(parent.recv_to_parent().err(), Some(Errno::EBADMSG));
+            send_raw(&parent, &frame);
+            assert_eq!(child.recv_to_child().err(), Some(Errno::EBADMSG));
+        }
+        // Too long: discarded whole, with the fd it carried.
+        let big = vec![b' '; MAX_MESSAGE + 1];
+        let carried = std::fs::File::open("/dev/null").unwrap();
+        let iov = [IoSlice::new(&big)];
+        let fds = [carried.as_raw_fd()];
+        sendmsg::<()>(
+            child.raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(parent.recv_to_parent().err(), Some(Errno::EMSGSIZE));
+        child.send_to_parent(&ToParent::Ready, None).unwrap();
+        match parent.recv_to_parent().unwrap() {
+            Some(Received {
+                message: ToParent::Ready,
+                fd: None,
+            }) => {}
+            _ => panic!("the good message after the bad ones was lost"),
+        }
+    }
+
+    #[test]
+    fn a_failure_with_any_errno_and_path_still_displays() {
+        for errno in [0, -1, 4095, i32::MAX, i32::MIN] {
+            let f = ChildFailure {
+                stage: Stage::Exec,
+                errno,
+                path: Some("\u{0}\n\u{202e}".into()),
+                detail: None,
+            };
+            assert!(!f.to_string().is_empty());
+            let f = ChildFailure {
+                stage: Stage::Mount,
+                ..f
+            };
+            assert!(!f.to_string().is_empty());
+        }
     }
 }
