@@ -21,6 +21,7 @@ use super::inroot::{Make, Root};
 use super::netns::{Maker, Netns};
 use super::protocol::{io_errno, Channel, ChildFailure, Stage, ToChild, ToParent};
 use crate::reaper;
+use crate::stop_at::{stop_if, StopPoint};
 use crate::sys;
 
 /// Runner behaviour the child needs besides the config.
@@ -53,6 +54,8 @@ pub struct ChildOptions {
     /// The runner exits before the command ends (OCI `create`, a detached
     /// `exec`): the command must not die with it.
     pub outlives_parent: bool,
+    /// Test only: pause at this point (see `stop_at`).
+    pub stop_at: Option<StopPoint>,
 }
 
 type Step<T = ()> = Result<T, ChildFailure>;
@@ -103,6 +106,7 @@ fn setup_and_exec(
     prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|e| ChildFailure::new(Stage::WaitForMaps, e, None))?;
     exit_if_parent_gone(chan);
+    stop_if(opts.stop_at, StopPoint::ChildBorn);
     // Here, while the parent writes the maps, rather than just before exec.
     sys::reset_signals_default(opts.ignored_signals);
     isolate_keys()?;
@@ -126,6 +130,7 @@ fn setup_and_exec(
         // The parent failed to write the maps (and says why) or died.
         sys::exit_now(125);
     }
+    stop_if(opts.stop_at, StopPoint::ChildMapped);
     if opts.new_cgroupns {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| namespace_failure(e, CloneFlags::CLONE_NEWCGROUP))?;
@@ -162,6 +167,7 @@ fn setup_and_exec(
     if let Some(mut n) = netns {
         n.join()?;
     }
+    stop_if(opts.stop_at, StopPoint::RootBuilt);
 
     let start_hooks = hook_state.map(|s| (cfg.hooks.start_container.clone(), s));
     start_process(&cfg.process, chan, opts, bounding_dropped, start_hooks)
@@ -402,6 +408,7 @@ pub fn start_process(
     if let Some((hooks, state)) = &start_hooks {
         run_hooks("startContainer", hooks, state)?;
     }
+    stop_if(opts.stop_at, StopPoint::BeforeExec);
     // Last before the command: Landlock, then the seccomp filter, so none
     // of kennel's own set-up runs under the container's profile.
     crate::landlock::restrict_self(p.landlock.as_ref())?;

@@ -216,6 +216,7 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
                 single,
                 start_fifo: None,
                 outlives_parent: detached,
+                stop_at: None,
             };
             child::run_process(&plan, child_end, &opts);
         }

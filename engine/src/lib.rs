@@ -36,6 +36,7 @@ pub use seccomp::{
 };
 mod spec_fields;
 pub mod state;
+pub mod stop_at;
 mod sys;
 mod tty;
 
@@ -46,6 +47,7 @@ pub use config::is_bind;
 pub use landlock::ANNOTATION as LANDLOCK_ANNOTATION;
 pub use protocol::{ChildFailure, Stage};
 pub use run::{prepare, Container, Exit, Plan};
+pub use stop_at::StopPoint;
 pub use sys::{pidfd_send_signal, probe_user_namespace};
 
 /// The search path a process gets when its environment has none, and the
@@ -134,6 +136,8 @@ pub struct Options<'a> {
     /// start (`Container::detach`), and its record stays until `delete`.
     /// Holds the bundle directory for the record.
     pub bundle: Option<PathBuf>,
+    /// Test only: pause at this point of the start (see `stop_at`).
+    pub stop_at: Option<StopPoint>,
 }
 
 /// A process left running for another process to look after: the
@@ -160,6 +164,7 @@ impl<'a> Options<'a> {
             events: Box::new(|_| {}),
             state_root: None,
             bundle: None,
+            stop_at: None,
         }
     }
 

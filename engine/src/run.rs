@@ -22,6 +22,7 @@ use crate::netns::NetnsMaker;
 use crate::protocol::{Channel, ChildFailure, Received, ToChild, ToParent};
 use crate::sdnotify::Notify;
 use crate::state;
+use crate::stop_at::{self, StopPoint};
 use crate::sys::{self, Forked};
 use crate::tty::{self, SavedTerminal};
 use crate::{reaper, Detached, Error, Options};
@@ -240,6 +241,7 @@ impl Plan {
                     single,
                     outlives_parent: start_fifo.is_some(),
                     start_fifo,
+                    stop_at: opts.stop_at,
                 };
                 let maker = netns_maker.as_mut().and_then(NetnsMaker::take_part);
                 child::run(cfg, child_end, &child_opts, maker);
@@ -249,6 +251,7 @@ impl Plan {
         };
         drop(child_end);
         drop(start_fifo);
+        stop_at::stop_if(opts.stop_at, StopPoint::Cloned);
         if let Some(m) = netns_maker.as_mut() {
             m.hand_over(pidfd.as_fd());
         }
@@ -307,6 +310,7 @@ impl Plan {
         if !child_told {
             let _ = parent_end.send_to_child(&ToChild::MapsWritten);
         }
+        stop_at::stop_if(opts.stop_at, StopPoint::MapsWritten);
         if cfg.hooks.during_create() {
             container.run_create_hooks()?;
         }

@@ -17,7 +17,7 @@ mod sys;
 use anyhow::Result;
 use clap::Parser;
 use kennel_engine::sdnotify::Notify;
-use kennel_engine::{CgroupManager, Event, Options, Stage};
+use kennel_engine::{CgroupManager, Event, Options, Stage, StopPoint};
 use nix::errno::Errno;
 
 use cli::{Cli, Command, RunArgs};
@@ -70,6 +70,7 @@ fn finish(result: kennel_engine::Result<kennel_engine::Exit>) -> Result<i32> {
 }
 
 fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
+    let stop_at = StopPoint::from_env()?;
     let host = Host::current()?;
     let mode = spec_build::default_userns(args);
     // Single mode and real root never use the helper or subordinate ids.
@@ -115,12 +116,14 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
         cgroup_parent: args.cgroup.cgroup_parent.clone(),
         notify,
         events: events(verbose),
+        stop_at,
         ..Options::new(host.caller)
     };
     // create + start + wait, in this one process.
     finish(kennel_engine::prepare(spec).and_then(|plan| {
         let mut container = plan.create(opts)?;
         container.start()?;
+        kennel_engine::stop_at::stop_if(stop_at, StopPoint::Started);
         Ok(container.wait())
     }))
 }
