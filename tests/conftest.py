@@ -113,6 +113,22 @@ def _ensure_user(name):
         return pwd.getpwnam(name)
 
 
+def _write_lines(path, lines):
+    """Replaces `path` with `lines` in one rename: kennel-idmap, run at the
+    same moment by another test session, must never read a half-written
+    (or truncated, empty) /etc/subuid, which would refuse its maps."""
+    tmp = f"{path}.kennel-tests.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.writelines(lines)
+    try:
+        st = os.stat(path)
+        os.chmod(tmp, st.st_mode & 0o7777)
+        os.chown(tmp, st.st_uid, st.st_gid)
+    except FileNotFoundError:
+        os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
 def _ensure_subid(path, name, start, count):
     line = f"{name}:{start}:{count}\n"
     try:
@@ -122,8 +138,7 @@ def _ensure_subid(path, name, start, count):
         lines = []
     kept = [l for l in lines if not l.startswith(name + ":")]
     if kept + [line] != lines:
-        with open(path, "w") as f:
-            f.writelines(kept + [line])
+        _write_lines(path, kept + [line])
 
 
 def _drop_subid(path, name):
@@ -134,8 +149,7 @@ def _drop_subid(path, name):
         return
     kept = [l for l in lines if not l.startswith(name + ":")]
     if kept != lines:
-        with open(path, "w") as f:
-            f.writelines(kept)
+        _write_lines(path, kept)
 
 
 @contextlib.contextmanager
@@ -163,8 +177,7 @@ def subid_lines_added(lines, files=("/etc/subuid", "/etc/subgid")):
                 hits = [i for i, l in enumerate(kept) if l == line]
                 if hits:
                     del kept[hits[-1]]
-            with open(path, "w") as f:
-                f.writelines(kept)
+            _write_lines(path, kept)
 
 
 def _runtime_dir(pw):
