@@ -1,0 +1,147 @@
+"""runc's CVE-2019-5736 against kennel: a container reaches the host's
+kennel binary through /proc/PID/exe of a kennel process it can see (the
+--init PID 1, a `kennel exec` entering it, kennel itself run as the
+interpreter of a `#!/proc/self/exe` script) and writes to it, directly or
+by reopening an fd it holds through /proc/self/fd. The binary is a copy
+the user owns (as after `cargo install`), so file permissions alone would
+not stop the write: only kennel can. Its hash, and kennel-idmap's, must
+not change."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+
+from probe import copy_rootfs, describe, ok, ps_names, wait_until
+
+PYTHON = "/usr/bin/python3"
+
+# Opens /proc/PID/exe of every process it sees (PIDs given, or every new
+# one until the deadline) for writing, and holds read and O_PATH fds to
+# reopen for writing through /proc/self/fd. Prints WROTE on success.
+ATTACK = r'''
+import os, sys, time
+pids, seconds = sys.argv[1], float(sys.argv[2])
+deadline = time.monotonic() + seconds
+me, seen, held = str(os.getpid()), set(), []
+def attempt(pid):
+    for flags in (os.O_WRONLY, os.O_RDWR):
+        try:
+            os.write(os.open(f"/proc/{pid}/exe", flags), b"PWNED")
+            print("WROTE", pid, "directly", flush=True)
+        except OSError:
+            pass
+    for flags in (os.O_PATH, os.O_RDONLY):
+        try:
+            held.append((pid, os.open(f"/proc/{pid}/exe", flags)))
+            print("HELD", pid, flush=True)
+        except OSError as e:
+            print("REFUSED", pid, e.strerror, flush=True)
+while True:
+    for pid in (pids.split(",") if pids != "new" else os.listdir("/proc")):
+        if pid.isdigit() and pid not in seen and pid != me:
+            seen.add(pid)
+            attempt(pid)
+    for pid, fd in held:
+        try:
+            os.write(os.open(f"/proc/self/fd/{fd}", os.O_WRONLY), b"PWNED")
+            print("WROTE", pid, "through its fd", flush=True)
+        except OSError:
+            pass
+    if pids != "new" or time.monotonic() > deadline:
+        break
+print("DONE", flush=True)
+'''
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _users_kennel(h):
+    """A copy of kennel the user owns and could write, out of the
+    container's sight (the sandbox gets a fresh /tmp)."""
+    d = h.tempdir()
+    path = os.path.join(d, "kennel")
+    shutil.copy2(h.kennel, path)
+    os.chown(path, h.user.uid, h.user.gid)
+    os.chmod(path, 0o755)
+    return path
+
+
+def _unchanged(h, kennel, before):
+    assert sha256(kennel) == before[0], "the host's kennel binary was changed from inside"
+    assert sha256(h.idmap) == before[1], "kennel-idmap was changed from inside"
+
+
+def test_the_init_pid1_exe_cannot_be_written(h):
+    """--init's PID 1 is the kennel binary (forked, never exec'd)."""
+    kennel = _users_kennel(h)
+    before = (sha256(kennel), sha256(h.idmap))
+    cp = h.user.run([kennel, "run", "--init", "--", PYTHON, "-c", ATTACK, "1", "0"], timeout=30)
+    out = ok(cp)
+    assert "DONE" in out and "WROTE" not in out, out
+    assert "HELD 1" not in out, out  # not even a handle on it
+    _unchanged(h, kennel, before)
+
+
+def test_kennel_exec_entering_the_container_cannot_be_written(h):
+    """The container watches for every new process (each `kennel exec`
+    before and after it execs its command) and grabs its exe."""
+    kennel = _users_kennel(h)
+    before = (sha256(kennel), sha256(h.idmap))
+    name = f"atk-exe-{os.getpid()}"
+    watcher = h.user.popen([kennel, "run", "--name", name, "--", PYTHON, "-c", ATTACK, "new", "6"],
+                           stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: name in ps_names(h), f"{name} to run")
+        execs = 0
+        for _ in range(40):
+            cp = h.user.run([kennel, "exec", name, "--", "true"], timeout=20)
+            if cp.returncode != 0 and watcher.poll() is not None:
+                break
+            assert cp.returncode == 0, describe(cp)
+            execs += 1
+        out, err = watcher.communicate(timeout=30)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.communicate()
+    assert watcher.returncode == 0, err
+    assert execs >= 10, f"only {execs} kennel exec ran while the watcher watched"
+    # The race was run: the watcher reached kennel exec's processes.
+    assert out.count("REFUSED") + out.count("HELD") >= 2, out
+    print(f"{execs} execs; exe refused {out.count('REFUSED')} times, held {out.count('HELD')} times")
+    assert "DONE" in out and "WROTE" not in out, out
+    _unchanged(h, kennel, before)
+
+
+def test_a_script_run_by_proc_self_exe_never_runs_kennel(h):
+    """`#!/proc/self/exe` as the command's interpreter: when kennel execs
+    it (run, and exec), the kernel would run the exec'ing process's own
+    binary, kennel's, inside the container, where its exe could be
+    reopened. It must not start (kennel's --version never answers)."""
+    kennel = _users_kennel(h)
+    before = (sha256(kennel), sha256(h.idmap))
+    rootfs = copy_rootfs(h)
+    evil = os.path.join(rootfs, "bin", "evil")
+    with open(evil, "w") as f:
+        f.write("#!/proc/self/exe\n")
+    os.chmod(evil, 0o755)
+    os.chown(evil, h.user.uid, h.user.gid)
+    cp = h.user.run([kennel, "run", "--rootfs", rootfs, "--", "/bin/evil", "--version"], timeout=20)
+    assert cp.returncode in (126, 127), describe(cp)
+    assert "kennel 0" not in cp.stdout, cp.stdout
+    name = f"atk-exe-script-{os.getpid()}"
+    holder = h.user.popen([kennel, "run", "--rootfs", rootfs, "--name", name, "--", "sleep", "20"],
+                          stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: name in ps_names(h), f"{name} to run")
+        cp = h.user.run([kennel, "exec", name, "--", "/bin/evil", "--version"], timeout=20)
+        assert cp.returncode in (126, 127), describe(cp)
+        assert "kennel 0" not in cp.stdout, cp.stdout
+    finally:
+        holder.kill()
+        holder.communicate()
+    _unchanged(h, kennel, before)
