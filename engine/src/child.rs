@@ -628,6 +628,11 @@ fn switch_user_and_capabilities(p: &ProcessPlan) -> Step {
         nix::unistd::setgroups(&groups)
             .map_err(|e| user_err(e, format!("groups {:?}", p.additional_gids)))?;
     }
+    // Checked when the plan was made; here too, since a miss would leave
+    // the command root: (uid_t)-1 means "unchanged" to these calls.
+    if p.uid == u32::MAX || p.gid == u32::MAX || p.additional_gids.contains(&u32::MAX) {
+        return Err(user_err(Errno::EINVAL, format!("{}:{}", p.uid, p.gid)));
+    }
     let gid = Gid::from_raw(p.gid);
     nix::unistd::setresgid(gid, gid, gid).map_err(|e| user_err(e, format!("gid {}", p.gid)))?;
     let uid = Uid::from_raw(p.uid);

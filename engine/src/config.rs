@@ -494,6 +494,23 @@ pub fn limits(r: Option<&LinuxResources>) -> Result<cgroup_delegate::Limits> {
     Ok(l)
 }
 
+/// The id that setresuid(2), setresgid(2) and setgroups(2) read as "leave
+/// it unchanged", (uid_t)-1: asked for, it would leave the command root.
+const NO_CHANGE_ID: u32 = u32::MAX;
+
+fn refuse_no_change_ids(user: &oci_spec::runtime::User) -> Result<()> {
+    let extra = user.additional_gids().clone().unwrap_or_default();
+    let named = [("uid", user.uid()), ("gid", user.gid())]
+        .into_iter()
+        .chain(extra.into_iter().map(|g| ("additional gid", g)));
+    for (what, id) in named {
+        if id == NO_CHANGE_ID {
+            bail!("process user: {what} {id} is (uid_t)-1, which the kernel reads as \"leave unchanged\" (the command would stay root); pick an id below {id}");
+        }
+    }
+    Ok(())
+}
+
 impl ProcessPlan {
     pub fn from_process(process: &Process) -> Result<ProcessPlan> {
         let args = process.args().clone().unwrap_or_default();
@@ -501,6 +518,7 @@ impl ProcessPlan {
             bail!("the spec's process has no args: nothing to run");
         }
         let user = process.user();
+        refuse_no_change_ids(user)?;
         let caps = process.capabilities().clone().unwrap_or_default();
         let permitted = to_caps(caps.permitted())?;
         let ambient = to_caps(caps.ambient())?;
@@ -635,5 +653,28 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn the_no_change_id_is_refused_for_uid_gid_and_groups() {
+        for user in [
+            r#"{"uid": 4294967295, "gid": 0}"#,
+            r#"{"uid": 0, "gid": 4294967295}"#,
+            r#"{"uid": 0, "gid": 0, "additionalGids": [5, 4294967295]}"#,
+        ] {
+            let process: Process = serde_json::from_str(&format!(
+                r#"{{"cwd": "/", "args": ["true"], "user": {user}}}"#
+            ))
+            .unwrap();
+            let Err(err) = ProcessPlan::from_process(&process) else {
+                panic!("accepted: {user}");
+            };
+            assert!(err.to_string().contains("(uid_t)-1"), "{err}");
+        }
+        let process: Process = serde_json::from_str(
+            r#"{"cwd": "/", "args": ["true"], "user": {"uid": 4294967294, "gid": 0}}"#,
+        )
+        .unwrap();
+        assert!(ProcessPlan::from_process(&process).is_ok());
     }
 }
