@@ -5,14 +5,11 @@
 //! code 125; the container's command keeps its own exit codes.
 #![cfg_attr(not(test), no_main)]
 
-mod cli;
 mod commands;
 mod doctor;
-mod idmap;
-mod resource_flags;
-mod security_opt;
-mod spec_build;
 mod sys;
+
+use kennel::{cli, idmap, spec_build};
 
 use anyhow::Result;
 use clap::Parser;
