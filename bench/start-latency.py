@@ -3,6 +3,7 @@
 
 Times `kennel run --rootfs R -- /bin/true` (busybox rootfs) with
 --userns=single and with the full subordinate mapping through kennel-idmap,
+and with --userns=single without the default seccomp profile (its cost),
 next to `bwrap --unshare-all` on the same rootfs and `unshare -Urmpf
 --mount-proc true` (many runs, medians, ratios to bwrap), and measures the
 runner's peak RSS. Everything runs as an ordinary user.
@@ -61,6 +62,9 @@ def measure(bindir, rootfs, runs, rounds, out_json):
     commands = {
         "kennel (userns=single)": f"{kennel} run --userns=single --rootfs {rootfs} -- /bin/true",
         "kennel (subids via kennel-idmap)": f"{kennel} run --userns=subids --rootfs {rootfs} -- /bin/true",
+        # The default seccomp profile's cost: the same start without it.
+        "kennel (userns=single, seccomp=unconfined)":
+            f"{kennel} run --userns=single --security-opt seccomp=unconfined --rootfs {rootfs} -- /bin/true",
         "bwrap --unshare-all": f"bwrap --unshare-all --bind {rootfs} / --proc /proc --dev /dev /bin/true",
         "unshare -Urmpf --mount-proc": "unshare -Urmpf --mount-proc true",
     }
@@ -85,6 +89,8 @@ def measure(bindir, rootfs, runs, rounds, out_json):
             print(f"| {k} | {m:.2f} | {m / bwrap:.2f} |")
         helper = medians["kennel (subids via kennel-idmap)"] - medians["kennel (userns=single)"]
         print(f"kennel-idmap cost (subids - single): {helper:.2f} ms")
+        profile = medians["kennel (userns=single)"] - medians["kennel (userns=single, seccomp=unconfined)"]
+        print(f"default seccomp profile cost (single - unconfined): {profile:.3f} ms")
         if "unshare -U --map-root-user" in medians:
             shadow = medians["unshare -U --map-auto (newuidmap+newgidmap)"] - medians["unshare -U --map-root-user"]
             print(f"shadow newuidmap+newgidmap cost (map-auto - map-root-user): {shadow:.2f} ms")
