@@ -151,6 +151,17 @@ def test_no_leftovers_after_failed_starts_and_a_killed_runner(vm):
     no_leftovers(out)
 
 
+def test_killed_at_any_sync_point_leaves_no_scope_cgroup_or_record(vm):
+    out = case(vm, "kill_matrix_cgroup")
+    assert "NOT-STOPPED" not in out, out
+    lines = re.findall(r"^KM (\S+) (\S+): (.*)$", out, re.M)
+    assert len(lines) == 14, out
+    for point, victim, left in lines:
+        assert left == "procs=0 stopped=0 cgroups=0 units=0 listed=0", f"{point} {victim}: {left}\n{out}"
+    assert field(out, "REUSE-RC") == "0", out
+    no_leftovers(out)
+
+
 def test_without_clone3_the_child_is_moved_into_its_cgroup_before_it_starts(vm):
     out = case(vm, "clone3_unavailable")
     assert field(out, "RC") == "0", out

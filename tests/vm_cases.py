@@ -114,6 +114,43 @@ sleep 3
 echo "SLEEPERS: $(pgrep -u kuser -x sleep | wc -l)"
 ''' + LEFTOVERS, 120),
 
+    # The kill matrix on a real cgroup: kennel stopped at each sync point
+    # of the start (KENNEL_TEST_STOP_AT), in a systemd scope with a limit,
+    # then the stopped process or the other one SIGKILLed. Afterwards no
+    # process, scope, cgroup leaf or record may remain, and the name runs
+    # again.
+    "kill_matrix_cgroup": ("kuser", ROOTFS + r'''
+leftover() {
+  echo "procs=$(pgrep -u kuser -f 'sleep 1000[.]5' | wc -l)" \
+    "stopped=$(pgrep -u kuser -x kennel-stopped | wc -l)" \
+    "cgroups=$(find /sys/fs/cgroup -name 'kennel-*' ! -name kennel-supervisor -type d 2>/dev/null | wc -l)" \
+    "units=$(systemctl --user list-units --all --no-legend 'kennel-*' 2>/dev/null | wc -l)" \
+    "listed=$(kennel ps | grep -c '^km ')"
+}
+for p in cloned maps-written started child-born child-mapped root-built before-exec; do
+  for victim in stopped other; do
+    KENNEL_TEST_STOP_AT=$p kennel run --cgroup-manager systemd --name km --rootfs "$R" --memory 64M \
+      -- sleep 1000.5 >/dev/null 2>&1 &
+    KP=$!
+    S=""
+    for i in $(seq 200); do S=$(pgrep -u kuser -x kennel-stopped | head -1); [ -n "$S" ] && break; sleep 0.1; done
+    if [ -z "$S" ]; then echo "NOT-STOPPED: $p"; kill -9 $KP; wait $KP; continue; fi
+    if [ $victim = stopped ]; then V=$S
+    elif [ "$S" = "$KP" ]; then V=$(pgrep -P $KP -x kennel | head -1)
+    else V=$KP; fi
+    [ -n "$V" ] && kill -9 $V
+    kill -CONT $KP 2>/dev/null
+    wait $KP
+    for i in $(seq 40); do
+      case "$(leftover)" in "procs=0 stopped=0 cgroups=0 units=0 listed=0") break ;; esac
+      sleep 0.25
+    done
+    echo "KM $p $victim: $(leftover)"
+  done
+done
+kennel run --cgroup-manager systemd --name km --rootfs "$R" --memory 64M -- true; echo "REUSE-RC: $?"
+''' + LEFTOVERS, 420),
+
     # clone3 answers ENOSYS (systemd's seccomp filter, as a profile that
     # predates clone3 would): the child cannot be born in its cgroup, so it
     # is moved there through cgroup.procs before it starts. One id, since
