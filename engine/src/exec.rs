@@ -158,9 +158,14 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
         user.set_additional_gids(None);
         process.set_user(user);
     }
-    let mut plan = ProcessPlan::from_process(&process)?.with_seccomp(
+    let mut plan = ProcessPlan::from_process(&process)?;
+    // The container's filter, as its own capabilities decided it: a
+    // process given more capabilities must not widen the profile.
+    let container = ProcessPlan::from_process(&running.state.kennel.process)?;
+    plan.seccomp = crate::seccomp::resolve(
         Some(&running.state.annotations.clone().into_iter().collect()),
         running.state.kennel.seccomp.as_ref(),
+        &container.bounding,
     )?;
     plan.landlock = crate::landlock::for_exec(running.state.kennel.landlock.as_ref(), &plan)?;
     crate::run::check_preserved_fds(args.preserve_fds)?;

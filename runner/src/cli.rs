@@ -133,7 +133,7 @@ pub struct RunArgs {
     /// Docker-style profile) or no-new-privileges, as podman spells them
     /// [default: kennel's profile, podman's with namespace and mount calls
     /// kept for CAP_SYS_ADMIN].
-    #[arg(long, value_name = "OPT")]
+    #[arg(long, value_name = "OPT", conflicts_with = "bundle")]
     pub security_opt: Vec<String>,
 
     /// Landlock: writes only to the volumes and the container's own

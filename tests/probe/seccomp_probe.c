@@ -5,7 +5,8 @@
  *   seccomp_probe ATTACK   keyctl add_key bpf perf_event_open userfaultfd
  *                          unshare_user clone_user mount_proc ptrace
  *                          personality x32_keyctl x32_getpid i386_keyctl
- *                          i386_getpid getpid mkdir personality_query
+ *                          x32_unshare_user i386_getpid i386_unshare_user
+ *                          getpid mkdir personality_query
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -58,8 +59,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *a = argv[1];
-	if (!strcmp(a, "getpid"))
+	if (!strcmp(a, "getpid")) { /* says so first: a kill is then the call's */
+		printf("calling\n");
+		fflush(stdout);
 		return report(syscall(SYS_getpid));
+	}
 	if (!strcmp(a, "keyctl")) /* KEYCTL_GET_KEYRING_ID of the user keyring */
 		return report(syscall(SYS_keyctl, 0, -4, 0));
 	if (!strcmp(a, "add_key"))
@@ -116,6 +120,8 @@ int main(int argc, char **argv)
 		return report(mkdir("/tmp/probe-dir", 0755));
 	if (!strcmp(a, "x32_getpid"))
 		return report(syscall(X32_BIT | SYS_getpid));
+	if (!strcmp(a, "x32_unshare_user"))
+		return report(syscall(X32_BIT | SYS_unshare, CLONE_NEWUSER));
 	if (!strcmp(a, "x32_keyctl"))
 		return report(syscall(X32_BIT | SYS_keyctl, 0, -4, 0));
 	if (!strcmp(a, "i386_getpid"))

@@ -1,8 +1,9 @@
 //! Compiled programs kept between starts. libseccomp takes far longer to
 //! compile a full profile than kennel takes to start a container (see
 //! bench/), so each program is compiled once per user and kept in
-//! `seccomp/` under the records' directory, named by what it was compiled
-//! from: kennel's version, libseccomp's, and the profile's SHA-256 (or,
+//! `kennel-seccomp/` beside the records' directory, named by what it was compiled
+//! from: kennel's version, its compiling code's text, libseccomp's
+//! version, and the profile's SHA-256 (or,
 //! for kennel's default profile, its text's, the capabilities and the
 //! architecture, which need no serialising).
 //!
@@ -28,6 +29,7 @@ const MAX_INSTRUCTIONS: usize = 4096;
 pub fn key(what: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(super::COMPILER_ID.to_le_bytes());
     if let Ok(v) = libseccomp::ScmpVersion::current() {
         h.update(format!("libseccomp {}.{}.{}", v.major, v.minor, v.micro).as_bytes());
     }

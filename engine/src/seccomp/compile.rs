@@ -16,7 +16,8 @@
 //! for: ERRNO and TRACE without `errnoRet` return EPERM; a rule whose
 //! action is the default action is dropped (libseccomp refuses it); a name
 //! no architecture knows is skipped (profiles list syscalls newer than the
-//! running libseccomp); conditions on different arguments must all hold,
+//! running libseccomp), unless the default action allows it, where
+//! skipping would let it through; conditions on different arguments must all hold,
 //! while several conditions on the same argument are alternatives, each
 //! its own rule.
 
@@ -109,6 +110,7 @@ fn rules(args: &[LinuxSeccompArg]) -> Result<Vec<Vec<ScmpArgCompare>>> {
 pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
     let default = action(profile.default_action(), profile.default_errno_ret())
         .context("linux.seccomp.defaultAction")?;
+    let permissive_default = matches!(default, ScmpAction::Allow | ScmpAction::Log);
     let mut ctx = ScmpFilterContext::new(default).context("libseccomp: making a filter")?;
     // no_new_privs is the spec's to ask for (process.noNewPrivileges), and
     // kennel installs the program itself.
@@ -132,6 +134,13 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
             .with_context(|| format!("linux.seccomp.syscalls[{i}].args"))?;
         for name in entry.names() {
             let Ok(nr) = ScmpSyscall::from_name(name) else {
+                // Skipped as runc does, where the profile allows what it
+                // does not name; a deny list would let it through.
+                if permissive_default {
+                    bail!(
+                        "linux.seccomp.syscalls[{i}]: {name} is unknown to this libseccomp, so its rule cannot be applied, and defaultAction allows what no rule names; drop the rule or make defaultAction refuse"
+                    );
+                }
                 continue;
             };
             for conditions in &sets {

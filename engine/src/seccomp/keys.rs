@@ -1,6 +1,6 @@
-//! The small seccomp filter every container process gets until kennel
-//! compiles the spec's own profiles (the security issue): the caller's
-//! keyrings and the terminal injection ioctls stay out of reach.
+//! The small seccomp filter every container process gets, whatever its
+//! profile (`unconfined` included): the caller's keyrings and the terminal
+//! injection ioctls stay out of reach.
 //!
 //! - add_key, request_key and keyctl answer ENOSYS, as if the kernel had no
 //!   keyrings. The fresh session keyring hides the caller's keys from a

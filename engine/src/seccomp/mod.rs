@@ -52,10 +52,28 @@ pub fn describe(annotations: Option<&HashMap<String, String>>, has_profile: bool
     }
 }
 
+/// FNV-1a of `bytes`, at compile time.
+pub(crate) const fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    hash
+}
+
+/// Tells one build of the code that turns profiles into programs from
+/// another, for the kept programs' names: a changed compiler must not
+/// reuse what an older one compiled.
+const COMPILER_ID: u64 = fnv1a(include_str!("compile.rs").as_bytes())
+    ^ fnv1a(include_str!("profile.rs").as_bytes()).rotate_left(1);
+
 /// Only a state root that is ours alone: programs kept in one others may
 /// write could be swapped.
 fn cache_dir() -> Option<PathBuf> {
-    crate::state::checked_default_root().map(|r| r.join("seccomp"))
+    crate::state::checked_dir_beside_records("seccomp")
 }
 
 /// The filter for a process whose bounding set is `bounding`, in a
@@ -89,7 +107,11 @@ pub fn resolve(
             "the annotation {ANNOTATION}=unconfined says the container has no seccomp profile, and linux.seccomp has one: keep one"
         ),
         (_, Some(p)) => (cache::key(&[b"spec", &serde_json::to_vec(p)?]), Some(p)),
-        (_, None) => return Ok(None),
+        (Some("unconfined") | None, None) => return Ok(None),
+        // A misspelt "default" must not mean no profile.
+        (Some(other), None) => bail!(
+            "the annotation {ANNOTATION}={other:?} is not understood: use default (kennel's profile) or unconfined, or give the profile in linux.seccomp"
+        ),
     };
     let dir = cache_dir();
     if let Some(kept) = dir.as_deref().and_then(|d| cache::load(d, &key)) {

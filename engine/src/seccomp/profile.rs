@@ -17,19 +17,9 @@ use serde::Deserialize;
 
 const DEFAULT: &str = include_str!("default.json");
 
-/// Tells one text of the default profile from another (FNV-1a), so a
-/// compiled program is kept per text without hashing it at each start.
-pub const DEFAULT_ID: u64 = {
-    let bytes = DEFAULT.as_bytes();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut i = 0;
-    while i < bytes.len() {
-        hash ^= bytes[i] as u64;
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        i += 1;
-    }
-    hash
-};
+/// Tells one text of the default profile from another, so a compiled
+/// program is kept per text without hashing it at each start.
+pub const DEFAULT_ID: u64 = super::fnv1a(DEFAULT.as_bytes());
 
 // Unknown fields are errors: a misspelt condition must not silently widen
 // a rule.
