@@ -26,6 +26,17 @@
 //!   `/dev/stdout` and `/proc/self/fd/1` can be reopened (a terminal, a
 //!   file the caller redirected to); pipes and sockets need no rule.
 //!
+//! Without the annotation, a container whose process has no_new_privs
+//! gets the fence: writing is allowed anywhere in its own mount tree (its
+//! root, volumes and all), and nowhere outside it. Only paths outside the
+//! tree are fenced off: the files the kernel reaches through `/proc`'s
+//! magic links, such as `/proc/PID/exe` of a process that runs a host
+//! binary (a script whose interpreter is `/proc/self/exe` runs the
+//! binary that execs it: kennel's; runc's CVE-2019-5736 rewrote runc so),
+//! or a host file behind an fd reopened through `/proc/self/fd`. It needs
+//! ABI 2 (Linux 5.19), since ABI 1 refuses every rename into another
+//! directory; `false` turns it off.
+//!
 //! Connecting to a socket by path is not confined (it writes no file), nor
 //! is the network. The kernel enforces what its ABI knows: kennel asks for
 //! ABI 5's filesystem rights with the crate's best effort, and says what
@@ -66,6 +77,8 @@ pub enum Request {
     Required,
     /// On where the kernel has it (the host sandbox's default).
     IfAvailable,
+    /// Not asked for: only the fence (below), where the kernel has it.
+    Fence,
 }
 
 /// The ruleset planned in the parent, applied by the child.
@@ -73,6 +86,10 @@ pub enum Request {
 pub struct Rules {
     /// Paths inside the container beneath which writing is allowed.
     pub writable: Vec<String>,
+    /// The fence: writing is allowed anywhere in the container's own tree
+    /// (`writable` is empty), and nowhere else.
+    #[serde(default)]
+    pub whole_root: bool,
 }
 
 /// What the spec asks for, before the kernel is asked what it has.
@@ -134,7 +151,15 @@ pub fn plan(
     process: &ProcessPlan,
 ) -> Result<Option<Wanted>> {
     let Some(request) = request(annotation)? else {
-        return Ok(None);
+        // `false` turns even the fence off; no annotation gets it.
+        let fence = annotation.is_none() && can_restrict(process);
+        return Ok(fence.then(|| Wanted {
+            request: Request::Fence,
+            rules: Rules {
+                writable: Vec::new(),
+                whole_root: true,
+            },
+        }));
     };
     if request == Request::Required && !can_restrict(process) {
         bail!("{}", needs_no_new_privs());
@@ -143,6 +168,7 @@ pub fn plan(
         request,
         rules: Rules {
             writable: writable_paths(mounts),
+            whole_root: false,
         },
     }))
 }
@@ -163,6 +189,7 @@ fn needs_no_new_privs() -> String {
 /// container's own, which its process must be able to apply.
 pub fn for_exec(container: Option<&Rules>, process: &ProcessPlan) -> Result<Option<Rules>> {
     match container {
+        Some(r) if r.whole_root && !can_restrict(process) => Ok(None),
         Some(_) if !can_restrict(process) => bail!(
             "the container is confined by Landlock, and so is every command run in it; {}",
             needs_no_new_privs()
@@ -221,6 +248,23 @@ pub fn decide(
             return Ok(None);
         }
     };
+    if wanted.request == Request::Fence {
+        if abi < 2 {
+            say(
+                false,
+                "no Landlock fence: on ABI 1 it would refuse every rename into another directory",
+            );
+            return Ok(None);
+        }
+        say(
+            false,
+            &format!(
+                "Landlock fence (ABI {}): writes only within the container's own tree, never to a host file reached through /proc (another process's exe, an fd's magic link)",
+                abi.min(RIGHTS_ABI as i32)
+            ),
+        );
+        return Ok(Some(wanted.rules.clone()));
+    }
     let writable = match wanted.rules.writable.is_empty() {
         true => "nowhere".to_string(),
         false => wanted.rules.writable.join(", "),
@@ -296,6 +340,18 @@ pub fn restrict_self(rules: Option<&Rules>) -> Step {
         // Set already, or CAP_SYS_ADMIN is held (see `can_restrict`):
         // never turned on behind the spec's back.
         .no_new_privs(false);
+    // Every writable path is a mount's destination, never on the root's
+    // own mount: one that resolves there now was swapped for a link since
+    // (by another container sharing the rootfs), or climbs out of its
+    // mount with `..`, and its rule would open the root to writes.
+    let root_fd = root
+        .lookup(Path::new("/"))
+        .map_err(|e| failure(e, Some("/"), "opening the container's root"))?;
+    let root_mount = sys::mount_id(root_fd.as_fd())
+        .map_err(|e| failure(e, Some("/"), "reading the root's mount id"))?;
+    if rules.whole_root {
+        add(&mut ruleset, root_fd, write, "/")?;
+    }
     for path in &rules.writable {
         let fd = match root.lookup(Path::new(path)) {
             Ok(fd) => fd,
@@ -305,6 +361,14 @@ pub fn restrict_self(rules: Option<&Rules>) -> Step {
             Err(Errno::EACCES | Errno::ENOENT) => continue,
             Err(e) => return Err(failure(e, Some(path), "opening a writable path")),
         };
+        let mount = sys::mount_id(fd.as_fd()).map_err(|e| failure(e, Some(path), "statx"))?;
+        if mount == root_mount {
+            return Err(failure(
+                Errno::EXDEV,
+                Some(path),
+                "a writable path that now leads onto the root's own mount",
+            ));
+        }
         let is_dir = inroot::is_dir(&fd).map_err(|e| failure(e, Some(path), "fstat"))?;
         let access = match is_dir {
             true => write,
@@ -447,12 +511,19 @@ mod tests {
         let mut p = ProcessPlan::from_process(&spec).unwrap();
         let rules = Rules {
             writable: vec!["/tmp".into()],
+            whole_root: false,
         };
         assert_eq!(for_exec(None, &p).unwrap(), None);
         assert_eq!(for_exec(Some(&rules), &p).unwrap(), Some(rules.clone()));
         p.no_new_privs = false;
         let err = for_exec(Some(&rules), &p).unwrap_err().to_string();
         assert!(err.contains("confined by Landlock"), "{err}");
+        // The fence, never asked for, does not stop such an exec.
+        let fence = Rules {
+            writable: vec![],
+            whole_root: true,
+        };
+        assert_eq!(for_exec(Some(&fence), &p).unwrap(), None);
     }
 
     #[test]

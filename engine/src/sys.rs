@@ -637,3 +637,28 @@ pub fn set_domainname(name: &str) -> Result<(), Errno> {
     let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
     Errno::result(ret).map(drop)
 }
+
+/// The id of the mount `fd` lies on (statx STATX_MNT_ID, Linux 5.8).
+pub fn mount_id(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: an empty path with AT_EMPTY_PATH names `fd` itself; the
+    // kernel writes at most one `struct statx` to the buffer, which is
+    // valid and zeroed, so reading it afterwards is sound either way.
+    let ret = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_MNT_ID,
+            stx.as_mut_ptr(),
+        )
+    };
+    Errno::result(ret)?;
+    // SAFETY: zeroed above and filled by the kernel: every bit pattern is
+    // a valid statx.
+    let stx = unsafe { stx.assume_init() };
+    if stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(Errno::ENOSYS);
+    }
+    Ok(stx.stx_mnt_id)
+}
