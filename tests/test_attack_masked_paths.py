@@ -77,11 +77,15 @@ def test_read_only_paths_take_no_write(h):
               "echo evil > /proc/sys/kernel/hostname 2>/dev/null && echo WROTE-hostname; "
               "echo h > /proc/sysrq-trigger 2>/dev/null && echo WROTE-sysrq; "
               "cat /proc/sys/net/ipv4/ip_forward; hostname; "
+              "grep -cE ' /proc/(sys|bus|fs|irq|sysrq-trigger) ' /proc/self/mountinfo; "
               "grep -E ' /proc/(sys|bus|fs|irq|sysrq-trigger) ' /proc/self/mountinfo | grep -vc ' ro,' ")
     cp = sh(h, script, "--hostname", "inside")
     lines = cp.stdout.split()
     assert "WROTE" not in cp.stdout, describe(cp)
     assert lines[:2] == ["0", "inside"], describe(cp)
+    # Each that this kernel has is a mount of its own.
+    present = sum(os.path.exists(p) for p in ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"))
+    assert lines[-2] == str(present), describe(cp)
     assert lines[-1] == "0", describe(cp)  # every one of them is mounted read-only
 
 
