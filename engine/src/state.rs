@@ -196,16 +196,6 @@ fn checked_state_root(root: &Path, create: bool) -> Result<Option<PathBuf>> {
     Ok(Some(root))
 }
 
-/// A directory of kennel's beside the default records root (`kennel-NAME`
-/// next to `kennel`), made if missing, when it passes the same checks as
-/// the records root: for what kennel keeps besides records, which must
-/// never be taken for one.
-pub fn checked_dir_beside_records(name: &str) -> Option<PathBuf> {
-    let mut dir = default_root().ok()?.into_os_string();
-    dir.push(format!("-{name}"));
-    checked_state_root(Path::new(&dir), true).ok().flatten()
-}
-
 /// A claimed name; the directory is removed when this is dropped, unless
 /// it was kept (`keep`).
 pub struct Reservation {

@@ -1,7 +1,8 @@
 //! Compiled programs kept between starts. libseccomp takes far longer to
 //! compile a full profile than kennel takes to start a container (see
 //! bench/), so each program is compiled once per user and kept in
-//! `kennel-seccomp/` beside the records' directory, named by what it was compiled
+//! `kennel-seccomp` beside the records' directory (see `dir`), named by
+//! what it was compiled
 //! from: kennel's version, its compiling code's text, libseccomp's
 //! version, and the profile's SHA-256 (or,
 //! for kennel's default profile, its text's, the capabilities and the
@@ -45,6 +46,29 @@ pub fn key(what: &[&[u8]]) -> String {
 
 fn is_ours_alone(meta: &std::fs::Metadata) -> bool {
     meta.uid() == nix::unistd::geteuid().as_raw() && meta.mode() & 0o022 == 0
+}
+
+/// Where programs are kept, made if missing: `kennel-seccomp` beside the
+/// records' directory (`$XDG_RUNTIME_DIR/kennel-seccomp`,
+/// `/run/kennel-seccomp` for root). Not under a home or cache directory:
+/// the host sandbox binds the home read-write, and a container must never
+/// write a program a later one loads. None when there is no such
+/// directory that is ours alone (nothing is kept then).
+pub fn dir() -> Option<PathBuf> {
+    let mut path = crate::state::default_root().ok()?.into_os_string();
+    path.push("-seccomp");
+    let dir = PathBuf::from(path);
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    // The parent must be writable by no one else either: there, ours
+    // could be swapped for theirs between the check and the open.
+    let parent_ok = dir.parent().is_some_and(|p| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            let me = nix::unistd::geteuid().as_raw();
+            (m.uid() == me || m.uid() == 0) && m.mode() & 0o022 == 0
+        })
+    });
+    let ours = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && is_ours_alone(&m));
+    (parent_ok && ours).then_some(dir)
 }
 
 /// The kept program named `key` under `dir`, if there is a trustworthy one.

@@ -8,7 +8,6 @@ mod keys;
 mod profile;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::LinuxSeccomp;
@@ -70,12 +69,6 @@ pub(crate) const fn fnv1a(bytes: &[u8]) -> u64 {
 const COMPILER_ID: u64 = fnv1a(include_str!("compile.rs").as_bytes())
     ^ fnv1a(include_str!("profile.rs").as_bytes()).rotate_left(1);
 
-/// Only a state root that is ours alone: programs kept in one others may
-/// write could be swapped.
-fn cache_dir() -> Option<PathBuf> {
-    crate::state::checked_dir_beside_records("seccomp")
-}
-
 /// The filter for a process whose bounding set is `bounding`, in a
 /// container whose spec has `annotations` and `profile`; None when it asks
 /// for none.
@@ -113,7 +106,7 @@ pub fn resolve(
             "the annotation {ANNOTATION}={other:?} is not understood: use default (kennel's profile) or unconfined, or give the profile in linux.seccomp"
         ),
     };
-    let dir = cache_dir();
+    let dir = cache::dir();
     if let Some(kept) = dir.as_deref().and_then(|d| cache::load(d, &key)) {
         return Ok(Some(kept));
     }
