@@ -115,6 +115,12 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
     // no_new_privs is the spec's to ask for (process.noNewPrivileges), and
     // kennel installs the program itself.
     ctx.set_ctl_nnp(false).context("libseccomp: no_new_privs")?;
+    // A binary tree of syscall numbers rather than a list: the kernel runs
+    // the filter over every syscall number when it is installed (to learn
+    // which ones it may always allow) and at each call not so learned, and
+    // a list makes each of those walks hundreds of instructions long.
+    ctx.set_ctl_optimize(2)
+        .context("libseccomp: the binary tree layout")?;
     for arch in profile.architectures().iter().flatten() {
         let name = arch.to_string();
         let scmp = ScmpArch::from_str(&name)
