@@ -120,36 +120,44 @@ echo "SLEEPERS: $(pgrep -u kuser -x sleep | wc -l)"
     # process, scope, cgroup leaf or record may remain, and the name runs
     # again.
     "kill_matrix_cgroup": ("kuser", ROOTFS + r'''
+APP=/sys/fs/cgroup/user.slice/user-$(id -u).slice/user@$(id -u).service/app.slice
 leftover() {
   echo "procs=$(pgrep -u kuser -f 'sleep 1000[.]5' | wc -l)" \
     "stopped=$(pgrep -u kuser -x kennel-stopped | wc -l)" \
-    "cgroups=$(find /sys/fs/cgroup -name 'kennel-*' ! -name kennel-supervisor -type d 2>/dev/null | wc -l)" \
-    "units=$(systemctl --user list-units --all --no-legend 'kennel-*' 2>/dev/null | wc -l)" \
+    "cgroup=$([ -d "$APP/kennel-km.scope" ] && echo 1 || echo 0)" \
+    "unit=$(systemctl --user is-active kennel-km.scope 2>/dev/null)" \
     "listed=$(kennel ps | grep -c '^km ')"
 }
-for p in cloned maps-written started child-born child-mapped root-built before-exec; do
+CLEAN="procs=0 stopped=0 cgroup=0 unit=inactive listed=0"
+for p in cloned maps-written child-mapped root-built before-exec; do
   for victim in stopped other; do
     KENNEL_TEST_STOP_AT=$p kennel run --cgroup-manager systemd --name km --rootfs "$R" --memory 64M \
       -- sleep 1000.5 >/dev/null 2>&1 &
     KP=$!
     S=""
-    for i in $(seq 200); do S=$(pgrep -u kuser -x kennel-stopped | head -1); [ -n "$S" ] && break; sleep 0.1; done
+    for i in $(seq 100); do S=$(pgrep -u kuser -x kennel-stopped | head -1); [ -n "$S" ] && break; sleep 0.2; done
     if [ -z "$S" ]; then echo "NOT-STOPPED: $p"; kill -9 $KP; wait $KP; continue; fi
+    # The other: the runner's child (whatever it runs by now, kennel-idmap
+    # aside) when the runner stopped, else the runner.
     if [ $victim = stopped ]; then V=$S
-    elif [ "$S" = "$KP" ]; then V=$(pgrep -P $KP -x kennel | head -1)
+    elif [ "$S" = "$KP" ]; then
+      V=$(for c in $(pgrep -P $KP); do [ "$(cat /proc/$c/comm)" != kennel-idmap ] && echo $c; done | head -1)
     else V=$KP; fi
-    [ -n "$V" ] && kill -9 $V
+    [ -n "$V" ] && kill -9 $V || echo "NO-VICTIM: $p $victim"
     kill -CONT $KP 2>/dev/null
+    for i in $(seq 40); do kill -0 $KP 2>/dev/null || break; sleep 0.25; done
+    kill -0 $KP 2>/dev/null && { echo "RUNNER-HUNG: $p $victim"; kill -9 $KP; }
     wait $KP
-    for i in $(seq 40); do
-      case "$(leftover)" in "procs=0 stopped=0 cgroups=0 units=0 listed=0") break ;; esac
-      sleep 0.25
-    done
-    echo "KM $p $victim: $(leftover)"
+    for i in $(seq 20); do [ "$(leftover)" = "$CLEAN" ] && break; sleep 0.5; done
+    echo "KM $p $victim: $(leftover) $(systemctl --user show -p SubState kennel-km.scope 2>/dev/null)"
+    # What one kill left must not spill into the next, or the next case.
+    pkill -9 -u kuser -f 'sleep 1000[.]5'; pkill -9 -u kuser -x kennel-stopped
+    systemctl --user stop kennel-km.scope 2>/dev/null; systemctl --user reset-failed 2>/dev/null
+    rmdir "$APP/kennel-km.scope/kennel-km" "$APP/kennel-km.scope" 2>/dev/null
   done
 done
 kennel run --cgroup-manager systemd --name km --rootfs "$R" --memory 64M -- true; echo "REUSE-RC: $?"
-''' + LEFTOVERS, 420),
+''' + LEFTOVERS, 600),
 
     # clone3 answers ENOSYS (systemd's seccomp filter, as a profile that
     # predates clone3 would): the child cannot be born in its cgroup, so it
