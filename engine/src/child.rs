@@ -135,6 +135,14 @@ fn setup_and_exec(
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| namespace_failure(e, CloneFlags::CLONE_NEWCGROUP))?;
     }
+    // The network comes up before anything of the container's can run
+    // (hooks included), so its first connect() finds a route.
+    if cfg.pasta.is_some() {
+        if let Some(n) = netns.as_mut() {
+            n.join()?;
+        }
+        network_up(chan)?;
+    }
     // sysfs shows the network namespace it is mounted in: join before. The
     // namespace may still be on its way, so first do what needs nothing
     // further: shrink the bounding set.
@@ -182,6 +190,20 @@ fn hooks_ran(chan: &Channel) -> Step<String> {
     match chan.recv_to_child() {
         Ok(Some(ToChild::HooksRan(state))) => Ok(state),
         // The runner says why (a hook failed) and kills us.
+        Ok(_) => sys::exit_now(125),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// Asks the runner to start pasta for our network namespace and waits
+/// until the interface is configured.
+fn network_up(chan: &Channel) -> Step {
+    let err = |e: Errno| ChildFailure::new(Stage::UserNetwork, e, None);
+    chan.send_to_parent(&ToParent::StartNetwork, None)
+        .map_err(err)?;
+    match chan.recv_to_child() {
+        Ok(Some(ToChild::NetworkUp)) => Ok(()),
+        // The runner says why (pasta failed) and kills us.
         Ok(_) => sys::exit_now(125),
         Err(e) => Err(err(e)),
     }

@@ -94,6 +94,9 @@ pub struct Config {
     /// Landlock as the spec asks for it (annotation `run.kennel.landlock`);
     /// `landlock::decide` settles it into `process.landlock`.
     pub landlock: Option<crate::landlock::Wanted>,
+    /// User-mode networking (`run.kennel.net=pasta`): started by the
+    /// runner once the child is in its network namespace.
+    pub pasta: Option<crate::publish::PastaPlan>,
 }
 
 impl Config {
@@ -355,6 +358,13 @@ impl Config {
             &mounts,
             &process,
         )?;
+        let pasta = crate::publish::plan(spec.annotations().as_ref())?;
+        if pasta.is_some() && !clone_flags.contains(CloneFlags::CLONE_NEWNET) {
+            bail!(
+                "{}=pasta needs a network namespace of the container's own: add {{\"type\": \"network\"}} to linux.namespaces",
+                crate::publish::NET_ANNOTATION
+            );
+        }
         Ok(Config {
             clone_flags,
             uid_map: map_lines(linux.uid_mappings()),
@@ -375,6 +385,7 @@ impl Config {
             sysctl,
             hooks: crate::hooks::HookPlans::from_spec(spec.hooks().as_ref())?,
             landlock,
+            pasta,
         })
     }
 }

@@ -11,6 +11,11 @@
 //!    [`ToChild::MapsWritten`]; or hands the child's pidfd to the
 //!    kennel-idmap it started before the clone, which writes them and says
 //!    so itself with one byte on the socket the child inherited.
+//!    With user-mode networking (`run.kennel.net=pasta`), the child then
+//!    joins its network namespace and sends [`ToParent::StartNetwork`];
+//!    the parent starts pasta (see `pasta`) and answers
+//!    [`ToChild::NetworkUp`] once the interface is configured. Nothing of
+//!    the container's runs before that answer.
 //! 4. child:  sets up the rootfs, joining the network namespace before it
 //!    mounts sysfs, pivots, switches user, drops capabilities. With
 //!    `--tty` it sends [`ToParent::PtyMaster`] with the master fd.
@@ -45,6 +50,7 @@ pub enum Stage {
     WaitForMaps,
     Hostname,
     Network,
+    UserNetwork,
     Mount,
     PivotRoot,
     Terminal,
@@ -68,6 +74,7 @@ impl Stage {
             Stage::WaitForMaps => "waiting for the id maps",
             Stage::Hostname => "setting the hostname",
             Stage::Network => "bringing up lo",
+            Stage::UserNetwork => "waiting for the container's network (pasta)",
             Stage::Mount => "mount",
             Stage::PivotRoot => "pivot_root",
             Stage::Terminal => "setting up the terminal",
@@ -160,6 +167,8 @@ pub enum ToChild {
     /// The createRuntime hooks have run; the state document the
     /// container's own hooks read.
     HooksRan(String),
+    /// pasta has configured the network namespace.
+    NetworkUp,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -172,6 +181,9 @@ pub enum ToParent {
     /// The namespaces exist: run the createRuntime hooks, then answer
     /// with `ToChild::HooksRan`.
     RunHooks,
+    /// In the network namespace: start pasta, then answer with
+    /// `ToChild::NetworkUp`.
+    StartNetwork,
 }
 
 /// The largest message either side accepts. The biggest real one is

@@ -85,6 +85,8 @@ pub struct Container<'a> {
     notify: Option<Notify>,
     master: Option<OwnedFd>,
     netns_maker: Option<NetnsMaker>,
+    /// User-mode networking; dropped after the process is gone.
+    pasta: Option<crate::pasta::Pasta>,
     /// Set for the OCI lifecycle (see `Options::bundle`).
     bundle: Option<std::path::PathBuf>,
     /// Left to outlive us (`detach`).
@@ -120,6 +122,21 @@ impl Plan {
             .into());
         }
         check_preserved_fds(opts.preserve_fds)?;
+        // Before anything exists, so a refusal leaves nothing behind.
+        let pasta_program = match &cfg.pasta {
+            Some(plan) => {
+                let program = crate::pasta::find().ok_or_else(|| {
+                    anyhow!(
+                        "run.kennel.net=pasta: pasta is not installed; {}",
+                        crate::pasta::INSTALL_HINT
+                    )
+                })?;
+                crate::pasta::check_ports(&plan.publish)?;
+                opts.decided(&format!("network: pasta ({})", program.display()));
+                Some(program)
+            }
+            None => None,
+        };
         let seccomp = crate::seccomp::describe(
             self.spec.annotations().as_ref(),
             self.spec
@@ -261,7 +278,7 @@ impl Plan {
         let start_time = reservation
             .as_ref()
             .and_then(|_| state::start_time(pid.as_raw()));
-        let container = Container {
+        let mut container = Container {
             pid,
             pidfd,
             chan: parent_end,
@@ -273,6 +290,7 @@ impl Plan {
             notify,
             master: None,
             netns_maker,
+            pasta: None,
             bundle: opts.bundle.clone(),
             detached: false,
             id: opts.id.clone().unwrap_or_else(|| pid.to_string()),
@@ -311,6 +329,12 @@ impl Plan {
             let _ = parent_end.send_to_child(&ToChild::MapsWritten);
         }
         stop_at::stop_if(opts.stop_at, StopPoint::MapsWritten);
+        if let (Some(plan), Some(program)) = (&cfg.pasta, &pasta_program) {
+            if let Some(n) = &container.notify {
+                n.status("starting the container's network (pasta)");
+            }
+            container.pasta = Some(container.start_pasta(plan, program, &single)?);
+        }
         if cfg.hooks.during_create() {
             container.run_create_hooks()?;
         }
@@ -412,6 +436,41 @@ impl<'a> Container<'a> {
         )
     }
 
+    /// Waits until the child is in its network namespace, starts pasta
+    /// there, and lets the child go on once the interface is configured.
+    fn start_pasta(
+        &self,
+        plan: &crate::publish::PastaPlan,
+        program: &std::path::Path,
+        single: &sys::SingleThreaded,
+    ) -> Result<crate::pasta::Pasta, Error> {
+        loop {
+            match self.chan.recv_to_parent() {
+                Ok(Some(r)) => match r.message {
+                    ToParent::StartNetwork => break,
+                    ToParent::Failed(f) => {
+                        let _ = waitpid(self.pid, None);
+                        return Err(Error::Container(f));
+                    }
+                    _ => {}
+                },
+                Ok(None) => {
+                    return Err(anyhow!(
+                        "the container's process ended before its network was set up"
+                    )
+                    .into())
+                }
+                Err(e) => return Err(anyhow!("reading from the container: {e}").into()),
+            }
+        }
+        let pasta =
+            crate::pasta::Pasta::start(plan, program, self.pid, self.pidfd.as_fd(), single)?;
+        self.chan
+            .send_to_child(&ToChild::NetworkUp)
+            .map_err(|e| anyhow!("the container's process is gone: {e}"))?;
+        Ok(pasta)
+    }
+
     /// Waits until the child's namespaces exist, runs the createRuntime
     /// hooks here, and lets the child go on with the state for its own.
     fn run_create_hooks(&self) -> Result<(), Error> {
@@ -423,7 +482,7 @@ impl<'a> Container<'a> {
                         let _ = waitpid(self.pid, None);
                         return Err(Error::Container(f));
                     }
-                    ToParent::PtyMaster | ToParent::Ready => {}
+                    ToParent::PtyMaster | ToParent::Ready | ToParent::StartNetwork => {}
                 },
                 Ok(None) => {
                     return Err(
@@ -486,7 +545,7 @@ impl<'a> Container<'a> {
                     ToParent::PtyMaster => console = r.fd,
                     ToParent::Ready => break,
                     // Answered by `create`, before we get here.
-                    ToParent::RunHooks => {}
+                    ToParent::RunHooks | ToParent::StartNetwork => {}
                     ToParent::Failed(f) => {
                         let _ = waitpid(self.pid, None);
                         return Err(Error::Container(f));
@@ -500,6 +559,9 @@ impl<'a> Container<'a> {
         }
         self.netns_maker = None;
         self.record(state::Status::Created)?;
+        if let Some(p) = self.pasta.as_mut() {
+            p.detach();
+        }
         // Ours no more: `delete` removes them.
         drop(self.leaf.0.take());
         if let Some(res) = self.reservation.take() {
@@ -593,7 +655,7 @@ pub fn wait_for_exec(chan: &Channel, pid: Pid) -> Result<Started> {
                 ToParent::PtyMaster => master = r.fd,
                 // Only a child with a start fifo says it, and only `detach`
                 // reads from such a child; `create` answers RunHooks.
-                ToParent::Ready | ToParent::RunHooks => {}
+                ToParent::Ready | ToParent::RunHooks | ToParent::StartNetwork => {}
                 ToParent::Failed(f) => {
                     let _ = waitpid(pid, None);
                     return Ok(Started::Failed(f));

@@ -1,0 +1,349 @@
+//! The container's user-mode network: Debian's `pasta` (package passt)
+//! attached to the container's network and user namespaces.
+//!
+//! pasta is started by a small keeper process the runner forks once the
+//! child has joined its network namespace; the child waits for
+//! `ToChild::NetworkUp` before it goes on (see `protocol`).
+//!
+//! Readiness: pasta runs in the foreground (`-f`) and writes its pid file
+//! (`-P`) only after it has configured the interface, addresses and
+//! routes in the namespace (the file is created, written and closed at
+//! that point). The keeper waits for that close with inotify, and for
+//! pasta's exit on its pidfd, so the container never starts before its
+//! network is up, and a pasta that fails is seen at once.
+//!
+//! Lifetime: pasta does not quit when the processes of a namespace it was
+//! given by pid are gone (it holds the namespace), and it drops the
+//! parent-death signal when it sandboxes itself. So the keeper holds a
+//! pidfd of the container's process and kills pasta when that process
+//! ends, whether the runner waited for it, was killed (the container dies
+//! with it), or left it to run (the OCI lifecycle). The keeper has its own
+//! session, so a terminal's ^C reaches the container, not pasta.
+
+use std::io::Read;
+use std::net::{IpAddr, TcpListener, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::signal::Signal;
+use nix::sys::wait::waitpid;
+use nix::unistd::{pipe2, Pid};
+
+use crate::publish::{PastaPlan, Protocol, Publish};
+use crate::sys;
+
+/// How long pasta may take to configure the namespace.
+const READY_TIMEOUT_MS: i32 = 10_000;
+
+/// The address the container sends DNS queries to; pasta forwards them
+/// to the host's first resolver (of the host's /etc/resolv.conf), so a
+/// resolver on the host's loopback works too.
+pub const DNS_FORWARD: &str = "169.254.1.1";
+
+/// The fix when pasta is missing.
+pub const INSTALL_HINT: &str =
+    "install Debian's passt package (apt install passt), or use --net private";
+
+/// pasta's path on `PATH`, if it is installed.
+pub fn find() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join("pasta"))
+        .find(|p| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok())
+}
+
+/// The address pasta gives the container: a copy of the host's on the
+/// interface with the default IPv4 route (pasta's default), if any.
+pub fn container_address() -> Option<IpAddr> {
+    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
+    let iface = routes.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(1) == Some(&"00000000")).then(|| f[0].to_string())
+    })?;
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
+        let ip = a.address?.as_sockaddr_in()?.ip();
+        (a.interface_name == iface).then_some(IpAddr::V4(ip))
+    })
+}
+
+/// Fails, naming the port and the fix, when a published host port cannot
+/// be bound by this user: in use, or privileged. pasta itself only warns
+/// about a port it cannot bind while it binds another (IPv6) one, so
+/// kennel asks the kernel first, before anything is made.
+pub fn check_ports(publish: &[Publish]) -> Result<()> {
+    for p in publish {
+        let ip = p
+            .host_ip
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let bound = match p.protocol {
+            Protocol::Tcp => TcpListener::bind((ip, p.host_port)).map(drop),
+            Protocol::Udp => UdpSocket::bind((ip, p.host_port)).map(drop),
+        };
+        let Err(e) = bound else { continue };
+        let why = match e.raw_os_error() {
+            Some(libc::EADDRINUSE) => format!(
+                "host port {}/{} is already in use: stop what listens there (ss -lntup) or publish another host port",
+                p.host_port, p.protocol
+            ),
+            Some(libc::EACCES) => format!(
+                "host port {}/{} is privileged: net.ipv4.ip_unprivileged_port_start is {}; publish a port at or above it, or lower it (sysctl -w net.ipv4.ip_unprivileged_port_start={})",
+                p.host_port,
+                p.protocol,
+                std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|_| "unknown".into()),
+                p.host_port
+            ),
+            Some(libc::EADDRNOTAVAIL) => format!("{ip} is not an address of this host"),
+            _ => e.to_string(),
+        };
+        bail!("cannot publish -p {p}: {why}");
+    }
+    Ok(())
+}
+
+/// pasta's arguments for `plan`, attached to `pid`'s namespaces.
+fn arguments(plan: &PastaPlan, dir: &Path, pid: Pid) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--config-net".into(),
+        "-f".into(),
+        "-q".into(),
+        "-l".into(),
+        dir.join("log").display().to_string(),
+        "-P".into(),
+        dir.join("pid").display().to_string(),
+        "--dns-forward".into(),
+        DNS_FORWARD.into(),
+        // The container's own loopback does not reach the host's.
+        "-T".into(),
+        "none".into(),
+        "-U".into(),
+        "none".into(),
+    ];
+    for proto in [Protocol::Tcp, Protocol::Udp] {
+        let flag = match proto {
+            Protocol::Tcp => "-t",
+            Protocol::Udp => "-u",
+        };
+        let mine: Vec<&Publish> = plan
+            .publish
+            .iter()
+            .filter(|p| p.protocol == proto)
+            .collect();
+        if mine.is_empty() {
+            args.extend([flag.into(), "none".into()]);
+        }
+        for p in mine {
+            let addr = p.host_ip.map(|ip| format!("{ip}/")).unwrap_or_default();
+            args.extend([
+                flag.into(),
+                format!("{addr}{}:{}", p.host_port, p.container_port),
+            ]);
+        }
+    }
+    args.push(pid.to_string());
+    args
+}
+
+/// A running pasta, through its keeper.
+pub struct Pasta {
+    keeper: Pid,
+    /// Left to outlive the runner with its container (`detach`).
+    detached: bool,
+}
+
+impl Pasta {
+    /// Starts pasta for the container `pid` (whose pidfd is `container`)
+    /// and returns once the namespace's interface is configured.
+    pub fn start(
+        plan: &PastaPlan,
+        program: &Path,
+        pid: Pid,
+        container: BorrowedFd<'_>,
+        single: &sys::SingleThreaded,
+    ) -> Result<Pasta> {
+        let dir = private_dir()?;
+        let (status_read, status_write) =
+            pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe for pasta")?;
+        let args = arguments(plan, &dir, pid);
+        let keeper = match sys::fork_process(single).context("cannot fork pasta's keeper")? {
+            None => {
+                drop(status_read);
+                keep(program, &args, &dir, container, status_write)
+            }
+            Some(keeper) => keeper,
+        };
+        drop(status_write);
+        let mut answer = String::new();
+        let _ = std::fs::File::from(status_read).read_to_string(&mut answer);
+        let pasta = Pasta {
+            keeper,
+            detached: false,
+        };
+        match answer.strip_prefix("ok") {
+            Some(_) => Ok(pasta),
+            None if answer.is_empty() => bail!("pasta's keeper died before pasta was ready"),
+            None => bail!("pasta failed to set up the container's network: {answer}"),
+        }
+    }
+
+    /// Lets the keeper and pasta outlive us, with the container.
+    pub fn detach(&mut self) {
+        self.detached = true;
+    }
+}
+
+impl Drop for Pasta {
+    /// Waits for the keeper: it kills pasta once the container is gone,
+    /// which the runner has made sure of before dropping this.
+    fn drop(&mut self) {
+        if !self.detached {
+            let _ = waitpid(self.keeper, None);
+        }
+    }
+}
+
+/// A directory of this user's alone for pasta's pid file and log.
+fn private_dir() -> Result<PathBuf> {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    let template = base.join("kennel-pasta.XXXXXX");
+    nix::unistd::mkdtemp(&template)
+        .with_context(|| format!("cannot create a directory like {}", template.display()))
+}
+
+/// The keeper's whole life: start pasta, report on `status`, and kill
+/// pasta when the container ends.
+fn keep(
+    program: &Path,
+    args: &[String],
+    dir: &Path,
+    container: BorrowedFd<'_>,
+    status: OwnedFd,
+) -> ! {
+    let _ = nix::unistd::setsid();
+    // Only what the keeper uses: not the runner's channel to the child
+    // (whose end-of-file tells the child the runner is gone), nor stdio.
+    let _ = sys::close_fds_except(&[container.as_raw_fd(), status.as_raw_fd()]);
+    if let Ok(null) = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..=2 {
+            let _ = sys::dup_onto(null.as_fd(), fd);
+        }
+    }
+    let report = |text: &str| {
+        let _ = nix::unistd::write(&status, text.as_bytes());
+    };
+    let pasta = match run_until_ready(program, args, dir) {
+        Ok(p) => {
+            report("ok");
+            p
+        }
+        Err(e) => {
+            report(&format!("{e:#}"));
+            let _ = std::fs::remove_dir_all(dir);
+            sys::exit_now(1);
+        }
+    };
+    drop(status);
+    let pasta_fd = sys::pidfd_open(Pid::from_raw(pasta.id() as i32)).ok();
+    let mut fds = vec![PollFd::new(container, PollFlags::POLLIN)];
+    if let Some(fd) = &pasta_fd {
+        fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+    }
+    while let Err(Errno::EINTR) = poll(&mut fds, PollTimeout::NONE) {}
+    if let Some(fd) = &pasta_fd {
+        let _ = sys::pidfd_send_signal(fd.as_fd(), Signal::SIGKILL as i32);
+    }
+    let _ = waitpid(Pid::from_raw(pasta.id() as i32), None);
+    let _ = std::fs::remove_dir_all(dir);
+    sys::exit_now(0)
+}
+
+/// Starts pasta and waits until it has written its pid file, which it
+/// does once the namespace is configured; its log if it exits first.
+fn run_until_ready(program: &Path, args: &[String], dir: &Path) -> Result<std::process::Child> {
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC).context("inotify_init")?;
+    inotify
+        .add_watch(dir, AddWatchFlags::IN_CLOSE_WRITE)
+        .context("watching pasta's directory")?;
+    let stderr = std::fs::File::create(dir.join("stderr")).context("pasta's stderr")?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    let child_fd = sys::pidfd_open(Pid::from_raw(child.id() as i32)).context("pidfd_open")?;
+    let pid_file = dir.join("pid");
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(READY_TIMEOUT_MS as u64);
+    loop {
+        // Also covers a close that came before the watch could see it.
+        if std::fs::metadata(&pid_file).is_ok_and(|m| m.len() > 0) {
+            return Ok(child);
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("pasta did not configure the namespace within {READY_TIMEOUT_MS} ms");
+        }
+        let mut fds = [
+            PollFd::new(inotify.as_fd(), PollFlags::POLLIN),
+            PollFd::new(child_fd.as_fd(), PollFlags::POLLIN),
+        ];
+        let timeout = PollTimeout::try_from(left.as_millis() as i32).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Err(Errno::EINTR) | Ok(0) => continue,
+            Err(e) => bail!("waiting for pasta: {e}"),
+            Ok(_) => {}
+        }
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            let _ = inotify.read_events();
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            let code = child.wait().ok().and_then(|s| s.code());
+            let said = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+            let log: Vec<String> = [said("log"), said("stderr")]
+                .iter()
+                .flat_map(|t| t.lines().map(str::to_string).collect::<Vec<_>>())
+                .filter(|l| !l.contains("syslog") && !l.starts_with("pasta "))
+                .collect();
+            bail!(
+                "pasta exited ({}) before the network was up: {}",
+                code.map_or("killed".to_string(), |c| format!("status {c}")),
+                log.join("; ")
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_forward_only_what_is_published() {
+        let plan = PastaPlan {
+            publish: vec!["127.0.0.1:18080:80".parse().unwrap()],
+        };
+        let a = arguments(&plan, Path::new("/d"), Pid::from_raw(42)).join(" ");
+        assert!(a.contains("-t 127.0.0.1/18080:80"), "{a}");
+        assert!(a.contains("-u none"), "{a}");
+        assert!(!a.contains("-t none"), "{a}");
+        assert!(a.contains("-T none -U none"), "{a}");
+        assert!(a.ends_with(" 42"), "{a}");
+    }
+}
