@@ -53,12 +53,29 @@ pub enum UsernsMode {
     Subids,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetMode {
     /// A new network namespace with only `lo`, up.
     Private,
     /// Keep the host's network namespace.
     Host,
+    /// A new network namespace connected by pasta (user-mode networking).
+    Pasta,
+}
+
+/// `--net`'s value; `bridge[=NAME]` is named so its refusal can say why.
+pub fn parse_net(value: &str) -> Result<NetMode, String> {
+    match value {
+        "private" => Ok(NetMode::Private),
+        "host" => Ok(NetMode::Host),
+        "pasta" => Ok(NetMode::Pasta),
+        b if b == "bridge" || b.starts_with("bridge=") => Err(
+            "bridge networking is not yet implemented (it comes with the kennel-net helper); use --net pasta or --net private".into(),
+        ),
+        other => Err(format!(
+            "unknown network mode {other:?}: private, host or pasta"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -82,9 +99,19 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "MODE")]
     pub userns: Option<UsernsMode>,
 
-    /// Network: a private namespace with lo, or the host's.
-    #[arg(long, value_enum, default_value = "private", value_name = "MODE")]
-    pub net: NetMode,
+    /// Network: private (lo only), host, or pasta (user-mode, with a route
+    /// out) [default: pasta for a rootless --rootfs when pasta is installed,
+    /// else private].
+    #[arg(long, value_parser = parse_net, value_name = "MODE")]
+    pub net: Option<NetMode>,
+
+    /// Publish a container port on the host (needs --net pasta).
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[IP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]"
+    )]
+    pub publish: Vec<String>,
 
     /// Mount the root filesystem read-only.
     #[arg(long)]

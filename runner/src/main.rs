@@ -91,6 +91,14 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
         cli::SdNotifyMode::Container => kennel_engine::sdnotify::SdNotifyMode::Container,
         cli::SdNotifyMode::Ignore => kennel_engine::sdnotify::SdNotifyMode::Ignore,
     })?;
+    if verbose && args.bundle.is_none() {
+        let (net, why) = spec_build::choose_net(
+            args,
+            host.caller.uid,
+            kennel_engine::pasta::find().is_some(),
+        )?;
+        eprintln!("kennel: network: {net:?} ({why})");
+    }
     let mut spec = match &args.bundle {
         Some(dir) => spec_build::load_bundle(dir, &plan)?,
         None => spec_build::build(args, &host, &plan)?,

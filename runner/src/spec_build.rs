@@ -15,6 +15,7 @@ use crate::cli::{CgroupManager, NetMode, RunArgs, UsernsMode};
 use crate::idmap::IdPlan;
 use kennel_engine::exec::apply_env_entry;
 use kennel_engine::ids::Caller;
+use kennel_engine::publish::{Publish, NET_ANNOTATION, PUBLISH_ANNOTATION};
 use kennel_engine::{passwd, DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS};
 
 /// Docker's default capability set.
@@ -111,7 +112,7 @@ fn system_mounts(net: NetMode, gid5_mapped: bool) -> Result<(Vec<Mount>, Mount)>
         // A sysfs instance belongs to a network namespace; without our own,
         // the kernel refuses a new one, so show the host's, read-only.
         NetMode::Host => bind(Path::new("/sys"), "/sys", true)?,
-        NetMode::Private => mount(
+        NetMode::Private | NetMode::Pasta => mount(
             "/sys",
             "sysfs",
             "sysfs",
@@ -394,7 +395,12 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
             }
         }
     }
-    let (first, sys) = system_mounts(args.net, maps_contain(&ids.gid_map, 5))?;
+    let (net, _) = choose_net(
+        args,
+        host.caller.uid,
+        kennel_engine::pasta::find().is_some(),
+    )?;
+    let (first, sys) = system_mounts(net, maps_contain(&ids.gid_map, 5))?;
     mounts.extend(first);
     let mut sys_mounts = vec![sys];
     if sandbox && !args.no_home {
@@ -445,7 +451,7 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
         LinuxNamespaceType::Cgroup,
         LinuxNamespaceType::Network,
     ] {
-        if typ == LinuxNamespaceType::Network && args.net == NetMode::Host {
+        if typ == LinuxNamespaceType::Network && net == NetMode::Host {
             continue;
         }
         namespaces.push(LinuxNamespaceBuilder::default().typ(typ).build()?);
@@ -488,6 +494,19 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
             .into(),
         ))
         .set_root(None);
+    if net == NetMode::Pasta {
+        let mut annotations = spec.annotations().clone().unwrap_or_default();
+        annotations.insert(NET_ANNOTATION.to_string(), "pasta".to_string());
+        if !args.publish.is_empty() {
+            annotations.insert(PUBLISH_ANNOTATION.to_string(), args.publish.join(","));
+        }
+        spec.set_annotations(Some(annotations));
+        if !mounts_target(&spec, "/etc/resolv.conf") {
+            let mut mounts = spec.mounts().clone().unwrap_or_default();
+            mounts.push(bind(&pasta_resolv_conf()?, "/etc/resolv.conf", true)?);
+            spec.set_mounts(Some(mounts));
+        }
+    }
     if let Some(dir) = rootfs {
         // /proc inside a rootfs must be a real directory: a symlink would
         // send the fresh procfs somewhere the image chose.
@@ -530,6 +549,85 @@ pub fn set_landlock(spec: &mut Spec, args: &RunArgs) -> Result<()> {
     annotations.insert(LANDLOCK_ANNOTATION.to_string(), value.to_string());
     spec.set_annotations(Some(annotations));
     Ok(())
+}
+
+fn mounts_target(spec: &Spec, target: &str) -> bool {
+    spec.mounts()
+        .iter()
+        .flatten()
+        .any(|m| m.destination() == Path::new(target))
+}
+
+/// The resolv.conf a pasta container gets: pasta's DNS forwarder (which
+/// reaches the host's resolver, even one on the host's loopback that the
+/// container could not reach itself, as podman does), and the host's
+/// search domains. Written atomically where only this user writes, and
+/// bind-mounted read-only.
+fn pasta_resolv_conf() -> Result<PathBuf> {
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(|d| PathBuf::from(d).join("kennel-net"))
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("kennel-net-{}", nix::unistd::getuid()))
+        });
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut text = format!("nameserver {}\n", kennel_engine::pasta::DNS_FORWARD);
+    for line in host.lines() {
+        if line.starts_with("search ") || line.starts_with("options ") {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    let path = dir.join("pasta-resolv.conf");
+    if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
+        return Ok(path);
+    }
+    let tmp = dir.join(format!("pasta-resolv.conf.{}", std::process::id()));
+    std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// The network `args` ask for, and why: `--net`, or by default pasta for
+/// a rootless container with a root filesystem when pasta is installed
+/// (as podman 5 does), else private. `-p` needs pasta.
+pub fn choose_net(args: &RunArgs, uid: u32, pasta_found: bool) -> Result<(NetMode, String)> {
+    for p in &args.publish {
+        p.parse::<Publish>()?;
+    }
+    let (net, why) = match args.net {
+        Some(net) => (net, "as --net asks".to_string()),
+        None if args.rootfs.is_none() => (
+            NetMode::Private,
+            "the host sandbox's default (loopback only)".into(),
+        ),
+        None if uid == 0 => (
+            NetMode::Private,
+            "running as root: pasta is the rootless default only".into(),
+        ),
+        None if pasta_found => (
+            NetMode::Pasta,
+            "the default for a rootless --rootfs, and pasta is installed".into(),
+        ),
+        None if !args.publish.is_empty() => bail!(
+            "-p needs pasta, which is not installed: {}",
+            kennel_engine::pasta::INSTALL_HINT
+        ),
+        None => (
+            NetMode::Private,
+            "pasta is not installed (apt install passt), so loopback only".into(),
+        ),
+    };
+    if net == NetMode::Pasta && !pasta_found {
+        bail!(
+            "--net pasta: pasta is not installed; {}",
+            kennel_engine::pasta::INSTALL_HINT
+        );
+    }
+    if net != NetMode::Pasta && !args.publish.is_empty() {
+        bail!("-p publishes through pasta: use --net pasta (this container's network is not)");
+    }
+    Ok((net, why))
 }
 
 /// The default userns mode: keep-id for the host sandbox, auto otherwise.
