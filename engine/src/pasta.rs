@@ -152,8 +152,10 @@ fn arguments(plan: &PastaPlan, dir: &Path, pid: Pid) -> Vec<String> {
 
 /// A running pasta, through its keeper.
 pub struct Pasta {
-    keeper: Pid,
-    /// Left to outlive the runner with its container (`detach`).
+    /// The keeper's status pipe: "ok" and a newline once pasta is ready,
+    /// then end-of-file when the keeper has exited (pasta reaped).
+    keeper: std::io::BufReader<std::fs::File>,
+    /// Left to outlive us with the container (`detach`).
     detached: bool,
 }
 
@@ -171,24 +173,44 @@ impl Pasta {
         let (status_read, status_write) =
             pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe for pasta")?;
         let args = arguments(plan, &dir, pid);
-        let keeper = match sys::fork_process(single).context("cannot fork pasta's keeper")? {
+        // Forked twice, so the keeper is not our child: the runner's only
+        // child stays the container, and the keeper outlives a runner that
+        // leaves early (the OCI lifecycle) without becoming a zombie.
+        let middle = match sys::fork_process(single).context("cannot fork pasta's keeper")? {
             None => {
                 drop(status_read);
-                keep(program, &args, &dir, container, status_write)
+                match sys::fork_process(single) {
+                    Ok(None) => keep(program, &args, &dir, container, status_write),
+                    Ok(Some(_)) => sys::exit_now(0),
+                    Err(e) => {
+                        let _ = nix::unistd::write(
+                            &status_write,
+                            format!("cannot fork pasta's keeper: {e}").as_bytes(),
+                        );
+                        sys::exit_now(1)
+                    }
+                }
             }
-            Some(keeper) => keeper,
+            Some(middle) => middle,
         };
         drop(status_write);
+        let _ = waitpid(middle, None);
+        let mut keeper = std::io::BufReader::new(std::fs::File::from(status_read));
         let mut answer = String::new();
-        let _ = std::fs::File::from(status_read).read_to_string(&mut answer);
-        let pasta = Pasta {
-            keeper,
-            detached: false,
-        };
-        match answer.strip_prefix("ok") {
-            Some(_) => Ok(pasta),
-            None if answer.is_empty() => bail!("pasta's keeper died before pasta was ready"),
-            None => bail!("pasta failed to set up the container's network: {answer}"),
+        let _ = std::io::BufRead::read_line(&mut keeper, &mut answer);
+        match answer.as_str() {
+            "ok\n" => Ok(Pasta {
+                keeper,
+                detached: false,
+            }),
+            "" => bail!("pasta's keeper died before pasta was ready"),
+            _ => {
+                let _ = keeper.read_to_string(&mut answer);
+                bail!(
+                    "pasta failed to set up the container's network: {}",
+                    answer.trim_end()
+                )
+            }
         }
     }
 
@@ -199,11 +221,11 @@ impl Pasta {
 }
 
 impl Drop for Pasta {
-    /// Waits for the keeper: it kills pasta once the container is gone,
-    /// which the runner has made sure of before dropping this.
+    /// Waits for the keeper to end: it kills pasta once the container is
+    /// gone, which the runner has made sure of before dropping this.
     fn drop(&mut self) {
         if !self.detached {
-            let _ = waitpid(self.keeper, None);
+            let _ = std::io::copy(&mut self.keeper, &mut std::io::sink());
         }
     }
 }
@@ -246,7 +268,7 @@ fn keep(
     };
     let pasta = match run_until_ready(program, args, dir) {
         Ok(p) => {
-            report("ok");
+            report("ok\n");
             p
         }
         Err(e) => {
@@ -255,7 +277,8 @@ fn keep(
             sys::exit_now(1);
         }
     };
-    drop(status);
+    // `status` stays open until we exit: its end-of-file tells the runner
+    // that pasta is gone.
     let pasta_fd = sys::pidfd_open(Pid::from_raw(pasta.id() as i32)).ok();
     let mut fds = vec![PollFd::new(container, PollFlags::POLLIN)];
     if let Some(fd) = &pasta_fd {
@@ -267,6 +290,7 @@ fn keep(
     }
     let _ = waitpid(Pid::from_raw(pasta.id() as i32), None);
     let _ = std::fs::remove_dir_all(dir);
+    drop(status);
     sys::exit_now(0)
 }
 
