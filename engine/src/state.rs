@@ -87,6 +87,19 @@ pub struct Private {
     /// the same way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landlock: Option<crate::landlock::Rules>,
+    /// The user-mode network (pasta), for `ps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+}
+
+/// A pasta container's network as `ps` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Network {
+    pub mode: String,
+    /// The container's IPv4 address (pasta copies the host's).
+    pub address: Option<std::net::IpAddr>,
+    /// `[IP:]HOSTPORT:CONTAINERPORT/PROTO` each.
+    pub publish: Vec<String>,
 }
 
 /// A live container, with a pidfd that is known to refer to it.
@@ -365,6 +378,14 @@ pub fn record(res: &Reservation, r: &Recorded) -> Result<()> {
             },
             seccomp: r.spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
             landlock: r.landlock.cloned(),
+            network: crate::publish::plan(r.spec.annotations().as_ref())
+                .ok()
+                .flatten()
+                .map(|plan| Network {
+                    mode: "pasta".into(),
+                    address: crate::pasta::container_address(),
+                    publish: plan.publish.iter().map(|p| p.to_string()).collect(),
+                }),
         },
     };
     let init = res.dir.join(INIT);

@@ -26,6 +26,9 @@ pub fn ps(args: &PsArgs) -> Result<i32> {
                         "cgroup": s.kennel.cgroup,
                         "status": s.status.to_string(),
                         "seccomp": seccomp(s),
+                        "network": s.kennel.network.as_ref().map(|n| n.mode.clone()),
+                        "address": s.kennel.network.as_ref().and_then(|n| n.address),
+                        "ports": s.kennel.network.as_ref().map(|n| n.publish.clone()).unwrap_or_default(),
                     })
                 })
                 .collect();
@@ -33,8 +36,8 @@ pub fn ps(args: &PsArgs) -> Result<i32> {
         }
         OutputFormat::Table => {
             println!(
-                "{:<20} {:>8} {:<10} {:<24} {:<40} {:<24} COMMAND",
-                "NAME", "PID", "UP", "ROOTFS", "CGROUP", "SECCOMP"
+                "{:<20} {:>8} {:<10} {:<24} {:<40} {:<24} {:<16} {:<24} COMMAND",
+                "NAME", "PID", "UP", "ROOTFS", "CGROUP", "SECCOMP", "ADDRESS", "PORTS"
             );
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -53,14 +56,28 @@ pub fn ps(args: &PsArgs) -> Result<i32> {
                     .as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "-".into());
+                let (address, ports) = match &s.kennel.network {
+                    Some(n) => (
+                        n.address
+                            .map(|a| a.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        match n.publish.is_empty() {
+                            true => "-".into(),
+                            false => n.publish.join(","),
+                        },
+                    ),
+                    None => ("-".into(), "-".into()),
+                };
                 println!(
-                    "{:<20} {:>8} {:<10} {:<24} {:<40} {:<24} {}",
+                    "{:<20} {:>8} {:<10} {:<24} {:<40} {:<24} {:<16} {:<24} {}",
                     s.id,
                     s.pid,
                     format_age(now.saturating_sub(s.kennel.created)),
                     rootfs,
                     cgroup,
                     seccomp(s),
+                    address,
+                    ports,
                     s.kennel.command.join(" ")
                 );
             }
