@@ -60,11 +60,11 @@ def peak_rss_kib(argv):
 def measure(bindir, rootfs, runs, rounds, out_json):
     kennel = os.path.join(bindir, "kennel")
     commands = {
-        "kennel (userns=single)": f"{kennel} run --userns=single --rootfs {rootfs} -- /bin/true",
-        "kennel (subids via kennel-idmap)": f"{kennel} run --userns=subids --rootfs {rootfs} -- /bin/true",
+        "kennel (userns=single)": f"{kennel} run --net private --userns=single --rootfs {rootfs} -- /bin/true",
+        "kennel (subids via kennel-idmap)": f"{kennel} run --net private --userns=subids --rootfs {rootfs} -- /bin/true",
         # The default seccomp profile's cost: the same start without it.
         "kennel (userns=single, seccomp=unconfined)":
-            f"{kennel} run --userns=single --security-opt seccomp=unconfined --rootfs {rootfs} -- /bin/true",
+            f"{kennel} run --net private --userns=single --security-opt seccomp=unconfined --rootfs {rootfs} -- /bin/true",
         "bwrap --unshare-all": f"bwrap --unshare-all --bind {rootfs} / --proc /proc --dev /dev /bin/true",
         "unshare -Urmpf --mount-proc": "unshare -Urmpf --mount-proc true",
     }
@@ -75,7 +75,7 @@ def measure(bindir, rootfs, runs, rounds, out_json):
         commands["unshare -U --map-auto (newuidmap+newgidmap)"] = "unshare -U --map-auto --map-root-user true"
     interleaved = time_interleaved({n: shlex.split(c) for n, c in commands.items()}, runs)
     blocks = time_hyperfine_blocks(commands, runs, rounds)
-    rss = peak_rss_kib([kennel, "run", "--userns=subids", "--rootfs", rootfs, "--", "sleep", "0.3"])
+    rss = peak_rss_kib([kennel, "run", "--net", "private", "--userns=subids", "--rootfs", rootfs, "--", "sleep", "0.3"])
     report = {}
     for title, medians in [
         (f"interleaved, each run of each command in turn, {runs} runs each", interleaved),

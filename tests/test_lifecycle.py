@@ -214,7 +214,7 @@ def test_exec_joins_the_running_container(h, containers):
 
 
 def test_exec_sees_the_same_network_namespace(h, containers):
-    containers.start("ex-net")
+    containers.start("ex-net", "--net", "private")
     out = ok(kennel(h, "exec", "ex-net", "--", "cat", "/proc/net/dev"))
     ifaces = [line.split(":")[0].strip() for line in out.splitlines()[2:]]
     assert ifaces == ["lo"]

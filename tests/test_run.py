@@ -197,6 +197,13 @@ def test_host_files_and_mounts_are_absent(h):
     assert h.user.name not in passwd
     allowed = ("/proc", "/dev", "/sys", "/tmp", "/run")
     points = [line.split()[4] for line in mountinfo.splitlines()]
+    # pasta's resolv.conf (the default network where pasta is installed)
+    # is kennel's own file, read-only, not one of the host's.
+    resolv = [line for line in mountinfo.splitlines() if line.split()[4] == "/etc/resolv.conf"]
+    if resolv:
+        assert resolv[0].split()[3].endswith("/kennel-net/pasta-resolv.conf"), resolv
+        assert resolv[0].split()[5].startswith("ro"), resolv
+        points.remove("/etc/resolv.conf")
     assert "/" in points and "/proc" in points
     stray = [p for p in points if p != "/" and not any(p == a or p.startswith(a + "/") for a in allowed)]
     assert stray == [], f"host mounts visible inside: {stray}\n{mountinfo}"
@@ -211,7 +218,7 @@ def test_private_network_has_only_loopback_and_it_is_up(h, userns):
     # Changing lo takes CAP_NET_ADMIN over the namespace's owner: the
     # container's own user namespace, whoever made it.
     script = "cat /proc/net/dev; echo --; ip link set lo mtu 1280 && ip link show lo"
-    out = ok(sh(h, script, f"--userns={userns}", "--cap-add", "NET_ADMIN"))
+    out = ok(sh(h, script, f"--userns={userns}", "--net", "private", "--cap-add", "NET_ADMIN"))
     netdev, link = out.split("--\n")
     ifaces = [line.split(":")[0].strip() for line in netdev.splitlines()[2:]]
     assert ifaces == ["lo"]
@@ -259,7 +266,7 @@ os.execv(sys.argv[1], sys.argv[1:])
 @pytest.mark.parametrize("init", [[], ["--init"]])
 def test_runs_where_clone3_is_unavailable(h, init):
     script = "echo pid=$$; cat /proc/self/uid_map; ls /sys/class/net"
-    argv = [sys.executable, "-c", NO_CLONE3, h.kennel, "run", "--userns=single", *init,
+    argv = [sys.executable, "-c", NO_CLONE3, h.kennel, "run", "--userns=single", "--net=private", *init,
             "--rootfs", h.rootfs, "--", "sh", "-c", script]
     lines = ok(h.user.run(argv)).splitlines()
     assert lines[0] == "clone3: ENOSYS", lines
