@@ -37,7 +37,7 @@ case "${1:-}" in
   bench) need=$bench ;;
   bench-oci) need="$bench runc:runc $podman" ;;
   vm) need=$vm ;;
-  test) need="$build $bench $vm sudo:sudo keyutils:keyctl strace:strace runc:runc $clients" ;;
+  test) need="$build $bench $vm sudo:sudo keyutils:keyctl strace:strace runc:runc passt:pasta $clients" ;;
   *) echo "usage: $0 build|runtime|bench|bench-oci|vm|test" >&2; exit 2 ;;
 esac
 missing=""

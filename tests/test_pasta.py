@@ -307,3 +307,31 @@ def test_publish_needs_pasta_and_bridge_is_not_yet_there(h):
     assert out.returncode != 0 and "--net pasta" in out.stderr, out.stderr
     out = run(h, "--net", "bridge", cmd=["true"])
     assert out.returncode != 0 and "not yet implemented" in out.stderr, out.stderr
+
+
+def path_without_pasta(h):
+    """A PATH with setpriv (to become the test user) and nothing else."""
+    d = h.tempdir()
+    os.symlink(shutil.which("setpriv"), os.path.join(d, "setpriv"))
+    return {"PATH": d}
+
+
+def test_missing_pasta_is_named_with_its_package(h):
+    env = path_without_pasta(h)
+    out = run(h, "--net", "pasta", cmd=["echo", "ran"], env=env)
+    assert out.returncode == 125 and "ran" not in out.stdout, out
+    assert "pasta is not installed" in out.stderr and "apt install passt" in out.stderr, out.stderr
+    # Without --net, the default falls back to a loopback-only network.
+    out = run(h, "--verbose", cmd=["cat", "/proc/net/dev"], env=env)
+    assert out.returncode == 0, out.stderr
+    assert "pasta is not installed" in out.stderr, out.stderr
+    assert [line.split(":")[0].strip() for line in out.stdout.splitlines()[2:]] == ["lo"]
+    doctor = h.user.run([h.kennel, "doctor"], env=env)
+    assert "warn  pasta" in doctor.stdout and "fix: apt install passt" in doctor.stdout, doctor.stdout
+
+
+def test_doctor_reports_pasta_and_the_default(h):
+    out = h.user.run([h.kennel, "doctor"])
+    line = next((l for l in out.stdout.splitlines() if "pasta" in l), "")
+    assert line.startswith("ok    pasta"), out.stdout
+    assert "default network for a rootless --rootfs" in line, line

@@ -321,6 +321,51 @@ fn cgroup_checks(host: &Host) -> Vec<Check> {
     out
 }
 
+/// pasta, the default network of a rootless --rootfs container when it is
+/// installed: present, which version (Debian's own build says "unknown
+/// version", so the package's is asked too), and what kennel picks.
+fn pasta_check(uid: u32) -> Check {
+    const NAME: &str = "pasta (user-mode network)";
+    let Some(path) = kennel_engine::pasta::find() else {
+        return warn(
+            NAME,
+            "pasta is not installed: `--net pasta` and `-p` are unavailable, and a --rootfs container gets a loopback-only network",
+            "apt install passt",
+        );
+    };
+    let run = |argv: &[&str]| {
+        std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let path_str = path.display().to_string();
+    let version = run(&[&path_str, "--version"])
+        .and_then(|o| o.lines().next().map(str::to_string))
+        .filter(|l| !l.contains("unknown version"))
+        .or_else(|| {
+            run(&["dpkg-query", "-W", "-f", "${Version}", "passt"])
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("passt {v} (Debian)"))
+        })
+        .unwrap_or_else(|| "version unknown".into());
+    let help = run(&[&path_str, "--help"]).unwrap_or_default();
+    let guest_addr = match help.contains("--map-guest-addr") {
+        true => "has --map-guest-addr",
+        false => "no --map-guest-addr (older pasta: the host is reached at the gateway address)",
+    };
+    let default = match uid {
+        0 => "--net private stays the default as root",
+        _ => "the default network for a rootless --rootfs container",
+    };
+    ok(
+        NAME,
+        format!("{path_str}, {version}; {guest_addr}; {default}"),
+    )
+}
+
 pub fn run_checks() -> Result<Vec<Check>> {
     let host = Host::current()?;
     let mut checks = userns_sysctls(
@@ -339,6 +384,7 @@ pub fn run_checks() -> Result<Vec<Check>> {
     let real_root = host.caller.uid == 0 && host.caller.nested.is_none();
     checks.push(runtime_dir_check(host.caller.uid, real_root));
     checks.extend(cgroup_checks(&host));
+    checks.push(pasta_check(host.caller.uid));
     Ok(checks)
 }
 
