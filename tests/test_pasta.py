@@ -335,3 +335,12 @@ def test_doctor_reports_pasta_and_the_default(h):
     line = next((l for l in out.stdout.splitlines() if "pasta" in l), "")
     assert line.startswith("ok    pasta"), out.stdout
     assert "default network for a rootless --rootfs" in line, line
+
+
+def test_pasta_as_real_root(h):
+    """As root, pasta would switch to nobody, who cannot open the
+    container's namespaces: kennel keeps it as the caller."""
+    out = subprocess.run([h.kennel, "run", "--net", "pasta", "--rootfs", h.rootfs, "--", "ip", "route"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("default via"), out.stdout

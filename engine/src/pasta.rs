@@ -117,6 +117,10 @@ fn arguments(plan: &PastaPlan, dir: &Path, pid: Pid) -> Vec<String> {
         dir.join("log").display().to_string(),
         "-P".into(),
         dir.join("pid").display().to_string(),
+        // As root, pasta would otherwise switch to nobody, who may not
+        // open the container's namespaces.
+        "--runas".into(),
+        format!("{}:{}", nix::unistd::geteuid(), nix::unistd::getegid()),
         "--dns-forward".into(),
         DNS_FORWARD.into(),
         // The container's own loopback does not reach the host's.
