@@ -344,3 +344,37 @@ def test_pasta_as_real_root(h):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("default via"), out.stdout
+
+
+def test_oci_bundle_annotation_gets_pasta_until_the_container_ends(h, oci_runtime):
+    """kennel-oci: the runner leaves after `create`; pasta stays with the
+    container and goes when it is killed."""
+    bundle = h.tempdir()
+    port = free_port()
+    ok(h.user.run([oci_runtime, "spec", "--rootless"], cwd=bundle))
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    config["root"] = {"path": h.rootfs, "readonly": False}
+    config["process"].update(args=["sleep", "30"], terminal=False)
+    config["linux"]["namespaces"].append({"type": "network"})
+    config.setdefault("annotations", {}).update({
+        "run.kennel.net": "pasta", "run.kennel.publish": f"{port}:80"})
+    with open(path, "w") as f:
+        json.dump(config, f)
+    name = f"pasta-oci-{port}"
+    env = {"XDG_RUNTIME_DIR": h.user.runtime_dir}
+    try:
+        # The container keeps the stdio it is created with: not our pipes.
+        created = subprocess.run(h.user.argv([oci_runtime, "create", "--bundle", bundle, name]),
+                                 cwd=bundle, env=h.user.env(env), stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        assert created.returncode == 0
+        assert len(pastas_with(f"{port}:80")) == 1
+        ok(h.user.run([oci_runtime, "start", name], env=env))
+        route = ok(h.user.run([oci_runtime, "exec", name, "ip", "route"], env=env))
+        assert route.startswith("default via"), route
+        ok(h.user.run([oci_runtime, "kill", name, "KILL"], env=env))
+        assert wait_until(lambda: not pastas_with(f"{port}:80")), "pasta outlived the OCI container"
+    finally:
+        h.user.run([oci_runtime, "delete", "--force", name], env=env)
