@@ -26,7 +26,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
@@ -34,6 +34,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, Pid};
 
+use crate::protocol::{Channel, ToChild, ToParent};
 use crate::publish::{PastaPlan, Protocol, Publish};
 use crate::sys;
 
@@ -232,6 +233,41 @@ impl Drop for Pasta {
             let _ = std::io::copy(&mut self.keeper, &mut std::io::sink());
         }
     }
+}
+
+/// Waits until the child is in its network namespace (it says so on the
+/// sync channel), starts pasta there, and lets the child go on once the
+/// interface is configured.
+pub fn start_when_asked(
+    chan: &Channel,
+    pid: Pid,
+    pidfd: BorrowedFd<'_>,
+    plan: &PastaPlan,
+    program: &Path,
+    single: &sys::SingleThreaded,
+) -> Result<Pasta, crate::Error> {
+    loop {
+        match chan.recv_to_parent() {
+            Ok(Some(r)) => match r.message {
+                ToParent::StartNetwork => break,
+                ToParent::Failed(f) => {
+                    let _ = waitpid(pid, None);
+                    return Err(crate::Error::Container(f));
+                }
+                _ => {}
+            },
+            Ok(None) => {
+                return Err(
+                    anyhow!("the container's process ended before its network was set up").into(),
+                )
+            }
+            Err(e) => return Err(anyhow!("reading from the container: {e}").into()),
+        }
+    }
+    let pasta = Pasta::start(plan, program, pid, pidfd, single)?;
+    chan.send_to_child(&ToChild::NetworkUp)
+        .map_err(|e| anyhow!("the container's process is gone: {e}"))?;
+    Ok(pasta)
 }
 
 /// A directory of this user's alone for pasta's pid file and log.

@@ -333,7 +333,14 @@ impl Plan {
             if let Some(n) = &container.notify {
                 n.status("starting the container's network (pasta)");
             }
-            container.pasta = Some(container.start_pasta(plan, program, &single)?);
+            container.pasta = Some(crate::pasta::start_when_asked(
+                &container.chan,
+                container.pid,
+                container.pidfd.as_fd(),
+                plan,
+                program,
+                &single,
+            )?);
         }
         if cfg.hooks.during_create() {
             container.run_create_hooks()?;
@@ -434,41 +441,6 @@ impl<'a> Container<'a> {
             self.bundle.as_deref().unwrap_or(std::path::Path::new("")),
             &annotations,
         )
-    }
-
-    /// Waits until the child is in its network namespace, starts pasta
-    /// there, and lets the child go on once the interface is configured.
-    fn start_pasta(
-        &self,
-        plan: &crate::publish::PastaPlan,
-        program: &std::path::Path,
-        single: &sys::SingleThreaded,
-    ) -> Result<crate::pasta::Pasta, Error> {
-        loop {
-            match self.chan.recv_to_parent() {
-                Ok(Some(r)) => match r.message {
-                    ToParent::StartNetwork => break,
-                    ToParent::Failed(f) => {
-                        let _ = waitpid(self.pid, None);
-                        return Err(Error::Container(f));
-                    }
-                    _ => {}
-                },
-                Ok(None) => {
-                    return Err(anyhow!(
-                        "the container's process ended before its network was set up"
-                    )
-                    .into())
-                }
-                Err(e) => return Err(anyhow!("reading from the container: {e}").into()),
-            }
-        }
-        let pasta =
-            crate::pasta::Pasta::start(plan, program, self.pid, self.pidfd.as_fd(), single)?;
-        self.chan
-            .send_to_child(&ToChild::NetworkUp)
-            .map_err(|e| anyhow!("the container's process is gone: {e}"))?;
-        Ok(pasta)
     }
 
     /// Waits until the child's namespaces exist, runs the createRuntime
