@@ -34,8 +34,9 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, Pid};
 
+use crate::config::MountPlan;
 use crate::protocol::{Channel, ToChild, ToParent};
-use crate::publish::{PastaPlan, Protocol, Publish};
+use crate::publish::{PastaPlan, Protocol, Publish, NET_ANNOTATION};
 use crate::sys;
 
 /// How long pasta may take to configure the namespace.
@@ -169,12 +170,12 @@ impl Pasta {
     /// and returns once the namespace's interface is configured.
     pub fn start(
         plan: &PastaPlan,
-        program: &Path,
+        prepared: &mut Prepared,
         pid: Pid,
         container: BorrowedFd<'_>,
         single: &sys::SingleThreaded,
     ) -> Result<Pasta> {
-        let dir = private_dir()?;
+        let (program, dir) = (prepared.program.clone(), prepared.dir.clone());
         let (status_read, status_write) =
             pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe for pasta")?;
         let args = arguments(plan, &dir, pid);
@@ -185,7 +186,7 @@ impl Pasta {
             None => {
                 drop(status_read);
                 match sys::fork_process(single) {
-                    Ok(None) => keep(program, &args, &dir, container, status_write),
+                    Ok(None) => keep(&program, &args, &dir, container, status_write),
                     Ok(Some(_)) => sys::exit_now(0),
                     Err(e) => {
                         let _ = nix::unistd::write(
@@ -198,6 +199,8 @@ impl Pasta {
             }
             Some(middle) => middle,
         };
+        // The keeper removes the directory from here on.
+        prepared.handed_over = true;
         drop(status_write);
         let _ = waitpid(middle, None);
         let mut keeper = std::io::BufReader::new(std::fs::File::from(status_read));
@@ -243,7 +246,7 @@ pub fn start_when_asked(
     pid: Pid,
     pidfd: BorrowedFd<'_>,
     plan: &PastaPlan,
-    program: &Path,
+    prepared: &mut Prepared,
     single: &sys::SingleThreaded,
 ) -> Result<Pasta, crate::Error> {
     loop {
@@ -264,21 +267,82 @@ pub fn start_when_asked(
             Err(e) => return Err(anyhow!("reading from the container: {e}").into()),
         }
     }
-    let pasta = Pasta::start(plan, program, pid, pidfd, single)?;
+    let pasta = Pasta::start(plan, prepared, pid, pidfd, single)?;
     chan.send_to_child(&ToChild::NetworkUp)
         .map_err(|e| anyhow!("the container's process is gone: {e}"))?;
     Ok(pasta)
 }
 
-/// A directory of this user's alone for pasta's pid file and log.
-fn private_dir() -> Result<PathBuf> {
+/// What a pasta container needs before it is cloned: pasta's path, and a
+/// fresh directory of this user's alone (mkdtemp, 0700) for pasta's pid
+/// file and log and the container's resolv.conf. The directory is removed
+/// on drop unless the keeper took it over (it removes it when done).
+pub struct Prepared {
+    program: PathBuf,
+    dir: PathBuf,
+    handed_over: bool,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if !self.handed_over {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Checks what can be checked before anything exists (pasta installed,
+/// each published host port bindable), and adds the container's
+/// /etc/resolv.conf to `mounts` unless the spec mounts its own: pasta's
+/// DNS forwarder, which relays to the host's first resolver (one on the
+/// host's loopback too, which the container could not reach), and the
+/// host's search domains, as podman does; read-only.
+pub fn prepare(plan: &PastaPlan, mounts: &mut Vec<MountPlan>) -> Result<Prepared> {
+    let program = find()
+        .ok_or_else(|| anyhow!("{NET_ANNOTATION}=pasta: pasta is not installed; {INSTALL_HINT}"))?;
+    check_ports(&plan.publish)?;
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|d| d.is_dir())
         .unwrap_or_else(std::env::temp_dir);
     let template = base.join("kennel-pasta.XXXXXX");
-    nix::unistd::mkdtemp(&template)
-        .with_context(|| format!("cannot create a directory like {}", template.display()))
+    let dir = nix::unistd::mkdtemp(&template)
+        .with_context(|| format!("cannot create a directory like {}", template.display()))?;
+    let prepared = Prepared {
+        program,
+        dir,
+        handed_over: false,
+    };
+    if !mounts.iter().any(|m| m.destination == "/etc/resolv.conf") {
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let mut text = format!("nameserver {DNS_FORWARD}\n");
+        for line in host.lines() {
+            if line.starts_with("search ") || line.starts_with("options ") {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        let path = prepared.dir.join("resolv.conf");
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        let opts = crate::config::parse_mount_options(&[
+            "rbind".into(),
+            "ro".into(),
+            "nosuid".into(),
+            "nodev".into(),
+            "noexec".into(),
+        ]);
+        mounts.push(MountPlan {
+            destination: "/etc/resolv.conf".into(),
+            fstype: "none".into(),
+            source: path.display().to_string(),
+            flags: opts.flags | nix::mount::MsFlags::MS_BIND,
+            data: opts.data,
+            bind: true,
+            readonly: true,
+            copy_up: false,
+        });
+    }
+    Ok(prepared)
 }
 
 /// The keeper's whole life: start pasta, report on `status`, and kill

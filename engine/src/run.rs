@@ -113,6 +113,14 @@ impl Plan {
         };
         self.cfg.process.landlock =
             crate::landlock::decide(self.cfg.landlock.as_ref(), &self.cfg.process, &say)?;
+        // Before anything exists, so a refusal leaves nothing behind.
+        let mut pasta_prepared = match &self.cfg.pasta {
+            Some(plan) => {
+                opts.decided("network: pasta");
+                Some(crate::pasta::prepare(plan, &mut self.cfg.mounts)?)
+            }
+            None => None,
+        };
         let cfg = &self.cfg;
         if !cfg.clone_flags.contains(CloneFlags::CLONE_NEWUSER) && opts.caller.uid != 0 {
             return Err(anyhow!(
@@ -122,21 +130,6 @@ impl Plan {
             .into());
         }
         check_preserved_fds(opts.preserve_fds)?;
-        // Before anything exists, so a refusal leaves nothing behind.
-        let pasta_program = match &cfg.pasta {
-            Some(plan) => {
-                let program = crate::pasta::find().ok_or_else(|| {
-                    anyhow!(
-                        "run.kennel.net=pasta: pasta is not installed; {}",
-                        crate::pasta::INSTALL_HINT
-                    )
-                })?;
-                crate::pasta::check_ports(&plan.publish)?;
-                opts.decided(&format!("network: pasta ({})", program.display()));
-                Some(program)
-            }
-            None => None,
-        };
         let seccomp = crate::seccomp::describe(
             self.spec.annotations().as_ref(),
             self.spec
@@ -329,7 +322,7 @@ impl Plan {
             let _ = parent_end.send_to_child(&ToChild::MapsWritten);
         }
         stop_at::stop_if(opts.stop_at, StopPoint::MapsWritten);
-        if let (Some(plan), Some(program)) = (&cfg.pasta, &pasta_program) {
+        if let (Some(plan), Some(prepared)) = (&cfg.pasta, pasta_prepared.as_mut()) {
             if let Some(n) = &container.notify {
                 n.status("starting the container's network (pasta)");
             }
@@ -338,7 +331,7 @@ impl Plan {
                 container.pid,
                 container.pidfd.as_fd(),
                 plan,
-                program,
+                prepared,
                 &single,
             )?);
         }

@@ -501,11 +501,6 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
             annotations.insert(PUBLISH_ANNOTATION.to_string(), args.publish.join(","));
         }
         spec.set_annotations(Some(annotations));
-        if !mounts_target(&spec, "/etc/resolv.conf") {
-            let mut mounts = spec.mounts().clone().unwrap_or_default();
-            mounts.push(bind(&pasta_resolv_conf()?, "/etc/resolv.conf", true)?);
-            spec.set_mounts(Some(mounts));
-        }
     }
     if let Some(dir) = rootfs {
         // /proc inside a rootfs must be a real directory: a symlink would
@@ -549,43 +544,6 @@ pub fn set_landlock(spec: &mut Spec, args: &RunArgs) -> Result<()> {
     annotations.insert(LANDLOCK_ANNOTATION.to_string(), value.to_string());
     spec.set_annotations(Some(annotations));
     Ok(())
-}
-
-fn mounts_target(spec: &Spec, target: &str) -> bool {
-    spec.mounts()
-        .iter()
-        .flatten()
-        .any(|m| m.destination() == Path::new(target))
-}
-
-/// The resolv.conf a pasta container gets: pasta's DNS forwarder (which
-/// reaches the host's resolver, even one on the host's loopback that the
-/// container could not reach itself, as podman does), and the host's
-/// search domains. Written atomically where only this user writes, and
-/// bind-mounted read-only.
-fn pasta_resolv_conf() -> Result<PathBuf> {
-    let dir = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(|d| PathBuf::from(d).join("kennel-net"))
-        .unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("kennel-net-{}", nix::unistd::getuid()))
-        });
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut text = format!("nameserver {}\n", kennel_engine::pasta::DNS_FORWARD);
-    for line in host.lines() {
-        if line.starts_with("search ") || line.starts_with("options ") {
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    let path = dir.join("pasta-resolv.conf");
-    if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
-        return Ok(path);
-    }
-    let tmp = dir.join(format!("pasta-resolv.conf.{}", std::process::id()));
-    std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
 }
 
 /// The network `args` ask for, and why: `--net`, or by default pasta for
