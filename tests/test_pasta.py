@@ -250,6 +250,10 @@ def test_pasta_is_gone_after_exit_and_after_sigkill_of_the_runner(h):
         proc.kill()
         proc.wait()
         assert wait_until(lambda: not pastas_with(marker)), f"pasta outlived its runner: {pastas_with(marker)}"
+        # Its directory (pid file, log, resolv.conf) went with it.
+        left = lambda: [d for d in os.listdir(h.user.runtime_dir)
+                        if d.startswith(f"kennel-pasta.{proc.pid}.")]
+        assert wait_until(lambda: not left()), left()
     finally:
         if proc.poll() is None:
             proc.kill()

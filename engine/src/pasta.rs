@@ -170,12 +170,12 @@ impl Pasta {
     /// and returns once the namespace's interface is configured.
     pub fn start(
         plan: &PastaPlan,
-        prepared: &mut Prepared,
+        prepared: &Prepared,
         pid: Pid,
         container: BorrowedFd<'_>,
         single: &sys::SingleThreaded,
     ) -> Result<Pasta> {
-        let (program, dir) = (prepared.program.clone(), prepared.dir.clone());
+        let dir = prepared.dir.clone();
         let (status_read, status_write) =
             pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe for pasta")?;
         let args = arguments(plan, &dir, pid);
@@ -186,7 +186,7 @@ impl Pasta {
             None => {
                 drop(status_read);
                 match sys::fork_process(single) {
-                    Ok(None) => keep(&program, &args, &dir, container, status_write),
+                    Ok(None) => keep(prepared, &args, container, status_write),
                     Ok(Some(_)) => sys::exit_now(0),
                     Err(e) => {
                         let _ = nix::unistd::write(
@@ -199,8 +199,6 @@ impl Pasta {
             }
             Some(middle) => middle,
         };
-        // The keeper removes the directory from here on.
-        prepared.handed_over = true;
         drop(status_write);
         let _ = waitpid(middle, None);
         let mut keeper = std::io::BufReader::new(std::fs::File::from(status_read));
@@ -246,7 +244,7 @@ pub fn start_when_asked(
     pid: Pid,
     pidfd: BorrowedFd<'_>,
     plan: &PastaPlan,
-    prepared: &mut Prepared,
+    prepared: &Prepared,
     single: &sys::SingleThreaded,
 ) -> Result<Pasta, crate::Error> {
     loop {
@@ -273,22 +271,16 @@ pub fn start_when_asked(
     Ok(pasta)
 }
 
-/// What a pasta container needs before it is cloned: pasta's path, and a
-/// fresh directory of this user's alone (mkdtemp, 0700) for pasta's pid
-/// file and log and the container's resolv.conf. The directory is removed
-/// on drop unless the keeper took it over (it removes it when done).
+/// What a pasta container needs before it is cloned: pasta's path, and
+/// the name of the directory its keeper will make (0700) for pasta's pid
+/// file and log and the container's resolv.conf. Nothing is on disk
+/// until the keeper exists, and the keeper removes it all, so a runner
+/// killed at any point leaves nothing behind.
 pub struct Prepared {
     program: PathBuf,
     dir: PathBuf,
-    handed_over: bool,
-}
-
-impl Drop for Prepared {
-    fn drop(&mut self) {
-        if !self.handed_over {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
+    /// What the keeper writes to `dir`/resolv.conf, when kennel provides it.
+    resolv_conf: Option<String>,
 }
 
 /// Checks what can be checked before anything exists (pasta installed,
@@ -305,13 +297,16 @@ pub fn prepare(plan: &PastaPlan, mounts: &mut Vec<MountPlan>) -> Result<Prepared
         .map(PathBuf::from)
         .filter(|d| d.is_dir())
         .unwrap_or_else(std::env::temp_dir);
-    let template = base.join("kennel-pasta.XXXXXX");
-    let dir = nix::unistd::mkdtemp(&template)
-        .with_context(|| format!("cannot create a directory like {}", template.display()))?;
-    let prepared = Prepared {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    // Made by the keeper with mkdir, which fails on an existing name.
+    let dir = base.join(format!("kennel-pasta.{}.{nanos:x}", std::process::id()));
+    let mut prepared = Prepared {
         program,
         dir,
-        handed_over: false,
+        resolv_conf: None,
     };
     if !mounts.iter().any(|m| m.destination == "/etc/resolv.conf") {
         let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -322,8 +317,7 @@ pub fn prepare(plan: &PastaPlan, mounts: &mut Vec<MountPlan>) -> Result<Prepared
                 text.push('\n');
             }
         }
-        let path = prepared.dir.join("resolv.conf");
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        prepared.resolv_conf = Some(text);
         let opts = crate::config::parse_mount_options(&[
             "rbind".into(),
             "ro".into(),
@@ -334,7 +328,7 @@ pub fn prepare(plan: &PastaPlan, mounts: &mut Vec<MountPlan>) -> Result<Prepared
         mounts.push(MountPlan {
             destination: "/etc/resolv.conf".into(),
             fstype: "none".into(),
-            source: path.display().to_string(),
+            source: prepared.dir.join("resolv.conf").display().to_string(),
             flags: opts.flags | nix::mount::MsFlags::MS_BIND,
             data: opts.data,
             bind: true,
@@ -347,13 +341,8 @@ pub fn prepare(plan: &PastaPlan, mounts: &mut Vec<MountPlan>) -> Result<Prepared
 
 /// The keeper's whole life: start pasta, report on `status`, and kill
 /// pasta when the container ends.
-fn keep(
-    program: &Path,
-    args: &[String],
-    dir: &Path,
-    container: BorrowedFd<'_>,
-    status: OwnedFd,
-) -> ! {
+fn keep(prepared: &Prepared, args: &[String], container: BorrowedFd<'_>, status: OwnedFd) -> ! {
+    let (program, dir) = (prepared.program.as_path(), prepared.dir.as_path());
     let _ = nix::unistd::setsid();
     // Only what the keeper uses: not the runner's channel to the child
     // (whose end-of-file tells the child the runner is gone), nor stdio.
@@ -370,6 +359,11 @@ fn keep(
     let report = |text: &str| {
         let _ = nix::unistd::write(&status, text.as_bytes());
     };
+    if let Err(e) = make_dir(prepared) {
+        // Not ours to remove: it may be what was in the way.
+        report(&format!("{e:#}"));
+        sys::exit_now(1);
+    }
     let pasta = match run_until_ready(program, args, dir) {
         Ok(p) => {
             report("ok\n");
@@ -396,6 +390,20 @@ fn keep(
     let _ = std::fs::remove_dir_all(dir);
     drop(status);
     sys::exit_now(0)
+}
+
+/// The keeper's directory, and the container's resolv.conf in it.
+fn make_dir(prepared: &Prepared) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&prepared.dir)
+        .with_context(|| format!("cannot create {}", prepared.dir.display()))?;
+    if let Some(text) = &prepared.resolv_conf {
+        let path = prepared.dir.join("resolv.conf");
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Starts pasta and waits until it has written its pid file, which it

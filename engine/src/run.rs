@@ -114,7 +114,7 @@ impl Plan {
         self.cfg.process.landlock =
             crate::landlock::decide(self.cfg.landlock.as_ref(), &self.cfg.process, &say)?;
         // Before anything exists, so a refusal leaves nothing behind.
-        let mut pasta_prepared = match &self.cfg.pasta {
+        let pasta_prepared = match &self.cfg.pasta {
             Some(plan) => {
                 opts.decided("network: pasta");
                 Some(crate::pasta::prepare(plan, &mut self.cfg.mounts)?)
@@ -322,7 +322,7 @@ impl Plan {
             let _ = parent_end.send_to_child(&ToChild::MapsWritten);
         }
         stop_at::stop_if(opts.stop_at, StopPoint::MapsWritten);
-        if let (Some(plan), Some(prepared)) = (&cfg.pasta, pasta_prepared.as_mut()) {
+        if let (Some(plan), Some(prepared)) = (&cfg.pasta, pasta_prepared.as_ref()) {
             if let Some(n) = &container.notify {
                 n.status("starting the container's network (pasta)");
             }
