@@ -102,14 +102,15 @@ pub struct RunArgs {
     /// Network: private (lo only), host, or pasta (user-mode, with a route
     /// out) [default: pasta for a rootless --rootfs when pasta is installed,
     /// else private].
-    #[arg(long, value_parser = parse_net, value_name = "MODE")]
+    #[arg(long, value_parser = parse_net, value_name = "MODE", conflicts_with = "bundle")]
     pub net: Option<NetMode>,
 
     /// Publish a container port on the host (needs --net pasta).
     #[arg(
         short = 'p',
         long = "publish",
-        value_name = "[IP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]"
+        value_name = "[IP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]",
+        conflicts_with = "bundle"
     )]
     pub publish: Vec<String>,
 
