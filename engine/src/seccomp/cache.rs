@@ -136,15 +136,7 @@ pub fn decode(bytes: &[u8]) -> Option<Filter> {
     }
     Some(Filter {
         flags: u32::from_ne_bytes(*flags),
-        program: program
-            .chunks_exact(8)
-            .map(|c| libc::sock_filter {
-                code: u16::from_ne_bytes([c[0], c[1]]),
-                jt: c[2],
-                jf: c[3],
-                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-            })
-            .collect(),
+        program: super::instructions(program),
     })
 }
 

@@ -39,6 +39,21 @@ impl std::fmt::Debug for Filter {
     }
 }
 
+/// `struct sock_filter`s from their bytes, in the machine's byte order, as
+/// libseccomp exports them and the cache keeps them (a partial last one
+/// is dropped).
+fn instructions(bytes: &[u8]) -> Vec<libc::sock_filter> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect()
+}
+
 /// Which profile a container has, in a few words (for `--verbose` and
 /// `kennel ps`).
 pub fn describe(annotations: Option<&HashMap<String, String>>, has_profile: bool) -> String {
