@@ -115,11 +115,13 @@ pub fn store(dir: &Path, key: &str, filter: &Filter) {
     }
 }
 
-/// Flags (4 bytes), then the `struct sock_filter`s (8 bytes each), in the
+/// Flags (4 bytes), whether the program includes the keys filter (4
+/// bytes, 0 or 1), then the `struct sock_filter`s (8 bytes each), in the
 /// machine's byte order.
 fn encode(filter: &Filter) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + 8 * filter.program.len());
+    let mut out = Vec::with_capacity(8 + 8 * filter.program.len());
     out.extend_from_slice(&filter.flags.to_ne_bytes());
+    out.extend_from_slice(&u32::from(filter.includes_keys).to_ne_bytes());
     for i in &filter.program {
         out.extend_from_slice(&i.code.to_ne_bytes());
         out.push(i.jt);
@@ -130,12 +132,19 @@ fn encode(filter: &Filter) -> Vec<u8> {
 }
 
 pub fn decode(bytes: &[u8]) -> Option<Filter> {
-    let (flags, program) = bytes.split_first_chunk::<4>()?;
+    let (flags, rest) = bytes.split_first_chunk::<4>()?;
+    let (includes_keys, program) = rest.split_first_chunk::<4>()?;
+    let includes_keys = match u32::from_ne_bytes(*includes_keys) {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
     if program.is_empty() || program.len() % 8 != 0 || program.len() / 8 > MAX_INSTRUCTIONS {
         return None;
     }
     Some(Filter {
         flags: u32::from_ne_bytes(*flags),
+        includes_keys,
         program: super::instructions(program),
     })
 }
@@ -148,6 +157,7 @@ mod tests {
         Filter {
             program: super::super::keys_program(),
             flags: 4,
+            includes_keys: true,
         }
     }
 
@@ -181,7 +191,14 @@ mod tests {
 
     #[test]
     fn malformed_programs_are_refused() {
-        for bad in [&b""[..], &[0; 4], &[0; 11], &[0; 4 + 8 * 4097]] {
+        for bad in [
+            &b""[..],
+            &[0; 4],
+            &[0; 8],
+            &[0; 19],
+            &[2; 16],
+            &[0; 8 + 8 * 4097],
+        ] {
             assert!(decode(bad).is_none(), "{} bytes", bad.len());
         }
     }

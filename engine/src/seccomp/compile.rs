@@ -37,7 +37,7 @@ use super::Filter;
 
 /// seccomp(2)'s flags for SECCOMP_SET_MODE_FILTER.
 const FLAG_TSYNC: u32 = 1;
-const FLAG_LOG: u32 = 1 << 1;
+use super::FLAG_LOG;
 const FLAG_SPEC_ALLOW: u32 = 1 << 2;
 
 fn action(a: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction> {
@@ -170,6 +170,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
     Ok(Filter {
         program: export(&ctx)?,
         flags,
+        includes_keys: false,
     })
 }
 

@@ -53,35 +53,41 @@ fn ret(k: u32) -> Insn {
 }
 
 /// The program. Jump offsets count from the next instruction; the labels
-/// are in the comments, and the tests run the program.
+/// are in the comments, and the tests run the program. The x32 numbers
+/// are compared whole rather than with the x32 bit masked off, so that
+/// `layout` can read the program and stack it into a profile's.
 pub fn program() -> Vec<Insn> {
     vec![
         /* 0 */ load(4),
         /* 1 */ jeq(AUDIT_ARCH_X86_64, 1, 0), // -> 3
-        /* 2 */ jeq(AUDIT_ARCH_I386, 7, 17), // -> 10, else -> 20 allow
-        // x86-64 and x32 (the x32 bit cleared): keys 248-250, ioctl 16 and
+        /* 2 */ jeq(AUDIT_ARCH_I386, 11, 21), // -> 14, else -> 24 allow
+        // x86-64, and x32 (the x32 bit set): keys 248-250, ioctl 16 and
         // x32's own ioctl 514.
         /* 3 */
         load(0),
-        /* 4 */ stmt(libc::BPF_ALU | libc::BPF_AND | libc::BPF_K, !X32_BIT),
-        /* 5 */ jeq(248, 12, 0), // -> 18
-        /* 6 */ jeq(249, 11, 0), // -> 18
-        /* 7 */ jeq(250, 10, 0), // -> 18
-        /* 8 */ jeq(16, 6, 0), // -> 15
-        /* 9 */ jeq(514, 5, 10), // -> 15, else -> 20
+        /* 4 */ jeq(248, 17, 0), // -> 22
+        /* 5 */ jeq(249, 16, 0), // -> 22
+        /* 6 */ jeq(250, 15, 0), // -> 22
+        /* 7 */ jeq(X32_BIT | 248, 14, 0), // -> 22
+        /* 8 */ jeq(X32_BIT | 249, 13, 0), // -> 22
+        /* 9 */ jeq(X32_BIT | 250, 12, 0), // -> 22
+        /* 10 */ jeq(16, 8, 0), // -> 19
+        /* 11 */ jeq(514, 7, 0), // -> 19
+        /* 12 */ jeq(X32_BIT | 16, 6, 0), // -> 19
+        /* 13 */ jeq(X32_BIT | 514, 5, 10), // -> 19, else -> 24
         // i386: keys 286-288, ioctl 54.
-        /* 10 */ load(0),
-        /* 11 */ jeq(286, 6, 0), // -> 18
-        /* 12 */ jeq(287, 5, 0), // -> 18
-        /* 13 */ jeq(288, 4, 0), // -> 18
-        /* 14 */ jeq(54, 0, 5), // -> 15, else -> 20
+        /* 14 */ load(0),
+        /* 15 */ jeq(286, 6, 0), // -> 22
+        /* 16 */ jeq(287, 5, 0), // -> 22
+        /* 17 */ jeq(288, 4, 0), // -> 22
+        /* 18 */ jeq(54, 0, 5), // -> 19, else -> 24
         // ioctl: the request's low 32 bits.
-        /* 15 */ load(24),
-        /* 16 */ jeq(TIOCSTI, 2, 0), // -> 19
-        /* 17 */ jeq(TIOCLINUX, 1, 2), // -> 19, else -> 20
-        /* 18 */ ret(RET_ERRNO | libc::ENOSYS as u32),
-        /* 19 */ ret(RET_ERRNO | libc::EPERM as u32),
-        /* 20 */ ret(RET_ALLOW),
+        /* 19 */ load(24),
+        /* 20 */ jeq(TIOCSTI, 2, 0), // -> 23
+        /* 21 */ jeq(TIOCLINUX, 1, 2), // -> 23, else -> 24
+        /* 22 */ ret(RET_ERRNO | libc::ENOSYS as u32),
+        /* 23 */ ret(RET_ERRNO | libc::EPERM as u32),
+        /* 24 */ ret(RET_ALLOW),
     ]
 }
 
@@ -91,28 +97,8 @@ mod tests {
 
     /// Runs the program on (arch, nr, args[1]) as the kernel would.
     fn run(prog: &[Insn], arch: u32, nr: u32, arg1: u64) -> u32 {
-        let mut data = [0u8; 64];
-        data[0..4].copy_from_slice(&nr.to_ne_bytes());
-        data[4..8].copy_from_slice(&arch.to_ne_bytes());
-        data[24..32].copy_from_slice(&arg1.to_ne_bytes());
-        let (mut pc, mut a) = (0usize, 0u32);
-        loop {
-            let i = prog[pc];
-            let code = u32::from(i.code);
-            pc += 1;
-            if code == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS {
-                let k = i.k as usize;
-                a = u32::from_ne_bytes(data[k..k + 4].try_into().unwrap());
-            } else if code == libc::BPF_ALU | libc::BPF_AND | libc::BPF_K {
-                a &= i.k;
-            } else if code == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K {
-                pc += usize::from(if a == i.k { i.jt } else { i.jf });
-            } else if code == libc::BPF_RET | libc::BPF_K {
-                return i.k;
-            } else {
-                panic!("unexpected instruction {code:#x}");
-            }
-        }
+        let data = super::super::emulate::Data::new(arch, nr, [0, arg1, 0, 0, 0, 0]);
+        super::super::emulate::run(prog, &data)
     }
 
     #[test]
@@ -131,6 +117,9 @@ mod tests {
             (AUDIT_ARCH_X86_64, 16, 1 << 32 | u64::from(TIOCSTI), perm),
             (AUDIT_ARCH_X86_64, 16, u64::from(TIOCLINUX), perm),
             (AUDIT_ARCH_X86_64, X32_BIT | 514, u64::from(TIOCSTI), perm),
+            (AUDIT_ARCH_X86_64, X32_BIT | 16, u64::from(TIOCSTI), perm),
+            (AUDIT_ARCH_X86_64, 514, u64::from(TIOCSTI), perm),
+            (AUDIT_ARCH_X86_64, 0x8000_00f8, 0, RET_ALLOW),
             (AUDIT_ARCH_I386, 54, u64::from(TIOCSTI), perm),
             (AUDIT_ARCH_X86_64, 16, 0x5413, RET_ALLOW), // TIOCGWINSZ
             (AUDIT_ARCH_X86_64, 0, 0, RET_ALLOW),

@@ -4,7 +4,12 @@
 
 mod cache;
 mod compile;
+#[cfg(test)]
+mod emulate;
+#[cfg(test)]
+mod equivalence;
 mod keys;
+mod layout;
 mod profile;
 
 use std::collections::HashMap;
@@ -26,15 +31,23 @@ pub const ANNOTATION: &str = "run.kennel.seccomp";
 pub struct Filter {
     pub program: Vec<libc::sock_filter>,
     pub flags: u32,
+    /// The program also answers as the keys filter (`keys_program`) does,
+    /// so a process that gets this one needs no other.
+    pub includes_keys: bool,
 }
 
 impl std::fmt::Debug for Filter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Filter({} instructions, flags {:#x})",
+            "Filter({} instructions, flags {:#x}{})",
             self.program.len(),
-            self.flags
+            self.flags,
+            if self.includes_keys {
+                ", with the keys filter"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -82,7 +95,39 @@ pub(crate) const fn fnv1a(bytes: &[u8]) -> u64 {
 /// another, for the kept programs' names: a changed compiler must not
 /// reuse what an older one compiled.
 const COMPILER_ID: u64 = fnv1a(include_str!("compile.rs").as_bytes())
-    ^ fnv1a(include_str!("profile.rs").as_bytes()).rotate_left(1);
+    ^ fnv1a(include_str!("profile.rs").as_bytes()).rotate_left(1)
+    ^ fnv1a(include_str!("layout.rs").as_bytes()).rotate_left(2)
+    ^ fnv1a(include_str!("keys.rs").as_bytes()).rotate_left(3)
+    ^ fnv1a(include_str!("cache.rs").as_bytes()).rotate_left(4);
+
+/// seccomp(2)'s SECCOMP_FILTER_FLAG_LOG.
+const FLAG_LOG: u32 = 1 << 1;
+
+/// libseccomp's program for a profile, laid out again (see `layout`) with
+/// the keys filter stacked in, so the process installs one short filter
+/// instead of two (even where the one is a little longer than the two
+/// together, as for a handful of rules: each filter costs the kernel a
+/// fixed amount at install and the process one more run at every call). Left as it was, beside the keys filter, where the
+/// layout cannot read it or the profile asks the kernel to log its
+/// actions (the keys filter's refusals are not to be logged as the
+/// profile's).
+pub fn shorten(compiled: Filter) -> Filter {
+    if compiled.flags & FLAG_LOG != 0 {
+        return compiled;
+    }
+    let keys = keys::program();
+    let laid_out = layout::read(&compiled.program)
+        .and_then(|profile| layout::stack(&layout::read(&keys)?, &profile))
+        .and_then(layout::Table::program);
+    match laid_out {
+        Ok(program) => Filter {
+            program,
+            flags: compiled.flags,
+            includes_keys: true,
+        },
+        Err(_) => compiled,
+    }
+}
 
 /// The filter for a process whose bounding set is `bounding`, in a
 /// container whose spec has `annotations` and `profile`; None when it asks
@@ -125,13 +170,13 @@ pub fn resolve(
     if let Some(kept) = dir.as_deref().and_then(|d| cache::load(d, &key)) {
         return Ok(Some(kept));
     }
-    let filter = match profile {
+    let filter = shorten(match profile {
         Some(p) => compile(p)?,
         None => {
             let caps: Vec<String> = bounding.iter().map(|c| c.to_string()).collect();
             compile(&default_profile(&caps, arch)?).context("kennel's default seccomp profile")?
         }
-    };
+    });
     if let Some(d) = &dir {
         cache::store(d, &key, &filter);
     }
