@@ -70,7 +70,9 @@ pub fn run(cfg: &Config, chan: Channel, opts: &ChildOptions, maker: Option<Maker
 /// namespaces. Never returns.
 pub fn run_process(p: &ProcessPlan, chan: Channel, opts: &ChildOptions) -> ! {
     sys::reset_signals_default(opts.ignored_signals);
-    let started = isolate_keys().and_then(|()| start_process(p, &chan, opts, false, None));
+    let keys_filter = needs_keys_filter(p, opts, false);
+    let started =
+        isolate_keys(keys_filter).and_then(|()| start_process(p, &chan, opts, false, None));
     report_and_exit(&chan, started)
 }
 
@@ -109,7 +111,11 @@ fn setup_and_exec(
     stop_if(opts.stop_at, StopPoint::ChildBorn);
     // Here, while the parent writes the maps, rather than just before exec.
     sys::reset_signals_default(opts.ignored_signals);
-    isolate_keys()?;
+    isolate_keys(needs_keys_filter(
+        &cfg.process,
+        opts,
+        cfg.hooks.during_create(),
+    ))?;
     // Unmapped, we still hold every capability in our new user namespace,
     // which is all that creating namespaces and naming the host take: done
     // here, it overlaps the parent's map writing. The network namespace is
@@ -240,8 +246,9 @@ fn write_sysctls(sysctl: &[(String, String)]) -> Step {
 /// keyring, found by its serial number, would be its to link and read).
 /// Done as early as it can be, while the parent writes the maps: the
 /// kernel studies a new filter against every system call number, which is
-/// the costliest part.
-fn isolate_keys() -> Step {
+/// the costliest part. `filter` false leaves the filter to the process's
+/// own, which includes it.
+fn isolate_keys(filter: bool) -> Step {
     sys::join_new_session_keyring().map_err(|e| {
         let f = ChildFailure::new(Stage::Keyring, e, None);
         match e {
@@ -250,6 +257,9 @@ fn isolate_keys() -> Step {
             _ => f,
         }
     })?;
+    if !filter {
+        return Ok(());
+    }
     // SPEC_ALLOW: without it the kernel turns on its speculation
     // mitigations (SSBD, IBPB at every switch) for any task with a filter,
     // slowing the container's whole workload; this filter only narrows what
@@ -259,6 +269,15 @@ fn isolate_keys() -> Step {
         ChildFailure::new(Stage::Keyring, e, None)
             .with_detail("installing the seccomp filter that refuses keyctl and TIOCSTI")
     })
+}
+
+/// Whether the keys filter goes in early, on its own: unless the process's
+/// filter includes it and nothing of the container's (a hook, or whoever
+/// the start waits for) runs before that one is installed, just before
+/// exec. One filter instead of two is the cheaper start.
+fn needs_keys_filter(p: &ProcessPlan, opts: &ChildOptions, hooks_in_container: bool) -> bool {
+    let includes = p.seccomp.as_ref().is_some_and(|f| f.includes_keys);
+    !includes || hooks_in_container || opts.start_fifo.is_some()
 }
 
 /// Installs linux.seccomp's filter, compiled by the parent.
