@@ -581,24 +581,48 @@ impl Table {
     }
 
     /// A search over `items` (interval starts ascending from 0, answers)
-    /// on the accumulator.
+    /// on the accumulator. A single value whose neighbours have one answer
+    /// (a refused call among allowed ones) is an exception of theirs,
+    /// one comparison where two bounds would cost two.
     fn search(&mut self, items: &[(u32, usize)]) -> Result<usize, Unsupported> {
+        let mut folded: Vec<Folded> = Vec::new();
+        let mut i = 0;
+        while i < items.len() {
+            let (lo, answer) = items[i];
+            if let (Some(last), Some(&(after, resumed))) = (folded.last_mut(), items.get(i + 1)) {
+                if after.checked_sub(1) == Some(lo) && last.1 == resumed {
+                    last.2.push((lo, answer));
+                    i += 2;
+                    continue;
+                }
+            }
+            folded.push((lo, answer, Vec::new()));
+            i += 1;
+        }
+        let mut leaves = Vec::with_capacity(folded.len());
+        for (lo, answer, exceptions) in folded {
+            let mut node = answer;
+            for &(v, other) in exceptions.iter().rev() {
+                node = self.graph.add(Node::Jump {
+                    code: JEQ,
+                    k: v,
+                    t: other,
+                    f: node,
+                })?;
+            }
+            leaves.push((lo, node));
+        }
+        self.balanced(&leaves)
+    }
+
+    fn balanced(&mut self, items: &[(u32, usize)]) -> Result<usize, Unsupported> {
         match items {
             [] => Err(Unsupported("an empty table")),
             [(_, only)] => Ok(*only),
-            // One value inside one answer: one comparison.
-            [(_, a), (k, b), (after, c)] if a == c && after.checked_sub(1) == Some(*k) => {
-                self.graph.add(Node::Jump {
-                    code: JEQ,
-                    k: *k,
-                    t: *b,
-                    f: *a,
-                })
-            }
             _ => {
                 let mid = items.len() / 2;
-                let f = self.search(&items[..mid])?;
-                let t = self.search(&items[mid..])?;
+                let f = self.balanced(&items[..mid])?;
+                let t = self.balanced(&items[mid..])?;
                 self.graph.add(Node::Jump {
                     code: JGE,
                     k: items[mid].0,
@@ -609,6 +633,10 @@ impl Table {
         }
     }
 }
+
+/// An interval's start, its answer, and the single values inside it with
+/// answers of their own.
+type Folded = (u32, usize, Vec<(u32, usize)>);
 
 /// The graph from `root` as instructions: every node after all that lead
 /// to it (jumps only go forward), each node's likely successor right
