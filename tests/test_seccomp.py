@@ -205,6 +205,17 @@ def test_a_bundle_profile_compares_arguments(h, probe_dir):
     assert r.stdout.strip() == "allowed", r.stderr
 
 
+def test_a_start_hook_is_kept_from_the_keyrings_too(h, probe_dir):
+    """A startContainer hook runs in the container before the profile is
+    installed: kennel's keys filter must already be there (the profile's
+    program includes it, but comes later)."""
+    config = json.load(open(os.path.join(seccomp_bundle(h, probe_dir, "mkdir", CUSTOM), "config.json")))
+    config["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "/probe/seccomp_probe keyctl >&2; true"]}]}
+    r = run_bundle(h, write_bundle(h, config))
+    assert r.stdout.strip() == refused(42), (r.stdout, r.stderr)
+    assert r.stderr.split("\n")[0] == refused(errno.ENOSYS), r.stderr
+
+
 def test_a_bundle_profile_kills_the_process(h, probe_dir):
     r = run_bundle(h, seccomp_bundle(h, probe_dir, "getpid", CUSTOM))
     assert r.returncode == 128 + 31, (r.returncode, r.stdout, r.stderr)  # SIGSYS
