@@ -194,7 +194,8 @@ class TestUser:
     uid: int
     gid: int
     home: str
-    runtime_dir: str
+    # None: XDG_RUNTIME_DIR is left unset, as after `su -` or in cron.
+    runtime_dir: str | None
     subid_start: int | None = None
 
     def env(self, extra=None):
@@ -203,9 +204,10 @@ class TestUser:
             "HOME": self.home,
             "USER": self.name,
             "LOGNAME": self.name,
-            "XDG_RUNTIME_DIR": self.runtime_dir,
             "LANG": "C.UTF-8",
         }
+        if self.runtime_dir is not None:
+            env["XDG_RUNTIME_DIR"] = self.runtime_dir
         if extra:
             env.update(extra)
         return env

@@ -30,6 +30,7 @@ pub mod publish;
 mod reaper;
 mod rootfs;
 mod run;
+pub mod runtime_dir;
 pub mod sdnotify;
 mod seccomp;
 pub use seccomp::{

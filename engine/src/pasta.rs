@@ -293,8 +293,9 @@ pub fn prepare(plan: &PastaPlan, mounts: &mut Vec<MountPlan>) -> Result<Prepared
     let program = find()
         .ok_or_else(|| anyhow!("{NET_ANNOTATION}=pasta: pasta is not installed; {INSTALL_HINT}"))?;
     check_ports(&plan.publish)?;
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
+    let base = crate::runtime_dir::runtime_dir()
+        .map(|d| d.path)
+        .ok()
         .filter(|d| d.is_dir())
         .unwrap_or_else(std::env::temp_dir);
     let nanos = std::time::SystemTime::now()

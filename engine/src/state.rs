@@ -1,5 +1,6 @@
 //! Container records: `ROOT/ID/state.json`, ROOT being `--root`, else
-//! `$XDG_RUNTIME_DIR/kennel` (as real root: `/run/kennel`). A record is in
+//! `kennel` in the runtime directory (`runtime_dir`: `$XDG_RUNTIME_DIR` or
+//! its fallback; as real root `/run`). A record is in
 //! OCI's shape (`ociVersion`, `id`, `status`, `pid`, `bundle`,
 //! `annotations`) plus what kennel keeps for itself under `kennel`. A
 //! record is trusted only while its pid is alive with the same start time.
@@ -108,19 +109,10 @@ pub struct Running {
     pub pidfd: OwnedFd,
 }
 
-/// The default directory of the records.
+/// The default directory of the records: `kennel` in the runtime
+/// directory (`/run/kennel` for real root).
 pub fn default_root() -> Result<PathBuf> {
-    // Root of a user namespace kennel did not make (podman unshare, say)
-    // cannot write /run: it keeps its records where a user would.
-    if nix::unistd::geteuid().is_root() && crate::ids::NestedIds::of_this_process().is_none() {
-        return Ok(PathBuf::from("/run/kennel"));
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir).join("kennel")),
-        _ => bail!(
-            "XDG_RUNTIME_DIR is not set, so named containers have nowhere to be recorded; log in through a session manager or export XDG_RUNTIME_DIR=/run/user/$(id -u) (an existing directory of yours)"
-        ),
-    }
+    Ok(crate::runtime_dir::runtime_dir()?.path.join("kennel"))
 }
 
 /// The records under one root directory.

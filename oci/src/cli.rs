@@ -92,7 +92,8 @@ pub struct GlobalOpts {
 
 impl GlobalOpts {
     /// The state directory: `--root` made absolute, else kennel's default
-    /// (`$XDG_RUNTIME_DIR/kennel`, or `/run/kennel` for real root).
+    /// (`$XDG_RUNTIME_DIR/kennel` or its fallback's, or `/run/kennel` for
+    /// real root).
     pub fn root_dir(&self) -> anyhow::Result<PathBuf> {
         match &self.root {
             Some(r) => {

@@ -214,24 +214,48 @@ fn no_new_privs_check() -> Check {
     }
 }
 
-/// `real_root`: root of the initial user namespace, which records its
-/// containers under /run (root of another one keeps them where a user would).
-fn runtime_dir_check(uid: u32, real_root: bool) -> Check {
-    let name = "XDG_RUNTIME_DIR";
-    if real_root {
-        return ok(name, "root uses /run/kennel");
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        None => fail(name, "is not set: --name has nowhere to record containers", format!("export XDG_RUNTIME_DIR=/run/user/{uid} (log in through a session manager to get it created)")),
-        Some(dir) => {
-            let dir = Path::new(&dir);
-            let writable = nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK).is_ok();
-            if dir.is_dir() && writable {
-                ok(name, dir.display().to_string())
-            } else {
-                fail(name, format!("{} is not a directory you can write", dir.display()), format!("sudo install -d -m 0700 -o {uid} {}", dir.display()))
-            }
+/// Where `--name`, `ps` and `exec` keep records. Only those need it, so a
+/// problem is a warning: unnamed containers start without it.
+fn runtime_dir_check(uid: u32) -> Check {
+    use kennel_engine::runtime_dir::{self as rd, Source};
+    let name = "runtime directory";
+    let dir = match rd::runtime_dir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            return warn(
+                name,
+                format!(
+                    "{} {}: --name, ps and exec cannot record containers",
+                    e.path.display(),
+                    e.why
+                ),
+                rd::fix(&e.path),
+            )
         }
+    };
+    let shown = dir.path.display();
+    let how = match dir.source {
+        Source::Root => "root's",
+        Source::Environment => "$XDG_RUNTIME_DIR",
+        Source::RunUser => "XDG_RUNTIME_DIR is not set; your login manager's directory",
+        Source::TmpFallback => "XDG_RUNTIME_DIR is not set; kennel's private fallback, as podman's",
+    };
+    let writable = nix::unistd::access(
+        &dir.path,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .is_ok();
+    if dir.path.is_dir() && writable {
+        ok(name, format!("{shown} ({how})"))
+    } else {
+        warn(
+            name,
+            format!("XDG_RUNTIME_DIR={shown} is not a directory you can write: --name, ps and exec cannot record containers"),
+            format!(
+                "sudo install -d -m 0700 -o {uid} {shown}, or unset XDG_RUNTIME_DIR (kennel then uses {})",
+                rd::tmp_fallback(uid).display()
+            ),
+        )
     }
 }
 
@@ -381,8 +405,7 @@ pub fn run_checks() -> Result<Vec<Check>> {
         checks.extend(helper_checks());
     }
     checks.push(no_new_privs_check());
-    let real_root = host.caller.uid == 0 && host.caller.nested.is_none();
-    checks.push(runtime_dir_check(host.caller.uid, real_root));
+    checks.push(runtime_dir_check(host.caller.uid));
     checks.extend(cgroup_checks(&host));
     checks.push(pasta_check(host.caller.uid));
     Ok(checks)

@@ -49,7 +49,8 @@ fn is_ours_alone(meta: &std::fs::Metadata) -> bool {
 }
 
 /// Where programs are kept, made if missing: `kennel-seccomp` beside the
-/// records' directory (`$XDG_RUNTIME_DIR/kennel-seccomp`,
+/// records' directory in the runtime directory
+/// (`$XDG_RUNTIME_DIR/kennel-seccomp` or its fallback's,
 /// `/run/kennel-seccomp` for root). Not under a home or cache directory:
 /// the host sandbox binds the home read-write, and a container must never
 /// write a program a later one loads. None when there is no such
