@@ -40,6 +40,17 @@ pub struct IdPlan {
     pub reason: String,
     /// The helper that will write these maps, when they need one.
     pub helper: Option<PathBuf>,
+    /// Said on stderr whatever the verbosity: the mode wanted more ids
+    /// than the container got, and what gives it more.
+    pub one_id_warning: Option<String>,
+}
+
+/// Why a one-id container matters (the first `apt-get` fails with
+/// `setgroups 0 failed`), then the cause and its fix from `err`.
+fn one_id_warning(map: &str, err: &PlanError) -> String {
+    format!(
+        "the container has a single id ({map}), so programs that switch users or groups (apt-get, su) fail inside; for more: {err} (--userns=single asks for one id and says nothing)"
+    )
 }
 
 fn mode_name(mode: UsernsMode) -> &'static str {
@@ -66,6 +77,7 @@ pub fn plan(
                 gid_map: identity_of(&n.gids),
                 reason: n.summary(),
                 helper: None,
+                one_id_warning: None,
             });
         }
         let all = vec![line(0, 0, u32::MAX)];
@@ -74,6 +86,7 @@ pub fn plan(
             gid_map: all,
             reason: "running as root: identity map of all ids".into(),
             helper: None,
+            one_id_warning: None,
         });
     }
     let name = mode_name(mode);
@@ -82,6 +95,7 @@ pub fn plan(
         gid_map: vec![line(0, caller.gid, 1)],
         reason: String::new(),
         helper: None,
+        one_id_warning: None,
     };
     let subid_problem = || -> Option<PlanError> {
         for (ranges, file) in [(&subids.uids, "/etc/subuid"), (&subids.gids, "/etc/subgid")] {
@@ -112,11 +126,13 @@ pub fn plan(
                         caller.uid, u.count, u.start, g.start
                     ),
                     helper: usable_helper(helper, "").ok(),
+                    one_id_warning: None,
                 })
             }
             Some(err) if mode == UsernsMode::Subids => Err(err),
             Some(err) => Ok(IdPlan {
                 reason: format!("userns=auto: {} -> 0 only, because {err}", caller.uid),
+                one_id_warning: Some(one_id_warning(&format!("{} -> 0", caller.uid), &err)),
                 ..single_root()
             }),
         },
@@ -126,10 +142,12 @@ pub fn plan(
                 gid_map: vec![line(caller.gid, caller.gid, 1)],
                 reason: String::new(),
                 helper: None,
+                one_id_warning: None,
             };
             match subid_problem() {
                 Some(err) => Ok(IdPlan {
                     reason: format!("userns=keep-id: only {} -> {}, because {err}", caller.uid, caller.uid),
+                    one_id_warning: Some(one_id_warning(&format!("{} -> {}", caller.uid, caller.uid), &err)),
                     ..own_only
                 }),
                 None => Ok(IdPlan {
@@ -142,6 +160,7 @@ pub fn plan(
                         KEEP_ID_SPAN - 1
                     ),
                     helper: usable_helper(helper, "").ok(),
+                    one_id_warning: None,
                 }),
             }
         }
@@ -386,6 +405,38 @@ mod tests {
                 assert!(!text.contains(&format!("{what} need")), "{text}");
             }
         }
+    }
+
+    #[test]
+    fn only_a_fallback_to_one_id_warns_and_it_names_the_fix() {
+        let free = Some(IdRange {
+            start: 196608,
+            count: 65536,
+        });
+        let none = SubIds {
+            free,
+            ..SubIds::default()
+        };
+        for mode in [UsernsMode::Auto, UsernsMode::KeepId] {
+            let w = plan(mode, &caller(), &none, &usable())
+                .unwrap()
+                .one_id_warning
+                .unwrap();
+            assert!(w.contains("single id"), "{w}");
+            assert!(
+                w.contains("sudo usermod --add-subuids 196608-262143"),
+                "{w}"
+            );
+            let w = plan(mode, &caller(), &subids(), &HelperState::NotFound)
+                .unwrap()
+                .one_id_warning
+                .unwrap();
+            assert!(w.contains("sudo make install"), "{w}");
+            let full = plan(mode, &caller(), &subids(), &usable()).unwrap();
+            assert_eq!(full.one_id_warning, None);
+        }
+        let single = plan(UsernsMode::Single, &caller(), &none, &usable()).unwrap();
+        assert_eq!(single.one_id_warning, None);
     }
 
     #[test]

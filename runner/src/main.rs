@@ -86,6 +86,9 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
     if verbose {
         eprintln!("kennel: {}", plan.reason);
     }
+    if let (Some(warning), None) = (&plan.one_id_warning, &args.bundle) {
+        eprintln!("kennel: {warning}");
+    }
     let notify = Notify::from_env(match args.sdnotify {
         cli::SdNotifyMode::Exec => kennel_engine::sdnotify::SdNotifyMode::Exec,
         cli::SdNotifyMode::Container => kennel_engine::sdnotify::SdNotifyMode::Container,
