@@ -244,6 +244,13 @@ MALFORMED = [
 ]
 
 
+@pytest.mark.parametrize("flag", ["--cap-add", "--cap-drop"])
+def test_an_unknown_capability_is_named_with_where_to_look(h, rootfs, flag):
+    line = fails(attempt(h, rootfs, flag, "BOGUS"), 125)
+    assert line.startswith(f"kennel: {flag} BOGUS: unknown capability CAP_BOGUS; see capabilities(7)"), line
+    assert "variant" not in line and "converted" not in line, line
+
+
 @pytest.mark.parametrize("flags,bad", MALFORMED, ids=[" ".join(f) for f, _ in MALFORMED])
 def test_malformed_flag_exits_125_naming_it(h, rootfs, flags, bad):
     cp = attempt(h, rootfs, *flags)

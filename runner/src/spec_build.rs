@@ -186,35 +186,47 @@ fn cap_name(name: &str) -> String {
     }
 }
 
-fn parse_cap(name: &str) -> Result<Capability> {
-    serde_json::from_value(serde_json::Value::String(name.to_string()))
-        .with_context(|| format!("unknown capability {name:?} (see capabilities(7))"))
+fn capability(name: &str) -> Option<Capability> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+}
+
+/// `name` (already `CAP_`-prefixed) as a capability; `flag` names where it
+/// came from. Only the name is said: the parser's own words
+/// ("no variant for ...") mean nothing to the user.
+fn parse_cap(flag: &str, raw: &str, name: &str) -> Result<Capability> {
+    capability(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{flag} {raw}: unknown capability {name}; see capabilities(7) for the names (NET_ADMIN, SYS_PTRACE, ...; the CAP_ prefix is optional), or ALL"
+        )
+    })
 }
 
 /// The capability set after `--cap-add` and `--cap-drop`, in Docker's order:
 /// drops apply to the defaults, then adds.
 pub fn capability_set(add: &[String], drop: &[String]) -> Result<HashSet<Capability>> {
     let mut names: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
-    for d in drop.iter().map(|d| cap_name(d)) {
+    for raw in drop {
+        let d = cap_name(raw);
         if d == "ALL" {
             names.clear();
         } else {
-            parse_cap(&d)?;
+            parse_cap("--cap-drop", raw, &d)?;
             names.retain(|n| *n != d);
         }
     }
-    for a in add.iter().map(|a| cap_name(a)) {
+    for raw in add {
+        let a = cap_name(raw);
         if a == "ALL" {
             names.extend(caps::all().iter().map(|c| c.to_string()));
         } else {
-            parse_cap(&a)?;
+            parse_cap("--cap-add", raw, &a)?;
             names.push(a);
         }
     }
     // Capabilities newer than oci-spec knows are skipped only for ALL.
     let mut set = HashSet::new();
     for n in names {
-        if let Ok(c) = parse_cap(&n) {
+        if let Some(c) = capability(&n) {
             set.insert(c);
         }
     }
@@ -629,7 +641,20 @@ mod tests {
         assert!(!set.contains(&Capability::Chown));
         let set = capability_set(&["kill".into()], &["ALL".into()]).unwrap();
         assert_eq!(set, HashSet::from([Capability::Kill]));
-        assert!(capability_set(&["CAP_NOPE".into()], &[]).is_err());
+        let err = capability_set(&["bogus".into()], &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "--cap-add bogus: unknown capability CAP_BOGUS; see capabilities(7) for the names (NET_ADMIN, SYS_PTRACE, ...; the CAP_ prefix is optional), or ALL"
+        );
+        let err = capability_set(&[], &["CAP_NOPE".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--cap-drop CAP_NOPE: unknown capability CAP_NOPE;"),
+            "{err}"
+        );
         assert!(capability_set(&["ALL".into()], &[]).unwrap().len() > 30);
     }
 
