@@ -187,3 +187,24 @@ def test_user_namespaces_disabled_by_sysctl(h):
     # And kennel run itself says what to do.
     assert run.returncode == 125
     assert "kennel doctor" in run.stderr
+
+
+def test_no_systemd_hint_on_a_host_without_systemd(h):
+    """Hints naming systemd's boot options cannot help where systemd is
+    not init: neither doctor nor a limit that needs cgroup v2 gives one."""
+    if os.path.isdir("/run/systemd/system"):
+        pytest.skip("systemd is this host's init: its hints apply here")
+    if _is_cgroup2("/sys/fs/cgroup"):
+        pytest.skip("cgroup v2 is mounted at /sys/fs/cgroup: no hint about getting it")
+    r = doctor(h.user, h.kennel)
+    line = check_line(r.stdout, "cgroup v2")
+    block = r.stdout[r.stdout.index(line):].split("\n")[1]
+    assert "systemd" not in line + block and "mount cgroup2" in block, r.stdout
+    run = h.user.run([h.kennel, "run", "--memory", "64M", "--rootfs", h.rootfs, "--net=private", "--", "true"])
+    assert run.returncode == 125, run.stderr
+    assert "systemd" not in run.stderr and "mount cgroup2 at /sys/fs/cgroup" in run.stderr, run.stderr
+
+
+def _is_cgroup2(path):
+    with open("/proc/self/mountinfo") as f:
+        return any(l.split()[4] == path and " - cgroup2 " in l for l in f)

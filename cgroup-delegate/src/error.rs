@@ -5,19 +5,52 @@ use std::path::PathBuf;
 /// The drop-in that delegates every controller kennel can limit.
 pub const DELEGATE_FIX: &str = "create /etc/systemd/system/user@.service.d/delegate.conf containing \"[Service]\\nDelegate=cpu cpuset io memory pids\", run `sudo systemctl daemon-reload`, then log in again";
 
+/// Whether systemd is this host's init (sd_booted(3)): fixes that name
+/// its boot options or drop-ins apply only then.
+pub fn systemd_booted() -> bool {
+    std::path::Path::new("/run/systemd/system").is_dir()
+}
+
+/// How to get cgroup v2 at /sys/fs/cgroup, for a host with or without
+/// systemd as init.
+pub fn cgroup2_fix(systemd: bool) -> &'static str {
+    match systemd {
+        true => "boot with systemd.unified_cgroup_hierarchy=1 (the default on current distributions)",
+        false => "have your init mount cgroup2 at /sys/fs/cgroup instead of the v1 hierarchies (OpenRC: rc_cgroup_mode=\"unified\" in /etc/rc.conf)",
+    }
+}
+
+/// How to make `controller` available below `path`.
+fn delegate_fix(systemd: bool, controller: &str, path: &std::path::Path) -> String {
+    match systemd {
+        true => DELEGATE_FIX.to_string(),
+        false => format!(
+            "as root, enable it in cgroup.subtree_control of every directory above {} (echo +{controller} > DIR/cgroup.subtree_control, from /sys/fs/cgroup down)",
+            path.display()
+        ),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error("resource limits need a cgroup, but --cgroup-manager=disabled was given; drop the limit flags or use --cgroup-manager=auto")]
     LimitsWithoutCgroup,
 
-    #[error("{wanted} cgroup v2 at /sys/fs/cgroup, but this host mounts {found} there; boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2), or run without limits and with --cgroup-manager=disabled")]
-    NoCgroup2 { wanted: String, found: String },
+    #[error("{wanted} cgroup v2 at /sys/fs/cgroup, but this host mounts {found} there; {fix}, or run without limits and with --cgroup-manager=disabled", fix = cgroup2_fix(*systemd))]
+    NoCgroup2 {
+        wanted: String,
+        found: String,
+        /// Whether systemd is init, for the fix.
+        systemd: bool,
+    },
 
-    #[error("the {controller} controller is not delegated to {path} ({limit} needs it); to delegate it: {fix}", path = path.display(), fix = DELEGATE_FIX)]
+    #[error("the {controller} controller is not delegated to {path} ({limit} needs it); to delegate it: {fix}", path = path.display(), fix = delegate_fix(*systemd, controller, path))]
     NotDelegated {
         controller: &'static str,
         limit: &'static str,
         path: PathBuf,
+        /// Whether systemd is init, for the fix.
+        systemd: bool,
     },
 
     #[error("cannot {op} {path}: {cause}", path = path.display())]
@@ -59,4 +92,40 @@ pub fn io(
 ) -> impl FnOnce(std::io::Error) -> CgroupError {
     let path = path.into();
     move |cause| CgroupError::Io { op, path, cause }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixes_name_systemd_only_where_it_is_init() {
+        let no_v2 = |systemd| {
+            CgroupError::NoCgroup2 {
+                wanted: "--memory needs".into(),
+                found: "cgroup v1 or a hybrid layout".into(),
+                systemd,
+            }
+            .to_string()
+        };
+        assert!(no_v2(true).contains("boot with systemd.unified_cgroup_hierarchy=1"));
+        assert!(!no_v2(false).contains("systemd"), "{}", no_v2(false));
+        assert!(no_v2(false).contains("mount cgroup2 at /sys/fs/cgroup"));
+        let not_delegated = |systemd| {
+            CgroupError::NotDelegated {
+                controller: "memory",
+                limit: "--memory",
+                path: "/sys/fs/cgroup/mine".into(),
+                systemd,
+            }
+            .to_string()
+        };
+        assert!(not_delegated(true).ends_with(DELEGATE_FIX));
+        let text = not_delegated(false);
+        assert!(!text.contains("systemd"), "{text}");
+        assert!(
+            text.contains("echo +memory > DIR/cgroup.subtree_control"),
+            "{text}"
+        );
+    }
 }

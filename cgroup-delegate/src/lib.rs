@@ -14,7 +14,7 @@ pub mod stats;
 pub mod systemd;
 mod tree;
 
-pub use error::{CgroupError, DELEGATE_FIX};
+pub use error::{cgroup2_fix, systemd_booted, CgroupError, DELEGATE_FIX};
 pub use limits::{Limits, Swap};
 pub use placement::{place, Finish, How, Manager, PlaceRequest, Placed, Placement};
 pub use tree::{cgroup2_mounted, own_cgroup, CGROUP_ROOT};

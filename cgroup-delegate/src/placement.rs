@@ -111,6 +111,7 @@ pub fn place(req: &PlaceRequest) -> Result<Placed> {
         return Err(CgroupError::NoCgroup2 {
             wanted: wanted(&req.limits),
             found: tree::describe_mount(),
+            systemd: crate::error::systemd_booted(),
         });
     }
     // Root of a user namespace kennel did not make (rootless podman's
@@ -215,6 +216,7 @@ fn needed_controllers(dir: &Path, limits: &Limits) -> Result<Vec<&'static str>> 
                 controller: f.controller,
                 limit: f.flag,
                 path: dir.to_path_buf(),
+                systemd: crate::error::systemd_booted(),
             });
         }
         out.push(f.controller);

@@ -268,12 +268,12 @@ fn cgroup_checks(host: &Host) -> Vec<Check> {
         out.push(warn(
             "cgroup v2",
             "not mounted at /sys/fs/cgroup (v1 or hybrid): resource limits are unavailable",
-            "boot with systemd.unified_cgroup_hierarchy=1 (the default on current distributions)",
+            cgroup_delegate::cgroup2_fix(cgroup_delegate::systemd_booted()),
         ));
         return out;
     }
     out.push(ok("cgroup v2", "mounted at /sys/fs/cgroup"));
-    if !Path::new("/run/systemd/system").exists() {
+    if !cgroup_delegate::systemd_booted() {
         out.push(warn(
             "systemd",
             "not running as init: no scopes to ask for",
