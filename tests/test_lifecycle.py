@@ -301,6 +301,24 @@ def test_ps_lists_running_containers_and_forgets_them(h, containers):
     assert not os.path.exists(state_dir(h.user, "ps1"))
 
 
+def test_ps_columns_line_up_under_their_labels(h, containers):
+    """A rootfs path wider than any fixed column must not push the others
+    out of line; every column has a label."""
+    rootfs = os.path.join(h.tempdir(), "a-root-filesystem-with-a-name-wider-than-a-column")
+    subprocess.run(["cp", "-a", h.rootfs, rootfs], check=True)
+    containers.start("ps-wide", "--net=private", rootfs=rootfs, cmd=["sleep", "30"])
+    lines = ok(kennel(h, "ps")).splitlines()
+    header = lines[0]
+    labels = header.split()
+    assert labels == ["NAME", "PID", "UP", "ROOTFS", "CGROUP", "SECCOMP", "ADDRESS", "PORTS", "COMMAND"], header
+    row = next(l for l in lines[1:] if l.split()[0] == "ps-wide")
+    starts = [header.index(label) for label in labels]
+    for label, at in zip(labels, starts):
+        assert row[at] != " " and (at == 0 or row[at - 1] == " "), f"{label} at {at}:\n{header}\n{row}"
+    assert row[header.index("ROOTFS"):].startswith(rootfs + " "), f"{header}\n{row}"
+    assert row[header.index("COMMAND"):] == "sleep 30", f"{header}\n{row}"
+
+
 def test_container_gone_after_a_normal_exit(h):
     cp = sh(h, "exit 0", "--name", "brief")
     assert cp.returncode == 0, describe(cp)

@@ -35,55 +35,92 @@ pub fn ps(args: &PsArgs) -> Result<i32> {
             println!("{}", serde_json::to_string_pretty(&rows)?);
         }
         OutputFormat::Table => {
-            println!(
-                "{:<20} {:>8} {:<10} {:<24} {:<40} {:<24} {:<16} {:<24} COMMAND",
-                "NAME", "PID", "UP", "ROOTFS", "CGROUP", "SECCOMP", "ADDRESS", "PORTS"
-            );
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            for s in &list {
-                let rootfs = s
-                    .kennel
-                    .rootfs
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "(host sandbox)".into());
-                let cgroup = s
-                    .kennel
-                    .cgroup
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "-".into());
-                let (address, ports) = match &s.kennel.network {
-                    Some(n) => (
-                        n.address
-                            .map(|a| a.to_string())
-                            .unwrap_or_else(|| "-".into()),
-                        match n.publish.is_empty() {
-                            true => "-".into(),
-                            false => n.publish.join(","),
-                        },
-                    ),
-                    None => ("-".into(), "-".into()),
-                };
-                println!(
-                    "{:<20} {:>8} {:<10} {:<24} {:<40} {:<24} {:<16} {:<24} {}",
-                    s.id,
-                    s.pid,
-                    format_age(now.saturating_sub(s.kennel.created)),
-                    rootfs,
-                    cgroup,
-                    seccomp(s),
-                    address,
-                    ports,
-                    s.kennel.command.join(" ")
-                );
-            }
+            let rows: Vec<Vec<String>> = list.iter().map(|s| ps_row(s, now)).collect();
+            print!("{}", table(&PS_COLUMNS, &rows));
         }
     }
     Ok(0)
+}
+
+const PS_COLUMNS: [&str; 9] = [
+    "NAME", "PID", "UP", "ROOTFS", "CGROUP", "SECCOMP", "ADDRESS", "PORTS", "COMMAND",
+];
+
+/// One container's cells, in `PS_COLUMNS` order; "-" for what it lacks.
+fn ps_row(s: &state::State, now: u64) -> Vec<String> {
+    let dash = || "-".to_string();
+    let rootfs = s
+        .kennel
+        .rootfs
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(host sandbox)".into());
+    let cgroup = s
+        .kennel
+        .cgroup
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(dash);
+    let (address, ports) = match &s.kennel.network {
+        Some(n) => (
+            n.address.map(|a| a.to_string()).unwrap_or_else(dash),
+            match n.publish.is_empty() {
+                true => dash(),
+                false => n.publish.join(","),
+            },
+        ),
+        None => (dash(), dash()),
+    };
+    let command = s.kennel.command.join(" ");
+    vec![
+        s.id.clone(),
+        s.pid.to_string(),
+        format_age(now.saturating_sub(s.kennel.created)),
+        rootfs,
+        cgroup,
+        seccomp(s),
+        address,
+        ports,
+        if command.is_empty() { dash() } else { command },
+    ]
+}
+
+/// The header and rows with each column as wide as its widest cell, two
+/// spaces apart, so long paths never push a column out of line; the last
+/// column is not padded. Control characters in a cell (a line break in a
+/// command) are shown escaped: they would break the table too.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let clean = |cell: &str| {
+        cell.chars()
+            .map(|c| match c.is_control() {
+                true => c.escape_default().to_string(),
+                false => c.to_string(),
+            })
+            .collect::<String>()
+    };
+    let rows: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| h.to_string()).collect())
+        .chain(rows.iter().map(|r| r.iter().map(|c| clean(c)).collect()))
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let last = row.len() - 1;
+        for (i, cell) in row.iter().enumerate() {
+            out.push_str(cell);
+            if i < last {
+                let pad = widths[i] - cell.chars().count() + 2;
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn seccomp(s: &state::State) -> String {
@@ -161,6 +198,31 @@ pub fn stats(args: &StatsArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_column_starts_where_its_label_does() {
+        let rows = vec![
+            vec![
+                "a".into(),
+                "/a/very/long/path/to/a/rootfs/that/is/wide".into(),
+                "x".into(),
+            ],
+            vec!["longer-name".into(), "-".into(), "two\nlines".into()],
+        ];
+        let text = table(&["NAME", "ROOTFS", "COMMAND"], &rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        let starts = |l: &str| {
+            l.char_indices()
+                .filter(|&(i, c)| c != ' ' && (i == 0 || l.as_bytes()[i - 1] == b' '))
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>()
+        };
+        for line in &lines {
+            assert_eq!(starts(line), starts(lines[0]), "{text}");
+        }
+        assert!(lines[2].ends_with("two\\nlines"), "{text}");
+    }
 
     #[test]
     fn ages() {
