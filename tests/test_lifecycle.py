@@ -356,6 +356,19 @@ def test_kill_term_under_init_stops_the_command(h, containers):
     assert proc.returncode == 143
 
 
+def test_kill_term_on_a_pid_1_without_a_handler_says_so(h, containers):
+    """`sleep` as PID 1 has no TERM handler, so the kernel drops TERM: kennel
+    says so and how to stop it, and the container is still running."""
+    proc = containers.start("k-nohandler", cmd=["sleep", "30"])
+    cp = kennel(h, "kill", "k-nohandler", "TERM")
+    assert cp.returncode == 125, describe(cp)
+    [line] = cp.stderr.splitlines()
+    assert "SIGTERM had no effect" in line and "(sleep) has no handler" in line, line
+    assert "kennel kill k-nohandler KILL" in line and "--init" in line, line
+    time.sleep(0.2)
+    assert proc.poll() is None and "k-nohandler" in ps_names(h)
+
+
 def test_kill_missing_container(h):
     cp = kennel(h, "kill", "no-such-container")
     assert cp.returncode == 125, describe(cp)

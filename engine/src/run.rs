@@ -95,6 +95,8 @@ pub struct Container<'a> {
     id: String,
     hooks: crate::hooks::HookPlans,
     landlock: Option<crate::landlock::Rules>,
+    /// PID 1 is kennel's --init, for the record.
+    init: bool,
     events: Box<dyn Fn(&crate::Event) + 'a>,
     // Declared last: put back after the container is gone.
     _saved_terminal: Option<SavedTerminal>,
@@ -289,6 +291,7 @@ impl Plan {
             id: opts.id.clone().unwrap_or_else(|| pid.to_string()),
             hooks: cfg.hooks.clone(),
             landlock: cfg.process.landlock.clone(),
+            init: opts.init,
             events: std::mem::replace(&mut opts.events, Box::new(|_| {})),
             _saved_terminal: saved_terminal,
         };
@@ -493,6 +496,7 @@ impl<'a> Container<'a> {
             kept: self.bundle.is_some(),
             hooks: &self.hooks,
             landlock: self.landlock.as_ref(),
+            init: self.init,
         };
         state::record(res, &recorded)?;
         Ok(())

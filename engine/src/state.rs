@@ -91,6 +91,10 @@ pub struct Private {
     /// The user-mode network (pasta), for `ps`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
+    /// PID 1 is kennel's --init, which takes every signal it forwards
+    /// with sigwait: /proc shows no handler for them.
+    #[serde(default)]
+    pub init: bool,
 }
 
 /// A pasta container's network as `ps` shows it.
@@ -337,6 +341,7 @@ pub struct Recorded<'a> {
     pub kept: bool,
     pub hooks: &'a crate::hooks::HookPlans,
     pub landlock: Option<&'a crate::landlock::Rules>,
+    pub init: bool,
 }
 
 /// Writes (or rewrites) the record of a reserved container, atomically.
@@ -370,6 +375,7 @@ pub fn record(res: &Reservation, r: &Recorded) -> Result<()> {
             },
             seccomp: r.spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
             landlock: r.landlock.cloned(),
+            init: r.init,
             network: crate::publish::plan(r.spec.annotations().as_ref())
                 .ok()
                 .flatten()

@@ -144,13 +144,71 @@ pub fn kill(args: &KillArgs) -> Result<i32> {
             args.name
         );
     };
+    // Read before sending: a signal that ends the process would take its
+    // status with it.
+    // kennel's --init waits for what it forwards (nothing in /proc shows
+    // that), so only another PID 1 is looked at.
+    let status = match running.state.kennel.init {
+        true => None,
+        false => std::fs::read_to_string(format!("/proc/{}/status", running.state.pid)).ok(),
+    };
     pidfd_send_signal(running.pidfd.as_fd(), sig).with_context(|| {
         format!(
             "cannot send signal {} to container {:?}",
             args.signal, args.name
         )
     })?;
+    if let Some(why) = status.and_then(|s| dropped_by_pid1(&s, sig)) {
+        let name = &args.name;
+        let short = signal_name(sig).trim_start_matches("SIG").to_string();
+        bail!(
+            "{} had no effect on container {name:?}: its PID 1 {why}, and the kernel gives a namespace's PID 1 only the signals it handles; stop it with `kennel kill {name} KILL`, or start it with --init (kennel's PID 1 forwards {short} to the command)",
+            signal_name(sig)
+        );
+    }
     Ok(0)
+}
+
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+/// Why the process whose /proc/PID/status is `status` drops `sig`, when it
+/// is PID 1 of its pid namespace: the kernel discards a signal such a
+/// process neither blocks nor catches (only SIGKILL and SIGSTOP are forced
+/// on it from outside), and one it ignores.
+fn dropped_by_pid1(status: &str, sig: i32) -> Option<String> {
+    if sig == 0 || sig == libc::SIGKILL || sig == libc::SIGSTOP {
+        return None;
+    }
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    if field("NSpid")?.split_whitespace().last()? != "1" {
+        return None;
+    }
+    let has = |key: &str| {
+        u64::from_str_radix(field(key).unwrap_or("0"), 16)
+            .is_ok_and(|mask| sig <= 64 && mask & (1u64 << (sig - 1)) != 0)
+    };
+    let name = field("Name").unwrap_or("?");
+    // A blocked signal is queued whatever its handler (a signalfd reader,
+    // as kennel's --init is, takes it from there).
+    if has("SigBlk") {
+        return None;
+    }
+    if has("SigIgn") {
+        Some(format!("({name}) ignores it"))
+    } else if has("SigCgt") {
+        None
+    } else {
+        Some(format!("({name}) has no handler for it"))
+    }
 }
 
 pub fn stats(args: &StatsArgs) -> Result<i32> {
@@ -222,6 +280,31 @@ mod tests {
             assert_eq!(starts(line), starts(lines[0]), "{text}");
         }
         assert!(lines[2].ends_with("two\\nlines"), "{text}");
+    }
+
+    #[test]
+    fn a_pid_1_drops_what_it_does_not_handle() {
+        // SigCgt has SIGTERM (15) and SIGINT (2); SigIgn has SIGHUP (1).
+        let status = |nspid: &str| {
+            format!("Name:\tsleep\nNSpid:\t{nspid}\nSigIgn:\t0000000000000001\nSigCgt:\t0000000000004002\n")
+        };
+        let pid1 = status("4242\t1");
+        assert_eq!(dropped_by_pid1(&pid1, libc::SIGTERM), None);
+        assert_eq!(dropped_by_pid1(&pid1, libc::SIGKILL), None);
+        assert_eq!(
+            dropped_by_pid1(&pid1, libc::SIGUSR1).as_deref(),
+            Some("(sleep) has no handler for it")
+        );
+        assert_eq!(
+            dropped_by_pid1(&pid1, libc::SIGHUP).as_deref(),
+            Some("(sleep) ignores it")
+        );
+        // Blocked: queued for a signalfd.
+        let blocked = pid1.replace("SigIgn:", "SigBlk:\t0000000000000200\nSigIgn:");
+        assert_eq!(dropped_by_pid1(&blocked, libc::SIGUSR1), None);
+        // Not a PID 1 (the host's pid namespace, or a nested one).
+        assert_eq!(dropped_by_pid1(&status("4242"), libc::SIGUSR1), None);
+        assert_eq!(dropped_by_pid1(&status("4242\t7"), libc::SIGUSR1), None);
     }
 
     #[test]
