@@ -76,6 +76,7 @@ install: build
 	if [ "$(SHADOW_LINKS)" = 1 ]; then \
 	  ln -sf kennel-idmap $(DESTDIR)$(LIBEXECDIR)/newuidmap; \
 	  ln -sf kennel-idmap $(DESTDIR)$(LIBEXECDIR)/newgidmap; \
+	  echo "make: newuidmap and newgidmap are in $(LIBEXECDIR), off PATH; podman and rootlesskit look them up on PATH only (containers.conf's helper_binaries_dir does not cover them): put $(LIBEXECDIR) first on their PATH, or link them into a directory on it (ln -s $(LIBEXECDIR)/kennel-idmap /usr/local/bin/newuidmap, and newgidmap; this shadows uidmap's)"; \
 	fi
 	packaging/ensure-subids.sh "$(BUILD_USER)"
 

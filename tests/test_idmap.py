@@ -452,6 +452,15 @@ def test_drop_in_form(h, targets, dropin):
     assert id_map(pid2, "uid") == []
 
 
+@pytest.mark.parametrize("name", ["newuidmap", "newgidmap"])
+def test_help_through_a_shadow_name_prints_that_forms_usage(h, dropin, name):
+    res = h.user.run([dropin[name], "--help"], timeout=10)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    kind = name[3:6]
+    assert res.stdout.startswith(f"usage: {name} <pid> <{kind}> <lower{kind}> <count>"), res.stdout
+    assert "see --help" not in res.stdout
+
+
 # --------------------------------------------------------------------------
 # The helper's own privilege
 

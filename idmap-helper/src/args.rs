@@ -115,7 +115,7 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// The help text of the native form.
+/// The help text of the native form (which also lists the drop-in forms).
 pub const USAGE: &str = "\
 usage: kennel-idmap TARGET [--uid INNER:OUTER:COUNT]... [--gid INNER:OUTER:COUNT]...
        newuidmap TARGET UID LOWERUID COUNT [UID LOWERUID COUNT]...
@@ -126,6 +126,28 @@ written, the byte 'k' is sent back on it).
 Each range must be your own id with count 1 or lie inside your
 /etc/subuid or /etc/subgid ranges.
 ";
+
+/// The help text for the name the program was called by: a program
+/// that calls `newuidmap --help` expects shadow's usage, not kennel's.
+pub fn usage(form: Form) -> String {
+    let (name, id) = match form {
+        Form::Native => return USAGE.to_string(),
+        Form::NewUidMap => ("newuidmap", "uid"),
+        Form::NewGidMap => ("newgidmap", "gid"),
+    };
+    let file = format!("/etc/sub{id}");
+    format!(
+        "\
+usage: {name} <pid> <{id}> <lower{id}> <count> [<{id}> <lower{id}> <count>]...
+Writes /proc/<pid>/{id}_map: container {id} <{id}> onward maps to host {id}s
+<lower{id}> onward, <count> of them, per triple. <pid> may also be fd:N (a
+pidfd or an open /proc/PID directory). Each range must be your own {id}
+with count 1 or lie inside your {file} ranges.
+This is kennel-idmap called as {name}, with file capabilities instead
+of the setuid bit; `kennel-idmap --help` shows its own form.
+"
+    )
+}
 
 fn parse_target(text: &str) -> Result<Target, UsageError> {
     let bad = || UsageError::BadTarget(text.to_owned());
@@ -147,6 +169,11 @@ fn parse_target(text: &str) -> Result<Target, UsageError> {
 pub fn parse_args(form: Form, args: &[&str]) -> Result<Command, UsageError> {
     match form {
         Form::Native => parse_native(args),
+        // shadow's forms take no options but these, and a pid never
+        // starts with '-'.
+        Form::NewUidMap | Form::NewGidMap if matches!(args, ["-h" | "--help", ..]) => {
+            Ok(Command::Help)
+        }
         Form::NewUidMap => parse_drop_in("newuidmap", args).map(|(target, lines)| {
             Command::Write(Request {
                 target,
@@ -383,5 +410,21 @@ mod tests {
             parse_args(Form::NewUidMap, &["--uid", "0", "1", "1"]),
             Err(UsageError::BadTarget("--uid".into()))
         );
+    }
+
+    #[test]
+    fn help_through_a_shadow_name_is_that_names_usage() {
+        for (form, name) in [
+            (Form::NewUidMap, "newuidmap"),
+            (Form::NewGidMap, "newgidmap"),
+        ] {
+            for flag in ["--help", "-h"] {
+                assert_eq!(parse_args(form, &[flag]), Ok(Command::Help));
+            }
+            let text = usage(form);
+            assert!(text.starts_with(&format!("usage: {name} <pid> ")), "{text}");
+            assert!(!text.contains("(see --help)"), "{text}");
+        }
+        assert_eq!(usage(Form::Native), USAGE);
     }
 }

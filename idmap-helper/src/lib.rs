@@ -23,7 +23,7 @@ mod render;
 mod request;
 mod subid;
 
-pub use args::{parse_args, Command, Form, Request, Target, UsageError, USAGE};
+pub use args::{parse_args, usage, Command, Form, Request, Target, UsageError, USAGE};
 pub use free_block::{free_block, SUBID_BLOCK, SUBID_BLOCK_MIN};
 pub use passwd::{entry_for_uid, parse_passwd, PasswdEntry};
 pub use render::render_map;

@@ -47,8 +47,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use caps::{CapSet, Capability};
 use kennel_idmap::{
     allowed_ranges, entry_for_uid, parse_args, parse_subid_file, render_map,
-    setgroups_must_be_denied, validate_map, Command, Form, IdKind, MapLine, MapPolicy, Refusal,
-    Request, Target, UsageError, USAGE,
+    setgroups_must_be_denied, usage, validate_map, Command, Form, IdKind, MapLine, MapPolicy,
+    Refusal, Request, Target, UsageError,
 };
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
@@ -178,9 +178,10 @@ fn run(argv: Vec<OsString>) -> Result<(), Failure> {
             })
         })
         .collect::<Result<_, _>>()?;
-    let request = match parse_args(Form::from_argv0(&argv0), &args).map_err(Failure::Usage)? {
+    let form = Form::from_argv0(&argv0);
+    let request = match parse_args(form, &args).map_err(Failure::Usage)? {
         Command::Help => {
-            let _ = std::io::stdout().write_all(USAGE.as_bytes());
+            let _ = std::io::stdout().write_all(usage(form).as_bytes());
             return Ok(());
         }
         Command::Write(request) => request,
