@@ -3,7 +3,12 @@ not available, and what they say about it: a container with a single id
 is announced once on stderr with the way to get more, unless
 `--userns=single` asked for exactly that."""
 
+import os
 import re
+import shutil
+import subprocess
+
+import pytest
 
 from probe import describe, id_map, kennel, sh
 
@@ -57,3 +62,57 @@ def test_asking_for_a_single_id_says_nothing(h):
 def test_the_full_map_says_nothing(h):
     cp = sh(h, "true")
     assert cp.returncode == 0 and cp.stderr == "", describe(cp)
+
+
+@pytest.fixture
+def nosuid_kennel(h):
+    """kennel and a kennel-idmap with its capabilities, on a tmpfs mounted
+    nosuid (the kernel then ignores the capabilities)."""
+    mnt = h.tempdir()
+    cp = subprocess.run(["mount", "-t", "tmpfs", "-o", "nosuid,mode=0755", "tmpfs", mnt],
+                        capture_output=True, text=True)
+    if cp.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {cp.stderr.strip()}")
+    try:
+        for name in ["kennel", "kennel-idmap"]:
+            shutil.copy2(os.path.join(h.bindir, name), os.path.join(mnt, name))
+        helper = os.path.join(mnt, "kennel-idmap")
+        setcap = subprocess.run(["setcap", "cap_setuid,cap_setgid=ep", helper], capture_output=True, text=True)
+        if setcap.returncode != 0:
+            pytest.skip(f"tmpfs here holds no file capabilities: {setcap.stderr.strip()}")
+        yield os.path.join(mnt, "kennel"), helper
+    finally:
+        subprocess.run(["umount", "-l", mnt], check=False)
+
+
+def test_a_helper_on_a_nosuid_mount_is_named_and_auto_falls_back(h, nosuid_kennel):
+    kennel_bin, helper = nosuid_kennel
+    u = h.user
+    doc = u.run([kennel_bin, "doctor"], timeout=30)
+    line = next(l for l in doc.stdout.splitlines() if "kennel-idmap helper:" in l)
+    assert line.startswith("warn") and "mounted nosuid" in line, doc.stdout
+    # auto means the best available: one id, said once, with the cause.
+    cp = u.run([kennel_bin, "run", "--rootfs", h.rootfs, NET, "--", "sh", "-c", MAPS], timeout=20)
+    assert cp.returncode == 0, describe(cp)
+    assert _maps(cp.stdout) == ([(0, u.uid, 1)], [(0, u.gid, 1)])
+    [warning] = _kennel_lines(cp.stderr)
+    assert "single id" in warning and f"{helper} is on a file system mounted nosuid" in warning, warning
+    # Asked for explicitly, the full map is an error naming the cause.
+    cp = u.run([kennel_bin, "run", "--rootfs", h.rootfs, NET, "--userns=subids", "--", "echo", "RAN"], timeout=20)
+    assert cp.returncode == 125 and "RAN" not in cp.stdout, describe(cp)
+    assert "mounted nosuid" in cp.stderr and "setcap" not in cp.stderr, cp.stderr
+    # The helper, run by hand, says the same instead of "run sudo setcap".
+    cp = u.run([helper, "1", "--uid", f"0:{u.uid}:1"], timeout=10)
+    assert cp.returncode == 1, describe(cp)
+    assert "mounted nosuid" in cp.stderr and "setcap" not in cp.stderr, cp.stderr
+
+
+def test_no_new_privs_makes_auto_fall_back_with_the_cause(h):
+    u = h.user
+    cp = u.run([h.kennel, "run", "--rootfs", h.rootfs, NET, "--", "sh", "-c", MAPS], no_new_privs=True, timeout=20)
+    assert cp.returncode == 0, describe(cp)
+    assert _maps(cp.stdout) == ([(0, u.uid, 1)], [(0, u.gid, 1)])
+    [warning] = _kennel_lines(cp.stderr)
+    assert "single id" in warning and "no_new_privs" in warning, warning
+    cp = u.run([h.kennel, "run", "--rootfs", h.rootfs, NET, "--userns=subids", "--", "true"], no_new_privs=True, timeout=20)
+    assert cp.returncode == 125 and "no_new_privs" in cp.stderr, describe(cp)

@@ -94,6 +94,9 @@ pub enum HelperState {
     NoCapabilities(PathBuf),
     /// no_new_privs is set on us, so the kernel would ignore its file caps.
     CallerHasNoNewPrivs(PathBuf),
+    /// It has its capabilities, but lies on a file system mounted nosuid,
+    /// where the kernel ignores them.
+    OnNosuidMount(PathBuf),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -112,6 +115,8 @@ pub enum PlanError {
     HelperNoCapabilities { what: String, path: PathBuf },
     #[error("kennel-idmap is needed for {what}, but no_new_privs is set on this process, so the kernel ignores its file capabilities; run kennel from a shell without no_new_privs (or use --userns=single)")]
     NoNewPrivs { what: String },
+    #[error("kennel-idmap's file capabilities are needed for {what}, but {path} is on a file system mounted nosuid, where the kernel ignores them; install it on one mounted without nosuid (`findmnt -T {path}` shows the options), or use --userns=single", path = path.display())]
+    HelperOnNosuid { what: String, path: PathBuf },
 }
 
 /// One map line.
@@ -140,6 +145,10 @@ pub fn usable_helper(helper: &HelperState, what: &str) -> Result<PathBuf, PlanEr
             path: path.clone(),
         }),
         HelperState::CallerHasNoNewPrivs(_) => Err(PlanError::NoNewPrivs { what }),
+        HelperState::OnNosuidMount(path) => Err(PlanError::HelperOnNosuid {
+            what,
+            path: path.clone(),
+        }),
     }
 }
 
@@ -201,11 +210,20 @@ pub fn helper_state() -> HelperState {
     helper_state_of(&path)
 }
 
+/// Whether `path` (a symlink followed, as exec follows it) lies on a file
+/// system mounted nosuid: exec there grants no file capabilities.
+pub fn on_nosuid_mount(path: &Path) -> bool {
+    nix::sys::statvfs::statvfs(path)
+        .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID))
+}
+
 pub fn helper_state_of(path: &Path) -> HelperState {
     match crate::sys::file_capabilities(path) {
         Ok(Some(data)) if grants_setid(&data) => {
             if nix::sys::prctl::get_no_new_privs().unwrap_or(false) {
                 HelperState::CallerHasNoNewPrivs(path.to_path_buf())
+            } else if on_nosuid_mount(path) {
+                HelperState::OnNosuidMount(path.to_path_buf())
             } else {
                 HelperState::Usable(path.to_path_buf())
             }

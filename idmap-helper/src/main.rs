@@ -67,6 +67,10 @@ enum Failure {
     MissingCaps {
         path: String,
     },
+    /// The capabilities are missing because our file system is nosuid.
+    NosuidMount {
+        path: String,
+    },
     /// The capabilities are missing because a tracer (strace, gdb) has us.
     Traced {
         tracer: u32,
@@ -105,6 +109,10 @@ impl fmt::Display for Failure {
             Failure::MissingCaps { path } => write!(
                 f,
                 "missing capabilities cap_setuid,cap_setgid; run `sudo setcap cap_setuid,cap_setgid=ep {path}`"
+            ),
+            Failure::NosuidMount { path } => write!(
+                f,
+                "{path} is on a file system mounted nosuid, where the kernel ignores file capabilities, so cap_setuid,cap_setgid are missing; install it on one mounted without nosuid (`findmnt -T {path}` shows the options)"
             ),
             Failure::Traced { tracer } => write!(
                 f,
@@ -295,6 +303,12 @@ fn check_privileges(request: &Request) -> Result<Caller, Failure> {
         let path = std::fs::read_link("/proc/self/exe")
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "kennel-idmap".into());
+        // setcap is no fix there either.
+        let nosuid = nix::sys::statvfs::statvfs("/proc/self/exe")
+            .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID));
+        if nosuid {
+            return Err(Failure::NosuidMount { path });
+        }
         return Err(Failure::MissingCaps { path });
     }
     Ok(caller)

@@ -193,6 +193,11 @@ fn helper_checks() -> Vec<Check> {
             format!("{shown} lacks its file capabilities"),
             format!("sudo setcap cap_setuid,cap_setgid=ep {shown}"),
         )),
+        HelperState::OnNosuidMount(_) => out.push(warn(
+            name,
+            format!("{shown} has cap_setuid,cap_setgid=ep, but its file system is mounted nosuid, so the kernel ignores them: containers get a single id"),
+            format!("install kennel-idmap on a file system mounted without nosuid (`findmnt -T {shown}` shows the options), e.g. sudo make install"),
+        )),
         HelperState::CallerHasNoNewPrivs(_) => {
             out.push(ok(name, format!("{shown} has cap_setuid,cap_setgid=ep")))
         }

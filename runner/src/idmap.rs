@@ -345,6 +345,19 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("no_new_privs"));
+        let err = plan(
+            UsernsMode::Subids,
+            &caller(),
+            &subids(),
+            &HelperState::OnNosuidMount("/h".into()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("/h is on a file system mounted nosuid"),
+            "{err}"
+        );
+        assert!(!err.contains("setcap"), "{err}");
     }
 
     #[test]
@@ -397,6 +410,7 @@ mod tests {
             HelperState::NotFound,
             HelperState::NoCapabilities("/h".into()),
             HelperState::CallerHasNoNewPrivs("/h".into()),
+            HelperState::OnNosuidMount("/h".into()),
         ];
         for what in ["--userns=subids", "these id maps"] {
             for state in &states {
