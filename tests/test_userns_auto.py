@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+import conftest
 from probe import describe, id_map, kennel, sh
 
 MAPS = "cat /proc/self/uid_map; echo --; cat /proc/self/gid_map"
@@ -116,3 +117,32 @@ def test_no_new_privs_makes_auto_fall_back_with_the_cause(h):
     assert "single id" in warning and "no_new_privs" in warning, warning
     cp = u.run([h.kennel, "run", "--rootfs", h.rootfs, NET, "--userns=subids", "--", "true"], no_new_privs=True, timeout=20)
     assert cp.returncode == 125 and "no_new_privs" in cp.stderr, describe(cp)
+
+
+# A user of this module's own, so the ranges it is given for a test never
+# change what the harness's users get in tests running beside it.
+RANGES_USER = "kennel-ranges"
+
+
+def test_auto_maps_every_subordinate_range_uids_and_gids_apart(h):
+    pw = conftest._ensure_user(RANGES_USER)
+    user = conftest.TestUser(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir, None)
+    for path in ["/etc/subuid", "/etc/subgid"]:
+        conftest._drop_subid(path, user.name)
+    base = conftest.UNUSED_SUBID_START
+    uid_lines = [f"{user.name}:{base}:1000", f"{user.name}:{base + 5000}:2000"]
+    gid_lines = [f"{user.name}:{base + 10000}:3000", f"{user.name}:{base + 20000}:500"]
+    # Ids from the second range of each are usable inside: the kernel
+    # refuses chown to an unmapped id.
+    script = MAPS + "; touch /tmp/f && chown 2500:3200 /tmp/f && stat -c %u:%g /tmp/f"
+    with conftest.subid_lines_added(uid_lines, files=["/etc/subuid"]), \
+            conftest.subid_lines_added(gid_lines, files=["/etc/subgid"]):
+        cp = user.run([h.kennel, "run", "--rootfs", h.rootfs, NET, "--", "sh", "-c", script], timeout=20)
+    assert cp.returncode == 0, describe(cp)
+    maps, owner = cp.stdout.rsplit("\n", 2)[0:2]
+    assert _maps(maps + "\n") == (
+        [(0, user.uid, 1), (1, base, 1000), (1001, base + 5000, 2000)],
+        [(0, user.gid, 1), (1, base + 10000, 3000), (3001, base + 20000, 500)],
+    )
+    assert owner == "2500:3200"
+    assert cp.stderr == "", cp.stderr

@@ -117,14 +117,17 @@ pub fn plan(
         }),
         UsernsMode::Auto | UsernsMode::Subids => match subid_problem() {
             None => {
-                let (u, g) = (subids.uids[0], subids.gids[0]);
+                let uid_map = all_ranges_map(caller.uid, &subids.uids);
+                let gid_map = all_ranges_map(caller.gid, &subids.gids);
                 Ok(IdPlan {
-                    uid_map: vec![line(0, caller.uid, 1), line(1, u.start, u.count)],
-                    gid_map: vec![line(0, caller.gid, 1), line(1, g.start, g.count)],
                     reason: format!(
-                        "userns={name}: 0 -> {}, 1..{} -> {}.. (uids) and {}.. (gids) through kennel-idmap",
-                        caller.uid, u.count, u.start, g.start
+                        "userns={name}: 0 -> {}, then {} (uids) and {} (gids) through kennel-idmap",
+                        caller.uid,
+                        describe_ranges(&uid_map[1..]),
+                        describe_ranges(&gid_map[1..])
                     ),
+                    uid_map,
+                    gid_map,
                     helper: usable_helper(helper, "").ok(),
                     one_id_warning: None,
                 })
@@ -165,6 +168,44 @@ pub fn plan(
             }
         }
     }
+}
+
+/// 0 is `own`; 1 onward are every subordinate range in turn, as podman
+/// and rootlesskit map them, up to the kernel's limits on a map (lines,
+/// bytes) and the last valid id.
+fn all_ranges_map(own: u32, ranges: &[IdRange]) -> Vec<MapLine> {
+    let mut lines = vec![line(0, own, 1)];
+    let mut next: u64 = 1;
+    for r in ranges.iter().take(kennel_idmap::MAX_MAP_LINES - 1) {
+        let count = u64::from(r.count).min(u64::from(kennel_idmap::MAX_ID) + 1 - next);
+        if count == 0 {
+            break;
+        }
+        // Both fit in u32: next + count <= MAX_ID + 1.
+        lines.push(line(next as u32, r.start, count as u32));
+        if kennel_idmap::render_map(&lines).len() > kennel_idmap::MAX_MAP_BYTES {
+            lines.pop();
+            break;
+        }
+        next += count;
+    }
+    lines
+}
+
+/// `1..65536 -> 100000..` for each line, for --verbose.
+fn describe_ranges(lines: &[MapLine]) -> String {
+    lines
+        .iter()
+        .map(|l| {
+            format!(
+                "{}..{} -> {}..",
+                l.inner,
+                u64::from(l.inner) + u64::from(l.count) - 1,
+                l.outer
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The command that gives `user` the subordinate ids `subids` lacks: the
@@ -297,6 +338,48 @@ mod tests {
         let p = plan(UsernsMode::Auto, &caller(), &subids(), &usable()).unwrap();
         assert_eq!(p.uid_map, vec![line(0, 1000, 1), line(1, 100000, 65536)]);
         assert_eq!(p.gid_map, vec![line(0, 1000, 1), line(1, 200000, 65536)]);
+    }
+
+    #[test]
+    fn auto_maps_every_range_in_turn_uids_and_gids_apart() {
+        let r = |start, count| IdRange { start, count };
+        let two = SubIds {
+            uids: vec![r(100000, 65536), r(300000, 1000)],
+            gids: vec![r(200000, 10)],
+            free: None,
+        };
+        let p = plan(UsernsMode::Auto, &caller(), &two, &usable()).unwrap();
+        assert_eq!(
+            p.uid_map,
+            vec![
+                line(0, 1000, 1),
+                line(1, 100000, 65536),
+                line(65537, 300000, 1000)
+            ]
+        );
+        assert_eq!(p.gid_map, vec![line(0, 1000, 1), line(1, 200000, 10)]);
+        assert!(
+            p.reason.contains("65537..66536 -> 300000.."),
+            "{}",
+            p.reason
+        );
+        // The kernel's limit of lines, and the last valid container id.
+        let many: Vec<IdRange> = (0..400).map(|i| r(100 + i * 10, 5)).collect();
+        assert_eq!(
+            all_ranges_map(1000, &many).len(),
+            kennel_idmap::MAX_MAP_LINES
+        );
+        let wide: Vec<IdRange> = (0..400)
+            .map(|i| r(1_000_000_000 + i * 100_000, 65536))
+            .collect();
+        let map = all_ranges_map(1000, &wide);
+        assert!(kennel_idmap::render_map(&map).len() <= kennel_idmap::MAX_MAP_BYTES);
+        assert!(map.len() > 100, "{}", map.len());
+        let huge = all_ranges_map(1000, &[r(1 << 20, u32::MAX - (1 << 20)), r(5, 5)]);
+        let last = huge.last().unwrap();
+        assert!(
+            u64::from(last.inner) + u64::from(last.count) - 1 <= u64::from(kennel_idmap::MAX_ID)
+        );
     }
 
     #[test]
