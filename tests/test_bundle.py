@@ -344,3 +344,25 @@ def test_a_mount_option_kennel_cannot_honour_is_refused(h, option):
     r = h.user.run([h.kennel, "run", "--bundle", bundle])
     assert r.returncode == 125 and "RAN" not in r.stdout
     assert "/mnt" in r.stderr and option in r.stderr, r.stderr
+
+
+def test_verbose_reports_the_maps_that_run(h):
+    """A bundle with maps of its own runs them: --verbose says those, not
+    the --userns plan it did not use; a bundle without gets the plan."""
+    u = h.user
+    config = base_config(["/bin/sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map"])
+    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": u.uid, "size": 1}]
+    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": u.gid, "size": 1}]
+    own = write_bundle(h, config)
+    r = h.user.run([h.kennel, "--verbose", "run", "--bundle", own])
+    assert r.returncode == 0, r.stderr
+    assert [l.split() for l in r.stdout.splitlines()] == [["0", str(u.uid), "1"], ["0", str(u.gid), "1"]]
+    assert f"id maps: the bundle's own (uid_map: 0 {u.uid} 1; gid_map: 0 {u.gid} 1)" in r.stderr, r.stderr
+    assert "userns=auto" not in r.stderr, r.stderr
+    # Asking for a plan the bundle overrides is an error, not ignored.
+    r = h.user.run([h.kennel, "run", "--userns=keep-id", "--bundle", own])
+    assert r.returncode == 125 and r.stdout == "", r.stderr
+    assert "--userns=keep-id does not apply" in r.stderr and "uidMappings" in r.stderr, r.stderr
+    planned = write_bundle(h, base_config(["true"]))
+    r = h.user.run([h.kennel, "--verbose", "run", "--bundle", planned])
+    assert r.returncode == 0 and "userns=auto" in r.stderr and "bundle's own" not in r.stderr, r.stderr

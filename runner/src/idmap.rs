@@ -53,7 +53,7 @@ fn one_id_warning(map: &str, err: &PlanError) -> String {
     )
 }
 
-fn mode_name(mode: UsernsMode) -> &'static str {
+pub fn mode_name(mode: UsernsMode) -> &'static str {
     match mode {
         UsernsMode::Auto => "auto",
         UsernsMode::KeepId => "keep-id",

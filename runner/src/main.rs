@@ -83,12 +83,6 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
         idmap::HelperState::NotFound
     };
     let plan = idmap::plan(mode, &host.caller, &subids, &helper)?;
-    if verbose {
-        eprintln!("kennel: {}", plan.reason);
-    }
-    if let (Some(warning), None) = (&plan.one_id_warning, &args.bundle) {
-        eprintln!("kennel: {warning}");
-    }
     let notify = Notify::from_env(match args.sdnotify {
         cli::SdNotifyMode::Exec => kennel_engine::sdnotify::SdNotifyMode::Exec,
         cli::SdNotifyMode::Container => kennel_engine::sdnotify::SdNotifyMode::Container,
@@ -102,10 +96,29 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
         )?;
         eprintln!("kennel: network: {net:?} ({why})");
     }
-    let mut spec = match &args.bundle {
+    let (mut spec, bundle_maps) = match &args.bundle {
         Some(dir) => spec_build::load_bundle(dir, &plan)?,
-        None => spec_build::build(args, &host, &plan)?,
+        None => (spec_build::build(args, &host, &plan)?, None),
     };
+    // Say what runs: the bundle's own maps, when it has them, else the plan.
+    match (&bundle_maps, args.userns) {
+        (Some(_), Some(mode)) => anyhow::bail!(
+            "--userns={} does not apply: the bundle's config.json has its own linux.uidMappings, which are what would run; drop --userns, or remove the bundle's maps to use it",
+            idmap::mode_name(mode)
+        ),
+        (Some(maps), None) if verbose => {
+            eprintln!("kennel: id maps: the bundle's own ({maps})")
+        }
+        (Some(_), None) => {}
+        (None, _) => {
+            if verbose {
+                eprintln!("kennel: {}", plan.reason);
+            }
+            if let Some(warning) = &plan.one_id_warning {
+                eprintln!("kennel: {warning}");
+            }
+        }
+    }
     spec_build::set_landlock(&mut spec, args)?;
     if let Some(socket) = notify.as_ref().and_then(|n| n.container_socket()) {
         spec_build::add_notify_socket(&mut spec, socket)?;

@@ -610,17 +610,40 @@ pub fn default_userns(args: &RunArgs) -> UsernsMode {
         })
 }
 
-/// Reads an OCI bundle's config.json, resolving root.path against the bundle.
-pub fn load_bundle(dir: &Path, ids: &IdPlan) -> Result<Spec> {
+/// Reads an OCI bundle's config.json, resolving root.path against the
+/// bundle. Without maps of its own it gets `ids`' (rootless needs some);
+/// with them, the second value describes them: they are what runs.
+pub fn load_bundle(dir: &Path, ids: &IdPlan) -> Result<(Spec, Option<String>)> {
     let mut spec = kennel_engine::bundle::load(dir)?;
-    // Rootless: without maps in the bundle, use the --userns plan.
+    let mut own = None;
     if let Some(linux) = spec.linux_mut() {
-        if linux.uid_mappings().as_ref().is_none_or(|m| m.is_empty()) {
-            linux.set_uid_mappings(Some(id_mappings(&ids.uid_map)?));
-            linux.set_gid_mappings(Some(id_mappings(&ids.gid_map)?));
+        match linux.uid_mappings().as_ref().filter(|m| !m.is_empty()) {
+            None => {
+                linux.set_uid_mappings(Some(id_mappings(&ids.uid_map)?));
+                linux.set_gid_mappings(Some(id_mappings(&ids.gid_map)?));
+            }
+            Some(uids) => {
+                let gids = linux.gid_mappings().clone().unwrap_or_default();
+                own = Some(format!(
+                    "uid_map: {}; gid_map: {}",
+                    describe_mappings(uids),
+                    describe_mappings(&gids)
+                ));
+            }
         }
     }
-    Ok(spec)
+    Ok((spec, own))
+}
+
+fn describe_mappings(maps: &[LinuxIdMapping]) -> String {
+    match maps {
+        [] => "none".into(),
+        _ => maps
+            .iter()
+            .map(|m| format!("{} {} {}", m.container_id(), m.host_id(), m.size()))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 #[cfg(test)]
