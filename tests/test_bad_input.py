@@ -63,6 +63,21 @@ def test_rootfs_that_does_not_exist(h, rootfs):
     assert not os.path.exists(state_dir(h.user, "bad-rootfs"))
 
 
+def test_a_missing_mount_point_in_a_foreign_rootfs_names_the_users_path(h):
+    """A root-owned rootfs (a debootstrap run with sudo) without /run: the
+    error names ROOTFS/run, not kennel's staging path, and what to do."""
+    foreign = copy_rootfs(h)
+    shutil.rmtree(os.path.join(foreign, "run"))
+    subprocess.run(["chown", "-R", "0:0", foreign], check=True)
+    before = tree(foreign)
+    line = fails(attempt(h, foreign, "--net=private"), 125)
+    theirs = os.path.join(foreign, "run")
+    assert line.startswith(f"kennel: mount /run failed: Permission denied ({theirs} does not exist"), line
+    assert f"mkdir -p {theirs}" in line and "README" in line, line
+    assert "newroot" not in line
+    assert tree(foreign) == before
+
+
 # Sets a namespace limit to 0 in a user namespace of its own (its owner may),
 # then execs kennel there: creating that namespace fails in the container.
 NAMESPACE_LIMIT = r'''

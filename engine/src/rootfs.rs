@@ -156,7 +156,7 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
             protected_early = Some(early);
             before_sysfs()?;
         }
-        mount_one(&root, &mut *mounts, m)?;
+        mount_one(&root, &mut *mounts, m, cfg.root.as_deref())?;
     }
     // The kernel paths a later mount touched (a sysfs one, say), now that
     // every mount is made.
@@ -219,7 +219,32 @@ fn host_path(p: &Path) -> std::path::PathBuf {
     Path::new(OLDROOT).join(p.strip_prefix("/").unwrap_or(p))
 }
 
-fn mount_one(root: &Root, mounts: &mut dyn Mounts, m: &MountPlan) -> Step {
+/// A mount point that could not be made: in the user's terms (their
+/// rootfs's path, not the staging root's), with what to do. `rootfs` is
+/// None for the host sandbox, whose root is kennel's own tmpfs.
+fn mount_point_failure(e: Errno, dst: &Path, make: Make, rootfs: Option<&Path>) -> ChildFailure {
+    let Some(rootfs) = rootfs else {
+        return fail(Stage::Mount, e, dst).with_detail("create mount point");
+    };
+    let theirs = rootfs.join(dst.strip_prefix("/").unwrap_or(dst));
+    let shown = theirs.display();
+    let create = match make {
+        Make::Directory => format!("mkdir -p {shown}"),
+        Make::File => format!("touch {shown}"),
+    };
+    let why = match e {
+        Errno::EROFS => "the rootfs is on a read-only file system".to_string(),
+        Errno::EACCES | Errno::EPERM => {
+            "the rootfs is not writable by your user (owned by another user, root say)".to_string()
+        }
+        other => other.desc().to_string(),
+    };
+    fail(Stage::Mount, e, dst).with_detail(format!(
+        "{shown} does not exist and cannot be made: {why}; make it once as the rootfs's owner ({create}), or use a rootfs your user owns (see \"A root filesystem\" in kennel's README)"
+    ))
+}
+
+fn mount_one(root: &Root, mounts: &mut dyn Mounts, m: &MountPlan, rootfs: Option<&Path>) -> Step {
     let dst = Path::new(&m.destination);
     if m.destination == "/proc" {
         // A fresh procfs is what kennel's own later steps trust: refuse a
@@ -233,16 +258,16 @@ fn mount_one(root: &Root, mounts: &mut dyn Mounts, m: &MountPlan) -> Step {
             }
         }
     }
-    let create_err = |e: Errno| fail(Stage::Mount, e, dst).with_detail("create mount point");
+    let create_err = |make| move |e| mount_point_failure(e, dst, make, rootfs);
     if m.bind {
         // Every bind source is absolute: the plan refuses others.
         let src = host_path(Path::new(&m.source));
-        let mut target = |make| root.lookup_or_make(dst, make).map_err(create_err);
+        let mut target = |make| root.lookup_or_make(dst, make).map_err(create_err(make));
         return mounts.bind(&src, m, &mut target);
     }
     let target = root
         .lookup_or_make(dst, Make::Directory)
-        .map_err(create_err)?;
+        .map_err(create_err(Make::Directory))?;
     // /dev is filled before anything of the container sees it, and right
     // away, so later mounts of the spec can still cover a device.
     let fill = match (m.destination == "/dev", m.copy_up) {
