@@ -137,7 +137,18 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
     // image is resolved inside the new root by the kernel, and mounted
     // onto through its fd.
     let rootfs = cfg.root.as_ref().map(|r| host_path(r));
-    let root = mounts.root(rootfs.as_deref(), &describe_root(cfg))?;
+    let mut root = mounts.root(rootfs.as_deref(), &describe_root(cfg))?;
+    if let (true, Some(src)) = (cfg.readonly_root, &rootfs) {
+        if lacks_a_mount_point(&root, cfg) {
+            drop(root);
+            root = match layered_root(src) {
+                Ok(layered) => layered,
+                // A kernel without overlayfs in user namespaces (before
+                // 5.11): mount points are made in the tree, as always.
+                Err(_) => mounts.root(Some(src), &describe_root(cfg))?,
+            };
+        }
+    }
 
     // Kernel paths protected before the first sysfs mount, if there is one.
     let mut protected_early: Option<Vec<(String, bool)>> = None;
@@ -178,6 +189,62 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
         mounts.root_read_only()?;
     }
     Ok(())
+}
+
+/// Whether a mount of the spec lands on a path the rootfs lacks, outside
+/// every earlier mount (inside one, the point is made in that mount).
+fn lacks_a_mount_point(root: &Root, cfg: &Config) -> bool {
+    cfg.mounts.iter().enumerate().any(|(i, m)| {
+        let dst = Path::new(&m.destination);
+        let inside_earlier = cfg.mounts[..i]
+            .iter()
+            .any(|e| dst != Path::new(&e.destination) && dst.starts_with(&e.destination));
+        !inside_earlier && matches!(root.lookup(dst), Err(Errno::ENOENT))
+    })
+}
+
+/// A read-only rootfs that lacks mount points gets them without a write
+/// to the user's tree: the root becomes an overlay of that tree under a
+/// tmpfs of kennel's, where the points are made; the container still sees
+/// the tree read-only, and the tmpfs goes with it.
+fn layered_root(src: &Path) -> Step<Root> {
+    let err = |e: Errno| {
+        fail(Stage::Mount, e, NEWROOT).with_detail("layer mount points over the read-only rootfs")
+    };
+    umount2(NEWROOT, MntFlags::MNT_DETACH).map_err(err)?;
+    let layer = Path::new("/stage/layer");
+    mkdir(layer, Mode::from_bits_truncate(0o755)).map_err(err)?;
+    mount(
+        Some("tmpfs"),
+        layer,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=755"),
+    )
+    .map_err(err)?;
+    // The root directory comes from the upper layer: give it the tree's mode.
+    let mode = nix::sys::stat::stat(src).map_err(err)?.st_mode & 0o7777;
+    for dir in ["upper", "work"] {
+        mkdir(&layer.join(dir), Mode::from_bits_truncate(0o755)).map_err(err)?;
+    }
+    std::fs::set_permissions(
+        layer.join("upper"),
+        std::os::unix::fs::PermissionsExt::from_mode(mode),
+    )
+    .map_err(|e| err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    // lowerdir relative to the working directory: the user's path may hold
+    // the ',', ':' or '\\' that overlay's options give a meaning.
+    chdir(src).map_err(err)?;
+    let made = mount(
+        Some("overlay"),
+        NEWROOT,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some("lowerdir=.,upperdir=/stage/layer/upper,workdir=/stage/layer/work"),
+    );
+    chdir("/").map_err(err)?;
+    made.map_err(err)?;
+    Root::open(Path::new(NEWROOT)).map_err(err)
 }
 
 /// The spec's masked paths (false) and read-only paths (true), in order.

@@ -1,0 +1,74 @@
+"""Root filesystems as a new user brings them: one made by the README's
+recipe ("A root filesystem": an image tarball unpacked inside a
+container, so each owner goes through the user's id map), and trees
+that lack mount points, run --read-only without a write to them."""
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+
+from conftest import write_rootfs_tar
+from probe import copy_rootfs, describe, ok, run, tree
+
+
+def _image_tar(h, dest):
+    """The harness's busybox tree as a root-owned layer, plus a file owned
+    by uid 100 and gid 200, as an image would have."""
+    write_rootfs_tar(h.rootfs, dest)
+    with tarfile.open(dest, "a", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("var/spool-owned-by-100")
+        data = b"spool\n"
+        info.size, info.uid, info.gid, info.mode = len(data), 100, 200, 0o640
+        tar.addfile(info, io.BytesIO(data))
+    os.chmod(dest, 0o644)
+
+
+def test_an_image_unpacked_inside_a_container_keeps_its_owners(h):
+    u = h.user
+    images = h.tempdir(owner=u)
+    _image_tar(h, os.path.join(images, "image.tar"))
+    os.mkdir(os.path.join(images, "unpacked"))
+    os.chown(os.path.join(images, "unpacked"), u.uid, u.gid)
+    cp = run(h, "--net=private", "-v", f"{images}:/images",
+             cmd=["tar", "-xf", "/images/image.tar", "-C", "/images/unpacked", "--numeric-owner"])
+    assert cp.returncode == 0, describe(cp)
+    unpacked = os.path.join(images, "unpacked")
+    # On the host: root's files are the user's, uid 100's are subordinate.
+    assert os.lstat(os.path.join(unpacked, "bin", "busybox")).st_uid == u.uid
+    st = os.lstat(os.path.join(unpacked, "var", "spool-owned-by-100"))
+    assert (st.st_uid, st.st_gid) == (u.subid_start + 99, u.subid_start + 199)
+    # Inside the new rootfs, the owners are the image's.
+    out = ok(run(h, "--net=private", rootfs=unpacked,
+                 cmd=["stat", "-c", "%u:%g", "/bin/busybox", "/var/spool-owned-by-100"]))
+    assert out.split() == ["0:0", "100:200"]
+
+
+@pytest.mark.parametrize("owner", ["user", "root"])
+def test_read_only_root_gets_mount_points_without_a_write_to_it(h, owner):
+    """--read-only on a tree without /run and without the -v targets: the
+    container has them, and the tree is exactly as it was, whoever owns
+    it. (In a tree of another user's, a point inside a directory of theirs,
+    /etc/x say, still has to exist: the kernel will not copy up a
+    directory whose owner the container does not map.)"""
+    rootfs = copy_rootfs(h)
+    shutil.rmtree(os.path.join(rootfs, "run"))
+    volume = h.tempdir()
+    with open(os.path.join(volume, "from-host"), "w") as f:
+        f.write("host\n")
+    flags = ["--read-only", "--net=private", "-v", f"{volume}:/data/in/here:ro"]
+    script = "cat /data/in/here/from-host; touch /run/x && echo run-ok; touch /bin/x || echo ro"
+    if owner == "root":
+        subprocess.run(["chown", "-R", "0:0", rootfs], check=True)
+    else:
+        flags += ["-v", f"{volume}/from-host:/etc/from-host:ro"]
+        script += "; cat /etc/from-host"
+    before = tree(rootfs)
+    cp = run(h, *flags, rootfs=rootfs, cmd=["sh", "-c", script])
+    assert cp.returncode == 0, describe(cp)
+    expected = ["host", "run-ok", "ro"] + (["host"] if owner == "user" else [])
+    assert cp.stdout.split() == expected, describe(cp)
+    assert tree(rootfs) == before
