@@ -82,6 +82,11 @@ pub enum CgroupError {
         what: String,
         cause: crate::systemd::SystemdError,
     },
+
+    /// Asking systemd for a scope where it is not init: its bus, its
+    /// sessions and lingering are no fix there.
+    #[error("{wanted} a cgroup, but systemd is not this host's init, so there is no manager to ask for a scope; place it with --cgroup-manager=cgroupfs (rootless: and --cgroup-parent naming a cgroup v2 directory delegated to you), or run without limits")]
+    NoSystemd { wanted: String },
 }
 
 pub type Result<T> = std::result::Result<T, CgroupError>;

@@ -117,8 +117,12 @@ pub fn place(req: &PlaceRequest) -> Result<Placed> {
     // Root of a user namespace kennel did not make (rootless podman's
     // runtime calls) is the user it maps to, to systemd and the cgroup tree.
     let root = nix::unistd::geteuid().is_root() && crate::systemd::host_uid().is_none();
+    let no_systemd = || CgroupError::NoSystemd {
+        wanted: wanted(&req.limits),
+    };
     match req.manager {
         Manager::Cgroupfs => place_cgroupfs(req, root),
+        Manager::Systemd if !crate::error::systemd_booted() => Err(no_systemd()),
         Manager::Systemd => place_with_systemd(req, root),
         Manager::Auto => {
             let own = tree::absolute(&tree::own_cgroup()?);
@@ -128,6 +132,14 @@ pub fn place(req: &PlaceRequest) -> Result<Placed> {
             // pids): no D-Bus call at all. Otherwise a scope has them.
             if tree::is_delegated(&unit) && has_controllers(&unit, &req.limits)? {
                 return prepare_delegated(&unit, req, How::DelegatedUnit).map(Placed::Leaf);
+            }
+            if !crate::error::systemd_booted() {
+                return match req.limits.is_empty() {
+                    true => Ok(Placed::None(
+                        "no delegated cgroup, and systemd is not this host's init to ask for a scope; no limit was asked for, so the container shares kennel's cgroup".into(),
+                    )),
+                    false => Err(no_systemd()),
+                };
             }
             match place_with_systemd(req, root) {
                 Err(CgroupError::Systemd { cause, .. }) if req.limits.is_empty() && cause.is_unreachable() => Ok(
