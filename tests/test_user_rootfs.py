@@ -72,3 +72,31 @@ def test_read_only_root_gets_mount_points_without_a_write_to_it(h, owner):
     expected = ["host", "run-ok", "ro"] + (["host"] if owner == "user" else [])
     assert cp.stdout.split() == expected, describe(cp)
     assert tree(rootfs) == before
+
+
+def test_rootfs_import_unpacks_an_image_through_the_users_map(h):
+    u = h.user
+    images = h.tempdir(owner=u)
+    tarball = os.path.join(images, "image.tar")
+    _image_tar(h, tarball)
+    dest = os.path.join(images, "imported")
+    cp = u.run([h.kennel, "rootfs", "import", tarball, dest], timeout=60)
+    assert cp.returncode == 0, describe(cp)
+    assert os.lstat(os.path.join(dest, "bin", "busybox")).st_uid == u.uid
+    st = os.lstat(os.path.join(dest, "var", "spool-owned-by-100"))
+    assert (st.st_uid, st.st_gid) == (u.subid_start + 99, u.subid_start + 199)
+    out = ok(run(h, "--net=private", rootfs=dest,
+                 cmd=["stat", "-c", "%u:%g", "/bin/busybox", "/var/spool-owned-by-100"]))
+    assert out.split() == ["0:0", "100:200"]
+    # Never over an existing tree.
+    again = u.run([h.kennel, "rootfs", "import", tarball, dest], timeout=20)
+    assert again.returncode == 125 and "is not empty" in again.stderr, describe(again)
+
+
+def test_rootfs_import_without_subordinate_ids_names_the_fix(h):
+    images = h.tempdir(owner=h.nosub)
+    tarball = os.path.join(images, "image.tar")
+    _image_tar(h, tarball)
+    cp = h.nosub.run([h.kennel, "rootfs", "import", tarball, os.path.join(images, "out")], timeout=20)
+    assert cp.returncode == 125, describe(cp)
+    assert "/etc/subuid" in cp.stderr and "usermod" in cp.stderr, cp.stderr

@@ -39,6 +39,24 @@ pub enum Command {
     Stats(StatsArgs),
     /// Check that an ordinary user can run containers on this machine.
     Doctor,
+    /// Make root filesystems.
+    #[command(subcommand)]
+    Rootfs(RootfsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RootfsCommand {
+    /// Unpack an image tarball (podman export, docker export, mmdebstrap's
+    /// tar output; compressed or not) into DIR, each file's owner going
+    /// through your id map, so the tree runs with the owners the image
+    /// meant. Layered images (podman save, an OCI layout) are not read:
+    /// export a container of the image instead.
+    Import {
+        /// The tarball.
+        tarball: std::path::PathBuf,
+        /// A new directory (or an empty one of yours) to unpack into.
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

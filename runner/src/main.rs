@@ -7,6 +7,7 @@
 
 mod commands;
 mod doctor;
+mod rootfs_import;
 mod sys;
 
 use kennel::{cli, idmap, spec_build};
@@ -207,6 +208,16 @@ fn kennel_main() -> ! {
         Command::Kill(args) => commands::kill(args),
         Command::Stats(args) => commands::stats(args),
         Command::Doctor => doctor::doctor(),
+        Command::Rootfs(cli::RootfsCommand::Import { tarball, dir }) => {
+            rootfs_import::run_args(tarball, dir).and_then(|args| match run(&args, cli.verbose)? {
+                0 => Ok(0),
+                code => anyhow::bail!(
+                    "rootfs import: tar failed unpacking {} (exit {code}; its messages are above); {} holds what was unpacked",
+                    tarball.display(),
+                    dir.display()
+                ),
+            })
+        }
     };
     match result {
         Ok(code) => std::process::exit(code),
