@@ -5,6 +5,8 @@
 //! 1. make every mount private, mount a tmpfs on /tmp and pivot into it, so
 //!    the host tree sits at /oldroot and nothing in it can be covered;
 //! 2. mount the rootfs (or a fresh tmpfs, for the host sandbox) at /newroot
+//!    (a read-only rootfs lacking a mount point: an overlay of it under a
+//!    tmpfs of kennel's, so the point is not made in the user's tree)
 //!    and make the spec's mounts there, bind sources taken from /oldroot,
 //!    every target resolved inside /newroot by the kernel (see `inroot`)
 //!    and mounted onto through its fd;
