@@ -127,6 +127,9 @@ RANGES_USER = "kennel-ranges"
 def test_auto_maps_every_subordinate_range_uids_and_gids_apart(h):
     pw = conftest._ensure_user(RANGES_USER)
     user = conftest.TestUser(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir, None)
+    # Its runtime files go where the harness cleans up.
+    runtime = h.tempdir(owner=user, mode=0o700)
+    user.runtime_dir = runtime
     for path in ["/etc/subuid", "/etc/subgid"]:
         conftest._drop_subid(path, user.name)
     base = conftest.UNUSED_SUBID_START
