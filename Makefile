@@ -1,12 +1,16 @@
 # kennel: build, install and test.
 #   make                  release binaries in target/<host triple>/release
-#   sudo make install     installs kennel, kennel-oci and kennel-idmap (file capabilities, never setuid)
+#   sudo make install     installs kennel, kennel-oci, kennel-idmap (file capabilities, never setuid)
+#                         and kennel-generator (.container files -> systemd units)
 #   make test             every test: format, lints, unit tests, integration tests as an ordinary user
 #   sudo make bench       start latency next to bwrap and unshare (installs what it needs)
 #   sudo make bench-oci   kennel-oci next to runc, alone and under rootless podman
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 LIBEXECDIR ?= $(PREFIX)/libexec/kennel
+# systemd 252 runs generators from /usr/lib/systemd and /usr/local/lib/systemd
+# (user-generators/ for user managers, system-generators/ for the system).
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd
 DESTDIR    ?=
 # Set SHADOW_LINKS=1 to also install newuidmap/newgidmap links to kennel-idmap.
 SHADOW_LINKS ?= 0
@@ -55,6 +59,8 @@ PYTHON     ?= /usr/bin/python3
 SECCOMP_LIBDIR = $(dir $(shell gcc -print-file-name=libseccomp.a 2>/dev/null))
 
 export KENNEL_LIBEXECDIR := $(LIBEXECDIR)
+# kennel-generator writes ExecStart=$(BINDIR)/kennel.
+export KENNEL_BINDIR := $(BINDIR)
 
 .PHONY: all build install uninstall test test-deps lint unit integration bench bench-oci bench-vm clean
 
@@ -73,6 +79,10 @@ install: build
 	install -m 0755 $(RELEASE)/kennel-oci $(DESTDIR)$(BINDIR)/kennel-oci
 	install -m 0755 $(RELEASE)/kennel-idmap $(DESTDIR)$(LIBEXECDIR)/kennel-idmap
 	setcap cap_setuid,cap_setgid=ep $(DESTDIR)$(LIBEXECDIR)/kennel-idmap
+	install -m 0755 $(RELEASE)/kennel-generator $(DESTDIR)$(LIBEXECDIR)/kennel-generator
+	install -d $(DESTDIR)$(SYSTEMDDIR)/user-generators $(DESTDIR)$(SYSTEMDDIR)/system-generators
+	ln -sf $(LIBEXECDIR)/kennel-generator $(DESTDIR)$(SYSTEMDDIR)/user-generators/kennel-generator
+	ln -sf $(LIBEXECDIR)/kennel-generator $(DESTDIR)$(SYSTEMDDIR)/system-generators/kennel-generator
 	if [ "$(SHADOW_LINKS)" = 1 ]; then \
 	  ln -sf kennel-idmap $(DESTDIR)$(LIBEXECDIR)/newuidmap; \
 	  ln -sf kennel-idmap $(DESTDIR)$(LIBEXECDIR)/newgidmap; \
@@ -82,6 +92,7 @@ install: build
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/kennel $(DESTDIR)$(BINDIR)/kennel-oci
+	rm -f $(DESTDIR)$(SYSTEMDDIR)/user-generators/kennel-generator $(DESTDIR)$(SYSTEMDDIR)/system-generators/kennel-generator
 	rm -rf $(DESTDIR)$(LIBEXECDIR)
 
 test-deps:

@@ -222,7 +222,8 @@ def assert_installed(inst, destdir, rootfs):
     kennel = os.path.join(destdir, "usr/local/bin/kennel")
     helper = os.path.join(destdir, "usr/local/libexec/kennel/kennel-idmap")
     oci = os.path.join(destdir, "usr/local/bin/kennel-oci")
-    for path in [kennel, oci, helper]:
+    generator = os.path.join(destdir, "usr/local/libexec/kennel/kennel-generator")
+    for path in [kennel, oci, helper, generator]:
         st = os.stat(path)
         assert stat.S_ISREG(st.st_mode) and st.st_mode & 0o777 == 0o755, f"{path}: mode {st.st_mode:o}"
         assert not st.st_mode & (stat.S_ISUID | stat.S_ISGID), f"{path} is setuid or setgid"
@@ -233,6 +234,21 @@ def assert_installed(inst, destdir, rootfs):
     assert r.returncode == 0 and r.stdout.startswith("kennel "), r.stdout + r.stderr
     r = inst.user.run([oci, "--version"])
     assert r.returncode == 0 and r.stdout.startswith("kennel-oci version "), r.stdout + r.stderr
+
+    # Linked where systemd 252 runs generators under /usr/local, and
+    # writing units that run this install's kennel.
+    for scope in ("user", "system"):
+        link = os.path.join(destdir, f"usr/local/lib/systemd/{scope}-generators/kennel-generator")
+        assert os.readlink(link) == "/usr/local/libexec/kennel/kennel-generator", link
+    with tempfile.TemporaryDirectory() as tmp:
+        os.makedirs(f"{tmp}/kennel")
+        with open(f"{tmp}/kennel/web.container", "w") as f:
+            f.write("[Container]\nExec=true\n")
+        r = subprocess.run([generator, tmp], env={"SYSTEMD_SCOPE": "user", "HOME": tmp, "XDG_CONFIG_HOME": tmp},
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        with open(f"{tmp}/web.service") as f:
+            assert "\nExecStart=/usr/local/bin/kennel run --name web -- true\n" in f.read()
 
     subuid = _subid_lines(inst.user.name)["/etc/subuid"]
     assert len(subuid) == 1, f"make install left {inst.user.name} with subordinate uids {subuid}"
