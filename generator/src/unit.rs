@@ -22,11 +22,15 @@ pub struct Unit {
 /// container's), the unit's cgroup is kennel's to place the container in,
 /// SIGTERM goes to kennel alone so it can forward it, and an OOM kill in
 /// the container is kennel's to report rather than systemd's to act on.
+/// kennel exits 143 when the SIGTERM of a stop ends the container: that
+/// is a clean stop, as a service killed by SIGTERM is to systemd, not a
+/// failure.
 const SERVICE_DEFAULTS: &str = "Type=notify
 NotifyAccess=main
 Delegate=yes
 KillMode=mixed
 OOMPolicy=continue
+SuccessExitStatus=143
 ";
 
 /// `source` is the `.container` file's path, `stem` its name without
@@ -187,6 +191,7 @@ mod tests {
              Delegate=yes\n\
              KillMode=mixed\n\
              OOMPolicy=continue\n\
+             SuccessExitStatus=143\n\
              SyslogIdentifier=web\n\
              ExecStart=/usr/local/bin/kennel run --name web --rootfs /home/ann/images/alpine \
              --memory 256M --pids-limit 200 --sdnotify container -- httpd -f -p 8080\n\
