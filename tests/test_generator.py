@@ -69,7 +69,7 @@ def test_units_for_good_files_and_a_message_for_a_bad_one(h, generator):
     unit = open(os.path.join(out, "web.service")).read()
     for line in ["Type=notify", "Delegate=yes", "KillMode=mixed", "Restart=on-failure",
                  "Description=web with a quoted argument", f"SourcePath={config}/kennel/web.container",
-                 'ExecStart=/usr/local/bin/kennel run --name web --env "GREETING=hello $$USER, 100%%" '
+                 'ExecStart=/usr/local/bin/kennel run --name web --init --env "GREETING=hello $$USER, 100%%" '
                  '--memory 64M -- sh -c "echo \\"$$GREETING\\"" x "a b"']:
         assert line in unit.splitlines(), unit
 

@@ -248,7 +248,7 @@ def assert_installed(inst, destdir, rootfs):
                            capture_output=True, text=True)
         assert r.returncode == 0 and r.stderr == "", r.stderr
         with open(f"{tmp}/web.service") as f:
-            assert "\nExecStart=/usr/local/bin/kennel run --name web -- true\n" in f.read()
+            assert "\nExecStart=/usr/local/bin/kennel run --name web --init -- true\n" in f.read()
 
     subuid = _subid_lines(inst.user.name)["/etc/subuid"]
     assert len(subuid) == 1, f"make install left {inst.user.name} with subordinate uids {subuid}"

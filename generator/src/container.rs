@@ -208,16 +208,18 @@ impl<'a> Builder<'a> {
         for e in self.all("PublishPort") {
             self.flag("--publish", e.value.clone());
         }
-        for (key, flag) in [
-            ("ReadOnly", "--read-only"),
-            ("NoHome", "--no-home"),
-            ("Init", "--init"),
-        ] {
+        for (key, flag) in [("ReadOnly", "--read-only"), ("NoHome", "--no-home")] {
             if let Some(e) = self.one(key) {
                 if boolean(e)? {
                     self.args.push(flag.to_string());
                 }
             }
+        }
+        // On by default, unlike `kennel run`'s --init: a PID 1 without a
+        // SIGTERM handler ignores the stop's SIGTERM, so the stop would
+        // wait out TimeoutStopSec= and end in a kill and a failed unit.
+        if self.one("Init").map(boolean).transpose()?.unwrap_or(true) {
+            self.args.push("--init".to_string());
         }
         for e in self.all("Volume") {
             let volume = self.volume(e)?;

@@ -98,13 +98,13 @@ fn every_key_becomes_its_flag() {
 }
 
 #[test]
-fn the_name_comes_from_the_file_and_notify_defaults_to_kennel() {
+fn defaults_name_from_the_file_init_on_and_readiness_from_kennel() {
     assert_eq!(
         args("Exec=true\n").unwrap(),
-        ["--name", "web", "--", "true"]
+        ["--name", "web", "--init", "--", "true"]
     );
     assert_eq!(
-        args("Exec=true\nNotify=no\n").unwrap(),
+        args("Exec=true\nNotify=no\nInit=no\n").unwrap(),
         ["--name", "web", "--", "true"]
     );
     let entries = parse("[Container]\nExec=true\n").unwrap();
@@ -121,7 +121,7 @@ fn the_name_comes_from_the_file_and_notify_defaults_to_kennel() {
 fn an_empty_assignment_clears_a_list() {
     assert_eq!(
         args("Volume=/a:/a\nVolume=\nVolume=/b:/b\nExec=true\n").unwrap(),
-        ["--name", "web", "--volume", "/b:/b", "--", "true"]
+        ["--name", "web", "--init", "--volume", "/b:/b", "--", "true"]
     );
 }
 

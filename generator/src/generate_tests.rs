@@ -33,7 +33,7 @@ fn good_files_get_units_and_a_bad_one_a_message_only() {
     assert_eq!(n, 1);
     let unit = fs::read_to_string(out.join("web.service")).unwrap();
     assert!(
-        unit.contains("\nExecStart=/usr/bin/kennel run --name web -- httpd\n"),
+        unit.contains("\nExecStart=/usr/bin/kennel run --name web --init -- httpd\n"),
         "{unit}"
     );
     assert_eq!(

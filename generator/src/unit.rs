@@ -194,7 +194,7 @@ mod tests {
              SuccessExitStatus=143\n\
              SyslogIdentifier=web\n\
              ExecStart=/usr/local/bin/kennel run --name web --rootfs /home/ann/images/alpine \
-             --memory 256M --pids-limit 200 --sdnotify container -- httpd -f -p 8080\n\
+             --init --memory 256M --pids-limit 200 --sdnotify container -- httpd -f -p 8080\n\
              Restart=on-failure\n"
         );
     }
@@ -214,7 +214,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             exec,
-            r#"ExecStart=/usr/local/bin/kennel run --name web --env "GREETING=hello $$USER, 100%%" --env "QUOTE=say \"hi\"" -- sh -c "echo \"$$GREETING\"; echo 50%%" x "it's" "back\\slash" ";" """#
+            r#"ExecStart=/usr/local/bin/kennel run --name web --init --env "GREETING=hello $$USER, 100%%" --env "QUOTE=say \"hi\"" -- sh -c "echo \"$$GREETING\"; echo 50%%" x "it's" "back\\slash" ";" """#
         );
     }
 
