@@ -25,7 +25,7 @@ def vm():
     ok, why = vm_machine.vm_available()
     if not ok:
         pytest.skip(why)
-    binaries = {b: os.path.join(BUILD_DIR, b) for b in ["kennel", "kennel-oci", "kennel-idmap"]}
+    binaries = {b: os.path.join(BUILD_DIR, b) for b in ["kennel", "kennel-oci", "kennel-idmap", "kennel-generator"]}
     for path in binaries.values():
         if not os.path.exists(path):
             pytest.fail(f"{path} is not built: run `make build` (make test does)")
@@ -294,3 +294,61 @@ def test_podman_sdnotify_container_unit_is_ready_when_the_container_says(vm):
     assert field(out, "NOT-READY-RC") != "0", out
     assert field(out, "LEFT-CONTAINERS") == "0", out
     no_leftovers(out)
+
+
+def test_container_file_becomes_a_user_unit_ready_when_the_container_says(vm):
+    """kennel-generator at daemon-reload: ~/.config/kennel/NAME.container
+    is NAME.service, activating until the container itself says READY=1,
+    its limits in the container's leaf, every argument and environment
+    value arriving as written, and nothing left once it is stopped."""
+    out = case(vm, "container_file_units")
+    assert field(out, "LOADSTATE") == "loaded loaded not-found", out
+    assert field(out, "SOURCEPATH") == "/home/kuser/.config/kennel/kg-ready.container", out
+    assert field(out, "EARLY") == "activating", out
+    assert field(out, "LATER") == "active", out
+    assert field(out, "LEAF-MEMORY-MAX") == str(48 << 20), out
+    assert field(out, "LEAF-PIDS-MAX") == "40", out
+    assert field(out, "SLEEPER-IN-LEAF") == "1", out
+    args = re.findall(r"^ARG: (.*)$", out, re.M)
+    assert args == ["<a b>", "<100%>", "<$HOME>", '<"q">', "<it's>", r"<back\slash>", "<;>", "<>",
+                    "<hello $USER, 100%>"], out
+    # Ended by the stop's SIGTERM, not by TimeoutStopSec='s SIGKILL: sleep
+    # as PID 1 ignores SIGTERM, the generated unit's --init passes it on.
+    assert field(out, "STOPPED") == "inactive", out
+    assert field(out, "STOP-RESULT").split()[0] == "success", out
+    assert field(out, "STOP-PROCS") == "0", out
+    assert field(out, "STOP-CGROUP") == "gone", out
+    assert field(out, "STOP-LISTED") == "0", out
+    no_leftovers(out)
+
+
+def test_container_file_unit_restarts_on_failure(vm):
+    """[Service] Restart=on-failure passes through: a container that fails
+    once comes back; [Install] WantedBy= becomes the generator's link."""
+    out = case(vm, "container_file_units")
+    assert field(out, "WANTS-LINK") == "../kg-restart.service", out
+    assert field(out, "RESTARTS") == "1", out
+    assert field(out, "RESTARTED-ACTIVE") == "active", out
+    assert field(out, "RAN-ONCE") == "once", out
+    assert field(out, "SECOND-RUN") == "1", out
+    assert field(out, "RESTART-STOPPED") == "inactive", out
+    assert field(out, "RESTART-STOP-PROCS") == "0", out
+
+
+def test_bad_container_file_gets_a_message_and_no_unit(vm):
+    out = case(vm, "container_file_units")
+    assert field(out, "LOADSTATE").endswith("not-found"), out
+    assert field(out, "BAD-JOURNAL") == (
+        "kennel-generator: /home/kuser/.config/kennel/kg-bad.container:3: Memory: "
+        '"lots" is not a size such as 512k, 64M or 1G; no unit written for kg-bad.service'), out
+
+
+def test_container_file_in_etc_becomes_a_system_unit(vm):
+    out = case(vm, "container_file_system_unit")
+    assert field(out, "SYS-START-RC") == "0", out
+    assert field(out, "SYS-ACTIVE") == "active", out
+    assert field(out, "SYS-PIDS-MAX") == "30", out
+    assert field(out, "SYS-STOPPED") == "inactive", out
+    assert field(out, "SYS-STOP-RESULT").split()[0] == "success", out
+    assert field(out, "SYS-STOP-PROCS") == "0", out
+    assert field(out, "SYS-STOP-CGROUP") == "gone", out

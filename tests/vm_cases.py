@@ -344,4 +344,103 @@ systemctl --user start ki; echo "IGNORE-START-RC: $?"
 echo "IGNORE-RESULT: $(systemctl --user show -p Result --value ki)"
 systemctl --user reset-failed ki 2>/dev/null
 ''', 120),
+
+    # .container files for kuser's user manager, made into units by
+    # kennel-generator at daemon-reload: readiness from the container, the
+    # limits in the container's leaf, each argument arriving as written, a
+    # stop that ends even `sleep` (Init= is on by default) and leaves
+    # nothing, Restart=on-failure, and a bad file that gets a message and
+    # no unit.
+    "container_file_units": ("kuser", ROOTFS + r'''
+D=$(mktemp -d)
+mkdir -p ~/.config/kennel
+cat > ~/.config/kennel/kg-ready.container <<'END'
+[Unit]
+Description=generator test: ready when the container says so
+[Container]
+Notify=yes
+Memory=48M
+Pids=40
+Environment=GREETING="hello $USER, 100%"
+Exec=sh -c 'printf "<%s>\n" "$@" > /home/kuser/kg-args; echo "<$GREETING>" >> /home/kuser/kg-args; sleep 3; systemd-notify --ready; exec sleep 600.7' kg 'a b' '100%' '$HOME' '"q"' "it's" 'back\slash' ';' ''
+END
+cat > ~/.config/kennel/kg-restart.container <<END
+[Container]
+Rootfs=$R
+Volume=$D:/data
+Exec=sh -c 'if [ -e /data/ran-once ]; then exec sleep 600.9; fi; echo once > /data/ran-once; exit 3'
+[Service]
+Restart=on-failure
+RestartSec=1
+[Install]
+WantedBy=default.target
+END
+printf '[Container]\nExec=true\nMemory=lots\n' > ~/.config/kennel/kg-bad.container
+systemctl --user daemon-reload
+echo "LOADSTATE: $(systemctl --user show -p LoadState --value kg-ready) $(systemctl --user show -p LoadState --value kg-restart) $(systemctl --user show -p LoadState --value kg-bad)"
+echo "SOURCEPATH: $(systemctl --user show -p SourcePath --value kg-ready)"
+echo "WANTS-LINK: $(readlink "$XDG_RUNTIME_DIR/systemd/generator/default.target.wants/kg-restart.service")"
+BAD=""
+for i in $(seq 20); do
+  BAD=$(journalctl --user --no-pager -o cat 2>&1 | grep -m1 'kg-bad.container') && break; sleep 0.5
+done
+echo "BAD-JOURNAL: $BAD"
+
+systemctl --user start --no-block kg-ready
+sleep 1
+echo "EARLY: $(systemctl --user is-active kg-ready)"
+for i in $(seq 120); do [ "$(systemctl --user is-active kg-ready)" = active ] && break; sleep 0.25; done
+echo "LATER: $(systemctl --user is-active kg-ready)"
+CG=/sys/fs/cgroup$(systemctl --user show -p ControlGroup --value kg-ready)
+echo "LEAF-MEMORY-MAX: $(cat "$CG/kennel-kg-ready/memory.max")"
+echo "LEAF-PIDS-MAX: $(cat "$CG/kennel-kg-ready/pids.max")"
+echo "SLEEPER-IN-LEAF: $(for p in $(cat "$CG/kennel-kg-ready/cgroup.procs"); do tr '\0' ' ' < /proc/$p/cmdline; echo; done | grep -cx 'sleep 600[.]7 ')"
+sed 's/^/ARG: /' ~/kg-args
+systemctl --user stop kg-ready
+echo "STOPPED: $(systemctl --user is-active kg-ready)"
+echo "STOP-RESULT: $(systemctl --user show -p Result --value kg-ready) $(systemctl --user show -p ExecMainStatus --value kg-ready)"
+echo "STOP-PROCS: $(pgrep -u kuser -f 'sleep 600[.]7' | wc -l)"
+for i in $(seq 20); do [ -d "$CG" ] || break; sleep 0.25; done
+echo "STOP-CGROUP: $([ -d "$CG" ] && echo present || echo gone)"
+echo "STOP-LISTED: $(kennel ps | grep -c '^kg-ready ')"
+
+systemctl --user start --no-block kg-restart
+for i in $(seq 160); do
+  [ "$(systemctl --user show -p NRestarts --value kg-restart)" -ge 1 ] && [ "$(systemctl --user is-active kg-restart)" = active ] && break
+  sleep 0.25
+done
+echo "RESTARTS: $(systemctl --user show -p NRestarts --value kg-restart)"
+echo "RESTARTED-ACTIVE: $(systemctl --user is-active kg-restart)"
+echo "RAN-ONCE: $(cat "$D/ran-once")"
+echo "SECOND-RUN: $(pgrep -u kuser -xf 'sleep 600[.]9' | wc -l)"
+systemctl --user stop kg-restart
+echo "RESTART-STOPPED: $(systemctl --user is-active kg-restart)"
+echo "RESTART-STOP-PROCS: $(pgrep -u kuser -f 'sleep 600[.]9' | wc -l)"
+rm -rf ~/.config/kennel ~/kg-args
+systemctl --user daemon-reload
+''' + LEFTOVERS, 240),
+
+    # The same generator for the system manager, from /etc/kennel.
+    "container_file_system_unit": ("root", ROOTFS + r'''
+mkdir -p /etc/kennel
+cat > /etc/kennel/kg-sys.container <<END
+[Container]
+Rootfs=$R
+Pids=30
+Exec=sleep 600.5
+END
+systemctl daemon-reload
+systemctl start kg-sys; echo "SYS-START-RC: $?"
+echo "SYS-ACTIVE: $(systemctl is-active kg-sys)"
+CG=/sys/fs/cgroup$(systemctl show -p ControlGroup --value kg-sys)
+echo "SYS-PIDS-MAX: $(cat "$CG/kennel-kg-sys/pids.max")"
+systemctl stop kg-sys
+echo "SYS-STOPPED: $(systemctl is-active kg-sys)"
+echo "SYS-STOP-RESULT: $(systemctl show -p Result --value kg-sys) $(systemctl show -p ExecMainStatus --value kg-sys)"
+echo "SYS-STOP-PROCS: $(pgrep -f 'sleep 600[.]5' | wc -l)"
+for i in $(seq 20); do [ -d "$CG" ] || break; sleep 0.25; done
+echo "SYS-STOP-CGROUP: $([ -d "$CG" ] && echo present || echo gone)"
+rm -rf /etc/kennel
+systemctl daemon-reload
+''', 120),
 }

@@ -56,6 +56,11 @@ install -d /usr/local/libexec/kennel
 install -m 0755 /payload/bin/kennel-idmap /usr/local/libexec/kennel/kennel-idmap
 setcap cap_setuid,cap_setgid=ep /usr/local/libexec/kennel/kennel-idmap
 [ -f /payload/bin/kennel-oci ] && install -m 0755 /payload/bin/kennel-oci /usr/local/bin/kennel-oci
+# Where `make install` puts the generator with PREFIX=/usr/local, and
+# systemd 252 looks.
+for g in user system; do
+  [ -f /payload/bin/kennel-generator ] && install -D -m 0755 /payload/bin/kennel-generator /usr/local/lib/systemd/$g-generators/kennel-generator
+done
 for i in $(seq 120); do [ -S /run/user/1000/bus ] && break; sleep 0.5; done
 [ -S /run/user/1000/bus ] || echo "@@KENNEL-VM-NOTE no user bus after 60s@@"
 for c in $(cat /payload/cases/ORDER); do
@@ -180,8 +185,8 @@ def base_image(log=print):
 
 def run_batch(cases, binaries, log=print):
     """Boots the VM once and runs `cases` [(name, user, script, timeout_s)]
-    in order. `binaries` maps kennel, kennel-oci and kennel-idmap to host
-    paths.
+    in order. `binaries` maps kennel, kennel-oci, kennel-idmap and
+    kennel-generator to host paths.
     Returns {name: CaseResult}; a case that did not finish has rc -1."""
     kernel, initrd = _kernel()
     image = base_image(log)
