@@ -138,7 +138,12 @@ pub fn usable_helper(helper: &HelperState, what: &str) -> Result<PathBuf, PlanEr
         HelperState::Usable(path) => Ok(path.clone()),
         HelperState::NotFound => Err(PlanError::HelperNotFound {
             what,
-            libexec: libexec_dir().display().to_string(),
+            libexec: match std::env::var_os(LIBEXECDIR_ENV) {
+                Some(d) if !d.is_empty() => {
+                    format!("{} (from {LIBEXECDIR_ENV})", libexec_dir().display())
+                }
+                _ => libexec_dir().display().to_string(),
+            },
         }),
         HelperState::NoCapabilities(path) => Err(PlanError::HelperNoCapabilities {
             what,
@@ -160,14 +165,32 @@ pub fn writable_without_helper(caller: &Caller, uid_map: &[MapLine], gid_map: &[
             && matches!(gid_map, [l] if l.outer == caller.gid && l.count == 1))
 }
 
-/// The install-time libexec directory (Makefile's LIBEXECDIR).
+/// The environment variable that names kennel-idmap's directory at run
+/// time, instead of the one compiled in. For tests and for running an
+/// installed package's helper from a build tree; it only chooses which
+/// program the unprivileged runner executes, so it grants nothing the
+/// caller could not run by hand.
+pub const LIBEXECDIR_ENV: &str = "KENNEL_LIBEXECDIR";
+
+/// The helper's directory: `KENNEL_LIBEXECDIR` from the environment when
+/// set, else the one set at build time (the Makefile's LIBEXECDIR, a
+/// package's /usr/libexec/kennel).
 pub fn libexec_dir() -> PathBuf {
-    PathBuf::from(option_env!("KENNEL_LIBEXECDIR").unwrap_or("/usr/local/libexec/kennel"))
+    match std::env::var_os(LIBEXECDIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(option_env!("KENNEL_LIBEXECDIR").unwrap_or("/usr/local/libexec/kennel")),
+    }
 }
 
-/// Finds kennel-idmap: next to the kennel binary, then in libexec, then on PATH.
+/// Finds kennel-idmap. With `KENNEL_LIBEXECDIR` set, only there, so a test
+/// knows which helper ran; otherwise next to the kennel binary, then in the
+/// build-time libexec directory, then on PATH.
 pub fn find_helper() -> Option<PathBuf> {
     let mut candidates = Vec::new();
+    if std::env::var_os(LIBEXECDIR_ENV).is_some_and(|d| !d.is_empty()) {
+        candidates.push(libexec_dir().join("kennel-idmap"));
+        return candidates.into_iter().find(|p| p.is_file());
+    }
     if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
         if let Some(dir) = exe.parent() {
             candidates.push(dir.join("kennel-idmap"));
