@@ -232,6 +232,10 @@ def assert_installed(inst, destdir, rootfs):
 
     r = inst.user.run([kennel, "--version"])
     assert r.returncode == 0 and r.stdout.startswith("kennel "), r.stdout + r.stderr
+    # make install's build is the static one, with libseccomp's archive.
+    for line in ["binary: static", "regex: regex-lite shim"]:
+        assert line in r.stdout.splitlines(), r.stdout
+    assert "linked static" in r.stdout, r.stdout
     r = inst.user.run([oci, "--version"])
     assert r.returncode == 0 and r.stdout.startswith("kennel-oci version "), r.stdout + r.stderr
 

@@ -20,16 +20,16 @@ use crate::values::{
 /// potentiallyUnsafeConfigAnnotations), which is what the engine reads.
 pub const OCI_VERSION: &str = "1.2.0";
 
-/// The crate version, as `--version` and the features annotations show it.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use kennel_engine::build_info::{GIT_COMMIT, VERSION};
 
-/// The short commit the binary was built from, or "unknown" (see build.rs).
-pub const GIT_COMMIT: &str = env!("KENNEL_GIT_COMMIT");
-
-/// The text of `kennel-oci --version`. The line layout is runc's, because
-/// callers (go-runc's parseVersion among them) read it line by line.
+/// The text of `kennel-oci --version`. The first three lines are runc's,
+/// because callers (go-runc's parseVersion among them) read them line by
+/// line; what was compiled in follows, as runc's own `libseccomp:` line.
 pub fn version_text() -> String {
-    format!("kennel-oci version {VERSION}\ncommit: {GIT_COMMIT}\nspec: {OCI_VERSION}\n")
+    format!(
+        "kennel-oci version {VERSION}\ncommit: {GIT_COMMIT}\nspec: {OCI_VERSION}\n{}",
+        kennel_engine::build_info::features()
+    )
 }
 
 /// A parsed command line: global options and the subcommand.

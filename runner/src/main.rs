@@ -183,10 +183,22 @@ fn one_line_usage_error(text: &str) -> String {
     out
 }
 
+/// `kennel --version`: clap's one line, then the commit and what was
+/// compiled in, so a bug report says which build it came from.
+fn version_text() -> String {
+    use kennel_engine::build_info::{features, GIT_COMMIT, VERSION};
+    format!("kennel {VERSION}\ncommit: {GIT_COMMIT}\n{}", features())
+}
+
 /// Called by `sys::main`, the process entry point.
 fn kennel_main() -> ! {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayVersion => {
+            print!("{}", version_text());
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            std::process::exit(0);
+        }
         Err(e) if !e.use_stderr() => {
             // --help and --version.
             let _ = e.print();
