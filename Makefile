@@ -5,6 +5,7 @@
 #   make test             every test: format, lints, unit tests, integration tests as an ordinary user
 #   sudo make bench       start latency next to bwrap and unshare (installs what it needs)
 #   sudo make bench-oci   kennel-oci next to runc, alone and under rootless podman
+#   make deb, make rpm    distribution packages (dynamic, vendored, offline) in target/package
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 LIBEXECDIR ?= $(PREFIX)/libexec/kennel
@@ -12,6 +13,9 @@ LIBEXECDIR ?= $(PREFIX)/libexec/kennel
 # (user-generators/ for user managers, system-generators/ for the system).
 SYSTEMDDIR ?= $(PREFIX)/lib/systemd
 DESTDIR    ?=
+# zsh's directory for completions differs between distributions; this is
+# in the fpath of Debian's and Fedora's zsh.
+ZSHDIR     ?= $(PREFIX)/share/zsh/site-functions
 # Set SHADOW_LINKS=1 to also install newuidmap/newgidmap links to kennel-idmap.
 SHADOW_LINKS ?= 0
 # Who builds. Under sudo (root, SUDO_USER someone else) the invoking user
@@ -62,7 +66,7 @@ export KENNEL_LIBEXECDIR := $(LIBEXECDIR)
 # kennel-generator writes ExecStart=$(BINDIR)/kennel.
 export KENNEL_BINDIR := $(BINDIR)
 
-.PHONY: all build install uninstall test test-deps lint unit integration bench bench-oci bench-vm clean
+.PHONY: all build install uninstall test test-deps lint unit integration bench bench-oci bench-vm clean deb rpm
 
 all: build
 
@@ -71,6 +75,7 @@ build:
 	@[ -n "$(TRIPLE)" ] || { echo "make: cannot learn the host triple from \`$(HOST_RUSTC) -vV\`$(if $(BUILD_USER), run as $(BUILD_USER)):" >&2; $(BUILD_AS) $(HOST_RUSTC) -vV; exit 1; }
 	packaging/install-deps.sh build
 	$(BUILD_AS) env RUSTFLAGS="-C target-feature=+crt-static" LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$(SECCOMP_LIBDIR)" $(CARGO) build --release --locked --target $(TRIPLE)
+	$(BUILD_AS) $(RELEASE)/kennel-docgen $(RELEASE)/docs
 
 install: build
 	packaging/install-deps.sh runtime
@@ -83,6 +88,8 @@ install: build
 	install -d $(DESTDIR)$(SYSTEMDDIR)/user-generators $(DESTDIR)$(SYSTEMDDIR)/system-generators
 	ln -sf $(LIBEXECDIR)/kennel-generator $(DESTDIR)$(SYSTEMDDIR)/user-generators/kennel-generator
 	ln -sf $(LIBEXECDIR)/kennel-generator $(DESTDIR)$(SYSTEMDDIR)/system-generators/kennel-generator
+	packaging/install-files.sh --docs-only --build $(RELEASE) --destdir "$(DESTDIR)" \
+	  --prefix $(PREFIX) --libexecdir $(LIBEXECDIR) --zsh-dir $(ZSHDIR)
 	if [ "$(SHADOW_LINKS)" = 1 ]; then \
 	  ln -sf kennel-idmap $(DESTDIR)$(LIBEXECDIR)/newuidmap; \
 	  ln -sf kennel-idmap $(DESTDIR)$(LIBEXECDIR)/newgidmap; \
@@ -94,6 +101,10 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/kennel $(DESTDIR)$(BINDIR)/kennel-oci
 	rm -f $(DESTDIR)$(SYSTEMDDIR)/user-generators/kennel-generator $(DESTDIR)$(SYSTEMDDIR)/system-generators/kennel-generator
 	rm -rf $(DESTDIR)$(LIBEXECDIR)
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man1/kennel.1 $(DESTDIR)$(PREFIX)/share/man/man1/kennel-*.1 \
+	  $(DESTDIR)$(PREFIX)/share/man/man8/kennel-*.8 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/kennel* \
+	  $(DESTDIR)$(ZSHDIR)/_kennel* $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/kennel*.fish
 
 test-deps:
 	packaging/install-deps.sh test
@@ -128,6 +139,33 @@ bench-oci: build
 bench-vm: build
 	packaging/install-deps.sh vm
 	KENNEL_BUILD_DIR=$(CURDIR)/$(RELEASE) $(PYTHON) bench/vm-start.py
+
+# Distribution packages: packaging/dist-source.sh lays out the source
+# (no regex shim, vendored crates) in PKG_DIR, both packages build there
+# with packaging/dist-build.sh, and PKG_TARGET keeps the compile across
+# exports, so `make deb rpm` compiles once.
+VERSION    := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n1)
+PKG_DIR    ?= $(CURDIR)/target/package
+PKG_TARGET ?= $(CURDIR)/target/package-build
+PKG_TREE   := $(PKG_DIR)/kennel-$(VERSION)
+PKG_ENV    := env CARGO="$(CARGO)" CARGO_TARGET_DIR="$(PKG_TARGET)"
+
+deb:
+	@[ -n "$(CARGO)" ] || $(NO_CARGO)
+	packaging/install-deps.sh package
+	$(BUILD_AS) $(PKG_ENV) packaging/dist-source.sh $(PKG_DIR)
+	cd $(PKG_TREE) && $(BUILD_AS) $(PKG_ENV) dpkg-buildpackage -us -uc -b
+	@echo "make: built $(PKG_DIR)/kennel_$(VERSION)_amd64.deb"
+
+# Debian's rpm has no database of the system's packages, so BuildRequires
+# cannot be checked (--nodeps); install-deps.sh installed libseccomp-dev.
+rpm:
+	@[ -n "$(CARGO)" ] || $(NO_CARGO)
+	packaging/install-deps.sh package
+	[ -d $(PKG_TREE)/vendor ] || $(BUILD_AS) $(PKG_ENV) packaging/dist-source.sh $(PKG_DIR)
+	cd $(PKG_TREE) && $(BUILD_AS) $(PKG_ENV) rpmbuild -bb --nodeps --build-in-place \
+	  --define "_topdir $(PKG_DIR)/rpm" packaging/rpm/kennel.spec
+	@echo "make: built $$(ls $(PKG_DIR)/rpm/RPMS/*/kennel-$(VERSION)-*.rpm)"
 
 clean:
 	@[ -n "$(CARGO)" ] || $(NO_CARGO)

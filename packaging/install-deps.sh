@@ -11,6 +11,11 @@
 #                             slirp4netns, fuse-overlayfs)
 #   install-deps.sh vm        what `make bench-vm` and the VM tests need
 #                             (qemu, debootstrap, mkfs.ext4, a kernel)
+#   install-deps.sh package   what `make deb` and `make rpm` need, and the
+#                             package test: dpkg-buildpackage, debhelper,
+#                             lintian, rpmbuild, libseccomp's shared
+#                             library, man and groff to render the pages,
+#                             bwrap and debootstrap for a fresh system
 #   install-deps.sh test      what `make test` needs: all of the above,
 #                             sudo for the install test, keyutils (keyctl)
 #                             for the keyring attack, strace for
@@ -30,6 +35,7 @@ bench="$runtime busybox-static:busybox python3-pytest:pytest-3 uidmap:newuidmap 
 # tests/test_containerd.py); ctr comes with containerd.
 podman="podman:podman conmon:conmon slirp4netns:slirp4netns fuse-overlayfs:fuse-overlayfs"
 clients="$podman containerd:containerd containerd:ctr bsdutils:script"
+package="dpkg-dev:dpkg-buildpackage debhelper:dh lintian:lintian rpm:rpmbuild libseccomp-dev:/usr/lib/*/libseccomp.so $runtime man-db:man groff-base:groff bubblewrap:bwrap debootstrap:debootstrap"
 vm="qemu-system-x86:qemu-system-x86_64 debootstrap:debootstrap e2fsprogs:mkfs.ext4"
 case "${1:-}" in
   build) need=$build ;;
@@ -37,8 +43,9 @@ case "${1:-}" in
   bench) need=$bench ;;
   bench-oci) need="$bench runc:runc $podman" ;;
   vm) need=$vm ;;
-  test) need="$build $bench $vm sudo:sudo keyutils:keyctl strace:strace runc:runc passt:pasta $clients" ;;
-  *) echo "usage: $0 build|runtime|bench|bench-oci|vm|test" >&2; exit 2 ;;
+  package) need=$package ;;
+  test) need="$build $bench $vm $package sudo:sudo keyutils:keyctl strace:strace runc:runc passt:pasta $clients" ;;
+  *) echo "usage: $0 build|runtime|bench|bench-oci|vm|package|test" >&2; exit 2 ;;
 esac
 missing=""
 for pair in $need; do
