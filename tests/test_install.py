@@ -230,6 +230,12 @@ def assert_installed(inst, destdir, rootfs):
     caps = subprocess.run(["getcap", helper], capture_output=True, text=True)
     assert caps.stdout.split()[1:] == ["cap_setgid,cap_setuid=ep"], caps.stdout + caps.stderr
 
+    # The man pages and completions, where man and each shell look.
+    for page in ["share/man/man1/kennel.1", "share/man/man1/kennel-run.1", "share/man/man8/kennel-oci.8",
+                 "share/man/man8/kennel-idmap.8", "share/bash-completion/completions/kennel",
+                 "share/zsh/site-functions/_kennel", "share/fish/vendor_completions.d/kennel.fish"]:
+        assert os.path.isfile(os.path.join(destdir, "usr/local", page)), f"make install left out {page}"
+
     r = inst.user.run([kennel, "--version"])
     assert r.returncode == 0 and r.stdout.startswith("kennel "), r.stdout + r.stderr
     # make install's build is the static one, with libseccomp's archive.
