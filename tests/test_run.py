@@ -107,6 +107,20 @@ def test_auto_without_the_helper_maps_only_the_caller(h):
     assert id_map(gid_text) == [(0, h.user.gid, 1)]
 
 
+def test_kennel_libexecdir_is_the_only_place_the_helper_is_looked_for(h):
+    # The harness's kennel-idmap sits next to kennel, where kennel looks
+    # first without the variable: with it, only the directory it names.
+    empty = h.tempdir()
+    cp = h.user.run([h.kennel, "run", "--userns", "subids", "--rootfs", h.rootfs, "--", "echo", "started"],
+                    env={"KENNEL_LIBEXECDIR": empty}, timeout=20)
+    assert cp.returncode == 125 and "started" not in cp.stdout, describe(cp)
+    assert f"{empty} (from KENNEL_LIBEXECDIR)" in cp.stderr, cp.stderr
+    cp = h.user.run([h.kennel, "run", "--userns", "subids", "--rootfs", h.rootfs, "--", "cat", "/proc/self/uid_map"],
+                    env={"KENNEL_LIBEXECDIR": os.path.dirname(h.kennel)}, timeout=20)
+    uid_map = id_map(ok(cp))
+    assert uid_map == [(0, h.user.uid, 1), (1, h.user.subid_start, SUBID_COUNT)], uid_map
+
+
 def test_verbose_says_which_mapping_was_chosen(h):
     cp = kennel(h, "--verbose", "run", "--rootfs", h.rootfs, "--", "true")
     assert cp.returncode == 0, describe(cp)
