@@ -179,8 +179,15 @@ def _fresh_root():
     ordinary user who has a subordinate range."""
     key = hashlib.sha256((ROOT_VERSION + " ".join(ROOT_PACKAGES)).encode()).hexdigest()[:12]
     root = f"{CACHE}/root-{key}"
-    if os.path.isdir(root):
-        return root
+    os.makedirs(CACHE, mode=0o700, exist_ok=True)
+    with open(f"{CACHE}/root.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.isdir(root):
+            _debootstrap(root)
+    return root
+
+
+def _debootstrap(root):
     conftest.require_tool("debootstrap", "debootstrap")
     work = tempfile.mkdtemp(dir=CACHE, prefix="debootstrap-")
     try:
@@ -195,7 +202,6 @@ def _fresh_root():
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return root
 
 
 # Entered as root with pivot_root, not chroot: a chrooted caller may not
