@@ -102,6 +102,7 @@ uninstall:
 	rm -f $(DESTDIR)$(SYSTEMDDIR)/user-generators/kennel-generator $(DESTDIR)$(SYSTEMDDIR)/system-generators/kennel-generator
 	rm -rf $(DESTDIR)$(LIBEXECDIR)
 	rm -f $(DESTDIR)$(PREFIX)/share/man/man1/kennel.1 $(DESTDIR)$(PREFIX)/share/man/man1/kennel-*.1 \
+	  $(DESTDIR)$(PREFIX)/share/man/man5/kennel.container.5 \
 	  $(DESTDIR)$(PREFIX)/share/man/man8/kennel-*.8 \
 	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/kennel* \
 	  $(DESTDIR)$(ZSHDIR)/_kennel* $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/kennel*.fish

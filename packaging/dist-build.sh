@@ -5,6 +5,7 @@
 # every crate from vendor/ (--offline --locked), then the man pages and
 # completions. Run at the top of the tree packaging/dist-source.sh made.
 #   LIBEXECDIR   where kennel looks for kennel-idmap (default /usr/libexec/kennel)
+#   BINDIR       where the generator's units find kennel (default /usr/bin)
 #   CARGO        the cargo to run (default: cargo on PATH)
 #   CARGO_TARGET_DIR  where the compile goes (default target/)
 set -eu
@@ -14,7 +15,9 @@ if [ -z "${KENNEL_GIT_COMMIT:-}" ]; then
   KENNEL_GIT_COMMIT=$(cat .kennel-commit 2>/dev/null || echo unknown)
 fi
 LIBSECCOMP_LINK_TYPE=dylib
-export KENNEL_LIBEXECDIR KENNEL_GIT_COMMIT LIBSECCOMP_LINK_TYPE
+# The units kennel-generator writes run $KENNEL_BINDIR/kennel.
+KENNEL_BINDIR=${BINDIR:-/usr/bin}
+export KENNEL_LIBEXECDIR KENNEL_GIT_COMMIT LIBSECCOMP_LINK_TYPE KENNEL_BINDIR
 if ! command -v "${CARGO:-cargo}" >/dev/null 2>&1; then
   echo "dist-build.sh: no cargo on PATH: install Rust 1.85 or newer (rustup.rs), or name it with CARGO=/path/to/cargo" >&2
   exit 1

@@ -1,17 +1,18 @@
 #!/bin/sh
 # Installs what a build produced: the binaries, the helpers, man pages and
-# completions, and with --package also the podman drop-in and the example
-# units. Used by `make install` (docs only: it installs and setcaps the
+# completions, and with --package also the generator's links, the podman
+# drop-in and the example units. Used by `make install` (docs only: it installs and setcaps the
 # binaries itself), debian/rules and the rpm spec. File capabilities are
 # not set here: each package format has its own way (postinst, %caps).
 #   install-files.sh --build DIR [--docs-only] [--package]
 #       --destdir D --prefix P --libexecdir L --zsh-dir Z
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
-# The programs on PATH and the privileged helpers in LIBEXECDIR. A new
-# helper (kennel-net) is one more word in `helpers`.
+# The programs on PATH, and the helpers in LIBEXECDIR (the privileged
+# ones get their capabilities from the package format). A new helper
+# (kennel-net) is one more word in `helpers`.
 bins="kennel kennel-oci"
-helpers="kennel-idmap"
+helpers="kennel-idmap kennel-generator"
 build= destdir= prefix=/usr/local libexecdir= zshdir= docs_only=0 package=0
 while [ $# -gt 0 ]; do
   case $1 in
@@ -38,9 +39,11 @@ if [ "$docs_only" = 0 ]; then
   for h in $helpers; do install -m 0755 "$build/$h" "$d$libexecdir/$h"; done
 fi
 
-# Man pages: generated ones and kennel-idmap's, written by hand.
-install -d "$d$prefix/share/man/man1" "$d$prefix/share/man/man8"
+# Man pages: generated ones, and those written by hand (kennel-idmap's,
+# the .container format's).
+install -d "$d$prefix/share/man/man1" "$d$prefix/share/man/man5" "$d$prefix/share/man/man8"
 install -m 0644 "$docs"/man/man1/*.1 "$d$prefix/share/man/man1/"
+install -m 0644 "$top"/packaging/man/*.5 "$d$prefix/share/man/man5/"
 install -m 0644 "$docs"/man/man8/*.8 "$top"/packaging/man/*.8 "$d$prefix/share/man/man8/"
 
 # Completions, where each shell looks (bash-completion and fish search
@@ -55,13 +58,18 @@ for b in $bins; do
 done
 
 if [ "$package" = 1 ]; then
+  # systemd runs generators from lib/systemd/{user,system}-generators.
+  for kind in user system; do
+    install -d "$d$prefix/lib/systemd/$kind-generators"
+    ln -sf "$libexecdir/kennel-generator" "$d$prefix/lib/systemd/$kind-generators/kennel-generator"
+  done
   # podman reads drop-ins from share/containers/containers.conf.d.
   install -d "$d$prefix/share/containers/containers.conf.d"
   sed "s|@BINDIR@|$prefix/bin|" "$top/packaging/containers/kennel.conf.in" \
     >"$d$prefix/share/containers/containers.conf.d/50-kennel.conf"
   chmod 0644 "$d$prefix/share/containers/containers.conf.d/50-kennel.conf"
   install -d "$d$prefix/share/doc/kennel/examples"
-  for unit in "$top"/packaging/systemd/*.service; do
+  for unit in "$top"/packaging/systemd/*.service "$top"/packaging/systemd/*.container; do
     sed "s|/usr/local/bin/|$prefix/bin/|g" "$unit" >"$d$prefix/share/doc/kennel/examples/${unit##*/}"
     chmod 0644 "$d$prefix/share/doc/kennel/examples/${unit##*/}"
   done
