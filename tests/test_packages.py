@@ -144,7 +144,8 @@ def test_deb_carries_no_setuid_file_and_everything_it_promises(packages):
     files = _deb_files(deb)
     for path, mode in files.items():
         assert mode[3] not in "sS" and mode[6] not in "sS", f"{path} is setuid or setgid: {mode}"
-    pages = ["kennel", "kennel-run", "kennel-exec", "kennel-ps", "kennel-kill", "kennel-stats", "kennel-doctor"]
+    pages = ["kennel", "kennel-run", "kennel-exec", "kennel-ps", "kennel-kill", "kennel-stats", "kennel-doctor",
+             "kennel-rootfs", "kennel-rootfs-import"]
     expected = [
         "/usr/bin/kennel", "/usr/bin/kennel-oci", HELPER,
         *[f"/usr/share/man/man1/{p}.1.gz" for p in pages],

@@ -32,22 +32,29 @@ fn man_page(cmd: Command, section: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// kennel(1), and one page per subcommand named `kennel-SUB(1)`, as git
-/// and podman name theirs.
+/// kennel(1), and one page per subcommand at every depth, named by its
+/// path as git and podman name theirs (`kennel-run(1)`,
+/// `kennel-rootfs-import(1)`).
 fn kennel_pages(out: &Path) -> Result<()> {
     let mut cmd = kennel::cli::Cli::command();
     // The subcommands' flags are built lazily (`defer`): build them all.
     cmd.build();
     let dir = out.join("man/man1");
     write(&dir.join("kennel.1"), &man_page(cmd.clone(), "1")?)?;
-    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+    subcommand_pages(&dir, &cmd, "kennel")
+}
+
+fn subcommand_pages(dir: &Path, parent: &Command, path: &str) -> Result<()> {
+    for sub in parent.get_subcommands().filter(|s| s.get_name() != "help") {
         // clap takes names as &'static str unless its `string` feature is
         // on, which would change the binaries' clap too; this program
         // lives for a moment.
-        let name: &'static str = Box::leak(format!("kennel-{}", sub.get_name()).into_boxed_str());
-        let usage: &'static str = Box::leak(format!("kennel {}", sub.get_name()).into_boxed_str());
+        let name: &'static str = Box::leak(format!("{path}-{}", sub.get_name()).into_boxed_str());
+        let usage: &'static str =
+            Box::leak(format!("{} {}", path.replace('-', " "), sub.get_name()).into_boxed_str());
         let page = sub.clone().name(name).bin_name(usage);
         write(&dir.join(format!("{name}.1")), &man_page(page, "1")?)?;
+        subcommand_pages(dir, sub, name)?;
     }
     Ok(())
 }
