@@ -1,0 +1,29 @@
+//! Pure policy of `kennel-net`, the helper that links a rootless
+//! container's network namespace to a bridge with a veth pair.
+//!
+//! Nothing here does I/O: the binary reads `/etc/kennel/net.conf`, the
+//! kernel's links and the command line, and this library decides.
+//!
+//! * [`parse_policy`]: the policy file; malformed lines grant nothing.
+//! * [`Policy::quota`]: how many veths a user may have on a bridge.
+//! * [`Subnet::pick`]: the lowest free container address on a bridge.
+//! * [`Record`]: what is kept about each veth, as its host end's alias.
+//! * [`parse_args`]: the command line.
+
+mod args;
+mod policy;
+mod record;
+mod subnet;
+
+pub use args::{parse_args, Command, UsageError, USAGE};
+pub use policy::{
+    parse_policy, valid_ifname, BadLine, BridgeDef, Grant, Grantee, Policy, Requester, MAX_COUNT,
+    MAX_IFNAME, POLICY_FILE,
+};
+pub use record::{host_name, is_host_name, Record, ALIAS_PREFIX, HOST_NAME_PREFIX};
+pub use subnet::{Subnet, MAX_PREFIX, MIN_PREFIX};
+
+/// The directory kennel-net's lock lives in, made by `setup-bridge`.
+pub const LOCK_DIR: &str = "/run/kennel-net";
+/// The lock file; root's, mode 0644: flock(2) needs only a read-only fd.
+pub const LOCK_FILE: &str = "/run/kennel-net/lock";
