@@ -143,11 +143,11 @@ fn setup_and_exec(
     }
     // The network comes up before anything of the container's can run
     // (hooks included), so its first connect() finds a route.
-    if cfg.pasta.is_some() {
+    if cfg.pasta.is_some() || cfg.bridge.is_some() {
         if let Some(n) = netns.as_mut() {
             n.join()?;
         }
-        network_up(chan)?;
+        network_up(chan, cfg.bridge.is_some())?;
     }
     // sysfs shows the network namespace it is mounted in: join before. The
     // namespace may still be on its way, so first do what needs nothing
@@ -201,12 +201,30 @@ fn hooks_ran(chan: &Channel) -> Step<String> {
     }
 }
 
-/// Asks the runner to start pasta for our network namespace and waits
-/// until the interface is configured.
-fn network_up(chan: &Channel) -> Step {
+/// Asks the runner to start pasta for our network namespace, or to have
+/// kennel-net link it to a bridge (`bridged`: with a NETLINK_ROUTE socket
+/// made here, through which the helper configures eth0), and waits until
+/// the interface is configured.
+fn network_up(chan: &Channel, bridged: bool) -> Step {
     let err = |e: Errno| ChildFailure::new(Stage::UserNetwork, e, None);
-    chan.send_to_parent(&ToParent::StartNetwork, None)
-        .map_err(err)?;
+    let socket = match bridged {
+        true => Some(
+            nix::sys::socket::socket(
+                nix::sys::socket::AddressFamily::Netlink,
+                nix::sys::socket::SockType::Raw,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+                nix::sys::socket::SockProtocol::NetlinkRoute,
+            )
+            .map_err(err)?,
+        ),
+        false => None,
+    };
+    chan.send_to_parent(
+        &ToParent::StartNetwork,
+        socket.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+    )
+    .map_err(err)?;
+    drop(socket);
     match chan.recv_to_child() {
         Ok(Some(ToChild::NetworkUp)) => Ok(()),
         // The runner says why (pasta failed) and kills us.

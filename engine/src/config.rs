@@ -97,6 +97,9 @@ pub struct Config {
     /// User-mode networking (`run.kennel.net=pasta`): started by the
     /// runner once the child is in its network namespace.
     pub pasta: Option<crate::publish::PastaPlan>,
+    /// A veth on a bridge (`run.kennel.net=bridge[=NAME]`): made by
+    /// kennel-net once the child is in its network namespace.
+    pub bridge: Option<crate::bridge::BridgePlan>,
 }
 
 impl Config {
@@ -359,10 +362,13 @@ impl Config {
             &process,
         )?;
         let pasta = crate::publish::plan(spec.annotations().as_ref())?;
-        if pasta.is_some() && !clone_flags.contains(CloneFlags::CLONE_NEWNET) {
+        let bridge = crate::bridge::plan(spec.annotations().as_ref())?;
+        if (pasta.is_some() || bridge.is_some()) && !clone_flags.contains(CloneFlags::CLONE_NEWNET)
+        {
             bail!(
-                "{}=pasta needs a network namespace of the container's own: add {{\"type\": \"network\"}} to linux.namespaces",
-                crate::publish::NET_ANNOTATION
+                "{}={} needs a network namespace of the container's own: add {{\"type\": \"network\"}} to linux.namespaces",
+                crate::publish::NET_ANNOTATION,
+                if pasta.is_some() { "pasta" } else { "bridge" }
             );
         }
         Ok(Config {
@@ -386,6 +392,7 @@ impl Config {
             hooks: crate::hooks::HookPlans::from_spec(spec.hooks().as_ref())?,
             landlock,
             pasta,
+            bridge,
         })
     }
 }

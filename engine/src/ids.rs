@@ -165,7 +165,7 @@ pub fn writable_without_helper(caller: &Caller, uid_map: &[MapLine], gid_map: &[
             && matches!(gid_map, [l] if l.outer == caller.gid && l.count == 1))
 }
 
-/// The environment variable that names kennel-idmap's directory at run
+/// The environment variable that names the helpers' directory at run
 /// time, instead of the one compiled in. For tests and for running an
 /// installed package's helper from a build tree; it only chooses which
 /// program the unprivileged runner executes, so it grants nothing the
@@ -182,26 +182,32 @@ pub fn libexec_dir() -> PathBuf {
     }
 }
 
-/// Finds kennel-idmap. With `KENNEL_LIBEXECDIR` set, only there, so a test
-/// knows which helper ran; otherwise next to the kennel binary, then in the
+/// Finds one of kennel's helper programs (kennel-idmap, kennel-net). With
+/// `KENNEL_LIBEXECDIR` set, only there, so a test knows which helper ran;
+/// otherwise next to the kennel binary, in its `../libexec/kennel`, in the
 /// build-time libexec directory, then on PATH.
-pub fn find_helper() -> Option<PathBuf> {
+pub fn find_helper_program(name: &str) -> Option<PathBuf> {
     let mut candidates = Vec::new();
     if std::env::var_os(LIBEXECDIR_ENV).is_some_and(|d| !d.is_empty()) {
-        candidates.push(libexec_dir().join("kennel-idmap"));
+        candidates.push(libexec_dir().join(name));
         return candidates.into_iter().find(|p| p.is_file());
     }
     if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
         if let Some(dir) = exe.parent() {
-            candidates.push(dir.join("kennel-idmap"));
-            candidates.push(dir.join("../libexec/kennel/kennel-idmap"));
+            candidates.push(dir.join(name));
+            candidates.push(dir.join("../libexec/kennel").join(name));
         }
     }
-    candidates.push(libexec_dir().join("kennel-idmap"));
+    candidates.push(libexec_dir().join(name));
     if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|d| d.join("kennel-idmap")));
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join(name)));
     }
     candidates.into_iter().find(|p| p.is_file())
+}
+
+/// Finds kennel-idmap (see `find_helper_program`).
+pub fn find_helper() -> Option<PathBuf> {
+    find_helper_program("kennel-idmap")
 }
 
 /// CAP_SETGID and CAP_SETUID bits, and the "effective" flag of vfs_cap_data.
@@ -211,6 +217,12 @@ const VFS_CAP_FLAGS_EFFECTIVE: u32 = 1;
 
 /// Whether raw `security.capability` data grants setuid+setgid, effective.
 pub fn grants_setid(xattr: &[u8]) -> bool {
+    grants_caps(xattr, CAP_SETUID_BIT | CAP_SETGID_BIT)
+}
+
+/// Whether raw `security.capability` data grants every capability in
+/// `bits` (of the first 32) permitted, with the effective flag set.
+pub fn grants_caps(xattr: &[u8], bits: u32) -> bool {
     let word = |i: usize| -> Option<u32> {
         xattr
             .get(i * 4..i * 4 + 4)
@@ -218,8 +230,7 @@ pub fn grants_setid(xattr: &[u8]) -> bool {
     };
     match (word(0), word(1)) {
         (Some(magic), Some(permitted)) => {
-            magic & VFS_CAP_FLAGS_EFFECTIVE != 0
-                && permitted & (CAP_SETUID_BIT | CAP_SETGID_BIT) == CAP_SETUID_BIT | CAP_SETGID_BIT
+            magic & VFS_CAP_FLAGS_EFFECTIVE != 0 && permitted & bits == bits
         }
         _ => false,
     }

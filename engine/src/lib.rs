@@ -10,6 +10,7 @@
 //! engine prints nothing and picks no exit code: it returns typed errors
 //! and reports what it decided through `Options::events`.
 
+pub mod bridge;
 pub mod build_info;
 pub mod bundle;
 mod cgroup;

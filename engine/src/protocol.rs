@@ -14,7 +14,10 @@
 //!    With user-mode networking (`run.kennel.net=pasta`), the child then
 //!    joins its network namespace and sends [`ToParent::StartNetwork`];
 //!    the parent starts pasta (see `pasta`) and answers
-//!    [`ToChild::NetworkUp`] once the interface is configured. Nothing of
+//!    [`ToChild::NetworkUp`] once the interface is configured. With a
+//!    bridge (`run.kennel.net=bridge[=NAME]`) the message carries a
+//!    NETLINK_ROUTE socket made in that namespace, and the parent has
+//!    kennel-net link and configure it (see `bridge`) before answering. Nothing of
 //!    the container's runs before that answer.
 //! 4. child:  sets up the rootfs, joining the network namespace before it
 //!    mounts sysfs, pivots, switches user, drops capabilities. With
@@ -181,8 +184,9 @@ pub enum ToParent {
     /// The namespaces exist: run the createRuntime hooks, then answer
     /// with `ToChild::HooksRan`.
     RunHooks,
-    /// In the network namespace: start pasta, then answer with
-    /// `ToChild::NetworkUp`.
+    /// In the network namespace: start pasta, or have kennel-net link it
+    /// to the bridge (carrying a NETLINK_ROUTE socket made there as an
+    /// SCM_RIGHTS fd), then answer with `ToChild::NetworkUp`.
     StartNetwork,
 }
 

@@ -131,11 +131,15 @@ pub fn plan(annotations: Option<&HashMap<String, String>>) -> Result<Option<Past
     match get(NET_ANNOTATION) {
         Some("pasta") => Ok(Some(PastaPlan { publish })),
         None | Some("private") if publish.is_empty() => Ok(None),
+        Some(v) if crate::bridge::bridge_of(v).is_some() && publish.is_empty() => Ok(None),
+        Some(v) if crate::bridge::bridge_of(v).is_some() => bail!(
+            "{PUBLISH_ANNOTATION} needs {NET_ANNOTATION}=pasta: a bridged container is reached at its own address, so there is nothing to publish"
+        ),
         None | Some("private") => bail!(
             "{PUBLISH_ANNOTATION} needs {NET_ANNOTATION}=pasta: a private network has nothing to publish on (use --net pasta)"
         ),
         Some(other) => bail!(
-            "{NET_ANNOTATION}={other:?} is not something kennel implements (pasta or private)"
+            "{NET_ANNOTATION}={other:?} is not something kennel implements (pasta, bridge[=NAME] or private)"
         ),
     }
 }

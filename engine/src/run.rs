@@ -87,6 +87,8 @@ pub struct Container<'a> {
     netns_maker: Option<NetnsMaker>,
     /// User-mode networking; dropped after the process is gone.
     pasta: Option<crate::pasta::Pasta>,
+    /// The bridged network's address, from kennel-net.
+    bridge: Option<crate::bridge::Attached>,
     /// Set for the OCI lifecycle (see `Options::bundle`).
     bundle: Option<std::path::PathBuf>,
     /// Left to outlive us (`detach`).
@@ -120,6 +122,13 @@ impl Plan {
             Some(plan) => {
                 opts.decided("network: pasta");
                 Some(crate::pasta::prepare(plan, &mut self.cfg.mounts)?)
+            }
+            None => None,
+        };
+        let bridge_helper = match &self.cfg.bridge {
+            Some(plan) => {
+                opts.decided(&format!("network: bridge {}", plan.bridge));
+                Some(crate::bridge::usable_helper()?)
             }
             None => None,
         };
@@ -286,6 +295,7 @@ impl Plan {
             master: None,
             netns_maker,
             pasta: None,
+            bridge: None,
             bundle: opts.bundle.clone(),
             detached: false,
             id: opts.id.clone().unwrap_or_else(|| pid.to_string()),
@@ -337,6 +347,27 @@ impl Plan {
                 prepared,
                 &single,
             )?);
+        }
+        if let (Some(plan), Some(helper)) = (&cfg.bridge, bridge_helper.as_ref()) {
+            if let Some(n) = &container.notify {
+                n.status("linking the container to its bridge (kennel-net)");
+            }
+            let attached = crate::bridge::attach_when_asked(
+                &container.chan,
+                container.pid,
+                container.pidfd.as_fd(),
+                plan,
+                helper,
+            )?;
+            opts.decided(&format!(
+                "network: eth0 {}/{} via {} on bridge {} (host end {})",
+                attached.address,
+                attached.prefix,
+                attached.gateway,
+                plan.bridge,
+                attached.host_link
+            ));
+            container.bridge = Some(attached);
         }
         if cfg.hooks.during_create() {
             container.run_create_hooks()?;
@@ -497,6 +528,7 @@ impl<'a> Container<'a> {
             hooks: &self.hooks,
             landlock: self.landlock.as_ref(),
             init: self.init,
+            bridge_address: self.bridge.as_ref().map(|b| b.address),
         };
         state::record(res, &recorded)?;
         Ok(())

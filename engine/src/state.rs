@@ -88,7 +88,7 @@ pub struct Private {
     /// the same way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landlock: Option<crate::landlock::Rules>,
-    /// The user-mode network (pasta), for `ps`.
+    /// The container's network (pasta, or a bridge), for `ps`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
     /// PID 1 is kennel's --init, which takes every signal it forwards
@@ -97,7 +97,7 @@ pub struct Private {
     pub init: bool,
 }
 
-/// A pasta container's network as `ps` shows it.
+/// A pasta or bridged container's network as `ps` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Network {
     pub mode: String,
@@ -342,6 +342,8 @@ pub struct Recorded<'a> {
     pub hooks: &'a crate::hooks::HookPlans,
     pub landlock: Option<&'a crate::landlock::Rules>,
     pub init: bool,
+    /// The address kennel-net gave a bridged container.
+    pub bridge_address: Option<std::net::Ipv4Addr>,
 }
 
 /// Writes (or rewrites) the record of a reserved container, atomically.
@@ -376,14 +378,21 @@ pub fn record(res: &Reservation, r: &Recorded) -> Result<()> {
             seccomp: r.spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
             landlock: r.landlock.cloned(),
             init: r.init,
-            network: crate::publish::plan(r.spec.annotations().as_ref())
-                .ok()
-                .flatten()
-                .map(|plan| Network {
-                    mode: "pasta".into(),
-                    address: crate::pasta::container_address(),
-                    publish: plan.publish.iter().map(|p| p.to_string()).collect(),
+            network: match crate::bridge::plan(r.spec.annotations().as_ref()) {
+                Ok(Some(plan)) => Some(Network {
+                    mode: format!("bridge={}", plan.bridge),
+                    address: r.bridge_address.map(std::net::IpAddr::V4),
+                    publish: Vec::new(),
                 }),
+                _ => crate::publish::plan(r.spec.annotations().as_ref())
+                    .ok()
+                    .flatten()
+                    .map(|plan| Network {
+                        mode: "pasta".into(),
+                        address: crate::pasta::container_address(),
+                        publish: plan.publish.iter().map(|p| p.to_string()).collect(),
+                    }),
+            },
         },
     };
     let init = res.dir.join(INIT);

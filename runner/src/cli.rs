@@ -71,7 +71,7 @@ pub enum UsernsMode {
     Subids,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetMode {
     /// A new network namespace with only `lo`, up.
     Private,
@@ -79,19 +79,23 @@ pub enum NetMode {
     Host,
     /// A new network namespace connected by pasta (user-mode networking).
     Pasta,
+    /// A new network namespace with a veth on this bridge, from kennel-net.
+    Bridge(String),
 }
 
-/// `--net`'s value; `bridge[=NAME]` is named so its refusal can say why.
+/// `--net`'s value.
 pub fn parse_net(value: &str) -> Result<NetMode, String> {
+    if let Some(bridge) = kennel_engine::bridge::bridge_of(value) {
+        return bridge.map(NetMode::Bridge).map_err(|e| {
+            format!("{e:#}").replace(kennel_engine::publish::NET_ANNOTATION, "--net")
+        });
+    }
     match value {
         "private" => Ok(NetMode::Private),
         "host" => Ok(NetMode::Host),
         "pasta" => Ok(NetMode::Pasta),
-        b if b == "bridge" || b.starts_with("bridge=") => Err(
-            "bridge networking is not yet implemented (it comes with the kennel-net helper); use --net pasta or --net private".into(),
-        ),
         other => Err(format!(
-            "unknown network mode {other:?}: private, host or pasta"
+            "unknown network mode {other:?}: private, host, pasta or bridge[=NAME]"
         )),
     }
 }
@@ -117,8 +121,9 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "MODE")]
     pub userns: Option<UsernsMode>,
 
-    /// Network: private (lo only), host, or pasta (user-mode, with a route
-    /// out) [default: pasta for a rootless --rootfs when pasta is installed,
+    /// Network: private (lo only), host, pasta (user-mode, with a route
+    /// out), or bridge[=NAME] (a veth on bridge NAME, default kennel0,
+    /// through kennel-net) [default: pasta for a rootless --rootfs when pasta is installed,
     /// else private].
     #[arg(long, value_parser = parse_net, value_name = "MODE", conflicts_with = "bundle")]
     pub net: Option<NetMode>,

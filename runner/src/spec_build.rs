@@ -97,7 +97,7 @@ fn bind(src: &Path, dst: &str, readonly: bool) -> Result<Mount> {
 
 /// The standard kernel filesystems every container gets: (the ones made
 /// first, the /sys one).
-fn system_mounts(net: NetMode, gid5_mapped: bool) -> Result<(Vec<Mount>, Mount)> {
+fn system_mounts(net: &NetMode, gid5_mapped: bool) -> Result<(Vec<Mount>, Mount)> {
     let mut pts = vec![
         "nosuid",
         "noexec",
@@ -112,7 +112,7 @@ fn system_mounts(net: NetMode, gid5_mapped: bool) -> Result<(Vec<Mount>, Mount)>
         // A sysfs instance belongs to a network namespace; without our own,
         // the kernel refuses a new one, so show the host's, read-only.
         NetMode::Host => bind(Path::new("/sys"), "/sys", true)?,
-        NetMode::Private | NetMode::Pasta => mount(
+        NetMode::Private | NetMode::Pasta | NetMode::Bridge(_) => mount(
             "/sys",
             "sysfs",
             "sysfs",
@@ -412,7 +412,7 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
         host.caller.uid,
         kennel_engine::pasta::find().is_some(),
     )?;
-    let (first, sys) = system_mounts(net, maps_contain(&ids.gid_map, 5))?;
+    let (first, sys) = system_mounts(&net, maps_contain(&ids.gid_map, 5))?;
     mounts.extend(first);
     let mut sys_mounts = vec![sys];
     if sandbox && !args.no_home {
@@ -506,6 +506,11 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
             .into(),
         ))
         .set_root(None);
+    if let NetMode::Bridge(bridge) = &net {
+        let mut annotations = spec.annotations().clone().unwrap_or_default();
+        annotations.insert(NET_ANNOTATION.to_string(), format!("bridge={bridge}"));
+        spec.set_annotations(Some(annotations));
+    }
     if net == NetMode::Pasta {
         let mut annotations = spec.annotations().clone().unwrap_or_default();
         annotations.insert(NET_ANNOTATION.to_string(), "pasta".to_string());
@@ -565,8 +570,8 @@ pub fn choose_net(args: &RunArgs, uid: u32, pasta_found: bool) -> Result<(NetMod
     for p in &args.publish {
         p.parse::<Publish>()?;
     }
-    let (net, why) = match args.net {
-        Some(net) => (net, "as --net asks".to_string()),
+    let (net, why) = match &args.net {
+        Some(net) => (net.clone(), "as --net asks".to_string()),
         None if args.rootfs.is_none() => (
             NetMode::Private,
             "the host sandbox's default (loopback only)".into(),
