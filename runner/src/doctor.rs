@@ -30,14 +30,14 @@ pub enum Outcome {
     },
 }
 
-fn ok(name: &'static str, what: impl Into<String>) -> Check {
+pub(crate) fn ok(name: &'static str, what: impl Into<String>) -> Check {
     Check {
         name,
         outcome: Outcome::Ok(what.into()),
     }
 }
 
-fn fail(name: &'static str, cause: impl Into<String>, fix: impl Into<String>) -> Check {
+pub(crate) fn fail(name: &'static str, cause: impl Into<String>, fix: impl Into<String>) -> Check {
     Check {
         name,
         outcome: Outcome::Fail {
@@ -47,7 +47,7 @@ fn fail(name: &'static str, cause: impl Into<String>, fix: impl Into<String>) ->
     }
 }
 
-fn warn(name: &'static str, cause: impl Into<String>, fix: impl Into<String>) -> Check {
+pub(crate) fn warn(name: &'static str, cause: impl Into<String>, fix: impl Into<String>) -> Check {
     Check {
         name,
         outcome: Outcome::Warn {
@@ -413,6 +413,7 @@ pub fn run_checks() -> Result<Vec<Check>> {
     checks.push(runtime_dir_check(host.caller.uid));
     checks.extend(cgroup_checks(&host));
     checks.push(pasta_check(host.caller.uid));
+    checks.extend(crate::doctor_net::bridge_checks(&host.caller));
     Ok(checks)
 }
 
