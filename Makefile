@@ -1,11 +1,13 @@
 # kennel: build, install and test.
 #   make                  release binaries in target/<host triple>/release
-#   sudo make install     installs kennel, kennel-oci, kennel-idmap (file capabilities, never setuid)
-#                         and kennel-generator (.container files -> systemd units)
+#   sudo make install     installs kennel, kennel-oci, kennel-idmap and kennel-net (file capabilities, never setuid)
+#                         and kennel-generator (.container files -> systemd units);
+#                         KENNEL_BRIDGE=kennel0 KENNEL_BRIDGE_SUBNET=10.88.0.0/24 also creates that bridge
 #   make test             every test: format, lints, unit tests, integration tests as an ordinary user
 #   sudo make bench       start latency next to bwrap and unshare (installs what it needs)
 #   sudo make bench-oci   kennel-oci next to runc, alone and under rootless podman
 #   make deb, make rpm    distribution packages (dynamic, vendored, offline) in target/package
+#   sudo make bench-net   iperf3 throughput and start latency: --net bridge, pasta, slirp4netns
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 LIBEXECDIR ?= $(PREFIX)/libexec/kennel
@@ -18,6 +20,11 @@ DESTDIR    ?=
 ZSHDIR     ?= $(PREFIX)/share/zsh/site-functions
 # Set SHADOW_LINKS=1 to also install newuidmap/newgidmap links to kennel-idmap.
 SHADOW_LINKS ?= 0
+# Set both to have make install create a bridge for --net bridge and
+# write its lines in /etc/kennel/net.conf; without them install changes
+# nothing network-related.
+KENNEL_BRIDGE        ?=
+KENNEL_BRIDGE_SUBNET ?=
 # Who builds. Under sudo (root, SUDO_USER someone else) the invoking user
 # does, with their own toolchain, as themselves, so target/ stays theirs.
 # sudo's reset environment has root's HOME and a secure_path without
@@ -66,7 +73,7 @@ export KENNEL_LIBEXECDIR := $(LIBEXECDIR)
 # kennel-generator writes ExecStart=$(BINDIR)/kennel.
 export KENNEL_BINDIR := $(BINDIR)
 
-.PHONY: all build install uninstall test test-deps lint unit integration bench bench-oci bench-vm clean deb rpm
+.PHONY: all build install uninstall test test-deps lint unit integration bench bench-oci bench-net bench-vm clean deb rpm
 
 all: build
 
@@ -95,7 +102,14 @@ install: build
 	  ln -sf kennel-idmap $(DESTDIR)$(LIBEXECDIR)/newgidmap; \
 	  echo "make: newuidmap and newgidmap are in $(LIBEXECDIR), off PATH; podman and rootlesskit look them up on PATH only (containers.conf's helper_binaries_dir does not cover them): put $(LIBEXECDIR) first on their PATH, or link them into a directory on it (ln -s $(LIBEXECDIR)/kennel-idmap /usr/local/bin/newuidmap, and newgidmap; this shadows uidmap's)"; \
 	fi
+	install -m 0755 $(RELEASE)/kennel-net $(DESTDIR)$(LIBEXECDIR)/kennel-net
+	setcap cap_net_admin=ep $(DESTDIR)$(LIBEXECDIR)/kennel-net
+	install -d $(DESTDIR)$(PREFIX)/lib/tmpfiles.d
+	install -m 0644 packaging/kennel-net.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/kennel-net.conf
 	packaging/ensure-subids.sh "$(BUILD_USER)"
+	if [ -n "$(KENNEL_BRIDGE)$(KENNEL_BRIDGE_SUBNET)" ]; then \
+	  packaging/setup-bridge.sh "$(DESTDIR)$(LIBEXECDIR)/kennel-net" "$(KENNEL_BRIDGE)" "$(KENNEL_BRIDGE_SUBNET)" "$(BUILD_USER)" "$(DESTDIR)"; \
+	fi
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/kennel $(DESTDIR)$(BINDIR)/kennel-oci
@@ -106,6 +120,7 @@ uninstall:
 	  $(DESTDIR)$(PREFIX)/share/man/man8/kennel-*.8 \
 	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/kennel* \
 	  $(DESTDIR)$(ZSHDIR)/_kennel* $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/kennel*.fish
+	rm -f $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/kennel-net.conf
 
 test-deps:
 	packaging/install-deps.sh test
@@ -136,6 +151,13 @@ bench: build
 bench-oci: build
 	packaging/install-deps.sh bench-oci
 	KENNEL_BUILD_DIR=$(CURDIR)/$(RELEASE) $(PYTHON) bench/oci-latency.py
+
+# iperf3 between host and container over a veth (--net bridge, inside a
+# network namespace the script makes), pasta and slirp4netns; and what
+# each adds to a start. Not part of `make test`.
+bench-net: build
+	packaging/install-deps.sh bench-net
+	KENNEL_BUILD_DIR=$(CURDIR)/$(RELEASE) $(PYTHON) bench/net-throughput.py
 
 bench-vm: build
 	packaging/install-deps.sh vm

@@ -9,6 +9,8 @@
 #   install-deps.sh bench-oci what `make bench-oci` needs: bench's set,
 #                             runc and rootless podman (conmon,
 #                             slirp4netns, fuse-overlayfs)
+#   install-deps.sh bench-net what `make bench-net` needs: bench's set,
+#                             iperf3, pasta and slirp4netns
 #   install-deps.sh vm        what `make bench-vm` and the VM tests need
 #                             (qemu, debootstrap, mkfs.ext4, a kernel)
 #   install-deps.sh package   what `make deb` and `make rpm` need, and the
@@ -19,7 +21,8 @@
 #   install-deps.sh test      what `make test` needs: all of the above,
 #                             sudo for the install test, keyutils (keyctl)
 #                             for the keyring attack, strace for
-#                             kennel-idmap under ptrace, runc for the
+#                             kennel-idmap under ptrace, ip (iproute2)
+#                             for the bridge tests' namespaces, runc for the
 #                             bundles it writes; podman (with conmon,
 #                             slirp4netns, fuse-overlayfs) and containerd
 #                             (with ctr) for the client tests, and script
@@ -42,10 +45,11 @@ case "${1:-}" in
   runtime) need=$runtime ;;
   bench) need=$bench ;;
   bench-oci) need="$bench runc:runc $podman" ;;
+  bench-net) need="$bench iperf3:iperf3 slirp4netns:slirp4netns passt:pasta iproute2:ip" ;;
   vm) need=$vm ;;
   package) need=$package ;;
-  test) need="$build $bench $vm $package sudo:sudo keyutils:keyctl strace:strace runc:runc passt:pasta $clients" ;;
-  *) echo "usage: $0 build|runtime|bench|bench-oci|vm|package|test" >&2; exit 2 ;;
+  test) need="$build $bench $vm $package sudo:sudo keyutils:keyctl strace:strace runc:runc passt:pasta iproute2:ip $clients" ;;
+  *) echo "usage: $0 build|runtime|bench|bench-oci|bench-net|vm|package|test" >&2; exit 2 ;;
 esac
 missing=""
 for pair in $need; do

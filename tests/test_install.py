@@ -217,18 +217,21 @@ def installer():
 
 def assert_installed(inst, destdir, rootfs):
     """What the user cares about after an install: the binaries in place,
-    the helper with exactly its two capabilities and no setuid bit, and the
+    the helpers with exactly their capabilities and no setuid bit, and the
     installed kennel running a container with the full subordinate map."""
     kennel = os.path.join(destdir, "usr/local/bin/kennel")
     helper = os.path.join(destdir, "usr/local/libexec/kennel/kennel-idmap")
     oci = os.path.join(destdir, "usr/local/bin/kennel-oci")
     generator = os.path.join(destdir, "usr/local/libexec/kennel/kennel-generator")
-    for path in [kennel, oci, helper, generator]:
+    net_helper = os.path.join(destdir, "usr/local/libexec/kennel/kennel-net")
+    for path in [kennel, oci, helper, generator, net_helper]:
         st = os.stat(path)
         assert stat.S_ISREG(st.st_mode) and st.st_mode & 0o777 == 0o755, f"{path}: mode {st.st_mode:o}"
         assert not st.st_mode & (stat.S_ISUID | stat.S_ISGID), f"{path} is setuid or setgid"
     caps = subprocess.run(["getcap", helper], capture_output=True, text=True)
     assert caps.stdout.split()[1:] == ["cap_setgid,cap_setuid=ep"], caps.stdout + caps.stderr
+    caps = subprocess.run(["getcap", net_helper], capture_output=True, text=True)
+    assert caps.stdout.split()[1:] == ["cap_net_admin=ep"], caps.stdout + caps.stderr
 
     # The man pages and completions, where man and each shell look.
     for page in ["share/man/man1/kennel.1", "share/man/man1/kennel-run.1", "share/man/man8/kennel-oci.8",
