@@ -62,6 +62,10 @@ use nix::unistd::{getresgid, getresuid};
 /// How long a request waits for another's lock.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a request at its quota waits for the veths of namespaces
+/// being torn down to go.
+const DYING_WAIT: Duration = Duration::from_millis(1000);
+
 /// nsfs's magic number (linux/magic.h).
 const NSFS_MAGIC: i64 = 0x6e73_6673;
 
@@ -487,33 +491,43 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
     let _lock = lock()?;
     let mut host = Netlink::open().map_err(sys("opening a netlink socket"))?;
     collect_unrecorded(&mut host)?;
-    let links = host.links().map_err(sys("listing links"))?;
-    let Some(br) = links.iter().find(|l| l.name == bridge && l.is_bridge) else {
-        return Err(Failure::NoBridge {
-            bridge: bridge.into(),
-            subnet,
-        });
+    // A container that just ended leaves its namespace to the kernel's
+    // clean-up, which removes the veth a moment later: give that moment
+    // before calling the quota spent.
+    let deadline = Instant::now() + DYING_WAIT;
+    let (br_index, records) = loop {
+        let links = host.links().map_err(sys("listing links"))?;
+        let Some(br) = links.iter().find(|l| l.name == bridge && l.is_bridge) else {
+            return Err(Failure::NoBridge {
+                bridge: bridge.into(),
+                subnet,
+            });
+        };
+        let records: Vec<Record> = links
+            .iter()
+            .filter(|l| l.controller == Some(br.index))
+            .filter_map(|l| l.alias.as_deref().and_then(Record::parse))
+            .collect();
+        let mine = records.iter().filter(|r| r.uid == caller.uid).count();
+        if mine < quota as usize {
+            break (br.index, records);
+        }
+        if quota == 0 || Instant::now() >= deadline {
+            return Err(Failure::QuotaFull {
+                user: caller.name.clone(),
+                bridge: bridge.into(),
+                quota,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(5));
     };
-    let records: Vec<Record> = links
-        .iter()
-        .filter(|l| l.controller == Some(br.index))
-        .filter_map(|l| l.alias.as_deref().and_then(Record::parse))
-        .collect();
-    let mine = records.iter().filter(|r| r.uid == caller.uid).count();
-    if mine >= quota as usize {
-        return Err(Failure::QuotaFull {
-            user: caller.name.clone(),
-            bridge: bridge.into(),
-            quota,
-        });
-    }
     let used: Vec<Ipv4Addr> = records.iter().map(|r| r.address).collect();
     let address = subnet.pick(&used).ok_or_else(|| Failure::SubnetFull {
         bridge: bridge.into(),
         subnet,
     })?;
     let name = host_name(netns_ino);
-    match host.create_veth(&name, br.index, "eth0", netns.as_fd()) {
+    match host.create_veth(&name, br_index, "eth0", netns.as_fd()) {
         Ok(()) => {}
         Err(Errno::EEXIST) => return Err(Failure::AlreadyLinked),
         Err(e) => return Err(sys(format!("creating veth {name} on {bridge}"))(e)),
