@@ -375,3 +375,14 @@ def test_helper_with_stray_privilege_refuses(h, net):
     out = as_user(h.user, [wide, "gc"])
     assert out.returncode == 1
     assert "refused: holding capabilities beyond cap_net_admin (cap_sys_admin)" in out.stderr, out.stderr
+
+
+def test_doctor_names_the_policy_line_and_each_bridge(h, net):
+    out = as_user(h.user, [h.kennel, "doctor"])
+    assert f"ok    kennel-net helper (--net bridge): {net} has cap_net_admin=ep" in out.stdout, out.stdout
+    assert f"kennel-net policy: {h.user.name} may attach 2 veth(s) to {BRIDGE} ({SUBNET})" in out.stdout
+    assert f"ok    bridge: {BRIDGE} exists" in out.stdout
+    assert f"warn  bridge: {GONE} is not a bridge in this network namespace" in out.stdout
+    assert f"fix: sudo kennel-net setup-bridge {GONE} 10.250.78.0/24" in out.stdout
+    out = as_user(h.other, [h.kennel, "doctor"])
+    assert f"no line in {POLICY} lets {h.other.name} attach veths" in out.stdout, out.stdout
