@@ -7,7 +7,10 @@ add`), so the machine's own network carries nothing: there the bridge
 kbench0 (10.250.99.1/24) is made with `kennel-net setup-bridge`, loopback
 is brought up, and a veth pair inside it (kbout0, 10.250.98.1/24) with
 a default route via 10.250.98.254 gives pasta an interface and a gateway to copy
-(no packet is ever sent to it: pasta maps the gateway to loopback). The iperf3 server runs in that
+(no packet is ever sent to it: pasta maps the gateway to loopback).
+The bridge's MTU is set to 65520, the MTU podman gives slirp4netns, and
+kennel-net gives the veth its bridge's MTU, so both carry the same
+frames. The iperf3 server runs in that
 namespace as root ("the host"); the benchmark user's containers (the
 host sandbox, which has the host's /usr and so its iperf3) are its
 clients, 10 s each:
@@ -49,6 +52,7 @@ SUBNET = "10.250.99.0/24"
 HOST = "10.250.99.1"
 PASTA_GATEWAY = "10.250.98.254"
 POLICY = "/etc/kennel/net.conf"
+MTU = 65520
 
 
 def in_ns(argv):
@@ -102,8 +106,8 @@ def iperf_slirp(user, kennel, port, seconds):
             time.sleep(0.01)
         if pid is None:
             raise SystemExit("bench: the slirp4netns container did not start")
-        slirp = subprocess.Popen(as_user(user, ["slirp4netns", "--configure", "--mtu=65520",
-                                                "--disable-host-loopback", f"--userns-path=/proc/{pid}/ns/user",
+        slirp = subprocess.Popen(as_user(user, ["slirp4netns", "--configure",
+                                                f"--mtu={MTU}", "--disable-host-loopback", f"--userns-path=/proc/{pid}/ns/user",
                                                 str(pid), "tap0"]),
                                  env=user.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         out, err = container.communicate(timeout=seconds + 60)
@@ -138,6 +142,9 @@ def main():
     try:
         subprocess.run(in_ns([helper, "setup-bridge", BRIDGE, SUBNET]), check=True, stdout=subprocess.DEVNULL)
         subprocess.run(in_ns(["ip", "link", "set", "lo", "up"]), check=True)
+        # The MTU slirp4netns is given (as podman does): kennel-net gives
+        # the veth its bridge's.
+        subprocess.run(in_ns(["ip", "link", "set", BRIDGE, "mtu", str(MTU)]), check=True)
         # pasta copies an interface with carrier and a default route: a
         # veth pair with both ends in the namespace (the bridge has no
         # carrier until a container's veth joins it).

@@ -181,7 +181,7 @@ impl fmt::Display for Failure {
                 "refused: the socket on fd:{n} was made in another network namespace than the one given"
             ),
             Failure::AlreadyLinked => f.write_str(
-                "refused: this network namespace already has a veth from kennel-net",
+                "refused: this network namespace already has a veth from kennel-net, or an eth0 of its own",
             ),
             Failure::NoLock => write!(
                 f,
@@ -495,7 +495,7 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
     // clean-up, which removes the veth a moment later: give that moment
     // before calling the quota spent.
     let deadline = Instant::now() + DYING_WAIT;
-    let (br_index, records) = loop {
+    let (br_index, br_mtu, records) = loop {
         let links = host.links().map_err(sys("listing links"))?;
         let Some(br) = links.iter().find(|l| l.name == bridge && l.is_bridge) else {
             return Err(Failure::NoBridge {
@@ -510,7 +510,7 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
             .collect();
         let mine = records.iter().filter(|r| r.uid == caller.uid).count();
         if mine < quota as usize {
-            break (br.index, records);
+            break (br.index, br.mtu, records);
         }
         if quota == 0 || Instant::now() >= deadline {
             return Err(Failure::QuotaFull {
@@ -527,7 +527,9 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
         subnet,
     })?;
     let name = host_name(netns_ino);
-    match host.create_veth(&name, br_index, "eth0", netns.as_fd()) {
+    // The bridge's MTU, so a bridge set up for jumbo frames carries them
+    // to the container too.
+    match host.create_veth(&name, br_index, "eth0", netns.as_fd(), br_mtu) {
         Ok(()) => {}
         Err(Errno::EEXIST) => return Err(Failure::AlreadyLinked),
         Err(e) => return Err(sys(format!("creating veth {name} on {bridge}"))(e)),
@@ -548,12 +550,11 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
         })
         .and_then(|link| {
             host.set_alias(link.index, &record.alias())
-                .map_err(sys(format!("recording {name}")))?;
-            Ok(())
+                .map_err(sys(format!("recording {name}")))
         })
-        .and_then(|_| configure_inside(sock, address, subnet));
-    // Deleting the host end takes the container's end with it.
+        .and_then(|()| configure_inside(sock, address, subnet));
     if let Err(f) = configured {
+        // Deleting the host end takes the container's end with it.
         if let Some(l) = host
             .links()
             .ok()

@@ -31,6 +31,7 @@ pub struct Link {
     pub alias: Option<String>,
     pub controller: Option<u32>,
     pub is_bridge: bool,
+    pub mtu: Option<u32>,
 }
 
 fn io_errno(e: std::io::Error) -> Errno {
@@ -124,15 +125,18 @@ impl Netlink {
     }
 
     /// Creates a veth pair: `host` here, enslaved to `controller` and up;
-    /// its peer `peer` made directly in the namespace open on `netns`.
+    /// its peer `peer` made directly in the namespace open on `netns`;
+    /// both with `mtu` when given.
     pub fn create_veth(
         &mut self,
         host: &str,
         controller: u32,
         peer: &str,
         netns: BorrowedFd<'_>,
+        mtu: Option<u32>,
     ) -> Result<(), Errno> {
         let mut peer_msg = LinkMessage::default();
+        peer_msg.attributes.extend(mtu.map(LinkAttribute::Mtu));
         peer_msg
             .attributes
             .push(LinkAttribute::IfName(peer.to_string()));
@@ -143,6 +147,7 @@ impl Netlink {
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(host.to_string()));
+        msg.attributes.extend(mtu.map(LinkAttribute::Mtu));
         msg.attributes.push(LinkAttribute::Controller(controller));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
@@ -242,12 +247,14 @@ fn link_of(l: LinkMessage) -> Link {
         alias: None,
         controller: None,
         is_bridge: false,
+        mtu: None,
     };
     for a in l.attributes {
         match a {
             LinkAttribute::IfName(n) => link.name = n,
             LinkAttribute::IfAlias(a) => link.alias = Some(a),
             LinkAttribute::Controller(c) => link.controller = Some(c),
+            LinkAttribute::Mtu(m) => link.mtu = Some(m),
             LinkAttribute::LinkInfo(infos) => {
                 link.is_bridge = infos
                     .iter()
