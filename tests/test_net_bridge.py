@@ -207,7 +207,11 @@ def test_two_containers_on_one_bridge_reach_each_other(h, net, bridged):
     out = run_bridged(h, cmd=["sh", "-c", f"ip -4 -o addr show eth0; echo from-b | nc {a} 7102"])
     assert out.returncode == 0, out.stderr
     assert f"inet {a}/" not in out.stdout, "both containers got the same address"
-    assert read_line(proc.stdout, 10, "container a's server").strip() == "from-b"
+    got = read_line(proc.stdout, 10, "container a's server").strip()
+    if got != "from-b":
+        proc.wait(timeout=5)
+        pytest.fail(f"a got {got!r}; b said {out.stdout!r} {out.stderr!r}; "
+                    f"a exited {proc.returncode}: {proc.stderr.read()!r}")
 
 
 def test_quota_of_two_refuses_the_third_and_leaves_nothing(h, net, bridged):
