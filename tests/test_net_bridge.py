@@ -130,6 +130,9 @@ class Bridged:
         rows = json.loads(ok(as_user(self.h.user, [self.h.kennel, "ps", "--format", "json"])))
         row = next(r for r in rows if r["name"] == name)
         assert row["network"] == f"bridge={BRIDGE}", row
+        table = ok(as_user(self.h.user, [self.h.kennel, "ps"]))
+        line = next(line for line in table.splitlines() if line.startswith(name + " "))
+        assert f" {row['address']} " in line, line
         return row["address"]
 
     def close(self):
