@@ -94,6 +94,13 @@ pub fn usable_helper() -> Result<PathBuf> {
             path.display()
         );
     }
+    if crate::ids::on_nosuid_mount(&path) {
+        bail!(
+            "{HELPER}'s file capability is needed for --net bridge, but {} is on a file system mounted nosuid, where the kernel ignores it; install it on one mounted without nosuid (`findmnt -T {}` shows the options)",
+            path.display(),
+            path.display()
+        );
+    }
     if nix::sys::prctl::get_no_new_privs().unwrap_or(false) {
         bail!(
             "{HELPER} is needed for --net bridge, but no_new_privs is set on this process, so the kernel ignores its file capability; run kennel from a shell without no_new_privs (not under `setpriv --no-new-privs` or NoNewPrivileges=yes), or use --net pasta"

@@ -55,10 +55,7 @@ fn helper_check() -> Check {
             format!("sudo chmod ug-s {shown}"),
         );
     }
-    let nosuid = nix::sys::statvfs::statvfs(&path)
-        .map(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID))
-        .unwrap_or(false);
-    if nosuid {
+    if kennel_engine::ids::on_nosuid_mount(&path) {
         return warn(
             HELPER_CHECK,
             format!("{shown} is on a filesystem mounted nosuid, where the kernel ignores file capabilities"),
