@@ -9,10 +9,10 @@
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 # The programs on PATH, and the helpers in LIBEXECDIR (the privileged
-# ones get their capabilities from the package format). A new helper
-# (kennel-net) is one more word in `helpers`.
+# ones get their capabilities from the package format). A new helper is
+# one more word in `helpers`.
 bins="kennel kennel-oci"
-helpers="kennel-idmap kennel-generator"
+helpers="kennel-idmap kennel-net kennel-generator"
 build= destdir= prefix=/usr/local libexecdir= zshdir= docs_only=0 package=0
 while [ $# -gt 0 ]; do
   case $1 in
@@ -63,6 +63,9 @@ if [ "$package" = 1 ]; then
     install -d "$d$prefix/lib/systemd/$kind-generators"
     ln -sf "$libexecdir/kennel-generator" "$d$prefix/lib/systemd/$kind-generators/kennel-generator"
   done
+  # kennel-net's lock file, made at boot by systemd-tmpfiles.
+  install -d "$d$prefix/lib/tmpfiles.d"
+  install -m 0644 "$top/packaging/kennel-net.tmpfiles" "$d$prefix/lib/tmpfiles.d/kennel-net.conf"
   # podman reads drop-ins from share/containers/containers.conf.d.
   install -d "$d$prefix/share/containers/containers.conf.d"
   sed "s|@BINDIR@|$prefix/bin|" "$top/packaging/containers/kennel.conf.in" \

@@ -43,6 +43,7 @@ PKG_USER = "kuser"
 PKG_UID = 1000
 SUBID_START = 100000
 HELPER = "/usr/libexec/kennel/kennel-idmap"
+NET_HELPER = "/usr/libexec/kennel/kennel-net"
 LINTIAN_OVERRIDES = os.path.join(conftest.REPO, "packaging/debian/kennel.lintian-overrides")
 
 
@@ -147,7 +148,7 @@ def test_deb_carries_no_setuid_file_and_everything_it_promises(packages):
     pages = ["kennel", "kennel-run", "kennel-exec", "kennel-ps", "kennel-kill", "kennel-stats", "kennel-doctor",
              "kennel-rootfs", "kennel-rootfs-import"]
     expected = [
-        "/usr/bin/kennel", "/usr/bin/kennel-oci", HELPER,
+        "/usr/bin/kennel", "/usr/bin/kennel-oci", HELPER, NET_HELPER, "/usr/lib/tmpfiles.d/kennel-net.conf",
         *[f"/usr/share/man/man1/{p}.1.gz" for p in pages],
         "/usr/share/man/man8/kennel-oci.8.gz", "/usr/share/man/man8/kennel-idmap.8.gz",
         "/usr/share/man/man5/kennel.container.5.gz", "/usr/libexec/kennel/kennel-generator",
@@ -172,7 +173,7 @@ def test_rpm_gives_the_helper_exactly_its_two_capabilities(packages):
         path, _, cap = line.partition("\t")
         if cap.strip():
             caps[path.strip()] = cap.strip()
-    assert caps == {HELPER: "cap_setgid,cap_setuid=ep"}, listing
+    assert caps == {HELPER: "cap_setgid,cap_setuid=ep", NET_HELPER: "cap_net_admin=ep"}, listing
     modes = _run(["rpm", "-qp", "--queryformat", "[%{FILEMODES:perms} %{FILENAMES}\n]", rpm_file]).stdout
     setid = [l for l in modes.splitlines() if l[3] in "sS" or l[6] in "sS"]
     assert not setid, setid
@@ -266,6 +267,8 @@ def test_installed_deb_runs_a_full_map_container_and_purges_clean(packages, tmp_
 
     caps = _in_root(tree, f"getcap {HELPER}")
     assert caps.stdout.split()[1:] == ["cap_setgid,cap_setuid=ep"], caps.stdout + caps.stderr
+    net_caps = _in_root(tree, f"getcap {NET_HELPER}")
+    assert net_caps.stdout.split()[1:] == ["cap_net_admin=ep"], net_caps.stdout + net_caps.stderr
     setid = _in_root(tree, "dpkg -L kennel | while read -r f; do [ -u \"$f\" ] || [ -g \"$f\" ] && echo \"$f\"; done; true")
     assert setid.returncode == 0 and setid.stdout == "", setid.stdout + setid.stderr
 
