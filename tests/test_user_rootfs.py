@@ -59,8 +59,12 @@ def test_read_only_root_gets_mount_points_without_a_write_to_it(h, owner):
     volume = h.tempdir()
     with open(os.path.join(volume, "from-host"), "w") as f:
         f.write("host\n")
-    flags = ["--read-only", "--net=private", "-v", f"{volume}:/data/in/here:ro"]
-    script = "cat /data/in/here/from-host; touch /run/x && echo run-ok; touch /bin/x || echo ro"
+    # A top-level name no earlier test can have made in the shared rootfs
+    # this one is copied from (a -v onto /data there leaves /data behind).
+    point = f"/{os.path.basename(volume)}/in/here"
+    assert not os.path.lexists(rootfs + point.split("/in/")[0])
+    flags = ["--read-only", "--net=private", "-v", f"{volume}:{point}:ro"]
+    script = f"cat {point}/from-host; touch /run/x && echo run-ok; touch /bin/x || echo ro"
     if owner == "root":
         subprocess.run(["chown", "-R", "0:0", rootfs], check=True)
     else:
