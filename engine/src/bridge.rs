@@ -20,10 +20,9 @@ use std::process::{Command, Stdio};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
-use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
-use crate::protocol::{Channel, ToChild, ToParent};
+use crate::protocol::{serve_network_request, Channel};
 use crate::publish::NET_ANNOTATION;
 use crate::sys;
 
@@ -140,41 +139,20 @@ pub fn attach_when_asked(
     plan: &BridgePlan,
     helper: &std::path::Path,
 ) -> Result<Attached, crate::Error> {
-    let socket = loop {
-        match chan.recv_to_parent() {
-            Ok(Some(r)) => match r.message {
-                ToParent::StartNetwork => {
-                    break r.fd.ok_or_else(|| {
-                        anyhow!("the container sent no netlink socket for its network")
-                    })?
-                }
-                ToParent::Failed(f) => {
-                    let _ = waitpid(pid, None);
-                    return Err(crate::Error::Container(f));
-                }
-                _ => {}
-            },
-            Ok(None) => {
-                return Err(
-                    anyhow!("the container's process ended before its network was set up").into(),
-                )
-            }
-            Err(e) => return Err(anyhow!("reading from the container: {e}").into()),
-        }
-    };
-    let netns = nix::fcntl::open(
-        format!("/proc/{pid}/ns/net").as_str(),
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| anyhow!("cannot open the container's network namespace: {e}"))?;
-    // The child is ours and not reaped, so its pid named it when we opened.
-    sys::pidfd_send_signal(pidfd, 0)
-        .map_err(|e| anyhow!("the container's process is gone: {e}"))?;
-    let attached = run_helper(helper, &plan.bridge, netns, socket)?;
-    chan.send_to_child(&ToChild::NetworkUp)
-        .map_err(|e| anyhow!("the container's process is gone: {e}"))?;
-    Ok(attached)
+    serve_network_request(chan, pid, |socket| {
+        let socket = socket
+            .ok_or_else(|| anyhow!("the container sent no netlink socket for its network"))?;
+        let netns = nix::fcntl::open(
+            format!("/proc/{pid}/ns/net").as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| anyhow!("cannot open the container's network namespace: {e}"))?;
+        // The child is ours and not reaped, so its pid named it when we opened.
+        sys::pidfd_send_signal(pidfd, 0)
+            .map_err(|e| anyhow!("the container's process is gone: {e}"))?;
+        Ok(run_helper(helper, &plan.bridge, netns, socket)?)
+    })
 }
 
 /// Runs `kennel-net attach BRIDGE fd:NETNS fd:SOCKET` and reads its answer.

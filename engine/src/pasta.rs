@@ -35,7 +35,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, Pid};
 
 use crate::config::MountPlan;
-use crate::protocol::{Channel, ToChild, ToParent};
+use crate::protocol::{serve_network_request, Channel};
 use crate::publish::{PastaPlan, Protocol, Publish, NET_ANNOTATION};
 use crate::sys;
 
@@ -247,28 +247,9 @@ pub fn start_when_asked(
     prepared: &Prepared,
     single: &sys::SingleThreaded,
 ) -> Result<Pasta, crate::Error> {
-    loop {
-        match chan.recv_to_parent() {
-            Ok(Some(r)) => match r.message {
-                ToParent::StartNetwork => break,
-                ToParent::Failed(f) => {
-                    let _ = waitpid(pid, None);
-                    return Err(crate::Error::Container(f));
-                }
-                _ => {}
-            },
-            Ok(None) => {
-                return Err(
-                    anyhow!("the container's process ended before its network was set up").into(),
-                )
-            }
-            Err(e) => return Err(anyhow!("reading from the container: {e}").into()),
-        }
-    }
-    let pasta = Pasta::start(plan, prepared, pid, pidfd, single)?;
-    chan.send_to_child(&ToChild::NetworkUp)
-        .map_err(|e| anyhow!("the container's process is gone: {e}"))?;
-    Ok(pasta)
+    serve_network_request(chan, pid, |_| {
+        Ok(Pasta::start(plan, prepared, pid, pidfd, single)?)
+    })
 }
 
 /// What a pasta container needs before it is cloned: pasta's path, and

@@ -34,11 +34,14 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
+use anyhow::anyhow;
 use nix::errno::Errno;
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
     SockFlag, SockType,
 };
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 /// The errno of an I/O error (EIO when it carries none).
@@ -365,6 +368,50 @@ impl Channel {
     }
 }
 
+/// The parent's wait at a sync point: reads the child's messages until
+/// the request `wanted` (compared by variant) and returns the fd it
+/// carried. A failure the child reports instead is returned as
+/// `Error::Container` once the child is reaped; a child gone silently is
+/// "the container's process ended before `before`".
+pub fn await_request(
+    chan: &Channel,
+    pid: Pid,
+    wanted: &ToParent,
+    before: &str,
+) -> crate::Result<Option<OwnedFd>> {
+    loop {
+        match chan.recv_to_parent() {
+            Ok(Some(r)) => match r.message {
+                ToParent::Failed(f) => {
+                    let _ = waitpid(pid, None);
+                    return Err(crate::Error::Container(f));
+                }
+                m if std::mem::discriminant(&m) == std::mem::discriminant(wanted) => {
+                    return Ok(r.fd)
+                }
+                _ => {}
+            },
+            Ok(None) => return Err(anyhow!("the container's process ended before {before}").into()),
+            Err(e) => return Err(anyhow!("reading from the container: {e}").into()),
+        }
+    }
+}
+
+/// Step 3's network exchange, the parent's side: waits for
+/// [`ToParent::StartNetwork`], runs `setup` with the fd it carried, and
+/// answers [`ToChild::NetworkUp`] once `setup` has succeeded.
+pub fn serve_network_request<T>(
+    chan: &Channel,
+    pid: Pid,
+    setup: impl FnOnce(Option<OwnedFd>) -> crate::Result<T>,
+) -> crate::Result<T> {
+    let fd = await_request(chan, pid, &ToParent::StartNetwork, "its network was set up")?;
+    let done = setup(fd)?;
+    chan.send_to_child(&ToChild::NetworkUp)
+        .map_err(|e| anyhow!("the container's process is gone: {e}"))?;
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,5 +550,66 @@ mod tests {
             };
             assert!(!f.to_string().is_empty());
         }
+    }
+
+    /// Never our child, so the reap after a reported failure is a no-op.
+    fn not_our_child() -> Pid {
+        Pid::this()
+    }
+
+    #[test]
+    fn the_network_request_is_answered_after_setup_with_the_fd_it_carried() {
+        let (parent, child) = Channel::pair().unwrap();
+        let (carried, _other) = Channel::pair().unwrap();
+        // Ignored on the way: only StartNetwork starts the setup.
+        child.send_to_parent(&ToParent::RunHooks, None).unwrap();
+        child
+            .send_to_parent(&ToParent::StartNetwork, Some(carried.raw_fd()))
+            .unwrap();
+        let got = serve_network_request(&parent, not_our_child(), |fd| Ok(fd.is_some()));
+        assert!(got.unwrap(), "the fd sent with StartNetwork reached setup");
+        assert!(matches!(
+            child.recv_to_child().unwrap(),
+            Some(ToChild::NetworkUp)
+        ));
+    }
+
+    #[test]
+    fn a_failed_network_setup_is_not_answered() {
+        let (parent, child) = Channel::pair().unwrap();
+        child.send_to_parent(&ToParent::StartNetwork, None).unwrap();
+        let got: crate::Result<()> = serve_network_request(&parent, not_our_child(), |_| {
+            Err(anyhow!("no bridge").into())
+        });
+        assert!(got.unwrap_err().to_string().contains("no bridge"));
+        drop(parent);
+        assert!(
+            child.recv_to_child().unwrap().is_none(),
+            "NetworkUp was sent"
+        );
+    }
+
+    #[test]
+    fn a_child_failing_or_leaving_before_the_request_is_reported() {
+        let (parent, child) = Channel::pair().unwrap();
+        let failure = ChildFailure::new(Stage::UserNetwork, Errno::EPERM, None);
+        child
+            .send_to_parent(&ToParent::Failed(failure), None)
+            .unwrap();
+        match await_request(&parent, not_our_child(), &ToParent::StartNetwork, "x") {
+            Err(crate::Error::Container(f)) => assert_eq!(f.errno(), Errno::EPERM),
+            other => panic!("the child's failure was lost: {:?}", other.err()),
+        }
+        drop(child);
+        let gone = await_request(
+            &parent,
+            not_our_child(),
+            &ToParent::RunHooks,
+            "its hooks ran",
+        );
+        assert_eq!(
+            gone.unwrap_err().to_string(),
+            "the container's process ended before its hooks ran"
+        );
     }
 }

@@ -473,24 +473,12 @@ impl<'a> Container<'a> {
     /// Waits until the child's namespaces exist, runs the createRuntime
     /// hooks here, and lets the child go on with the state for its own.
     fn run_create_hooks(&self) -> Result<(), Error> {
-        loop {
-            match self.chan.recv_to_parent() {
-                Ok(Some(r)) => match r.message {
-                    ToParent::RunHooks => break,
-                    ToParent::Failed(f) => {
-                        let _ = waitpid(self.pid, None);
-                        return Err(Error::Container(f));
-                    }
-                    ToParent::PtyMaster | ToParent::Ready | ToParent::StartNetwork => {}
-                },
-                Ok(None) => {
-                    return Err(
-                        anyhow!("the container's process ended while it was being created").into(),
-                    )
-                }
-                Err(e) => return Err(anyhow!("reading from the container: {e}").into()),
-            }
-        }
+        crate::protocol::await_request(
+            &self.chan,
+            self.pid,
+            &ToParent::RunHooks,
+            "its createRuntime hooks ran",
+        )?;
         let state = self.hook_state("creating");
         crate::hooks::run("createRuntime", &self.hooks.create_runtime, &state)?;
         self.chan
