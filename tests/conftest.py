@@ -329,6 +329,33 @@ def h(tmp_path_factory):
     subprocess.run(["rm", "-rf", "--one-file-system", scratch], check=False)
 
 
+@contextlib.contextmanager
+def nosuid_copies(h, sources, caps):
+    """Copies of the files `sources` on a tmpfs mounted nosuid, where the
+    kernel ignores file capabilities; `caps` maps a base name to the file
+    capabilities its copy gets (`cap_net_admin=ep`). Yields {base name:
+    path} and unmounts after. Skips, saying why, where a tmpfs cannot be
+    mounted or hold file capabilities."""
+    mnt = h.tempdir()
+    cp = subprocess.run(["mount", "-t", "tmpfs", "-o", "nosuid,mode=0755", "tmpfs", mnt],
+                        capture_output=True, text=True)
+    if cp.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {cp.stderr.strip()}")
+    try:
+        paths = {}
+        for source in sources:
+            name = os.path.basename(source)
+            paths[name] = os.path.join(mnt, name)
+            shutil.copy2(source, paths[name])
+            if name in caps:
+                setcap = subprocess.run(["setcap", caps[name], paths[name]], capture_output=True, text=True)
+                if setcap.returncode != 0:
+                    pytest.skip(f"tmpfs here holds no file capabilities: {setcap.stderr.strip()}")
+        yield paths
+    finally:
+        subprocess.run(["umount", "-l", mnt], check=False)
+
+
 def require_tool(name, package):
     path = shutil.which(name)
     if not path:

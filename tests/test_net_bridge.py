@@ -374,6 +374,21 @@ def test_no_new_privs_fails_fast_naming_the_cause(h, net):
     assert kennel_links() == []
 
 
+def test_helper_on_a_nosuid_mount_names_the_mount_not_setcap(h, net):
+    # As kennel-idmap does: setcap cannot help there, so it is not the advice.
+    with conftest.nosuid_copies(h, [net], {"kennel-net": "cap_net_admin=ep"}) as paths:
+        helper = paths["kennel-net"]
+        start = time.monotonic()
+        out = as_user(h.user, [helper, "attach", BRIDGE, "fd:3", "fd:4"])
+        assert time.monotonic() - start < 5
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(
+        f"kennel-net: {helper} is on a file system mounted nosuid, where the kernel ignores "
+        "file capabilities, so cap_net_admin is missing;"), out.stderr
+    assert "setcap" not in out.stderr, out.stderr
+    assert kennel_links() == []
+
+
 def test_helper_with_stray_privilege_refuses(h, net):
     wide = os.path.join(h.tempdir(), "kennel-net")
     shutil.copy2(net, wide)

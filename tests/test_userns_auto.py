@@ -5,8 +5,6 @@ is announced once on stderr with the way to get more, unless
 
 import os
 import re
-import shutil
-import subprocess
 
 import pytest
 
@@ -69,21 +67,10 @@ def test_the_full_map_says_nothing(h):
 def nosuid_kennel(h):
     """kennel and a kennel-idmap with its capabilities, on a tmpfs mounted
     nosuid (the kernel then ignores the capabilities)."""
-    mnt = h.tempdir()
-    cp = subprocess.run(["mount", "-t", "tmpfs", "-o", "nosuid,mode=0755", "tmpfs", mnt],
-                        capture_output=True, text=True)
-    if cp.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {cp.stderr.strip()}")
-    try:
-        for name in ["kennel", "kennel-idmap"]:
-            shutil.copy2(os.path.join(h.bindir, name), os.path.join(mnt, name))
-        helper = os.path.join(mnt, "kennel-idmap")
-        setcap = subprocess.run(["setcap", "cap_setuid,cap_setgid=ep", helper], capture_output=True, text=True)
-        if setcap.returncode != 0:
-            pytest.skip(f"tmpfs here holds no file capabilities: {setcap.stderr.strip()}")
-        yield os.path.join(mnt, "kennel"), helper
-    finally:
-        subprocess.run(["umount", "-l", mnt], check=False)
+    names = ["kennel", "kennel-idmap"]
+    with conftest.nosuid_copies(h, [os.path.join(h.bindir, n) for n in names],
+                                {"kennel-idmap": "cap_setuid,cap_setgid=ep"}) as paths:
+        yield paths["kennel"], paths["kennel-idmap"]
 
 
 def test_a_helper_on_a_nosuid_mount_is_named_and_auto_falls_back(h, nosuid_kennel):

@@ -9,8 +9,9 @@
 //!   run if the real and effective ids differ, the file has the setuid or
 //!   setgid bit, or any other capability is permitted (unless the caller is
 //!   root already). Under no_new_privs (the caller asked that exec grant
-//!   nothing new), without `setcap`, or under a tracer (the kernel drops
-//!   file capabilities then), we say which and stop at once.
+//!   nothing new), without `setcap`, under a tracer or on a nosuid mount
+//!   (the kernel drops file capabilities then), we say which and stop at
+//!   once (`kennel_sys::cap_helper`, shared with kennel-net).
 //! * Someone else's process: mapping ids into another user's namespace would
 //!   hand them our caller's subordinate ids. The target must be the caller's
 //!   (every uid in its status) and its user namespace must have been created
@@ -44,47 +45,41 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use caps::{CapSet, Capability};
+use caps::Capability;
 use kennel_idmap::{
     allowed_ranges, entry_for_uid, parse_args, parse_subid_file, render_map,
     setgroups_must_be_denied, usage, validate_map, Command, Form, IdKind, MapLine, MapPolicy,
     Refusal, Request, Target, UsageError,
 };
+use kennel_sys::cap_helper::{check_privileges, Helper, SelfCheckFailure};
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC};
-use nix::unistd::{getresgid, getresuid, User};
+use nix::unistd::User;
+
+kennel_sys::helper_entry_point!(helper_main);
+
+static IDMAP: Helper = Helper {
+    program: "kennel-idmap",
+    caps: &[Capability::CAP_SETUID, Capability::CAP_SETGID],
+    work: "write id maps",
+    otherwise: "",
+};
 
 /// Why the helper did not (completely) do its job. One line each.
 #[derive(Debug)]
 enum Failure {
     Usage(UsageError),
     Refused(Refusal),
-    Setuid,
-    ExtraCaps(Vec<Capability>),
-    NoNewPrivs,
-    MissingCaps {
-        path: String,
-    },
-    /// The capabilities are missing because our file system is nosuid.
-    NosuidMount {
-        path: String,
-    },
-    /// The capabilities are missing because a tracer (strace, gdb) has us.
-    Traced {
-        tracer: u32,
-    },
+    SelfCheck(SelfCheckFailure),
     NotYours(Target),
     OwnNamespace(Target),
     AlreadyWritten(Target, IdKind),
     BadFd(i32),
     NotProcess(i32),
     NothingSent(i32),
-    Sys {
-        what: String,
-        errno: Errno,
-    },
+    Sys { what: String, errno: Errno },
 }
 
 impl fmt::Display for Failure {
@@ -92,32 +87,7 @@ impl fmt::Display for Failure {
         match self {
             Failure::Usage(e) => write!(f, "{e} (see --help)"),
             Failure::Refused(r) => write!(f, "{r}"),
-            Failure::Setuid => f.write_str(
-                "refused: running setuid or setgid; install with `chmod 0755` and `setcap cap_setuid,cap_setgid=ep` instead",
-            ),
-            Failure::ExtraCaps(caps) => {
-                let names: Vec<String> = caps.iter().map(|c| c.to_string().to_lowercase()).collect();
-                write!(
-                    f,
-                    "refused: holding capabilities beyond cap_setuid,cap_setgid ({}); give the file exactly `cap_setuid,cap_setgid=ep`",
-                    names.join(",")
-                )
-            }
-            Failure::NoNewPrivs => f.write_str(
-                "no_new_privs is set on the caller: file capabilities are ignored, so this helper cannot write id maps; run it from a process without no_new_privs (e.g. not under `setpriv --no-new-privs` or NoNewPrivileges=yes)",
-            ),
-            Failure::MissingCaps { path } => write!(
-                f,
-                "missing capabilities cap_setuid,cap_setgid; run `sudo setcap cap_setuid,cap_setgid=ep {path}`"
-            ),
-            Failure::NosuidMount { path } => write!(
-                f,
-                "{path} is on a file system mounted nosuid, where the kernel ignores file capabilities, so cap_setuid,cap_setgid are missing; install it on one mounted without nosuid (`findmnt -T {path}` shows the options)"
-            ),
-            Failure::Traced { tracer } => write!(
-                f,
-                "being traced (TracerPid {tracer}): the kernel drops file capabilities under ptrace, so cap_setuid,cap_setgid are missing; run it without strace or gdb"
-            ),
+            Failure::SelfCheck(e) => write!(f, "{e}"),
             Failure::NotYours(t) => write!(f, "refused: {t} does not exist or is not yours"),
             Failure::OwnNamespace(t) => write!(
                 f,
@@ -155,7 +125,7 @@ struct Caller {
     gid: u32,
 }
 
-/// Called by `sys::main`, the process entry point.
+/// Called by `main`, the process entry point.
 fn helper_main() -> ! {
     // Before anything can open a file: no map file may become fd 0-2.
     let std_fds = sys::ensure_std_fds_open();
@@ -195,11 +165,20 @@ fn run(argv: Vec<OsString>) -> Result<(), Failure> {
         Command::Write(request) => request,
     };
 
-    let caller = check_privileges(&request)?;
+    let ids = check_privileges(&IDMAP, |uid| {
+        let mut needed = needed_caps(uid, &request, IdKind::Uid);
+        needed.extend(needed_caps(uid, &request, IdKind::Gid));
+        needed
+    })
+    .map_err(Failure::SelfCheck)?;
+    let caller = Caller {
+        uid: ids.uid,
+        gid: ids.gid,
+    };
     // From here on only the capabilities the writes need are permitted, and
     // none is effective until its write.
-    let mut needed = needed_caps(&caller, &request, IdKind::Uid);
-    needed.extend(needed_caps(&caller, &request, IdKind::Gid));
+    let mut needed = needed_caps(caller.uid, &request, IdKind::Uid);
+    needed.extend(needed_caps(caller.uid, &request, IdKind::Gid));
     limit_caps(&needed, &HashSet::new())?;
 
     // The ranges are judged before the target is looked at: with `sock:N`
@@ -255,83 +234,14 @@ fn run(argv: Vec<OsString>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Refuses stray privilege, and explains missing privilege.
-fn check_privileges(request: &Request) -> Result<Caller, Failure> {
-    let uids = getresuid().map_err(sys("getresuid"))?;
-    let gids = getresgid().map_err(sys("getresgid"))?;
-    if uids.effective != uids.real
-        || uids.saved != uids.real
-        || gids.effective != gids.real
-        || gids.saved != gids.real
-    {
-        return Err(Failure::Setuid);
-    }
-    let exe = nix::sys::stat::stat("/proc/self/exe").map_err(sys("stat /proc/self/exe"))?;
-    if Mode::from_bits_truncate(exe.st_mode).intersects(Mode::S_ISUID | Mode::S_ISGID) {
-        return Err(Failure::Setuid);
-    }
-    let caller = Caller {
-        uid: uids.real.as_raw(),
-        gid: gids.real.as_raw(),
-    };
-    let permitted =
-        caps::read(None, CapSet::Permitted).map_err(|_| sys("capget")(Errno::last()))?;
-    let mut extra: Vec<Capability> = permitted
-        .iter()
-        .copied()
-        .filter(|c| *c != Capability::CAP_SETUID && *c != Capability::CAP_SETGID)
-        .collect();
-    if caller.uid != 0 && !extra.is_empty() {
-        extra.sort_by_key(|c| c.index());
-        return Err(Failure::ExtraCaps(extra));
-    }
-    // no_new_privs promises the caller's sandbox that exec grants nothing
-    // new. Most kernels ignore file capabilities then; where one grants
-    // them anyway, we keep the promise and stop here too.
-    if nix::sys::prctl::get_no_new_privs().unwrap_or(true) {
-        return Err(Failure::NoNewPrivs);
-    }
-    let mut needed = needed_caps(&caller, request, IdKind::Uid);
-    needed.extend(needed_caps(&caller, request, IdKind::Gid));
-    if !needed.is_subset(&permitted) {
-        // Under ptrace the kernel execs us without our file capabilities:
-        // setcap is no fix then, and saying it would send people astray.
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        if let Some(tracer) = tracer_pid(&status) {
-            return Err(Failure::Traced { tracer });
-        }
-        let path = std::fs::read_link("/proc/self/exe")
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "kennel-idmap".into());
-        // setcap is no fix there either.
-        let nosuid = nix::sys::statvfs::statvfs("/proc/self/exe")
-            .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID));
-        if nosuid {
-            return Err(Failure::NosuidMount { path });
-        }
-        return Err(Failure::MissingCaps { path });
-    }
-    Ok(caller)
-}
-
-/// The tracer's pid from the `TracerPid:` line of /proc/PID/status, or
-/// None when nothing traces the process (0) or the line is unreadable.
-fn tracer_pid(status: &str) -> Option<u32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("TracerPid:"))
-        .and_then(|p| p.trim().parse().ok())
-        .filter(|pid| *pid != 0)
-}
-
 /// The capabilities writing one map needs: CAP_SETUID (CAP_SETGID), and
 /// CAP_SETFCAP when root maps host uid 0 (the kernel asks for it then).
-fn needed_caps(caller: &Caller, request: &Request, kind: IdKind) -> HashSet<Capability> {
+fn needed_caps(caller_uid: u32, request: &Request, kind: IdKind) -> HashSet<Capability> {
     let mut set = HashSet::new();
     match kind {
         IdKind::Uid if !request.uid_map.is_empty() => {
             set.insert(Capability::CAP_SETUID);
-            if caller.uid == 0 && request.uid_map.iter().any(|l| l.outer == 0) {
+            if caller_uid == 0 && request.uid_map.iter().any(|l| l.outer == 0) {
                 set.insert(Capability::CAP_SETFCAP);
             }
         }
@@ -477,26 +387,19 @@ fn read_subid_file(kind: IdKind) -> String {
 }
 
 /// Narrows our capabilities to `permitted`, of which `effective` are in
-/// effect; the inheritable and ambient sets are emptied.
+/// effect (see `kennel_sys::cap_helper::limit_caps`).
 fn limit_caps(
     permitted: &HashSet<Capability>,
     effective: &HashSet<Capability>,
 ) -> Result<(), Failure> {
-    let fail = |_| sys("capset")(Errno::last());
-    // Ambient is a subset of permitted and inheritable, so shrinking those
-    // clears it too; clearing it directly may fail on old kernels.
-    let _ = caps::clear(None, CapSet::Ambient);
-    caps::clear(None, CapSet::Inheritable).map_err(fail)?;
-    caps::set(None, CapSet::Effective, effective).map_err(fail)?;
-    caps::set(None, CapSet::Permitted, permitted).map_err(fail)?;
-    Ok(())
+    kennel_sys::cap_helper::limit_caps(permitted, effective).map_err(sys("capset"))
 }
 
 /// Writes the maps: uid_map with only CAP_SETUID, then setgroups and
 /// gid_map with only CAP_SETGID; each map in a single write(2).
 fn write_maps(caller: &Caller, request: &Request, dir: BorrowedFd<'_>) -> Result<(), Failure> {
-    let uid_caps = needed_caps(caller, request, IdKind::Uid);
-    let gid_caps = needed_caps(caller, request, IdKind::Gid);
+    let uid_caps = needed_caps(caller.uid, request, IdKind::Uid);
+    let gid_caps = needed_caps(caller.uid, request, IdKind::Gid);
     if !request.uid_map.is_empty() {
         limit_caps(&uid_caps.union(&gid_caps).copied().collect(), &uid_caps)?;
         write_map(request.target, dir, IdKind::Uid, &request.uid_map)?;
@@ -536,34 +439,5 @@ fn write_once(dir: BorrowedFd<'_>, name: &str, data: &[u8]) -> Result<(), Errno>
     match nix::unistd::write(&fd, data)? {
         n if n == data.len() => Ok(()),
         _ => Err(Errno::EIO),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tracer_pid_reads_the_status_line() {
-        let status = |tracer: &str| {
-            format!("Name:\tkennel-idmap\nState:\tR (running)\nTracerPid:\t{tracer}\nUid:\t1000\t1000\t1000\t1000\n")
-        };
-        assert_eq!(tracer_pid(&status("4242")), Some(4242));
-        assert_eq!(tracer_pid(&status("0")), None);
-        assert_eq!(tracer_pid(&status("x")), None);
-        assert_eq!(tracer_pid("Name:\tkennel-idmap\n"), None);
-        assert_eq!(tracer_pid(""), None);
-    }
-
-    #[test]
-    fn traced_says_why_and_not_setcap() {
-        let text = Failure::Traced { tracer: 77 }.to_string();
-        assert!(
-            text.starts_with(
-                "being traced (TracerPid 77): the kernel drops file capabilities under ptrace"
-            ),
-            "{text}"
-        );
-        assert!(!text.contains("setcap"), "{text}");
     }
 }

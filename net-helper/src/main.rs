@@ -8,8 +8,9 @@
 //!   CAP_NET_ADMIN, could be turned to other ends. We refuse to run if the
 //!   real and effective ids differ, the file is setuid or setgid, or any
 //!   other capability is permitted (unless the caller is root). Under
-//!   no_new_privs, without `setcap`, or under a tracer, we say which and
-//!   stop at once.
+//!   no_new_privs, without `setcap`, under a tracer, or on a nosuid mount
+//!   (the kernel ignores file capabilities there), we say which and stop
+//!   at once (the checks are kennel-idmap's: `kennel_sys::cap_helper`).
 //! * Someone else's namespace: a veth in another user's namespace would
 //!   spend our caller's quota on them, or reach into a root service's
 //!   network. The namespace comes as an inherited nsfs fd (never a path or
@@ -48,16 +49,25 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use caps::{CapSet, Capability};
+use caps::Capability;
 use kennel_net::{
     host_name, is_host_name, parse_args, parse_policy, Command, Policy, Record, Requester, Subnet,
     UsageError, LOCK_DIR, LOCK_FILE, POLICY_FILE, USAGE,
 };
+use kennel_sys::cap_helper::{Helper, SelfCheckFailure};
 use netlink::Netlink;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::sys::stat::{fstat, Mode};
-use nix::unistd::{getresgid, getresuid};
+
+kennel_sys::helper_entry_point!(helper_main);
+
+static NET: Helper = Helper {
+    program: "kennel-net",
+    caps: &[Capability::CAP_NET_ADMIN],
+    work: "create a veth",
+    otherwise: ", or use --net pasta",
+};
 
 /// How long a request waits for another's lock.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
@@ -73,15 +83,7 @@ const NSFS_MAGIC: i64 = 0x6e73_6673;
 #[derive(Debug)]
 enum Failure {
     Usage(UsageError),
-    Setuid,
-    ExtraCaps(Vec<Capability>),
-    NoNewPrivs,
-    MissingCaps {
-        path: String,
-    },
-    Traced {
-        tracer: u32,
-    },
+    SelfCheck(SelfCheckFailure),
     NotRoot,
     UnsafePolicy,
     NoGrant {
@@ -122,28 +124,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Usage(e) => write!(f, "{e} (see --help)"),
-            Failure::Setuid => f.write_str(
-                "refused: running setuid or setgid; install with `chmod 0755` and `setcap cap_net_admin=ep` instead",
-            ),
-            Failure::ExtraCaps(caps) => {
-                let names: Vec<String> = caps.iter().map(|c| c.to_string().to_lowercase()).collect();
-                write!(
-                    f,
-                    "refused: holding capabilities beyond cap_net_admin ({}); give the file exactly `cap_net_admin=ep`",
-                    names.join(",")
-                )
-            }
-            Failure::NoNewPrivs => f.write_str(
-                "no_new_privs is set on the caller: file capabilities are ignored, so this helper cannot create a veth; run it from a process without no_new_privs (e.g. not under `setpriv --no-new-privs` or NoNewPrivileges=yes), or use --net pasta",
-            ),
-            Failure::MissingCaps { path } => write!(
-                f,
-                "missing capability cap_net_admin; run `sudo setcap cap_net_admin=ep {path}`"
-            ),
-            Failure::Traced { tracer } => write!(
-                f,
-                "being traced (TracerPid {tracer}): the kernel drops file capabilities under ptrace, so cap_net_admin is missing; run it without strace or gdb"
-            ),
+            Failure::SelfCheck(e) => write!(f, "{e}"),
             Failure::NotRoot => f.write_str("setup-bridge is root's: run it with sudo"),
             Failure::UnsafePolicy => write!(
                 f,
@@ -204,7 +185,7 @@ fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> Failure {
     move |errno| Failure::Sys { what, errno }
 }
 
-/// Called by `sys::main`, the process entry point.
+/// Called by `main`, the process entry point.
 fn helper_main() -> ! {
     let std_fds = sys::ensure_std_fds_open();
     let _ = nix::sys::prctl::set_dumpable(false);
@@ -259,50 +240,15 @@ struct Caller {
     groups: Vec<String>,
 }
 
-/// Refuses stray privilege, and explains missing privilege.
+/// Refuses stray privilege, explains missing privilege, and finds the
+/// caller's names.
 fn check_privileges() -> Result<Caller, Failure> {
-    let uids = getresuid().map_err(sys("getresuid"))?;
-    let gids = getresgid().map_err(sys("getresgid"))?;
-    if uids.effective != uids.real
-        || uids.saved != uids.real
-        || gids.effective != gids.real
-        || gids.saved != gids.real
-    {
-        return Err(Failure::Setuid);
-    }
-    let exe = nix::sys::stat::stat("/proc/self/exe").map_err(sys("stat /proc/self/exe"))?;
-    if Mode::from_bits_truncate(exe.st_mode).intersects(Mode::S_ISUID | Mode::S_ISGID) {
-        return Err(Failure::Setuid);
-    }
-    let uid = uids.real.as_raw();
-    let permitted =
-        caps::read(None, CapSet::Permitted).map_err(|_| sys("capget")(Errno::last()))?;
-    let mut extra: Vec<Capability> = permitted
-        .iter()
-        .copied()
-        .filter(|c| *c != Capability::CAP_NET_ADMIN)
-        .collect();
-    if uid != 0 && !extra.is_empty() {
-        extra.sort_by_key(|c| c.index());
-        return Err(Failure::ExtraCaps(extra));
-    }
-    // no_new_privs promises the caller's sandbox that exec grants nothing
-    // new: we keep that promise even where a kernel honours file caps.
-    if nix::sys::prctl::get_no_new_privs().unwrap_or(true) {
-        return Err(Failure::NoNewPrivs);
-    }
-    if !permitted.contains(&Capability::CAP_NET_ADMIN) {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        if let Some(tracer) = tracer_pid(&status) {
-            return Err(Failure::Traced { tracer });
-        }
-        let path = std::fs::read_link("/proc/self/exe")
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "kennel-net".into());
-        return Err(Failure::MissingCaps { path });
-    }
+    let ids =
+        kennel_sys::cap_helper::check_privileges(&NET, |_| [Capability::CAP_NET_ADMIN].into())
+            .map_err(Failure::SelfCheck)?;
+    let uid = ids.uid;
     let mut gid_list = nix::unistd::getgroups().unwrap_or_default();
-    gid_list.push(gids.real);
+    gid_list.push(nix::unistd::Gid::from_raw(ids.gid));
     let group_file = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let groups = group_file
         .lines()
@@ -326,27 +272,13 @@ fn check_privileges() -> Result<Caller, Failure> {
     Ok(Caller { uid, name, groups })
 }
 
-/// The tracer's pid from /proc/self/status, None when untraced.
-fn tracer_pid(status: &str) -> Option<u32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("TracerPid:"))
-        .and_then(|p| p.trim().parse().ok())
-        .filter(|pid| *pid != 0)
-}
-
 /// Narrows our capabilities to `permitted`, of which `effective` are in
-/// effect; the inheritable and ambient sets are emptied.
+/// effect (see `kennel_sys::cap_helper::limit_caps`).
 fn limit_caps(
     permitted: &HashSet<Capability>,
     effective: &HashSet<Capability>,
 ) -> Result<(), Failure> {
-    let fail = |_| sys("capset")(Errno::last());
-    let _ = caps::clear(None, CapSet::Ambient);
-    caps::clear(None, CapSet::Inheritable).map_err(fail)?;
-    caps::set(None, CapSet::Effective, effective).map_err(fail)?;
-    caps::set(None, CapSet::Permitted, permitted).map_err(fail)?;
-    Ok(())
+    kennel_sys::cap_helper::limit_caps(permitted, effective).map_err(sys("capset"))
 }
 
 /// Reads the policy, refusing one that someone but root could have written.
@@ -661,13 +593,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tracer_pid_reads_the_status_line() {
-        assert_eq!(tracer_pid("TracerPid:\t42\n"), Some(42));
-        assert_eq!(tracer_pid("TracerPid:\t0\n"), None);
-        assert_eq!(tracer_pid(""), None);
-    }
-
-    #[test]
     fn refusals_name_the_file_and_the_fix() {
         let t = Failure::NoGrant {
             user: "alice".into(),
@@ -678,7 +603,12 @@ mod tests {
             t.contains("/etc/kennel/net.conf") && t.contains("alice veth kennel0"),
             "{t}"
         );
-        let t = Failure::NoNewPrivs.to_string();
+        let t = Failure::SelfCheck(SelfCheckFailure {
+            helper: &NET,
+            refusal: kennel_sys::cap_helper::Refusal::NoNewPrivs,
+        })
+        .to_string();
         assert!(t.starts_with("no_new_privs is set"), "{t}");
+        assert!(t.contains("cannot create a veth"), "{t}");
     }
 }

@@ -6,17 +6,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
-/// The process entry point, called by glibc's start-up code in place of
-/// Rust's (as kennel-idmap's: it runs on every bridged container start).
-/// fds 0-2 are checked first thing in `helper_main`, and SIGPIPE is
-/// ignored as Rust does.
-#[cfg_attr(not(test), unsafe(no_mangle))]
-#[cfg_attr(test, allow(dead_code))]
-pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
-    kennel_sys::ignore_sigpipe();
-    crate::helper_main()
-}
-
 pub use kennel_sys::{ensure_std_fds_open, fd_is_open};
 
 /// Takes an inherited descriptor given on the command line as `fd:N`.

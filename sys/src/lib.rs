@@ -1,9 +1,12 @@
-//! The system calls kennel's binaries share (kennel, kennel-idmap and the
-//! cgroup library), each a small safe wrapper around one call that nix does
-//! not cover safely. The only crate of the workspace besides the binaries'
-//! own `sys` modules that may use `unsafe`; every block says why it is
-//! sound.
+//! The system calls kennel's binaries share (kennel, kennel-idmap,
+//! kennel-net and the cgroup library), each a small safe wrapper around one
+//! call that nix does not cover safely, and the capability helpers'
+//! self-check ([`cap_helper`]). The only crate of the workspace besides the
+//! binaries' own `sys` modules that may use `unsafe`; every block says why
+//! it is sound.
 #![allow(unsafe_code)]
+
+pub mod cap_helper;
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -25,6 +28,10 @@ pub use libc;
 #[macro_export]
 macro_rules! entry_point {
     ($run:path) => {
+        $crate::entry_point!(@with $crate::prepare_process, $run);
+    };
+    // `$prepare` runs first; its failure is exit status 125.
+    (@with $prepare:path, $run:path) => {
         /// The process entry point (see `kennel_sys::entry_point`).
         #[allow(unsafe_code)]
         #[cfg_attr(not(test), unsafe(no_mangle))]
@@ -33,7 +40,7 @@ macro_rules! entry_point {
             _argc: $crate::libc::c_int,
             _argv: *const *const $crate::libc::c_char,
         ) -> $crate::libc::c_int {
-            if $crate::prepare_process().is_err() {
+            if $prepare().is_err() {
                 return 125;
             }
             $run()
