@@ -143,11 +143,12 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
     if let (true, Some(src)) = (cfg.readonly_root, &rootfs) {
         if lacks_a_mount_point(&root, cfg) {
             drop(root);
-            root = match layered_root(src) {
-                Ok(layered) => layered,
-                // A kernel without overlayfs in user namespaces (before
-                // 5.11): mount points are made in the tree, as always.
-                Err(_) => mounts.root(Some(src), &describe_root(cfg))?,
+            let theirs = cfg.root.as_deref().unwrap_or(src);
+            root = match layered_root(src, theirs)? {
+                Some(layered) => layered,
+                // Overlay is not available to us here: mount points are
+                // made in the tree, as on a writable rootfs.
+                None => mounts.root(Some(src), &describe_root(cfg))?,
             };
         }
     }
@@ -208,14 +209,20 @@ fn lacks_a_mount_point(root: &Root, cfg: &Config) -> bool {
 /// A read-only rootfs that lacks mount points gets them without a write
 /// to the user's tree: the root becomes an overlay of that tree under a
 /// tmpfs of kennel's, where the points are made; the container still sees
-/// the tree read-only, and the tmpfs goes with it.
-fn layered_root(src: &Path) -> Step<Root> {
-    let err = |e: Errno| {
-        fail(Stage::Mount, e, NEWROOT).with_detail("layer mount points over the read-only rootfs")
+/// the tree read-only, and the tmpfs goes with it. None when the kernel
+/// cannot give us that overlay (see `overlay_unsupported`); any other
+/// failure is an error naming the user's rootfs (`theirs`).
+fn layered_root(src: &Path, theirs: &Path) -> Step<Option<Root>> {
+    let err = |step: &'static str| {
+        move |e: Errno| {
+            fail(Stage::Mount, e, theirs).with_detail(format!(
+                "layering mount points over the read-only rootfs: {step}"
+            ))
+        }
     };
-    umount2(NEWROOT, MntFlags::MNT_DETACH).map_err(err)?;
+    umount2(NEWROOT, MntFlags::MNT_DETACH).map_err(err("unmounting the plain root"))?;
     let layer = Path::new("/stage/layer");
-    mkdir(layer, Mode::from_bits_truncate(0o755)).map_err(err)?;
+    mkdir(layer, Mode::from_bits_truncate(0o755)).map_err(err("making the layer's directory"))?;
     mount(
         Some("tmpfs"),
         layer,
@@ -223,20 +230,24 @@ fn layered_root(src: &Path) -> Step<Root> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=755"),
     )
-    .map_err(err)?;
+    .map_err(err("mounting the layer's tmpfs"))?;
     // The root directory comes from the upper layer: give it the tree's mode.
-    let mode = nix::sys::stat::stat(src).map_err(err)?.st_mode & 0o7777;
+    let mode = nix::sys::stat::stat(src)
+        .map_err(err("reading the rootfs's mode"))?
+        .st_mode
+        & 0o7777;
     for dir in ["upper", "work"] {
-        mkdir(&layer.join(dir), Mode::from_bits_truncate(0o755)).map_err(err)?;
+        mkdir(&layer.join(dir), Mode::from_bits_truncate(0o755))
+            .map_err(err("making the overlay's upper and work directories"))?;
     }
     std::fs::set_permissions(
         layer.join("upper"),
         std::os::unix::fs::PermissionsExt::from_mode(mode),
     )
-    .map_err(|e| err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    .map_err(|e| err("giving the upper layer the rootfs's mode")(crate::protocol::io_errno(&e)))?;
     // lowerdir relative to the working directory: the user's path may hold
     // the ',', ':' or '\\' that overlay's options give a meaning.
-    chdir(src).map_err(err)?;
+    chdir(src).map_err(err("entering the rootfs"))?;
     let made = mount(
         Some("overlay"),
         NEWROOT,
@@ -244,9 +255,26 @@ fn layered_root(src: &Path) -> Step<Root> {
         MsFlags::empty(),
         Some("lowerdir=.,upperdir=/stage/layer/upper,workdir=/stage/layer/work"),
     );
-    chdir("/").map_err(err)?;
-    made.map_err(err)?;
-    Root::open(Path::new(NEWROOT)).map_err(err)
+    chdir("/").map_err(err("leaving the rootfs"))?;
+    match made {
+        Ok(()) => {}
+        Err(e) if overlay_unsupported(e) => return Ok(None),
+        Err(e) => return Err(err("mounting the overlay")(e)),
+    }
+    Root::open(Path::new(NEWROOT))
+        .map(Some)
+        .map_err(err("opening the layered root"))
+}
+
+/// Whether the overlay mount failed because overlay is not available to
+/// an unprivileged user here, rather than for a fault worth reporting:
+/// ENODEV, no overlay in this kernel; EPERM, overlay not mountable in a
+/// user namespace (kernels before 5.11 without Debian's or Ubuntu's
+/// patch, or with it turned off); EINVAL, a rootfs on a file system
+/// overlay refuses as a lower layer (vfat, a case-folded directory, a
+/// stack of overlays already at the kernel's depth limit).
+fn overlay_unsupported(e: Errno) -> bool {
+    matches!(e, Errno::ENODEV | Errno::EPERM | Errno::EINVAL)
 }
 
 /// The spec's masked paths (false) and read-only paths (true), in order.
@@ -399,4 +427,27 @@ fn open_staged(path: &Path, shown: &Path) -> Step<OwnedFd> {
         Mode::empty(),
     )
     .map_err(|e| fail(Stage::Mount, e, shown).with_detail("open the staged mount"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_overlay_the_kernel_cannot_give_falls_back() {
+        for e in [Errno::ENODEV, Errno::EPERM, Errno::EINVAL] {
+            assert!(overlay_unsupported(e), "{e}");
+        }
+        // Faults of this run, not of the kernel: the user hears of them.
+        for e in [
+            Errno::ENOSPC,
+            Errno::ENOMEM,
+            Errno::EACCES,
+            Errno::ENOENT,
+            Errno::EIO,
+            Errno::EBUSY,
+        ] {
+            assert!(!overlay_unsupported(e), "{e}");
+        }
+    }
 }
