@@ -329,6 +329,31 @@ mod tests {
         }
     }
 
+    /// A block no entry of either file uses, for the fix to suggest.
+    fn free_block() -> Option<IdRange> {
+        Some(IdRange {
+            start: 196608,
+            count: 65536,
+        })
+    }
+
+    /// A caller with no entry in either file.
+    fn no_entries() -> SubIds {
+        SubIds {
+            free: free_block(),
+            ..SubIds::default()
+        }
+    }
+
+    /// A caller with an /etc/subuid entry and none in /etc/subgid.
+    fn no_gid_entry() -> SubIds {
+        SubIds {
+            gids: vec![],
+            free: free_block(),
+            ..subids()
+        }
+    }
+
     fn usable() -> HelperState {
         HelperState::Usable("/x/kennel-idmap".into())
     }
@@ -404,11 +429,7 @@ mod tests {
 
     #[test]
     fn subids_mode_names_each_missing_piece() {
-        let no_gid = SubIds {
-            gids: vec![],
-            ..subids()
-        };
-        let err = plan(UsernsMode::Subids, &caller(), &no_gid, &usable()).unwrap_err();
+        let err = plan(UsernsMode::Subids, &caller(), &no_gid_entry(), &usable()).unwrap_err();
         assert!(err.to_string().contains("/etc/subgid"));
         let err = plan(
             UsernsMode::Subids,
@@ -445,14 +466,7 @@ mod tests {
 
     #[test]
     fn the_subids_fix_suggests_the_free_block_for_what_is_missing() {
-        let free = Some(IdRange {
-            start: 196608,
-            count: 65536,
-        });
-        let none = SubIds {
-            free,
-            ..SubIds::default()
-        };
+        let none = no_entries();
         let err = plan(UsernsMode::Subids, &caller(), &none, &usable()).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -460,12 +474,7 @@ mod tests {
              add one with: sudo usermod --add-subuids 196608-262143 --add-subgids 196608-262143 alice"
         );
         // Only the file without an entry gets one.
-        let no_gid = SubIds {
-            gids: vec![],
-            free,
-            ..subids()
-        };
-        let err = plan(UsernsMode::Subids, &caller(), &no_gid, &usable()).unwrap_err();
+        let err = plan(UsernsMode::Subids, &caller(), &no_gid_entry(), &usable()).unwrap_err();
         assert!(
             err.to_string().ends_with(
                 "/etc/subgid; add one with: sudo usermod --add-subgids 196608-262143 alice"
@@ -506,14 +515,7 @@ mod tests {
 
     #[test]
     fn only_a_fallback_to_one_id_warns_and_it_names_the_fix() {
-        let free = Some(IdRange {
-            start: 196608,
-            count: 65536,
-        });
-        let none = SubIds {
-            free,
-            ..SubIds::default()
-        };
+        let none = no_entries();
         for mode in [UsernsMode::Auto, UsernsMode::KeepId] {
             let w = plan(mode, &caller(), &none, &usable())
                 .unwrap()
