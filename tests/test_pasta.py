@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from probe import containers, ok  # noqa: F401
+from probe import containers, ok, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.skipif(
     shutil.which("pasta") is None,
@@ -70,15 +70,6 @@ def pastas_with(marker):
                 and any(marker.encode() in a for a in argv):
             found.append(int(pid))
     return found
-
-
-def wait_until(pred, timeout=5.0, step=0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -146,7 +137,7 @@ def test_published_tcp_port_answers_on_loopback_and_the_host_address(h, containe
             except OSError:
                 return ""
         for addr in ["127.0.0.1", host_address(iface)]:
-            assert wait_until(lambda: "served-by-container" in get(addr)), addr
+            wait_until(lambda: "served-by-container" in get(addr), f"the container's server at {addr}")
         rows = json.loads(ok(h.user.run([h.kennel, "ps", "--format", "json"])))
         row = next(r for r in rows if r["name"] == "pasta-tcp")
         assert row["network"] == "pasta"
@@ -246,19 +237,19 @@ def test_pasta_is_gone_after_exit_and_after_sigkill_of_the_runner(h):
     proc = h.user.popen([h.kennel, "run", "--rootfs", h.rootfs, "--net", "pasta", "-p", marker,
                          "--", "sleep", "30"], stdin=subprocess.DEVNULL)
     try:
-        assert wait_until(lambda: pastas_with(marker)), "pasta never started"
+        wait_until(lambda: pastas_with(marker), "pasta to start")
         proc.kill()
         proc.wait()
-        assert wait_until(lambda: not pastas_with(marker)), f"pasta outlived its runner: {pastas_with(marker)}"
+        wait_until(lambda: not pastas_with(marker), "pasta to end with its runner")
         # Its directory (pid file, log, resolv.conf) went with it.
         left = lambda: [d for d in os.listdir(h.user.runtime_dir)
                         if d.startswith(f"kennel-pasta.{proc.pid}.")]
-        assert wait_until(lambda: not left()), left()
+        wait_until(lambda: not left(), "pasta's directory to go")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert wait_until(lambda: port_free(port)), f"host port {port} still bound after the runner's SIGKILL"
+    wait_until(lambda: port_free(port), f"host port {port} to be free after the runner's SIGKILL")
 
 
 def port_free(port):
@@ -379,6 +370,6 @@ def test_oci_bundle_annotation_gets_pasta_until_the_container_ends(h, oci_runtim
         route = ok(h.user.run([oci_runtime, "exec", name, "ip", "route"], env=env))
         assert route.startswith("default via"), route
         ok(h.user.run([oci_runtime, "kill", name, "KILL"], env=env))
-        assert wait_until(lambda: not pastas_with(f"{port}:80")), "pasta outlived the OCI container"
+        wait_until(lambda: not pastas_with(f"{port}:80"), "pasta to end with the OCI container")
     finally:
         h.user.run([oci_runtime, "delete", "--force", name], env=env)
