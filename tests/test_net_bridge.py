@@ -104,6 +104,14 @@ def run_bridged(h, *flags, cmd, user=None, bridge=BRIDGE, **kw):
                           *flags, "--", *cmd], **kw)
 
 
+
+def listener(port):
+    """A container command printing what one TCP connection to `port`
+    sends. busybox nc, its stdin at EOF (/dev/null), may close the
+    connection before reading it; an open pipe keeps it reading."""
+    return f"sleep 30 | nc -l -p {port}"
+
+
 class Bridged:
     """Named bridged containers started in the background, always stopped."""
 
@@ -187,7 +195,7 @@ print(peer[0], c.recv(100).decode().strip(), flush=True)
 
     # Host -> container: its address (from `kennel ps`) answers ping, and
     # a server inside receives what the host sends.
-    proc, address = bridged.start("nbr-listen", "nc -l -p 7101")
+    proc, address = bridged.start("nbr-listen", listener(7101))
     assert address.startswith("10.250.77."), address
     ping = as_root(["busybox", "ping", "-c1", "-W2", address])
     assert ping.returncode == 0, ping.stdout + ping.stderr
@@ -206,7 +214,7 @@ c.sendall(b"from-host\\n"); c.close()
 
 
 def test_two_containers_on_one_bridge_reach_each_other(h, net, bridged):
-    proc, a = bridged.start("nbr-a", "nc -l -p 7102")
+    proc, a = bridged.start("nbr-a", listener(7102))
     out = run_bridged(h, cmd=["sh", "-c", f"ip -4 -o addr show eth0; echo from-b | nc {a} 7102"])
     assert out.returncode == 0, out.stderr
     assert f"inet {a}/" not in out.stdout, "both containers got the same address"
