@@ -4,9 +4,9 @@
 //! `kennel-seccomp` beside the records' directory (see `dir`), named by
 //! what it was compiled
 //! from: kennel's version, its compiling code's text, libseccomp's
-//! version, and the profile's SHA-256 (or,
-//! for kennel's default profile, its text's, the capabilities and the
-//! architecture, which need no serialising).
+//! version, and the profile's SHA-256 (or, for kennel's default profile,
+//! which is part of the binary, a name spelt out from the same parts,
+//! the capabilities and the architecture: no hashing at every start).
 //!
 //! A program is what stands between the container and the kernel, so a
 //! kept one is trusted only from a directory and file that are ours and
@@ -26,14 +26,20 @@ use super::Filter;
 /// The kernel's limit (BPF_MAXINSNS).
 const MAX_INSTRUCTIONS: usize = 4096;
 
+/// The libseccomp this binary runs with (the distribution build links it
+/// dynamically, so it can change under a kept program).
+fn libseccomp_version() -> String {
+    libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_default()
+}
+
 /// The name of the program compiled from `what`.
 pub fn key(what: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     h.update(super::COMPILER_ID.to_le_bytes());
-    if let Ok(v) = libseccomp::ScmpVersion::current() {
-        h.update(format!("libseccomp {}.{}.{}", v.major, v.minor, v.micro).as_bytes());
-    }
+    h.update(format!("libseccomp {}", libseccomp_version()).as_bytes());
     for part in what {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
@@ -42,6 +48,21 @@ pub fn key(what: &[&[u8]]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect::<String>()
+}
+
+/// The name of kennel's default profile compiled for `arch` and a
+/// bounding set of `capabilities` (a mask of capability numbers). Every
+/// part is spelt out, so two names are equal exactly when the programs
+/// would be; the profile's own text is in the binary and named by
+/// `profile_id`, so no SHA-256 is needed (whose CPU feature probe alone
+/// costs a start more than the rest of this).
+pub fn default_key(profile_id: u64, arch: &str, capabilities: u64) -> String {
+    format!(
+        "default-{}-{:016x}-{profile_id:016x}-{arch}-{capabilities:016x}-libseccomp-{}",
+        env!("CARGO_PKG_VERSION"),
+        super::COMPILER_ID,
+        libseccomp_version()
+    )
 }
 
 fn is_ours_alone(meta: &std::fs::Metadata) -> bool {
@@ -208,5 +229,19 @@ mod tests {
     fn keys_differ_with_every_part() {
         assert_ne!(key(&[b"ab", b"c"]), key(&[b"a", b"bc"]));
         assert_eq!(key(&[b"x"]), key(&[b"x"]));
+    }
+
+    #[test]
+    fn default_keys_differ_with_every_part_and_are_file_names() {
+        let base = default_key(1, "x86_64", 0b101);
+        for other in [
+            default_key(2, "x86_64", 0b101),
+            default_key(1, "aarch64", 0b101),
+            default_key(1, "x86_64", 0b100),
+        ] {
+            assert_ne!(base, other);
+        }
+        assert_eq!(base, default_key(1, "x86_64", 0b101));
+        assert!(!base.contains('/') && base.len() < 255, "{base}");
     }
 }

@@ -146,15 +146,8 @@ pub fn resolve(
             "the annotation {ANNOTATION}=default asks for kennel's default seccomp profile, and linux.seccomp for another: keep one"
         ),
         (Some("default"), None) => {
-            let mut caps: Vec<String> = bounding.iter().map(|c| c.to_string()).collect();
-            caps.sort();
-            let key = cache::key(&[
-                b"default",
-                &profile::DEFAULT_ID.to_le_bytes(),
-                arch.as_bytes(),
-                caps.join(",").as_bytes(),
-            ]);
-            (key, None)
+            let mask = bounding.iter().fold(0u64, |m, c| m | c.bitmask());
+            (cache::default_key(profile::DEFAULT_ID, arch, mask), None)
         }
         (Some("unconfined"), Some(_)) => bail!(
             "the annotation {ANNOTATION}=unconfined says the container has no seccomp profile, and linux.seccomp has one: keep one"
