@@ -303,6 +303,16 @@ def test_command_path_not_found(h, rootfs):
     assert "/no/such/command" in line
 
 
+def test_a_command_on_path_that_is_a_symlink_loop_is_named_not_called_missing(h):
+    """A busybox tree whose program was linked over itself: the name is on
+    PATH but cannot be reached, which is what the message says."""
+    looped = copy_rootfs(h)
+    os.symlink("looped", os.path.join(looped, "bin", "looped"))
+    line = fails(attempt(h, looped, cmd=["looped"]), 126)
+    assert '"/bin/looped"' in line and "symbolic links" in line, line
+    assert "not found" not in line, line
+
+
 @pytest.mark.parametrize("init", [False, True], ids=["no-init", "init"])
 def test_command_not_executable(h, rootfs, init):
     flags = ["--init"] if init else []

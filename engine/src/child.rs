@@ -585,16 +585,40 @@ fn find_program(p: &ProcessPlan) -> Step<CString> {
             .find_map(|e| e.strip_prefix("PATH="))
             .unwrap_or(crate::DEFAULT_PATH);
         let mut found = None;
+        // A name that is there but cannot be reached (a symlink loop, a
+        // directory we may not search) is reported as itself, as execvp
+        // does, not as missing.
+        let mut unreachable = None;
         for dir in search.split(':').filter(|d| !d.is_empty()) {
             let candidate = Path::new(dir).join(cmd);
-            if candidate.is_file() {
-                found = Some(candidate);
-                break;
+            match std::fs::metadata(&candidate) {
+                Ok(meta) if meta.is_file() => {
+                    found = Some(candidate);
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+                    if !matches!(errno, Errno::ENOENT | Errno::ENOTDIR) && unreachable.is_none() {
+                        unreachable = Some((candidate, errno));
+                    }
+                }
             }
         }
-        match found {
-            Some(f) => f,
-            None => {
+        match (found, unreachable) {
+            (Some(f), _) => f,
+            (None, Some((candidate, errno))) => {
+                return Err(ChildFailure::new(
+                    Stage::Exec,
+                    errno,
+                    Some(candidate.to_string_lossy().into_owned()),
+                )
+                .with_detail(format!(
+                    "{}, looking it up on the container's PATH",
+                    errno.desc()
+                )))
+            }
+            (None, None) => {
                 return Err(
                     ChildFailure::new(Stage::Exec, Errno::ENOENT, Some(cmd.clone()))
                         .with_detail(format!("not found in the container's PATH ({search})")),

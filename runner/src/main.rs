@@ -43,7 +43,9 @@ fn exit_code(e: &kennel_engine::Error) -> i32 {
     match e {
         kennel_engine::Error::Container(f) if f.stage == Stage::Exec => match f.errno() {
             Errno::ENOENT => EXIT_NOT_FOUND,
-            Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::EPERM => EXIT_CANNOT_EXECUTE,
+            Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::EPERM | Errno::ELOOP => {
+                EXIT_CANNOT_EXECUTE
+            }
             _ => EXIT_KENNEL,
         },
         _ => EXIT_KENNEL,
