@@ -101,6 +101,12 @@ def test_rootfs_import_without_subordinate_ids_names_the_fix(h):
     images = h.tempdir(owner=h.nosub)
     tarball = os.path.join(images, "image.tar")
     _image_tar(h, tarball)
-    cp = h.nosub.run([h.kennel, "rootfs", "import", tarball, os.path.join(images, "out")], timeout=20)
+    out = os.path.join(images, "out")
+    cp = h.nosub.run([h.kennel, "rootfs", "import", tarball, out], timeout=20)
     assert cp.returncode == 125, describe(cp)
     assert "/etc/subuid" in cp.stderr and "usermod" in cp.stderr, cp.stderr
+    # In the command's own terms (the user never typed --userns), with the
+    # way on for a one-id container, and nothing made.
+    assert "--userns" not in cp.stderr, cp.stderr
+    assert f"mkdir {out} && tar -xf {tarball} -C {out}" in cp.stderr, cp.stderr
+    assert not os.path.lexists(out), "the refused import left its directory behind"

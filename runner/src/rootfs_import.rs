@@ -3,6 +3,9 @@
 //! inside a container with the full subordinate map (`--userns=subids`),
 //! so tar's chown to the image's owners goes through the user's map: the
 //! image's root becomes the user, its uid N their subordinate id N-1.
+//! Without subordinate ids there is no such map: the import stops before
+//! touching DIR and names both the fix and the plain unpack that suits a
+//! one-id container.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +13,28 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use crate::cli::{Cli, Command, RunArgs};
+use crate::idmap::{self, Caller, SubIds};
+
+/// Why the import cannot keep the image's owners for `user`, and the two
+/// ways on: subordinate ids, or a plain unpack for one-id containers.
+/// Checked before DIR is made, so a refusal leaves nothing behind.
+fn missing_subids(user: &str, subids: &SubIds, tarball: &Path, dir: &Path) -> Option<String> {
+    let file = if subids.uids.is_empty() {
+        "/etc/subuid"
+    } else if subids.gids.is_empty() {
+        "/etc/subgid"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "rootfs import: {user} has no subordinate ids (no entry in {file}), so the image's owners other than root cannot be kept; \
+         add a range with: {}, and run this again; or, for containers with a single id (every file yours, root inside), \
+         unpack it as yourself: mkdir {dir} && tar -xf {tarball} -C {dir} --exclude='./dev/*'",
+        idmap::usermod_fix(user, subids),
+        dir = dir.display(),
+        tarball = tarball.display(),
+    ))
+}
 
 /// The checked, absolute paths, and DIR made if it does not exist.
 fn prepare(tarball: &Path, dir: &Path) -> Result<(PathBuf, PathBuf)> {
@@ -50,6 +75,14 @@ fn prepare(tarball: &Path, dir: &Path) -> Result<(PathBuf, PathBuf)> {
 
 /// The `kennel run` that unpacks `tarball` into `dir`.
 pub fn run_args(tarball: &Path, dir: &Path) -> Result<RunArgs> {
+    let caller = Caller::current();
+    // Root's map is the identity (or the ids of the namespace it is in).
+    if caller.uid != 0 {
+        if let Some(why) = missing_subids(&caller.name, &idmap::read_subids(&caller), tarball, dir)
+        {
+            bail!(why);
+        }
+    }
     let (tarball, dir) = prepare(tarball, dir)?;
     let argv: Vec<String> = [
         "kennel",
@@ -82,5 +115,48 @@ pub fn run_args(tarball: &Path, dir: &Path) -> Result<RunArgs> {
     match Cli::try_parse_from(argv)?.command {
         Command::Run(args) => Ok(*args),
         _ => unreachable!("the argv above is a run command"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kennel_idmap::IdRange;
+
+    #[test]
+    fn without_subordinate_ids_both_ways_on_are_named() {
+        let none = SubIds::default();
+        let why = missing_subids("alice", &none, Path::new("/t/a.tar"), Path::new("/t/a")).unwrap();
+        assert!(why.contains("no entry in /etc/subuid"), "{why}");
+        assert!(why.contains("sudo usermod --add-subuids"), "{why}");
+        assert!(
+            why.contains("mkdir /t/a && tar -xf /t/a.tar -C /t/a"),
+            "{why}"
+        );
+        assert!(!why.contains("--userns"), "{why}");
+    }
+
+    #[test]
+    fn with_both_ranges_nothing_is_refused() {
+        let range = IdRange {
+            start: 100000,
+            count: 65536,
+        };
+        let both = SubIds {
+            uids: vec![range],
+            gids: vec![range],
+            free: None,
+        };
+        assert_eq!(
+            missing_subids("alice", &both, Path::new("/a.tar"), Path::new("/a")),
+            None
+        );
+        let uids_only = SubIds {
+            uids: vec![range],
+            ..SubIds::default()
+        };
+        let why =
+            missing_subids("alice", &uids_only, Path::new("/a.tar"), Path::new("/a")).unwrap();
+        assert!(why.contains("no entry in /etc/subgid"), "{why}");
     }
 }
