@@ -195,7 +195,11 @@ pub fn find_helper_program(name: &str) -> Option<PathBuf> {
     if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
         if let Some(dir) = exe.parent() {
             candidates.push(dir.join(name));
-            candidates.push(dir.join("../libexec/kennel").join(name));
+            // The exe's path is canonical, so its grandparent is the real
+            // `..`, and messages show /usr/libexec, not /usr/bin/../libexec.
+            if let Some(prefix) = dir.parent() {
+                candidates.push(prefix.join("libexec/kennel").join(name));
+            }
         }
     }
     candidates.push(libexec_dir().join(name));
