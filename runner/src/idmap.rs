@@ -48,8 +48,18 @@ pub struct IdPlan {
 /// Why a one-id container matters (the first `apt-get` fails with
 /// `setgroups 0 failed`), then the cause and its fix from `err`.
 fn one_id_warning(map: &str, err: &PlanError) -> String {
+    // The user asked for no mode (auto and keep-id are the defaults), so
+    // a missing range is said without naming one.
+    let more = match err {
+        PlanError::NoSubIds {
+            user, file, fix, ..
+        } => {
+            format!("{user} has no subordinate ids (no entry in {file}); add a range with: {fix}")
+        }
+        other => other.to_string(),
+    };
     format!(
-        "the container has a single id ({map}), so programs that switch users or groups (apt-get, su) fail inside; for more: {err} (--userns=single asks for one id and says nothing)"
+        "the container has a single id ({map}), so programs that switch users or groups (apt-get, su) fail inside; for more ids: {more} (--userns=single asks for one id and says nothing)"
     )
 }
 
@@ -522,6 +532,14 @@ mod tests {
                 .one_id_warning
                 .unwrap();
             assert!(w.contains("single id"), "{w}");
+            assert!(
+                w.contains("for more ids: alice has no subordinate ids (no entry in /etc/subuid)"),
+                "{w}"
+            );
+            assert!(
+                !w.contains("--userns=auto") && !w.contains("--userns=keep-id"),
+                "{w}"
+            );
             assert!(
                 w.contains("sudo usermod --add-subuids 196608-262143"),
                 "{w}"
