@@ -41,6 +41,9 @@ ROOT_PACKAGES = ["libcap2-bin", "man-db", "libseccomp2"]
 ROOT_VERSION = "1"
 PKG_USER = "kuser"
 PKG_UID = 1000
+# A user with no subordinate ids, as a new user on a machine may be.
+NOSUB_USER = "knosub"
+NOSUB_UID = 1001
 SUBID_START = 100000
 HELPER = "/usr/libexec/kennel/kennel-idmap"
 NET_HELPER = "/usr/libexec/kennel/kennel-net"
@@ -249,12 +252,28 @@ def _tree_files(tree):
     return found
 
 
-def test_installed_deb_runs_a_full_map_container_and_purges_clean(packages, tmp_path):
+class Installed:
+    """A fresh copy of the debootstrap with the .deb installed by apt; `before`
+    is its file list before the install, for the purge to be checked against."""
+
+    def __init__(self, tree, before, in_tree):
+        self.tree, self.before, self.in_tree = tree, before, in_tree
+
+
+@pytest.fixture(scope="module")
+def installed(packages, tmp_path_factory):
+    """Installed once for the module's tests; the purge test, last in the
+    file, takes it away again."""
     deb, _, _ = packages
     base = _fresh_root()
-    tree = str(tmp_path / "root")
+    tree = str(tmp_path_factory.mktemp("installed") / "root")
     _run(["cp", "-a", "--reflink=auto", base, tree])
     os.chmod(tree, 0o755)  # the system's /, which mkdtemp made 0700
+    # A second user as an administrator leaves one who predates /etc/subuid:
+    # Debian's useradd gives a range, so it is taken away again.
+    user = _in_root(tree, f"useradd -m -u {NOSUB_UID} -s /bin/bash {NOSUB_USER} && "
+                          f"sed -i '/^{NOSUB_USER}:/d' /etc/subuid /etc/subgid")
+    assert user.returncode == 0, user.stdout + user.stderr
     before = _tree_files(tree)
     # apt wants the package's own file name, and a path that is absolute.
     in_tree = f"/root/{os.path.basename(deb)}"
@@ -264,7 +283,15 @@ def test_installed_deb_runs_a_full_map_container_and_purges_clean(packages, tmp_
                        timeout=600)
     assert install.returncode == 0, install.stdout + install.stderr
     assert "could not give" not in install.stdout, install.stdout
+    yield Installed(tree, before, in_tree)
+    shutil.rmtree(tree, ignore_errors=True)
 
+
+NEW_USER_TEST_HERE
+
+
+def test_installed_deb_runs_a_full_map_container_and_purges_clean(installed):
+    tree, before, in_tree = installed.tree, installed.before, installed.in_tree
     caps = _in_root(tree, f"getcap {HELPER}")
     assert caps.stdout.split()[1:] == ["cap_setgid,cap_setuid=ep"], caps.stdout + caps.stderr
     net_caps = _in_root(tree, f"getcap {NET_HELPER}")

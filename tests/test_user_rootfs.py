@@ -17,13 +17,18 @@ from probe import copy_rootfs, describe, ok, run, tree
 
 def _image_tar(h, dest):
     """The harness's busybox tree as a root-owned layer, plus a file owned
-    by uid 100 and gid 200, as an image would have."""
+    by uid 100 and gid 200, as an image would have, a file in its /dev and
+    one in another directory named dev."""
     write_rootfs_tar(h.rootfs, dest)
     with tarfile.open(dest, "a", format=tarfile.PAX_FORMAT) as tar:
         info = tarfile.TarInfo("var/spool-owned-by-100")
         data = b"spool\n"
         info.size, info.uid, info.gid, info.mode = len(data), 100, 200, 0o640
         tar.addfile(info, io.BytesIO(data))
+        for name in ["usr/lib/dev/kept", "dev/not-a-device"]:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
     os.chmod(dest, 0o644)
 
 
@@ -89,6 +94,9 @@ def test_rootfs_import_unpacks_an_image_through_the_users_map(h):
     assert os.lstat(os.path.join(dest, "bin", "busybox")).st_uid == u.uid
     st = os.lstat(os.path.join(dest, "var", "spool-owned-by-100"))
     assert (st.st_uid, st.st_gid) == (u.subid_start + 99, u.subid_start + 199)
+    # Only the image's own /dev is left out, not another directory named dev.
+    assert os.path.isfile(os.path.join(dest, "usr", "lib", "dev", "kept")), "a file under usr/lib/dev was dropped"
+    assert os.listdir(os.path.join(dest, "dev")) == [], os.listdir(os.path.join(dest, "dev"))
     out = ok(run(h, "--net=private", rootfs=dest,
                  cmd=["stat", "-c", "%u:%g", "/bin/busybox", "/var/spool-owned-by-100"]))
     assert out.split() == ["0:0", "100:200"]

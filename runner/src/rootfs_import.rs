@@ -105,7 +105,9 @@ pub fn run_args(tarball: &Path, dir: &Path) -> Result<RunArgs> {
         "/import/root",
         "--numeric-owner",
         // Device nodes cannot be made in a user namespace; the container
-        // gets its own /dev.
+        // gets its own /dev. Anchored: tar's default would also drop every
+        // other directory named dev (usr/lib/x/dev/...).
+        "--anchored",
         "--exclude=./dev/*",
         "--exclude=dev/*",
     ]
