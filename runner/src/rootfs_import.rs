@@ -29,7 +29,7 @@ fn missing_subids(user: &str, subids: &SubIds, tarball: &Path, dir: &Path) -> Op
     Some(format!(
         "rootfs import: {user} has no subordinate ids (no entry in {file}), so the image's owners other than root cannot be kept; \
          add a range with: {}, and run this again; or, for containers with a single id (every file yours, root inside), \
-         unpack it as yourself: mkdir {dir} && tar -xf {tarball} -C {dir} --exclude='./dev/*'",
+         unpack it as yourself: mkdir {dir} && tar -xf {tarball} -C {dir} --anchored --exclude='./dev/*' --exclude='dev/*'",
         idmap::usermod_fix(user, subids),
         dir = dir.display(),
         tarball = tarball.display(),
