@@ -14,19 +14,25 @@ kernel refuses user namespaces to a chrooted process, and bwrap would mount
 the tree nosuid, which voids file capabilities. There an ordinary user runs
 a container with the full subordinate map through the packaged helper, `man`
 renders the pages, bash loads the completions, and `apt-get purge` must
-leave the tree as it was. This costs a directory copy and no VM boot, which
+leave the tree as it was. Before that, a second user without subordinate
+ids follows the README's first hour: `kennel run -- id`, `kennel doctor`,
+a root filesystem and a container on it. This costs a directory copy and no VM boot, which
 the systemd-less checks here do not need.
 """
 
 import fcntl
 import glob
 import hashlib
+import io
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
+import tarfile
 import tempfile
+import types
 
 import pytest
 
@@ -287,7 +293,82 @@ def installed(packages, tmp_path_factory):
     shutil.rmtree(tree, ignore_errors=True)
 
 
-NEW_USER_TEST_HERE
+def _image_tarball(dest):
+    """A small image tarball, as `podman export` would give: the harness's
+    busybox tree owned by root, plus a file of uid 100's."""
+    rootfs = tempfile.mkdtemp(prefix="kennel-pkg-image-")
+    try:
+        conftest._build_rootfs(rootfs, types.SimpleNamespace(uid=0, gid=0))
+        conftest.write_rootfs_tar(rootfs, dest)
+    finally:
+        shutil.rmtree(rootfs)
+    with tarfile.open(dest, "a", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("var/owned-by-100")
+        info.uid = info.gid = 100
+        tar.addfile(info, io.BytesIO(b""))
+    os.chown(dest, NOSUB_UID, NOSUB_UID)
+
+
+def test_a_new_user_without_subordinate_ids_follows_the_readme(installed):
+    """The README's first hour after `apt install`, for a user the
+    administrator never gave subordinate ids, logged in with `su -` (no
+    XDG_RUNTIME_DIR) on a machine without systemd or logind."""
+    tree = installed.tree
+    home = f"/home/{NOSUB_USER}"
+    images = f"{home}/images"
+    os.makedirs(tree + images)
+    os.chown(tree + images, NOSUB_UID, NOSUB_UID)
+    _image_tarball(f"{tree}{images}/image.tar")
+    as_user = (f"cd {home} && setpriv --reuid={NOSUB_UID} --regid={NOSUB_UID} --init-groups "
+               f"env -i PATH=/usr/bin:/bin HOME={home} USER={NOSUB_USER} LOGNAME={NOSUB_USER} ")
+    try:
+        # `kennel run -- id`: it runs, with one id, and says once how to get more.
+        run = _in_root(tree, as_user + "kennel run -- id -u")
+        assert run.returncode == 0 and run.stdout == f"{NOSUB_UID}\n", run.stdout + run.stderr
+        [notice] = run.stderr.splitlines()
+        assert notice.startswith("kennel: the container has a single id") and \
+            f"{NOSUB_USER} has no subordinate ids" in notice and \
+            re.search(rf"usermod --add-subuids \d+-\d+ --add-subgids \d+-\d+ {NOSUB_USER}\b", notice), notice
+
+        # `kennel doctor`: true for this machine. Containers start; the
+        # missing range is named with its fix; nothing about systemd or
+        # logind, which this machine does not have.
+        doctor = _in_root(tree, as_user + "kennel doctor")
+        out = doctor.stdout
+        assert doctor.returncode == 0 and doctor.stderr == "", out + doctor.stderr
+        assert f"warn  subordinate uids: {NOSUB_USER} has no entry in /etc/subuid" in out, out
+        assert re.search(rf"fix: .*usermod --add-subuids \d+-\d+ .*{NOSUB_USER}", out), out
+        assert f"ok    kennel-idmap helper: {HELPER} has cap_setuid,cap_setgid=ep" in out, out
+        assert f"ok    runtime directory: /tmp/kennel-run-{NOSUB_UID}" in out, out
+        assert "will not start" not in out and "FAIL" not in out, out
+        assert out.rstrip().splitlines()[-1].startswith("no check failed: containers can start"), out
+        for hint in ["systemctl", "loginctl", "linger", "systemd.unified_cgroup_hierarchy", "/run/user", "/../"]:
+            assert hint not in out, f"doctor says {hint!r}, which does not apply here:\n{out}"
+
+        # A root filesystem the README's way: `kennel rootfs import` stops
+        # without subordinate ids and names the one-id unpack, which works.
+        dest = f"{images}/alpine"
+        refused = _in_root(tree, as_user + f"kennel rootfs import {images}/image.tar {dest}")
+        assert refused.returncode == 125 and "no subordinate ids" in refused.stderr, refused.stderr
+        assert not os.path.lexists(tree + dest), "the refused import made its directory"
+        m = re.search(r"unpack it as yourself: (mkdir .*)$", refused.stderr.strip())
+        assert m and "tar -xf" in m.group(1), refused.stderr
+        unpack = _in_root(tree, as_user + f"sh -c {shlex.quote(m.group(1))}")
+        assert unpack.returncode == 0 and unpack.stderr == "", unpack.stderr
+
+        probe = "id -u; stat -c %u /var/owned-by-100; cat /images/note; touch /x 2>/dev/null || echo read-only"
+        with open(f"{tree}{home}/note", "w") as f:
+            f.write("from the host\n")
+        run = _in_root(tree, as_user + f"kennel run --rootfs {dest} --read-only -v {home}/note:/images/note:ro "
+                                       f"-- sh -c {shlex.quote(probe)}")
+        assert run.returncode == 0, run.stdout + run.stderr
+        # Every file is the user's, root inside: the one owner a one-id
+        # container can show.
+        assert run.stdout.split() == ["0", "0", "from", "the", "host", "read-only"], run.stdout + run.stderr
+    finally:
+        shutil.rmtree(tree + images, ignore_errors=True)
+        if os.path.exists(f"{tree}{home}/note"):
+            os.unlink(f"{tree}{home}/note")
 
 
 def test_installed_deb_runs_a_full_map_container_and_purges_clean(installed):
