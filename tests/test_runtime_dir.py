@@ -65,6 +65,27 @@ def test_doctor_names_the_fallback_and_no_missing_directory(h, noxdg):
     assert "XDG_RUNTIME_DIR" in line
 
 
+@pytest.mark.parametrize("whose", ["missing", "another-users"])
+def test_an_unwritable_xdg_runtime_dir_names_the_way_out(h, noxdg, whose):
+    """XDG_RUNTIME_DIR naming a directory nobody made (a login without
+    logind) or another user's (`su` without `-`): --name fails saying so,
+    and the way it names works."""
+    user, fallback = noxdg
+    xdg = f"/run/user/{user.uid}" if whose == "missing" else f"/run/user/{h.user.uid}"
+    if whose == "another-users" and not os.path.isdir(xdg):
+        pytest.skip(f"{xdg} does not exist here")
+    name = f"xdg-{whose}-{os.getpid()}"
+    cp = user.run([h.kennel, "run", "--name", name, "--", "echo", "RAN"], env={"XDG_RUNTIME_DIR": xdg}, timeout=20)
+    assert cp.returncode == 125 and "RAN" not in cp.stdout, describe(cp)
+    [line] = cp.stderr.splitlines()
+    assert line.startswith(f"kennel: cannot create {xdg}/kennel: Permission denied"), line
+    assert f"unset XDG_RUNTIME_DIR (kennel then uses {fallback})" in line, line
+    assert whose != "missing" or not os.path.exists(xdg)
+    # The way out: without it, the same run works.
+    cp = user.run([h.kennel, "run", "--name", name, "--", "echo", "RAN"], timeout=20)
+    assert cp.returncode == 0 and cp.stdout == "RAN\n", describe(cp)
+
+
 @pytest.mark.parametrize("how", ["other-owner", "open-mode"])
 def test_a_planted_fallback_is_refused_and_left_alone(h, noxdg, how):
     """Another user makes /tmp/kennel-run-UID first (or leaves it open):

@@ -76,6 +76,32 @@ pub fn fix(path: &Path) -> String {
     )
 }
 
+/// What makes an unusable `$XDG_RUNTIME_DIR` usable, or lets kennel's own
+/// fallback take over: `su` without `-` keeps the other user's, and a
+/// login without logind names a directory nobody made.
+pub fn env_dir_fix(dir: &Path, uid: u32) -> String {
+    format!(
+        "unset XDG_RUNTIME_DIR (kennel then uses {}), or create it: sudo install -d -m 0700 -o {uid} {}",
+        tmp_fallback(uid).display(),
+        dir.display()
+    )
+}
+
+/// The sentence for a record directory `root` that could not be made,
+/// when it lies in `$XDG_RUNTIME_DIR`.
+pub fn env_dir_hint(root: &Path) -> Option<String> {
+    let env = PathBuf::from(std::env::var_os("XDG_RUNTIME_DIR")?);
+    if root.parent() != Some(env.as_path()) || is_real_root() {
+        return None;
+    }
+    let uid = nix::unistd::geteuid().as_raw();
+    Some(format!(
+        "XDG_RUNTIME_DIR={} is not a directory you can write; {}",
+        env.display(),
+        env_dir_fix(&env, uid)
+    ))
+}
+
 /// `path` made (mode 0700) if missing, and refused with the reason unless
 /// it is then a directory of `uid`'s that no one else may enter.
 pub fn checked_private_dir(path: &Path, uid: u32) -> Result<(), FallbackRefused> {

@@ -173,7 +173,12 @@ fn checked_state_root(root: &Path, create: bool) -> Result<Option<PathBuf>> {
             .recursive(true)
             .mode(0o700)
             .create(&root)
-            .with_context(|| format!("cannot create {}", root.display()))?;
+            .map_err(|e| {
+                let hint = crate::runtime_dir::env_dir_hint(&root)
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
+                anyhow::anyhow!("cannot create {}: {e}{hint}", root.display())
+            })?;
     }
     let md = match std::fs::symlink_metadata(&root) {
         Ok(md) => md,

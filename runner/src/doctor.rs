@@ -256,10 +256,7 @@ fn runtime_dir_check(uid: u32) -> Check {
         warn(
             name,
             format!("XDG_RUNTIME_DIR={shown} is not a directory you can write: --name, ps and exec cannot record containers"),
-            format!(
-                "sudo install -d -m 0700 -o {uid} {shown}, or unset XDG_RUNTIME_DIR (kennel then uses {})",
-                rd::tmp_fallback(uid).display()
-            ),
+            rd::env_dir_fix(&dir.path, uid),
         )
     }
 }
