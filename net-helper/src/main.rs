@@ -55,7 +55,7 @@ use kennel_net::{
     UsageError, LOCK_DIR, LOCK_FILE, POLICY_FILE, USAGE,
 };
 use kennel_sys::cap_helper::{Helper, SelfCheckFailure};
-use netlink::Netlink;
+use netlink::{Link, Netlink};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::sys::stat::{fstat, Mode};
@@ -382,9 +382,8 @@ fn lock() -> Result<Flock<std::fs::File>, Failure> {
 
 /// Deletes kennel-net's links that have no record: their creator died
 /// between making and recording them (we hold the lock, so none is being
-/// made now). Returns how many.
-fn collect_unrecorded(host: &mut Netlink) -> Result<usize, Failure> {
-    let links = host.links().map_err(sys("listing links"))?;
+/// made now), among `links`. Returns how many.
+fn collect_unrecorded(host: &mut Netlink, links: &[Link]) -> usize {
     let mut removed = 0;
     for l in links {
         let recorded = l.alias.as_deref().and_then(Record::parse).is_some();
@@ -392,7 +391,7 @@ fn collect_unrecorded(host: &mut Netlink) -> Result<usize, Failure> {
             removed += 1;
         }
     }
-    Ok(removed)
+    removed
 }
 
 fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result<String, Failure> {
@@ -422,13 +421,14 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
 
     let _lock = lock()?;
     let mut host = Netlink::open().map_err(sys("opening a netlink socket"))?;
-    collect_unrecorded(&mut host)?;
+    let mut links = host.links().map_err(sys("listing links"))?;
+    // What it removes had no record, so counts for nothing below.
+    collect_unrecorded(&mut host, &links);
     // A container that just ended leaves its namespace to the kernel's
     // clean-up, which removes the veth a moment later: give that moment
     // before calling the quota spent.
     let deadline = Instant::now() + DYING_WAIT;
     let (br_index, br_mtu, records) = loop {
-        let links = host.links().map_err(sys("listing links"))?;
         let Some(br) = links.iter().find(|l| l.name == bridge && l.is_bridge) else {
             return Err(Failure::NoBridge {
                 bridge: bridge.into(),
@@ -452,6 +452,7 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
             });
         }
         std::thread::sleep(Duration::from_millis(5));
+        links = host.links().map_err(sys("listing links"))?;
     };
     let used: Vec<Ipv4Addr> = records.iter().map(|r| r.address).collect();
     let address = subnet.pick(&used).ok_or_else(|| Failure::SubnetFull {
@@ -472,14 +473,8 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
         netns: netns_ino,
     };
     let configured = host
-        .links()
-        .map_err(sys("listing links"))
-        .and_then(|links| {
-            links
-                .into_iter()
-                .find(|l| l.name == name)
-                .ok_or_else(|| sys(format!("finding {name}"))(Errno::ENODEV))
-        })
+        .link_named(&name)
+        .map_err(sys(format!("finding {name}")))
         .and_then(|link| {
             host.set_alias(link.index, &record.alias())
                 .map_err(sys(format!("recording {name}")))
@@ -487,11 +482,7 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
         .and_then(|()| configure_inside(sock, address, subnet));
     if let Err(f) = configured {
         // Deleting the host end takes the container's end with it.
-        if let Some(l) = host
-            .links()
-            .ok()
-            .and_then(|ls| ls.into_iter().find(|l| l.name == name))
-        {
+        if let Ok(l) = host.link_named(&name) {
             let _ = host.delete_link(l.index);
         }
         return Err(f);
@@ -508,13 +499,9 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
 fn configure_inside(sock: OwnedFd, address: Ipv4Addr, subnet: Subnet) -> Result<(), Failure> {
     let mut inside = Netlink::from_socket(sys::netlink_socket_from(sock))
         .map_err(sys("using the container's netlink socket"))?;
-    let links = inside
-        .links()
-        .map_err(sys("listing the container's links"))?;
-    let eth0 = links
-        .iter()
-        .find(|l| l.name == "eth0")
-        .ok_or_else(|| sys("finding eth0 in the container")(Errno::ENODEV))?
+    let eth0 = inside
+        .link_named("eth0")
+        .map_err(sys("finding eth0 in the container"))?
         .index;
     inside
         .add_address(eth0, address, subnet.prefix())
@@ -532,7 +519,8 @@ fn configure_inside(sock: OwnedFd, address: Ipv4Addr, subnet: Subnet) -> Result<
 fn gc() -> Result<String, Failure> {
     let _lock = lock()?;
     let mut host = Netlink::open().map_err(sys("opening a netlink socket"))?;
-    let removed = collect_unrecorded(&mut host)?;
+    let links = host.links().map_err(sys("listing links"))?;
+    let removed = collect_unrecorded(&mut host, &links);
     Ok(format!("removed {removed} unrecorded veth(s)\n"))
 }
 

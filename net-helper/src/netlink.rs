@@ -10,7 +10,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -111,10 +111,12 @@ impl Netlink {
 
     /// Every link of the namespace.
     pub fn links(&mut self) -> Result<Vec<Link>, Errno> {
-        let answers = self.request(
-            RouteNetlinkMessage::GetLink(LinkMessage::default()),
-            NLM_F_DUMP,
-        )?;
+        // Without statistics, which the kernel would otherwise gather and
+        // send for every link, and nothing here reads.
+        let mut msg = LinkMessage::default();
+        msg.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        let answers = self.request(RouteNetlinkMessage::GetLink(msg), NLM_F_DUMP)?;
         Ok(answers
             .into_iter()
             .filter_map(|m| match m {
@@ -122,6 +124,22 @@ impl Netlink {
                 _ => None,
             })
             .collect())
+    }
+
+    /// The link named `name` (ENODEV when there is none), asked for alone
+    /// rather than found in a dump of every link.
+    pub fn link_named(&mut self, name: &str) -> Result<Link, Errno> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        self.request(RouteNetlinkMessage::GetLink(msg), 0)?
+            .into_iter()
+            .find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(link_of(l)),
+                _ => None,
+            })
+            .ok_or(Errno::ENODEV)
     }
 
     /// Creates a veth pair: `host` here, enslaved to `controller` and up;
