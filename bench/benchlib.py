@@ -46,11 +46,12 @@ def setup_as_root(binaries=("kennel", "kennel-idmap")):
     return user, bindir, rootfs, scratch
 
 
-def time_interleaved(commands, runs, warmup=20, env=None):
+def time_interleaved(commands, runs, warmup=20, env=None, raw=None):
     """Runs the commands ({name: argv}) in turn, one run each, `runs` times,
     in a new order each round: every command meets the machine in the same
     states (another container's namespaces still being torn down, say). Times spawn to
-    reaped, medians in ms; stdio is /dev/null."""
+    reaped, medians in ms; stdio is /dev/null. Each command's times, in
+    round order, go to `raw` ({name: [ms]}) when it is given."""
     devnull = os.open(os.devnull, os.O_RDWR)
     quiet = [(os.POSIX_SPAWN_DUP2, devnull, fd) for fd in (0, 1, 2)]
     env = env or dict(os.environ)
@@ -74,4 +75,20 @@ def time_interleaved(commands, runs, warmup=20, env=None):
             if i >= warmup:
                 times[name].append(elapsed / 1e6)
     os.close(devnull)
+    if raw is not None:
+        raw.update(times)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def paired_cost(with_it, without_it):
+    """What one thing costs, from two commands timed in the same rounds
+    (`time_interleaved`'s raw times): the median of the per-round
+    differences, which cancels what drifts between rounds (another
+    process's burst, the page cache), and a distribution-free 95%
+    confidence interval of that median (order statistics). In ms."""
+    diffs = sorted(a - b for a, b in zip(with_it, without_it))
+    n = len(diffs)
+    half = 0.98 * n ** 0.5  # 1.96 * sqrt(n) / 2
+    low = max(0, int(n / 2 - half))
+    high = min(n - 1, int(n / 2 + half + 1))
+    return statistics.median(diffs), diffs[low], diffs[high]

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import setup_as_root, time_interleaved  # bench/benchlib.py, next to this script
+from benchlib import paired_cost, setup_as_root, time_interleaved  # bench/benchlib.py, next to this script
 
 
 def peak_rss_kib(argv):
@@ -73,7 +73,8 @@ def measure(bindir, rootfs, runs, rounds, out_json):
         # setuid helpers: the difference to --map-root-user is their cost.
         commands["unshare -U --map-root-user"] = "unshare -U --map-root-user true"
         commands["unshare -U --map-auto (newuidmap+newgidmap)"] = "unshare -U --map-auto --map-root-user true"
-    interleaved = time_interleaved({n: shlex.split(c) for n, c in commands.items()}, runs)
+    raw = {}
+    interleaved = time_interleaved({n: shlex.split(c) for n, c in commands.items()}, runs, raw=raw)
     blocks = time_hyperfine_blocks(commands, runs, rounds)
     rss = peak_rss_kib([kennel, "run", "--net", "private", "--userns=subids", "--rootfs", rootfs, "--", "sleep", "0.3"])
     report = {}
@@ -95,6 +96,10 @@ def measure(bindir, rootfs, runs, rounds, out_json):
             shadow = medians["unshare -U --map-auto (newuidmap+newgidmap)"] - medians["unshare -U --map-root-user"]
             print(f"shadow newuidmap+newgidmap cost (map-auto - map-root-user): {shadow:.2f} ms")
         report[title] = {"medians_ms": medians, "ratio_to_bwrap": {k: m / bwrap for k, m in medians.items()}}
+    cost, low, high = paired_cost(raw["kennel (userns=single)"], raw["kennel (userns=single, seccomp=unconfined)"])
+    print(f"\ndefault seccomp profile cost, paired by round (interleaved): median {cost:.3f} ms, "
+          f"95% CI {low:.3f} to {high:.3f} ms")
+    report["seccomp_profile_cost_paired_ms"] = {"median": cost, "ci95": [low, high]}
     print(f"\nkennel runner peak RSS (VmHWM, while its container runs): {rss} KiB")
     if out_json:
         with open(out_json, "w") as f:
