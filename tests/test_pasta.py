@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from probe import containers, ok, wait_until  # noqa: F401
+from probe import containers, copy_rootfs, describe, ok, tree, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.skipif(
     shutil.which("pasta") is None,
@@ -250,6 +250,37 @@ def test_pasta_is_gone_after_exit_and_after_sigkill_of_the_runner(h):
             proc.kill()
             proc.wait()
     wait_until(lambda: port_free(port), f"host port {port} to be free after the runner's SIGKILL")
+
+
+def test_a_rootfs_without_resolv_conf_is_left_as_it_was(h):
+    """The default network mounts pasta's resolv.conf onto /etc/resolv.conf;
+    a writable tree without one is, after the container ends (normally,
+    with a failing command, or with its runner killed), exactly as it was:
+    no mount point left in it, /etc's mtime included."""
+    rootfs = copy_rootfs(h)
+    point = os.path.join(rootfs, "etc", "resolv.conf")
+    if os.path.lexists(point):
+        os.unlink(point)
+    before = tree(rootfs)
+    base = [h.kennel, "run", "--rootfs", rootfs, "--"]
+    cp = h.user.run(base + ["cat", "/etc/resolv.conf"])
+    assert cp.returncode == 0 and "nameserver 169.254.1.1" in cp.stdout, describe(cp)
+    assert tree(rootfs) == before, "a container's normal exit left the tree changed"
+    cp = h.user.run(base + ["sh", "-c", "exit 3"])
+    assert cp.returncode == 3, describe(cp)
+    assert tree(rootfs) == before, "a failing command left the tree changed"
+
+    proc = h.user.popen(base + ["sh", "-c", "grep -q 169.254.1.1 /etc/resolv.conf && echo up; exec sleep 30"],
+                        stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout.readline() == "up\n", proc.stderr.read()
+        proc.kill()
+        proc.wait()
+        wait_until(lambda: tree(rootfs) == before, "the tree to be as it was after the runner's SIGKILL")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def port_free(port):

@@ -30,6 +30,7 @@ pub mod pasta;
 mod protocol;
 pub mod publish;
 mod reaper;
+mod resolv_point;
 mod rootfs;
 mod run;
 pub mod runtime_dir;

@@ -262,6 +262,9 @@ pub struct Prepared {
     dir: PathBuf,
     /// What the keeper writes to `dir`/resolv.conf, when kennel provides it.
     resolv_conf: Option<String>,
+    /// The writable rootfs where the keeper holds (and may make) the
+    /// mount point of that resolv.conf (see `resolv_point`).
+    resolv_point_in: Option<PathBuf>,
 }
 
 /// Checks what can be checked before anything exists (pasta installed,
@@ -269,8 +272,14 @@ pub struct Prepared {
 /// /etc/resolv.conf to `mounts` unless the spec mounts its own: pasta's
 /// DNS forwarder, which relays to the host's first resolver (one on the
 /// host's loopback too, which the container could not reach), and the
-/// host's search domains, as podman does; read-only.
-pub fn prepare(plan: &PastaPlan, mounts: &mut Vec<MountPlan>) -> Result<Prepared> {
+/// host's search domains, as podman does; read-only. `writable_root` is
+/// the rootfs when the container writes to it in place (not read-only,
+/// not the host sandbox): a mount point it lacks is made there.
+pub fn prepare(
+    plan: &PastaPlan,
+    mounts: &mut Vec<MountPlan>,
+    writable_root: Option<&Path>,
+) -> Result<Prepared> {
     let program = find()
         .ok_or_else(|| anyhow!("{NET_ANNOTATION}=pasta: pasta is not installed; {INSTALL_HINT}"))?;
     check_ports(&plan.publish)?;
@@ -289,6 +298,7 @@ pub fn prepare(plan: &PastaPlan, mounts: &mut Vec<MountPlan>) -> Result<Prepared
         program,
         dir,
         resolv_conf: None,
+        resolv_point_in: None,
     };
     if !mounts.iter().any(|m| m.destination == "/etc/resolv.conf") {
         let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -300,6 +310,7 @@ pub fn prepare(plan: &PastaPlan, mounts: &mut Vec<MountPlan>) -> Result<Prepared
             }
         }
         prepared.resolv_conf = Some(text);
+        prepared.resolv_point_in = writable_root.map(Path::to_path_buf);
         let opts = crate::config::parse_mount_options(&[
             "rbind".into(),
             "ro".into(),
@@ -346,6 +357,11 @@ fn keep(prepared: &Prepared, args: &[String], container: BorrowedFd<'_>, status:
         report(&format!("{e:#}"));
         sys::exit_now(1);
     }
+    // Before "ok": the child looks for the mount point after that.
+    let point = prepared
+        .resolv_point_in
+        .as_deref()
+        .and_then(crate::resolv_point::claim);
     let pasta = match run_until_ready(program, args, dir) {
         Ok(p) => {
             report("ok\n");
@@ -353,6 +369,9 @@ fn keep(prepared: &Prepared, args: &[String], container: BorrowedFd<'_>, status:
         }
         Err(e) => {
             report(&format!("{e:#}"));
+            if let Some(point) = point {
+                point.release();
+            }
             let _ = std::fs::remove_dir_all(dir);
             sys::exit_now(1);
         }
@@ -369,6 +388,9 @@ fn keep(prepared: &Prepared, args: &[String], container: BorrowedFd<'_>, status:
         let _ = sys::pidfd_send_signal(fd.as_fd(), Signal::SIGKILL as i32);
     }
     let _ = waitpid(Pid::from_raw(pasta.id() as i32), None);
+    if let Some(point) = point {
+        point.release();
+    }
     let _ = std::fs::remove_dir_all(dir);
     drop(status);
     sys::exit_now(0)

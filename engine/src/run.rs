@@ -121,7 +121,15 @@ impl Plan {
         let pasta_prepared = match &self.cfg.pasta {
             Some(plan) => {
                 opts.decided("network: pasta");
-                Some(crate::pasta::prepare(plan, &mut self.cfg.mounts)?)
+                let writable_root = match self.cfg.readonly_root {
+                    true => None,
+                    false => self.cfg.root.as_deref(),
+                };
+                Some(crate::pasta::prepare(
+                    plan,
+                    &mut self.cfg.mounts,
+                    writable_root,
+                )?)
             }
             None => None,
         };

@@ -54,10 +54,22 @@ def wait_until(pred, what, timeout=5.0, interval=0.02):
         time.sleep(interval)
 
 
+# The first line of the /etc/resolv.conf mount point pasta's keeper makes
+# in a writable rootfs that lacks one, while a container runs there.
+LIVE_MOUNT_POINT = b"# kennel made this file as the mount point of a running container's"
+
+
 def copy_rootfs(h, owner=None):
-    """A private copy of the busybox rootfs, owned like the original."""
+    """A private copy of the busybox rootfs, owned like the original,
+    without the mount point of a container running on the original just
+    now (it goes when that container ends; a copy would keep it)."""
     dest = h.tempdir(owner=owner)
     subprocess.run(["cp", "-a", h.rootfs + "/.", dest], check=True)
+    point = os.path.join(dest, "etc", "resolv.conf")
+    if os.path.isfile(point) and not os.path.islink(point):
+        with open(point, "rb") as f:
+            if f.read(len(LIVE_MOUNT_POINT)) == LIVE_MOUNT_POINT:
+                os.unlink(point)
     return dest
 
 
