@@ -111,13 +111,15 @@ def crowded_subids(h):
 
 def test_user_without_subordinate_ids_gets_usermod_fix(h, crowded_subids):
     r = doctor(h.nosub, h.kennel)
-    assert check_line(r.stdout, "subordinate uids").startswith("warn"), r.stdout
-    assert check_line(r.stdout, "subordinate gids").startswith("warn"), r.stdout
-    for uids, gids in suggested_blocks(r.stdout, h.nosub.name):
-        # One block for both files, used by nobody, the lowest such.
-        assert uids == gids
-        assert_free_in_both_files(uids)
-        assert uids == crowded_subids
+    line = check_line(r.stdout, "subordinate ids")
+    assert line.startswith("warn") and "/etc/subuid nor in /etc/subgid" in line, r.stdout
+    # One usermod for both files, printed once.
+    assert r.stdout.count("usermod") == 1, r.stdout
+    [(uids, gids)] = suggested_blocks(r.stdout, h.nosub.name)
+    # One block for both files, used by nobody, the lowest such.
+    assert uids == gids
+    assert_free_in_both_files(uids)
+    assert uids == crowded_subids
 
 
 def test_subids_error_suggests_a_free_block(h, crowded_subids):

@@ -336,7 +336,7 @@ def test_a_new_user_without_subordinate_ids_follows_the_readme(installed):
         doctor = _in_root(tree, as_user + "kennel doctor")
         out = doctor.stdout
         assert doctor.returncode == 0 and doctor.stderr == "", out + doctor.stderr
-        assert f"warn  subordinate uids: {NOSUB_USER} has no entry in /etc/subuid" in out, out
+        assert f"warn  subordinate ids: {NOSUB_USER} has no entry in /etc/subuid nor in /etc/subgid" in out, out
         assert re.search(rf"fix: .*usermod --add-subuids \d+-\d+ .*{NOSUB_USER}", out), out
         assert f"ok    kennel-idmap helper: {HELPER} has cap_setuid,cap_setgid=ep" in out, out
         assert f"ok    runtime directory: /tmp/kennel-run-{NOSUB_UID}" in out, out

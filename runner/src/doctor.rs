@@ -134,8 +134,20 @@ fn subid_checks(host: &Host) -> Vec<Check> {
     if host.caller.uid == 0 {
         return vec![ok("subordinate ids", root_ids(host))];
     }
-    let subids = idmap::read_subids(&host.caller);
-    let user = &host.caller.name;
+    subid_outcomes(&host.caller.name, &idmap::read_subids(&host.caller))
+}
+
+/// One check per file, or one for both when both lack the user: the fix
+/// (one usermod for both) is then printed once.
+fn subid_outcomes(user: &str, subids: &idmap::SubIds) -> Vec<Check> {
+    const SINGLE: &str = "containers get a single id (--userns=single)";
+    if subids.uids.is_empty() && subids.gids.is_empty() {
+        return vec![warn(
+            "subordinate ids",
+            format!("{user} has no entry in /etc/subuid nor in /etc/subgid: {SINGLE}"),
+            idmap::usermod_fix(user, subids),
+        )];
+    }
     let mut out = Vec::new();
     for (ranges, file, name) in [
         (&subids.uids, "/etc/subuid", "subordinate uids"),
@@ -153,10 +165,8 @@ fn subid_checks(host: &Host) -> Vec<Check> {
             )),
             None => out.push(warn(
                 name,
-                format!(
-                    "{user} has no entry in {file}: containers get a single id (--userns=single)"
-                ),
-                idmap::usermod_fix(user, &subids),
+                format!("{user} has no entry in {file}: {SINGLE}"),
+                idmap::usermod_fix(user, subids),
             )),
         }
     }
@@ -454,6 +464,50 @@ mod tests {
             .filter(|c| matches!(c.outcome, Outcome::Fail { .. }))
             .map(|c| c.name)
             .collect()
+    }
+
+    fn fixes(checks: &[Check]) -> Vec<&str> {
+        checks
+            .iter()
+            .filter_map(|c| match &c.outcome {
+                Outcome::Warn { fix, .. } | Outcome::Fail { fix, .. } => Some(fix.as_str()),
+                Outcome::Ok(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_user_without_subordinate_ids_reads_the_fix_once() {
+        let free = Some(kennel_idmap::IdRange {
+            start: 165536,
+            count: 65536,
+        });
+        let none = idmap::SubIds {
+            free,
+            ..Default::default()
+        };
+        let checks = subid_outcomes("ann", &none);
+        let names: Vec<_> = checks.iter().map(|c| c.name).collect();
+        assert_eq!(names, ["subordinate ids"]);
+        assert_eq!(
+            fixes(&checks),
+            ["sudo usermod --add-subuids 165536-231071 --add-subgids 165536-231071 ann"]
+        );
+        // Only gids missing: the uid range is reported, the fix adds gids.
+        let no_gids = idmap::SubIds {
+            uids: vec![kennel_idmap::IdRange {
+                start: 100000,
+                count: 65536,
+            }],
+            ..none
+        };
+        let checks = subid_outcomes("ann", &no_gids);
+        let names: Vec<_> = checks.iter().map(|c| c.name).collect();
+        assert_eq!(names, ["subordinate uids", "subordinate gids"]);
+        assert_eq!(
+            fixes(&checks),
+            ["sudo usermod --add-subgids 165536-231071 ann"]
+        );
     }
 
     #[test]
