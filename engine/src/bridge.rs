@@ -78,8 +78,9 @@ pub fn plan(annotations: Option<&HashMap<String, String>>) -> Result<Option<Brid
 pub fn usable_helper() -> Result<PathBuf> {
     let path = crate::ids::find_helper_program(HELPER).ok_or_else(|| {
         anyhow!(
-            "{HELPER} is needed for --net bridge, but it was not found next to kennel, in {} or on PATH; run `sudo make install`",
-            crate::ids::libexec_dir().display()
+            "{HELPER} is needed for --net bridge, but it was not found next to kennel, in {} or on PATH; fix: {}",
+            crate::ids::libexec_dir().display(),
+            crate::install_kind::Installed::this().missing_helper_fix(HELPER)
         )
     })?;
     let granted = crate::sys::file_capabilities(&path)
@@ -88,9 +89,9 @@ pub fn usable_helper() -> Result<PathBuf> {
         .is_some_and(|data| crate::ids::grants_caps(&data, CAP_NET_ADMIN_BIT));
     if !granted {
         bail!(
-            "{HELPER}'s file capability is needed for --net bridge, but {} has none; fix with: sudo setcap cap_net_admin=ep {}",
+            "{HELPER}'s file capability is needed for --net bridge, but {} has none; fix with: {}",
             path.display(),
-            path.display()
+            crate::install_kind::Installed::this().capabilities_fix(&path, "cap_net_admin=ep")
         );
     }
     if crate::ids::on_nosuid_mount(&path) {

@@ -109,10 +109,20 @@ pub enum PlanError {
         /// The command that adds what is missing (`usermod_fix`).
         fix: String,
     },
-    #[error("the kennel-idmap helper is needed for {what}, but it was not found next to kennel, in {libexec} or on PATH; run `sudo make install`")]
-    HelperNotFound { what: String, libexec: String },
-    #[error("kennel-idmap's file capabilities are needed for {what}, but {path} has none; fix with: sudo setcap cap_setuid,cap_setgid=ep {path}", path = path.display())]
-    HelperNoCapabilities { what: String, path: PathBuf },
+    #[error("the kennel-idmap helper is needed for {what}, but it was not found next to kennel, in {libexec} or on PATH; fix: {fix}")]
+    HelperNotFound {
+        what: String,
+        libexec: String,
+        /// How to install it, for the way kennel was installed.
+        fix: String,
+    },
+    #[error("kennel-idmap's file capabilities are needed for {what}, but {path} has none; fix with: {fix}", path = path.display())]
+    HelperNoCapabilities {
+        what: String,
+        path: PathBuf,
+        /// The setcap line, and the package's own way for a package.
+        fix: String,
+    },
     #[error("kennel-idmap is needed for {what}, but no_new_privs is set on this process, so the kernel ignores its file capabilities; run kennel from a shell without no_new_privs (or use --userns=single)")]
     NoNewPrivs { what: String },
     #[error("kennel-idmap's file capabilities are needed for {what}, but {path} is on a file system mounted nosuid, where the kernel ignores them; install it on one mounted without nosuid (`findmnt -T {path}` shows the options), or use --userns=single", path = path.display())]
@@ -144,10 +154,13 @@ pub fn usable_helper(helper: &HelperState, what: &str) -> Result<PathBuf, PlanEr
                 }
                 _ => libexec_dir().display().to_string(),
             },
+            fix: crate::install_kind::Installed::this().missing_helper_fix("kennel-idmap"),
         }),
         HelperState::NoCapabilities(path) => Err(PlanError::HelperNoCapabilities {
             what,
             path: path.clone(),
+            fix: crate::install_kind::Installed::this()
+                .capabilities_fix(path, "cap_setuid,cap_setgid=ep"),
         }),
         HelperState::CallerHasNoNewPrivs(_) => Err(PlanError::NoNewPrivs { what }),
         HelperState::OnNosuidMount(path) => Err(PlanError::HelperOnNosuid {

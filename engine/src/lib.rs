@@ -21,6 +21,7 @@ pub mod exec;
 mod hooks;
 pub mod ids;
 mod inroot;
+pub mod install_kind;
 mod landlock;
 pub mod lifecycle;
 mod maps;

@@ -5,6 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::Result;
+use kennel_engine::install_kind::Installed;
 use nix::errno::Errno;
 
 use crate::idmap::{self, HelperState};
@@ -175,11 +176,12 @@ fn subid_outcomes(user: &str, subids: &idmap::SubIds) -> Vec<Check> {
 
 fn helper_checks() -> Vec<Check> {
     let name = "kennel-idmap helper";
+    let installed = Installed::this();
     let Some(path) = idmap::find_helper() else {
         return vec![warn(
             name,
             format!("not found next to kennel, in {} or on PATH: only single-id containers are possible", idmap::libexec_dir().display()),
-            "sudo make install",
+            installed.missing_helper_fix("kennel-idmap"),
         )];
     };
     let shown = path.display().to_string();
@@ -201,12 +203,12 @@ fn helper_checks() -> Vec<Check> {
         HelperState::NoCapabilities(_) => out.push(fail(
             name,
             format!("{shown} lacks its file capabilities"),
-            format!("sudo setcap cap_setuid,cap_setgid=ep {shown}"),
+            installed.capabilities_fix(&path, "cap_setuid,cap_setgid=ep"),
         )),
         HelperState::OnNosuidMount(_) => out.push(warn(
             name,
             format!("{shown} has cap_setuid,cap_setgid=ep, but its file system is mounted nosuid, so the kernel ignores them: containers get a single id"),
-            format!("install kennel-idmap on a file system mounted without nosuid (`findmnt -T {shown}` shows the options), e.g. sudo make install"),
+            installed.nosuid_fix(&path),
         )),
         HelperState::CallerHasNoNewPrivs(_) => {
             out.push(ok(name, format!("{shown} has cap_setuid,cap_setgid=ep")))

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use kennel_engine::bridge::HELPER;
 use kennel_engine::ids::Caller;
+use kennel_engine::install_kind::Installed;
 use kennel_net::{parse_policy, Requester, LOCK_FILE, POLICY_FILE};
 
 use crate::doctor::{fail, ok, warn, Check};
@@ -34,6 +35,7 @@ fn group_names() -> Vec<String> {
 }
 
 fn helper_check() -> Check {
+    let installed = Installed::this();
     let Some(path) = kennel_engine::ids::find_helper_program(HELPER) else {
         return warn(
             HELPER_CHECK,
@@ -41,7 +43,7 @@ fn helper_check() -> Check {
                 "not found next to kennel, in {} or on PATH: --net bridge is unavailable",
                 kennel_engine::ids::libexec_dir().display()
             ),
-            "sudo make install",
+            installed.missing_helper_fix(HELPER),
         );
     };
     let shown = path.display().to_string();
@@ -59,7 +61,7 @@ fn helper_check() -> Check {
         return warn(
             HELPER_CHECK,
             format!("{shown} is on a filesystem mounted nosuid, where the kernel ignores file capabilities"),
-            "install kennel where nosuid is not set: sudo make install LIBEXECDIR=/usr/local/libexec/kennel",
+            installed.nosuid_fix(&path),
         );
     }
     match kennel_engine::bridge::usable_helper() {
@@ -67,7 +69,7 @@ fn helper_check() -> Check {
         Err(e) => warn(
             HELPER_CHECK,
             format!("{e:#}"),
-            format!("sudo setcap cap_net_admin=ep {shown}"),
+            installed.capabilities_fix(&path, "cap_net_admin=ep"),
         ),
     }
 }
