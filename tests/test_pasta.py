@@ -283,6 +283,31 @@ def test_a_rootfs_without_resolv_conf_is_left_as_it_was(h):
             proc.wait()
 
 
+def test_a_container_ending_keeps_the_mount_point_another_one_uses(h):
+    """Two containers on one tree without /etc/resolv.conf: the first to
+    end leaves the mount point the other still stands on (removing it
+    would take that container's resolv.conf away); the last one removes it."""
+    rootfs = copy_rootfs(h)
+    point = os.path.join(rootfs, "etc", "resolv.conf")
+    if os.path.lexists(point):
+        os.unlink(point)
+    before = tree(rootfs)
+    base = [h.kennel, "run", "--rootfs", rootfs, "--"]
+    longer = h.user.popen(base + ["sh", "-c", "echo up; read go; cat /etc/resolv.conf"], stdin=subprocess.PIPE)
+    try:
+        assert longer.stdout.readline() == "up\n", longer.stderr.read()
+        cp = h.user.run(base + ["true"])
+        assert cp.returncode == 0, describe(cp)
+        assert os.path.isfile(point), "removed while another container used it"
+        out, err = longer.communicate("go\n", timeout=20)
+        assert longer.returncode == 0 and "nameserver 169.254.1.1" in out, (out, err)
+        wait_until(lambda: tree(rootfs) == before, "the tree to be as it was after the last container")
+    finally:
+        if longer.poll() is None:
+            longer.kill()
+            longer.wait()
+
+
 def port_free(port):
     with socket.socket() as s:
         try:
