@@ -87,8 +87,17 @@ def assert_nothing_left(h, marker, name=None, rootfs=None, timeout=5):
         wait_until(gone, "the container's processes to end", timeout=timeout)
     except BaseException:
         raise AssertionError("processes outlived the container:\n" + "\n".join(left)) from None
-    helpers = processes_of(h.idmap)
-    assert not helpers, f"kennel-idmap still runs: {helpers}"
+    # A helper that was waiting on the runner ends once it reads the
+    # runner's end, a moment after the container's processes may be gone.
+    helpers = []
+
+    def helpers_gone():
+        helpers[:] = processes_of(h.idmap)
+        return not helpers
+    try:
+        wait_until(helpers_gone, "kennel-idmap to end", timeout=timeout)
+    except BaseException:
+        raise AssertionError(f"kennel-idmap still runs: {helpers}") from None
     stray = mounts_under(rootfs or h.rootfs, os.path.join(h.user.runtime_dir, "kennel"))
     assert not stray, stray
     if name:
