@@ -231,8 +231,21 @@ def test_dns_resolves_through_pasta_to_the_hosts_resolver(h):
 def test_pasta_is_gone_after_exit_and_after_sigkill_of_the_runner(h):
     port = free_port()
     marker = f"{port}:80"
+    # With a published port, kennel returns only once pasta is gone and
+    # the port free for the next container.
     ok(run(h, "--net", "pasta", "-p", marker, cmd=["true"]))
     assert pastas_with(marker) == []
+    assert port_free(port), f"host port {port} still bound when kennel returned"
+
+    # Without one, kennel returns once pasta is killed; it ends, and its
+    # directory goes, a moment later.
+    proc = h.user.popen([h.kennel, "run", "--rootfs", h.rootfs, "--net", "pasta", "--", "true"],
+                        stdin=subprocess.DEVNULL)
+    assert proc.wait(timeout=30) == 0
+    mine = f"kennel-pasta.{proc.pid}."
+    wait_until(lambda: not pastas_with(mine), "pasta to end after its container")
+    wait_until(lambda: not [d for d in os.listdir(h.user.runtime_dir) if d.startswith(mine)],
+               "pasta's directory to go")
 
     proc = h.user.popen([h.kennel, "run", "--rootfs", h.rootfs, "--net", "pasta", "-p", marker,
                          "--", "sleep", "30"], stdin=subprocess.DEVNULL)

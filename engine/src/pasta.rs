@@ -159,7 +159,8 @@ fn arguments(plan: &PastaPlan, dir: &Path, pid: Pid) -> Vec<String> {
 /// A running pasta, through its keeper.
 pub struct Pasta {
     /// The keeper's status pipe: "ok" and a newline once pasta is ready,
-    /// then end-of-file when the keeper has exited (pasta reaped).
+    /// then end-of-file once pasta, killed after the container, is out of
+    /// the user's way (see `keep`).
     keeper: std::io::BufReader<std::fs::File>,
     /// Left to outlive us with the container (`detach`).
     detached: bool,
@@ -227,8 +228,9 @@ impl Pasta {
 }
 
 impl Drop for Pasta {
-    /// Waits for the keeper to end: it kills pasta once the container is
-    /// gone, which the runner has made sure of before dropping this.
+    /// Waits for the keeper's word that pasta is out of the way: it kills
+    /// pasta once the container is gone, which the runner has made sure
+    /// of before dropping this.
     fn drop(&mut self) {
         if !self.detached {
             let _ = std::io::copy(&mut self.keeper, &mut std::io::sink());
@@ -265,6 +267,10 @@ pub struct Prepared {
     /// The writable rootfs where the keeper holds (and may make) the
     /// mount point of that resolv.conf (see `resolv_point`).
     resolv_point_in: Option<PathBuf>,
+    /// Whether host ports are published: then the runner is told pasta
+    /// is gone only once it is reaped, so they are free again when
+    /// `kennel run` returns (see `keep`).
+    publishes: bool,
 }
 
 /// Checks what can be checked before anything exists (pasta installed,
@@ -299,6 +305,7 @@ pub fn prepare(
         dir,
         resolv_conf: None,
         resolv_point_in: None,
+        publishes: !plan.publish.is_empty(),
     };
     if !mounts.iter().any(|m| m.destination == "/etc/resolv.conf") {
         let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -376,8 +383,8 @@ fn keep(prepared: &Prepared, args: &[String], container: BorrowedFd<'_>, status:
             sys::exit_now(1);
         }
     };
-    // `status` stays open until we exit: its end-of-file tells the runner
-    // that pasta is gone.
+    // `status` stays open until what the user can see of pasta is gone;
+    // its end-of-file lets the runner return.
     let pasta_fd = sys::pidfd_open(Pid::from_raw(pasta.id() as i32)).ok();
     let mut fds = vec![PollFd::new(container, PollFlags::POLLIN)];
     if let Some(fd) = &pasta_fd {
@@ -387,10 +394,19 @@ fn keep(prepared: &Prepared, args: &[String], container: BorrowedFd<'_>, status:
     if let Some(fd) = &pasta_fd {
         let _ = sys::pidfd_send_signal(fd.as_fd(), Signal::SIGKILL as i32);
     }
-    let _ = waitpid(Pid::from_raw(pasta.id() as i32), None);
     if let Some(point) = point {
         point.release();
     }
+    // A killed pasta takes a while to end (the kernel removes its tap
+    // device first, before it closes the sockets of published ports).
+    // Without published ports nothing of it is in the user's way, so the
+    // runner need not wait: pasta is reaped and its directory removed
+    // here, just after.
+    let mut status = Some(status);
+    if !prepared.publishes {
+        drop(status.take());
+    }
+    let _ = waitpid(Pid::from_raw(pasta.id() as i32), None);
     let _ = std::fs::remove_dir_all(dir);
     drop(status);
     sys::exit_now(0)
