@@ -6,11 +6,14 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    ErrorBuffer, ErrorMessage, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
+    NlasIterator, Parseable, ParseableParametrized, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
+    NLMSG_OVERRUN, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
+    LinkMessageBuffer,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -53,13 +56,16 @@ impl Netlink {
         Ok(Netlink { socket, seq: 0 })
     }
 
-    /// Sends one request and collects the answers: the messages of a dump,
-    /// or nothing once the kernel acknowledges.
-    fn request(
+    /// Sends one request and hands each answer (its message type and
+    /// payload) to `take`, until the dump is done, the kernel acknowledges
+    /// (or refuses with an errno), or, for a plain request, the first
+    /// answer.
+    fn exchange(
         &mut self,
         message: RouteNetlinkMessage,
         flags: u16,
-    ) -> Result<Vec<RouteNetlinkMessage>, Errno> {
+        mut take: impl FnMut(u16, &[u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
         self.seq += 1;
         let mut msg = NetlinkMessage::from(message);
         msg.header.flags = NLM_F_REQUEST | flags;
@@ -68,7 +74,6 @@ impl Netlink {
         let mut buf = vec![0u8; msg.buffer_len()];
         msg.serialize(&mut buf);
         self.socket.send(&buf, 0).map_err(io_errno)?;
-        let mut answers = Vec::new();
         let mut rbuf = vec![0u8; 1 << 16];
         loop {
             let n = loop {
@@ -79,34 +84,76 @@ impl Netlink {
             };
             let mut offset = 0;
             while offset < n {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rbuf[offset..n])
-                    .map_err(|_| Errno::EBADMSG)?;
-                let len = reply.header.length as usize;
+                let reply =
+                    NetlinkBuffer::new_checked(&rbuf[offset..n]).map_err(|_| Errno::EBADMSG)?;
+                let len = reply.length() as usize;
                 if len == 0 {
                     return Err(Errno::EBADMSG);
                 }
                 offset += (len + 3) & !3;
-                if reply.header.sequence_number != self.seq {
+                if reply.sequence_number() != self.seq {
                     continue;
                 }
-                match reply.payload {
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(answers),
+                match reply.message_type() {
+                    NLMSG_ERROR => {
+                        let payload = reply.payload();
+                        let error = ErrorBuffer::new_checked(&payload)
+                            .and_then(|b| ErrorMessage::parse(&b))
+                            .map_err(|_| Errno::EBADMSG)?;
+                        return match error.code {
+                            None => Ok(()),
                             Some(code) => Err(Errno::from_raw(-code.get())),
-                        }
+                        };
                     }
-                    NetlinkPayload::Done(_) => return Ok(answers),
-                    NetlinkPayload::InnerMessage(m) => {
-                        answers.push(m);
+                    NLMSG_DONE => return Ok(()),
+                    NLMSG_NOOP | NLMSG_OVERRUN => {}
+                    kind => {
+                        take(kind, reply.payload())?;
                         if flags & NLM_F_DUMP == 0 && flags & NLM_F_ACK == 0 {
-                            return Ok(answers);
+                            return Ok(());
                         }
                     }
-                    _ => {}
                 }
             }
         }
+    }
+
+    /// Sends one request and collects the answers: the messages of a dump,
+    /// or nothing once the kernel acknowledges.
+    fn request(
+        &mut self,
+        message: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<RouteNetlinkMessage>, Errno> {
+        let mut answers = Vec::new();
+        self.exchange(message, flags, |kind, payload| {
+            let mut header = NetlinkHeader::default();
+            header.message_type = kind;
+            answers.push(
+                RouteNetlinkMessage::deserialize(&header, payload).map_err(|_| Errno::EBADMSG)?,
+            );
+            Ok(())
+        })?;
+        Ok(answers)
+    }
+
+    /// Asks for links (a dump, or one by name) and reads from each only
+    /// what a `Link` holds. netlink-packet-route's full parse of a link
+    /// formats its whole IFLA_INFO_DATA once per attribute while reading a
+    /// bridge's, which cost kennel-net more than the rest of its own work.
+    fn request_links(&mut self, message: LinkMessage, flags: u16) -> Result<Vec<Link>, Errno> {
+        let mut links = Vec::new();
+        self.exchange(
+            RouteNetlinkMessage::GetLink(message),
+            flags,
+            |kind, payload| {
+                if kind == libc::RTM_NEWLINK {
+                    links.push(link_of(payload)?);
+                }
+                Ok(())
+            },
+        )?;
+        Ok(links)
     }
 
     /// Every link of the namespace.
@@ -116,14 +163,7 @@ impl Netlink {
         let mut msg = LinkMessage::default();
         msg.attributes
             .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-        let answers = self.request(RouteNetlinkMessage::GetLink(msg), NLM_F_DUMP)?;
-        Ok(answers
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(link_of(l)),
-                _ => None,
-            })
-            .collect())
+        self.request_links(msg, NLM_F_DUMP)
     }
 
     /// The link named `name` (ENODEV when there is none), asked for alone
@@ -133,12 +173,9 @@ impl Netlink {
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         msg.attributes
             .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-        self.request(RouteNetlinkMessage::GetLink(msg), 0)?
+        self.request_links(msg, 0)?
             .into_iter()
-            .find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(link_of(l)),
-                _ => None,
-            })
+            .next()
             .ok_or(Errno::ENODEV)
     }
 
@@ -258,28 +295,113 @@ impl Netlink {
     }
 }
 
-fn link_of(l: LinkMessage) -> Link {
+/// A `Link` from an RTM_NEWLINK payload: the header's index and the
+/// attributes a `Link` holds, each parsed by netlink-packet-route; of
+/// IFLA_LINKINFO only its kind.
+fn link_of(payload: &[u8]) -> Result<Link, Errno> {
+    let message = LinkMessageBuffer::new_checked(payload).map_err(|_| Errno::EBADMSG)?;
     let mut link = Link {
-        index: l.header.index,
+        index: message.link_index(),
         name: String::new(),
         alias: None,
         controller: None,
         is_bridge: false,
         mtu: None,
     };
-    for a in l.attributes {
-        match a {
+    for nla in message.attributes() {
+        let nla = nla.map_err(|_| Errno::EBADMSG)?;
+        if nla.kind() == libc::IFLA_LINKINFO {
+            for info in NlasIterator::new(nla.value()) {
+                let info = info.map_err(|_| Errno::EBADMSG)?;
+                if info.kind() == libc::IFLA_INFO_KIND {
+                    link.is_bridge =
+                        InfoKind::parse(&info).map_err(|_| Errno::EBADMSG)? == InfoKind::Bridge;
+                }
+            }
+            continue;
+        }
+        if ![
+            libc::IFLA_IFNAME,
+            libc::IFLA_IFALIAS,
+            libc::IFLA_MASTER,
+            libc::IFLA_MTU,
+        ]
+        .contains(&nla.kind())
+        {
+            continue;
+        }
+        match LinkAttribute::parse_with_param(&nla, AddressFamily::Unspec)
+            .map_err(|_| Errno::EBADMSG)?
+        {
             LinkAttribute::IfName(n) => link.name = n,
             LinkAttribute::IfAlias(a) => link.alias = Some(a),
             LinkAttribute::Controller(c) => link.controller = Some(c),
             LinkAttribute::Mtu(m) => link.mtu = Some(m),
-            LinkAttribute::LinkInfo(infos) => {
-                link.is_bridge = infos
-                    .iter()
-                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge)));
-            }
             _ => {}
         }
     }
-    link
+    Ok(link)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::Emitable;
+    use netlink_packet_route::link::InfoBridge;
+
+    fn payload(message: &LinkMessage) -> Vec<u8> {
+        let mut bytes = vec![0u8; message.buffer_len()];
+        message.emit(&mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn a_link_is_read_from_its_attributes_and_its_kind() {
+        let mut bridge = LinkMessage::default();
+        bridge.header.index = 7;
+        bridge.attributes = vec![
+            LinkAttribute::IfName("kennel0".into()),
+            LinkAttribute::Mtu(65520),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Bridge),
+                LinkInfo::Data(InfoData::Bridge(vec![
+                    InfoBridge::StpState(0),
+                    InfoBridge::Priority(32768),
+                ])),
+            ]),
+        ];
+        let link = link_of(&payload(&bridge)).unwrap();
+        assert_eq!((link.index, link.name.as_str()), (7, "kennel0"));
+        assert!(link.is_bridge);
+        assert_eq!(
+            (link.mtu, link.controller, link.alias),
+            (Some(65520), None, None)
+        );
+
+        let mut veth = LinkMessage::default();
+        veth.header.index = 9;
+        veth.attributes = vec![
+            LinkAttribute::IfName("kn1".into()),
+            LinkAttribute::Controller(7),
+            LinkAttribute::IfAlias("kennel-net uid=1000".into()),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth)]),
+        ];
+        let link = link_of(&payload(&veth)).unwrap();
+        assert_eq!((link.index, link.name.as_str()), (9, "kn1"));
+        assert!(!link.is_bridge);
+        assert_eq!(link.controller, Some(7));
+        assert_eq!(link.alias.as_deref(), Some("kennel-net uid=1000"));
+    }
+
+    #[test]
+    fn a_truncated_link_is_refused() {
+        let mut veth = LinkMessage::default();
+        veth.attributes = vec![LinkAttribute::IfName("kn1".into())];
+        let bytes = payload(&veth);
+        assert_eq!(
+            link_of(&bytes[..bytes.len() - 3]).err(),
+            Some(Errno::EBADMSG)
+        );
+        assert!(link_of(&bytes[..4]).is_err());
+    }
 }
