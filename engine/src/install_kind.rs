@@ -5,6 +5,16 @@
 
 use std::path::Path;
 
+/// Whether `tool` with `args` runs, succeeds and prints `expected`.
+fn lists_kennel(tool: &str, args: &[&str], expected: &str) -> bool {
+    std::process::Command::new(tool)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|out| out.status.success() && out.stdout == expected.as_bytes())
+}
+
 /// Where this kennel came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Installed {
@@ -33,20 +43,19 @@ impl Installed {
         if !distribution_build() {
             return Installed::Source;
         }
-        if Path::new("/var/lib/dpkg/info/kennel.list").exists() {
+        // Asked of the package managers' own tools, never their
+        // databases' files, whose layout is theirs to change.
+        if lists_kennel(
+            "dpkg-query",
+            &["--show", "--showformat=${db:Status-Status}", "kennel"],
+            "installed",
+        ) {
             return Installed::Deb;
         }
-        let rpm_lists_it = std::process::Command::new("rpm")
-            .args(["-q", "--quiet", "kennel"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        match rpm_lists_it {
-            true => Installed::Rpm,
-            false => Installed::Package,
+        if lists_kennel("rpm", &["-q", "--queryformat=%{NAME}", "kennel"], "kennel") {
+            return Installed::Rpm;
         }
+        Installed::Package
     }
 
     /// The fix when the helper `name` is not installed.
