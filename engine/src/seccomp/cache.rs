@@ -52,9 +52,9 @@ pub fn key(what: &[&[u8]]) -> String {
 
 /// The name of kennel's default profile compiled for `arch` and a
 /// bounding set of `capabilities` (a mask of capability numbers). Every
-/// part is spelt out, so two names are equal exactly when the programs
-/// would be; the profile's own text is in the binary and named by
-/// `profile_id`, so no SHA-256 is needed (whose CPU feature probe alone
+/// part is spelt out; the profile's text and the compiler's are in the
+/// binary and named by their 64-bit ids, which only kennel's own builds
+/// can choose, so no SHA-256 is needed (whose CPU feature probe alone
 /// costs a start more than the rest of this).
 pub fn default_key(profile_id: u64, arch: &str, capabilities: u64) -> String {
     format!(
