@@ -398,8 +398,9 @@ fn keep(prepared: &Prepared, args: &[String], container: BorrowedFd<'_>, status:
         point.release();
     }
     // A killed pasta takes a while to end (the kernel removes its tap
-    // device first, before it closes the sockets of published ports).
-    // Without published ports nothing of it is in the user's way, so the
+    // device as its files are closed), and its published ports may stay
+    // bound until it has ended. Without published ports nothing of it is
+    // in the user's way, so the
     // runner need not wait: pasta is reaped and its directory removed
     // here, just after.
     let mut status = Some(status);
