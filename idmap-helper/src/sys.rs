@@ -2,11 +2,11 @@
 //! safe wrapper; every `unsafe` block says why it is sound.
 #![allow(unsafe_code)]
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
-pub use kennel_sys::{ensure_std_fds_open, fd_is_open, receive_fd};
+pub use kennel_sys::{ensure_std_fds_open, fd_is_open, ns_owner_uid, receive_fd};
 
 /// Borrows an inherited descriptor given on the command line as `fd:N`.
 /// The caller handed it to us; nothing else in this process owns it.
@@ -30,23 +30,4 @@ pub fn pidfd_open(pid: u32) -> Result<OwnedFd, Errno> {
 /// (and we may signal it): pidfd_send_signal(2) with signal 0.
 pub fn pidfd_is_alive(pidfd: BorrowedFd<'_>) -> Result<(), Errno> {
     kennel_sys::pidfd_send_signal(pidfd, 0)
-}
-
-/// `NS_GET_OWNER_UID`, `_IO(0xb7, 0x4)` in linux/nsfs.h.
-const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
-
-/// ioctl_ns(2) NS_GET_OWNER_UID: the uid (in our namespace) of the user who
-/// created the user namespace `ns` refers to.
-pub fn ns_owner_uid(ns: impl AsFd) -> Result<u32, Errno> {
-    let mut uid: libc::uid_t = 0;
-    // SAFETY: NS_GET_OWNER_UID writes one uid_t to the pointer, which points
-    // to a live, writable uid_t on our stack; the fd is open for the call.
-    let ret = unsafe {
-        libc::ioctl(
-            ns.as_fd().as_raw_fd(),
-            NS_GET_OWNER_UID as _,
-            &mut uid as *mut libc::uid_t,
-        )
-    };
-    Errno::result(ret).map(|_| uid)
 }

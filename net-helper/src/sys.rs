@@ -2,11 +2,11 @@
 //! safe wrapper; every `unsafe` block says why it is sound.
 #![allow(unsafe_code)]
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
-pub use kennel_sys::{ensure_std_fds_open, fd_is_open};
+pub use kennel_sys::{ensure_std_fds_open, fd_is_open, ns_owner_uid};
 
 /// Takes an inherited descriptor given on the command line as `fd:N`.
 /// The caller handed it to us and nothing else in this process owns it;
@@ -25,7 +25,6 @@ pub fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
 const NS_GET_USERNS: libc::c_ulong = 0xb701;
 const NS_GET_PARENT: libc::c_ulong = 0xb702;
 const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
-const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
 /// SIOCGSKNS in linux/sockios.h: the network namespace of a socket.
 const SIOCGSKNS: libc::c_ulong = 0x894c;
 
@@ -60,22 +59,6 @@ pub fn ns_type(ns: BorrowedFd<'_>) -> Result<libc::c_int, Errno> {
     // the fd is open for the call.
     let ret = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_NSTYPE as _) };
     Errno::result(ret)
-}
-
-/// NS_GET_OWNER_UID: the uid (in our namespace) of the user who created
-/// the user namespace `ns` refers to.
-pub fn ns_owner_uid(ns: impl AsFd) -> Result<u32, Errno> {
-    let mut uid: libc::uid_t = 0;
-    // SAFETY: NS_GET_OWNER_UID writes one uid_t to the pointer, which points
-    // to a live, writable uid_t on our stack; the fd is open for the call.
-    let ret = unsafe {
-        libc::ioctl(
-            ns.as_fd().as_raw_fd(),
-            NS_GET_OWNER_UID as _,
-            &mut uid as *mut libc::uid_t,
-        )
-    };
-    Errno::result(ret).map(|_| uid)
 }
 
 /// A netlink socket from an owned descriptor (one inherited from the

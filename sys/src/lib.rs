@@ -111,6 +111,24 @@ pub fn pidfd_open(pid: libc::pid_t) -> Result<OwnedFd, Errno> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// ioctl_ns(2) `NS_GET_OWNER_UID` (`_IO(0xb7, 0x4)` in linux/nsfs.h): the
+/// uid (in our namespace) of the user who created the user namespace `ns`
+/// refers to. Both capability helpers check it before they act.
+pub fn ns_owner_uid(ns: impl std::os::fd::AsFd) -> Result<u32, Errno> {
+    const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
+    let mut uid: libc::uid_t = 0;
+    // SAFETY: NS_GET_OWNER_UID writes one uid_t to the pointer, which points
+    // to a live, writable uid_t on our stack; the fd is open for the call.
+    let ret = unsafe {
+        libc::ioctl(
+            ns.as_fd().as_raw_fd(),
+            NS_GET_OWNER_UID as _,
+            &mut uid as *mut libc::uid_t,
+        )
+    };
+    Errno::result(ret).map(|_| uid)
+}
+
 /// pidfd_send_signal(2); signal 0 only checks that the process has not
 /// been reaped (and that we may signal it).
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> Result<(), Errno> {
