@@ -33,6 +33,7 @@ Run as root (`sudo make bench-net`). /etc/kennel/net.conf is written for
 the run and put back after.
   --seconds S   iperf3 duration per mode (default 10)
   --runs N      start-latency runs per mode (default 40)
+  --starts-only measure start latency only (no iperf3)
   --json FILE   write the figures as JSON too
 """
 
@@ -44,7 +45,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import setup_as_root, time_interleaved  # bench/benchlib.py, next to this script
+from benchlib import paired_cost, setup_as_root, time_interleaved  # bench/benchlib.py, next to this script
 
 NS = f"kennel-net-bench-{os.getpid()}"
 BRIDGE = "kbench0"
@@ -125,6 +126,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--runs", type=int, default=40)
+    ap.add_argument("--starts-only", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -159,25 +161,34 @@ def main():
             f.write(f"bridge {BRIDGE} {SUBNET}\n{user.name} veth {BRIDGE} 8\n")
         os.chmod(POLICY, 0o644)
 
-        gbits = {
-            "bridge (veth)": iperf(user, kennel, ["--net", f"bridge={BRIDGE}"], HOST, 5301, args.seconds),
-            "pasta": iperf(user, kennel, ["--net", "pasta"], PASTA_GATEWAY, 5302, args.seconds),
-            "slirp4netns": iperf_slirp(user, kennel, 5303, args.seconds),
-        }
-        print(f"TCP container -> host, iperf3 {args.seconds} s each (Gbit/s, ratio to slirp4netns):")
-        for mode, g in gbits.items():
-            print(f"  {mode:14} {g:8.2f}  {g / gbits['slirp4netns']:6.1f}x")
+        gbits = {}
+        if not args.starts_only:
+            gbits = {
+                "bridge (veth)": iperf(user, kennel, ["--net", f"bridge={BRIDGE}"], HOST, 5301, args.seconds),
+                "pasta": iperf(user, kennel, ["--net", "pasta"], PASTA_GATEWAY, 5302, args.seconds),
+                "slirp4netns": iperf_slirp(user, kennel, 5303, args.seconds),
+            }
+            print(f"TCP container -> host, iperf3 {args.seconds} s each (Gbit/s, ratio to slirp4netns):")
+            for mode, g in gbits.items():
+                print(f"  {mode:14} {g:8.2f}  {g / gbits['slirp4netns']:6.1f}x")
 
         starts = {mode: as_user(user, [kennel, "run", "--rootfs", rootfs, "--net", net, "--", "/bin/true"])
                   for mode, net in [("private", "private"), ("bridge", f"bridge={BRIDGE}"), ("pasta", "pasta")]}
-        medians = time_interleaved(starts, args.runs, warmup=5, env=user.env())
-        print(f"start latency, kennel run --rootfs busybox -- /bin/true (median of {args.runs}, ms):")
+        raw = {}
+        medians = time_interleaved(starts, args.runs, warmup=5, env=user.env(), raw=raw)
+        print(f"start latency, kennel run --rootfs busybox -- /bin/true (median of {args.runs}, ms;")
+        print("  added: the median of per-round differences to private, with its 95% interval):")
+        added_ms = {}
         for mode, m in medians.items():
-            added = "" if mode == "private" else f"  (+{m - medians['private']:.1f} ms over private)"
+            added = ""
+            if mode != "private":
+                cost, low, high = paired_cost(raw[mode], raw["private"])
+                added_ms[mode] = {"median": cost, "low": low, "high": high}
+                added = f"  (+{cost:.2f} ms over private, 95% {low:.2f} to {high:.2f})"
             print(f"  {mode:8} {m:7.1f}{added}")
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"gbits": gbits, "start_ms": medians}, f, indent=2)
+                json.dump({"gbits": gbits, "start_ms": medians, "added_ms": added_ms}, f, indent=2)
     finally:
         subprocess.run(["ip", "netns", "del", NS], check=False)
         if saved is not None:
