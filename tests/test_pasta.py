@@ -265,6 +265,23 @@ def test_pasta_is_gone_after_exit_and_after_sigkill_of_the_runner(h):
     wait_until(lambda: port_free(port), f"host port {port} to be free after the runner's SIGKILL")
 
 
+def test_a_rootfs_failing_while_pasta_starts_is_the_error_and_leaves_nothing(h):
+    """The rootfs is built while pasta starts: a mount that fails there is
+    what kennel reports (not pasta's end), and neither pasta nor its
+    directory outlives the refusal."""
+    port = free_port()
+    marker = f"{port}:80"
+    out = run(h, "--net", "pasta", "-p", marker, "-v", "/etc/hostname:/bin/sh/inside",
+              cmd=["echo", "ran"])
+    assert out.returncode == 125, describe(out)
+    assert "ran" not in out.stdout
+    assert "/bin/sh/inside" in out.stderr and "pasta" not in out.stderr, out.stderr
+    wait_until(lambda: not pastas_with(marker), "pasta to end after the refusal")
+    assert port_free(port), f"host port {port} still bound after the refusal"
+    wait_until(lambda: not [d for d in os.listdir(h.user.runtime_dir) if d.startswith("kennel-pasta.")],
+               "pasta's directory to go")
+
+
 def test_a_rootfs_without_resolv_conf_is_left_as_it_was(h):
     """The default network mounts pasta's resolv.conf onto /etc/resolv.conf;
     a writable tree without one is, after the container ends (normally,

@@ -140,7 +140,7 @@ pub fn attach_when_asked(
     plan: &BridgePlan,
     helper: &std::path::Path,
 ) -> Result<Attached, crate::Error> {
-    serve_network_request(chan, pid, |socket| {
+    serve_network_request(chan, pid, Ok, |socket| {
         let socket = socket
             .ok_or_else(|| anyhow!("the container sent no netlink socket for its network"))?;
         let netns = nix::fcntl::open(

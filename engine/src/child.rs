@@ -142,13 +142,20 @@ fn setup_and_exec(
             .map_err(|e| namespace_failure(e, CloneFlags::CLONE_NEWCGROUP))?;
     }
     // The network comes up before anything of the container's can run
-    // (hooks included), so its first connect() finds a route.
+    // (hooks included), so its first connect() finds a route; it is
+    // asked for here, and the rootfs is built while it comes.
+    let mut network_pending = false;
     if cfg.pasta.is_some() || cfg.bridge.is_some() {
         if let Some(n) = netns.as_mut() {
             n.join()?;
         }
-        network_up(chan, cfg.bridge.is_some())?;
+        ask_for_network(chan)?;
+        network_pending = true;
     }
+    let mut network_up = || match std::mem::take(&mut network_pending) {
+        true => wait_for_network(chan),
+        false => Ok(()),
+    };
     // sysfs shows the network namespace it is mounted in: join before. The
     // namespace may still be on its way, so first do what needs nothing
     // further: shrink the bounding set.
@@ -162,14 +169,17 @@ fn setup_and_exec(
     };
     // Written through the runner's /proc, which shows the namespaces of
     // the process that opens a file: the network one must be joined first.
+    // Not while pasta or kennel-net configures the namespace.
     if !cfg.sysctl.is_empty() {
         join_netns()?;
+        network_up()?;
         write_sysctls(&cfg.sysctl)?;
     }
     // Hooks see the namespaces complete: the network one joined too.
     let hook_state = match cfg.hooks.during_create() {
         true => {
             join_netns()?;
+            network_up()?;
             let state = hooks_ran(chan)?;
             run_hooks("createContainer", &cfg.hooks.create_container, &state)?;
             Some(state)
@@ -181,6 +191,7 @@ fn setup_and_exec(
     if let Some(mut n) = netns {
         n.join()?;
     }
+    network_up()?;
     stop_if(opts.stop_at, StopPoint::RootBuilt);
 
     let start_hooks = hook_state.map(|s| (cfg.hooks.start_container.clone(), s));
@@ -202,34 +213,39 @@ fn hooks_ran(chan: &Channel) -> Step<String> {
 }
 
 /// Asks the runner to start pasta for our network namespace, or to have
-/// kennel-net link it to a bridge (`bridged`: with a NETLINK_ROUTE socket
-/// made here, through which the helper configures eth0), and waits until
-/// the interface is configured.
-fn network_up(chan: &Channel, bridged: bool) -> Step {
+/// kennel-net link it to a bridge, and waits until what the rootfs takes
+/// from it exists. The request carries a NETLINK_ROUTE socket made here:
+/// kennel-net configures eth0 through it, and pasta's keeper watches
+/// through it for the routes that say the interface is configured.
+fn ask_for_network(chan: &Channel) -> Step {
     let err = |e: Errno| ChildFailure::new(Stage::UserNetwork, e, None);
-    let socket = match bridged {
-        true => Some(
-            nix::sys::socket::socket(
-                nix::sys::socket::AddressFamily::Netlink,
-                nix::sys::socket::SockType::Raw,
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-                nix::sys::socket::SockProtocol::NetlinkRoute,
-            )
-            .map_err(err)?,
-        ),
-        false => None,
-    };
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Netlink,
+        nix::sys::socket::SockType::Raw,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        nix::sys::socket::SockProtocol::NetlinkRoute,
+    )
+    .map_err(err)?;
     chan.send_to_parent(
         &ToParent::StartNetwork,
-        socket.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+        Some(std::os::fd::AsRawFd::as_raw_fd(&socket)),
     )
     .map_err(err)?;
     drop(socket);
+    wait_for(chan, |m| matches!(m, ToChild::NetworkStarted))
+}
+
+/// Waits until the runner says the interface is configured.
+fn wait_for_network(chan: &Channel) -> Step {
+    wait_for(chan, |m| matches!(m, ToChild::NetworkUp))
+}
+
+fn wait_for(chan: &Channel, wanted: impl Fn(&ToChild) -> bool) -> Step {
     match chan.recv_to_child() {
-        Ok(Some(ToChild::NetworkUp)) => Ok(()),
+        Ok(Some(m)) if wanted(&m) => Ok(()),
         // The runner says why (pasta failed) and kills us.
         Ok(_) => sys::exit_now(125),
-        Err(e) => Err(err(e)),
+        Err(e) => Err(ChildFailure::new(Stage::UserNetwork, e, None)),
     }
 }
 

@@ -17,6 +17,7 @@ mod cgroup;
 mod child;
 mod config;
 mod copy_up;
+mod default_routes;
 pub mod exec;
 mod hooks;
 pub mod ids;

@@ -2,15 +2,18 @@
 //! attached to the container's network and user namespaces.
 //!
 //! pasta is started by a small keeper process the runner forks once the
-//! child has joined its network namespace; the child waits for
-//! `ToChild::NetworkUp` before it goes on (see `protocol`).
+//! child has joined its network namespace; the child builds its rootfs
+//! meanwhile, and waits for `ToChild::NetworkUp` before anything of the
+//! container's runs (see `protocol`).
 //!
-//! Readiness: pasta runs in the foreground (`-f`) and writes its pid file
-//! (`-P`) only after it has configured the interface, addresses and
-//! routes in the namespace (the file is created, written and closed at
-//! that point). The keeper waits for that close with inotify, and for
-//! pasta's exit on its pidfd, so the container never starts before its
-//! network is up, and a pasta that fails is seen at once.
+//! Readiness: pasta configures the interface, addresses and routes in the
+//! namespace early, and then fills its socket and pipe pools, binds the
+//! published ports, and writes its pid file (`-P`; created, written and
+//! closed at that point). Without published ports, the keeper counts the
+//! network as up once the default routes appear (see `default_routes`);
+//! with them, once the pid file is closed, so that the ports answer when
+//! the container starts. Either way it watches pasta's pidfd too, so a
+//! pasta that fails is seen at once.
 //!
 //! Lifetime: pasta does not quit when the processes of a namespace it was
 //! given by pid are gone (it holds the namespace), and it drops the
@@ -23,6 +26,7 @@
 use std::io::Read;
 use std::net::{IpAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -35,6 +39,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, Pid};
 
 use crate::config::MountPlan;
+use crate::default_routes::{Families, Watch};
 use crate::protocol::{serve_network_request, Channel};
 use crate::publish::{PastaPlan, Protocol, Publish, NET_ANNOTATION};
 use crate::sys;
@@ -156,26 +161,34 @@ fn arguments(plan: &PastaPlan, dir: &Path, pid: Pid) -> Vec<String> {
     args
 }
 
+/// A pasta on its way, through its keeper.
+pub struct Starting {
+    keeper: std::io::BufReader<std::fs::File>,
+}
+
 /// A running pasta, through its keeper.
 pub struct Pasta {
-    /// The keeper's status pipe: "ok" and a newline once pasta is ready,
-    /// then end-of-file once pasta, killed after the container, is out of
-    /// the user's way (see `keep`).
+    /// The keeper's status pipe: "prepared" and "ok", each on its own
+    /// line, once pasta's directory is made and once pasta is ready, then
+    /// end-of-file once pasta, killed after the container, is out of the
+    /// user's way (see `keep`).
     keeper: std::io::BufReader<std::fs::File>,
     /// Left to outlive us with the container (`detach`).
     detached: bool,
 }
 
 impl Pasta {
-    /// Starts pasta for the container `pid` (whose pidfd is `container`)
-    /// and returns once the namespace's interface is configured.
+    /// Starts pasta for the container `pid` (whose pidfd is `container`;
+    /// `netlink` a NETLINK_ROUTE socket made in its network namespace)
+    /// and returns once the container's resolv.conf exists.
     pub fn start(
         plan: &PastaPlan,
         prepared: &Prepared,
         pid: Pid,
         container: BorrowedFd<'_>,
+        netlink: Option<OwnedFd>,
         single: &sys::SingleThreaded,
-    ) -> Result<Pasta> {
+    ) -> Result<Starting> {
         let dir = prepared.dir.clone();
         let (status_read, status_write) =
             pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe for pasta")?;
@@ -187,7 +200,7 @@ impl Pasta {
             None => {
                 drop(status_read);
                 match sys::fork_process(single) {
-                    Ok(None) => keep(prepared, &args, container, status_write),
+                    Ok(None) => keep(prepared, &args, container, netlink, status_write),
                     Ok(Some(_)) => sys::exit_now(0),
                     Err(e) => {
                         let _ = nix::unistd::write(
@@ -200,25 +213,11 @@ impl Pasta {
             }
             Some(middle) => middle,
         };
-        drop(status_write);
+        drop((status_write, netlink));
         let _ = waitpid(middle, None);
         let mut keeper = std::io::BufReader::new(std::fs::File::from(status_read));
-        let mut answer = String::new();
-        let _ = std::io::BufRead::read_line(&mut keeper, &mut answer);
-        match answer.as_str() {
-            "ok\n" => Ok(Pasta {
-                keeper,
-                detached: false,
-            }),
-            "" => bail!("pasta's keeper died before pasta was ready"),
-            _ => {
-                let _ = keeper.read_to_string(&mut answer);
-                bail!(
-                    "pasta failed to set up the container's network: {}",
-                    answer.trim_end()
-                )
-            }
-        }
+        expect(&mut keeper, "prepared")?;
+        Ok(Starting { keeper })
     }
 
     /// Lets the keeper and pasta outlive us, with the container.
@@ -238,8 +237,37 @@ impl Drop for Pasta {
     }
 }
 
+impl Starting {
+    /// Returns once the namespace's interface is configured.
+    pub fn ready(mut self) -> Result<Pasta> {
+        expect(&mut self.keeper, "ok")?;
+        Ok(Pasta {
+            keeper: self.keeper,
+            detached: false,
+        })
+    }
+}
+
+/// Reads the keeper's next line, which should be `word`; else its error.
+fn expect(keeper: &mut std::io::BufReader<std::fs::File>, word: &str) -> Result<()> {
+    let mut answer = String::new();
+    let _ = std::io::BufRead::read_line(keeper, &mut answer);
+    if answer.strip_suffix('\n') == Some(word) {
+        return Ok(());
+    }
+    if answer.is_empty() {
+        bail!("pasta's keeper died before pasta was ready");
+    }
+    let _ = keeper.read_to_string(&mut answer);
+    bail!(
+        "pasta failed to set up the container's network: {}",
+        answer.trim_end()
+    )
+}
+
 /// Waits until the child is in its network namespace (it says so on the
-/// sync channel), starts pasta there, and lets the child go on once the
+/// sync channel), starts pasta there, lets the child build its rootfs
+/// once pasta's directory exists, and says the network is up once the
 /// interface is configured.
 pub fn start_when_asked(
     chan: &Channel,
@@ -249,9 +277,12 @@ pub fn start_when_asked(
     prepared: &Prepared,
     single: &sys::SingleThreaded,
 ) -> Result<Pasta, crate::Error> {
-    serve_network_request(chan, pid, |_| {
-        Ok(Pasta::start(plan, prepared, pid, pidfd, single)?)
-    })
+    serve_network_request(
+        chan,
+        pid,
+        |netlink| Ok(Pasta::start(plan, prepared, pid, pidfd, netlink, single)?),
+        |starting| Ok(starting.ready()?),
+    )
 }
 
 /// What a pasta container needs before it is cloned: pasta's path, and
@@ -341,12 +372,20 @@ pub fn prepare(
 
 /// The keeper's whole life: start pasta, report on `status`, and kill
 /// pasta when the container ends.
-fn keep(prepared: &Prepared, args: &[String], container: BorrowedFd<'_>, status: OwnedFd) -> ! {
+fn keep(
+    prepared: &Prepared,
+    args: &[String],
+    container: BorrowedFd<'_>,
+    netlink: Option<OwnedFd>,
+    status: OwnedFd,
+) -> ! {
     let (program, dir) = (prepared.program.as_path(), prepared.dir.as_path());
     let _ = nix::unistd::setsid();
     // Only what the keeper uses: not the runner's channel to the child
     // (whose end-of-file tells the child the runner is gone), nor stdio.
-    let _ = sys::close_fds_except(&[container.as_raw_fd(), status.as_raw_fd()]);
+    let mut kept = vec![container.as_raw_fd(), status.as_raw_fd()];
+    kept.extend(netlink.as_ref().map(AsRawFd::as_raw_fd));
+    let _ = sys::close_fds_except(&kept);
     if let Ok(null) = std::fs::File::options()
         .read(true)
         .write(true)
@@ -364,12 +403,31 @@ fn keep(prepared: &Prepared, args: &[String], container: BorrowedFd<'_>, status:
         report(&format!("{e:#}"));
         sys::exit_now(1);
     }
-    // Before "ok": the child looks for the mount point after that.
+    // Before "prepared": the child looks for the mount point after that.
     let point = prepared
         .resolv_point_in
         .as_deref()
         .and_then(crate::resolv_point::claim);
-    let pasta = match run_until_ready(program, args, dir) {
+    report("prepared\n");
+    // With published ports, readiness is the pid file (see the top).
+    let watch = match (prepared.publishes, netlink) {
+        (false, Some(socket)) => {
+            Watch::subscribe(socket, Families::with_host_default_route()).unwrap_or(None)
+        }
+        _ => None,
+    };
+    // Closing an inotify instance waits for the kernel's SRCU grace
+    // period, which takes milliseconds while pasta keeps a CPU busy: the
+    // keeper holds it until it exits.
+    let started = Inotify::init(InitFlags::IN_CLOEXEC)
+        .context("inotify_init")
+        .and_then(|inotify| {
+            Ok((
+                run_until_ready(program, args, dir, &inotify, watch)?,
+                inotify,
+            ))
+        });
+    let (pasta, _inotify) = match started {
         Ok(p) => {
             report("ok\n");
             p
@@ -427,15 +485,50 @@ fn make_dir(prepared: &Prepared) -> Result<()> {
     Ok(())
 }
 
-/// Starts pasta and waits until it has written its pid file, which it
-/// does once the namespace is configured; its log if it exits first.
-fn run_until_ready(program: &Path, args: &[String], dir: &Path) -> Result<std::process::Child> {
-    let inotify = Inotify::init(InitFlags::IN_CLOEXEC).context("inotify_init")?;
+/// passt's AVX2 build beside `program`, when it is passt (pasta is its
+/// other name) and this CPU has AVX2: passt's own start-up would exec it
+/// the same way (named by argv[0], which makes it pasta), so running it
+/// directly saves that second exec and dynamic link.
+fn avx2_build(program: &Path) -> Option<PathBuf> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let real = std::fs::canonicalize(program).ok()?;
+        let name = real.file_name()?.to_str()?;
+        if !matches!(name, "passt" | "pasta") || !std::arch::is_x86_feature_detected!("avx2") {
+            return None;
+        }
+        let avx2 = real.with_file_name(format!("{name}.avx2"));
+        nix::unistd::access(&avx2, nix::unistd::AccessFlags::X_OK)
+            .is_ok()
+            .then_some(avx2)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = program;
+        None
+    }
+}
+
+/// Starts pasta and waits until `watch` sees the namespace configured, or
+/// pasta has written its pid file, which it does later still; its log if
+/// it exits first.
+fn run_until_ready(
+    program: &Path,
+    args: &[String],
+    dir: &Path,
+    inotify: &Inotify,
+    mut watch: Option<Watch>,
+) -> Result<std::process::Child> {
     inotify
         .add_watch(dir, AddWatchFlags::IN_CLOSE_WRITE)
         .context("watching pasta's directory")?;
     let stderr = std::fs::File::create(dir.join("stderr")).context("pasta's stderr")?;
-    let mut child = Command::new(program)
+    let (binary, arg0) = match avx2_build(program) {
+        Some(b) => (b, "pasta"),
+        None => (program.to_path_buf(), program.to_str().unwrap_or("pasta")),
+    };
+    let mut child = Command::new(&binary)
+        .arg0(arg0)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -457,20 +550,30 @@ fn run_until_ready(program: &Path, args: &[String], dir: &Path) -> Result<std::p
             let _ = child.wait();
             bail!("pasta did not configure the namespace within {READY_TIMEOUT_MS} ms");
         }
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(inotify.as_fd(), PollFlags::POLLIN),
             PollFd::new(child_fd.as_fd(), PollFlags::POLLIN),
         ];
+        if let Some(w) = &watch {
+            fds.push(PollFd::new(w.fd(), PollFlags::POLLIN));
+        }
         let timeout = PollTimeout::try_from(left.as_millis() as i32).unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, timeout) {
             Err(Errno::EINTR) | Ok(0) => continue,
             Err(e) => bail!("waiting for pasta: {e}"),
             Ok(_) => {}
         }
-        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+        let fired = |i: usize| {
+            fds.get(i)
+                .and_then(PollFd::revents)
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (pid_file_closed, exited, announced) = (fired(0), fired(1), fired(2));
+        drop(fds);
+        if pid_file_closed {
             let _ = inotify.read_events();
         }
-        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+        if exited {
             let code = child.wait().ok().and_then(|s| s.code());
             let said = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
             let log: Vec<String> = [said("log"), said("stderr")]
@@ -483,6 +586,14 @@ fn run_until_ready(program: &Path, args: &[String], dir: &Path) -> Result<std::p
                 code.map_or("killed".to_string(), |c| format!("status {c}")),
                 log.join("; ")
             );
+        }
+        if announced {
+            match watch.as_mut().map(Watch::configured) {
+                Some(Ok(true)) => return Ok(child),
+                Some(Ok(false)) => {}
+                // The pid file still says it.
+                Some(Err(_)) | None => watch = None,
+            }
         }
     }
 }

@@ -11,14 +11,15 @@
 //!    [`ToChild::MapsWritten`]; or hands the child's pidfd to the
 //!    kennel-idmap it started before the clone, which writes them and says
 //!    so itself with one byte on the socket the child inherited.
-//!    With user-mode networking (`run.kennel.net=pasta`), the child then
-//!    joins its network namespace and sends [`ToParent::StartNetwork`];
-//!    the parent starts pasta (see `pasta`) and answers
-//!    [`ToChild::NetworkUp`] once the interface is configured. With a
-//!    bridge (`run.kennel.net=bridge[=NAME]`) the message carries a
-//!    NETLINK_ROUTE socket made in that namespace, and the parent has
-//!    kennel-net link and configure it (see `bridge`) before answering. Nothing of
-//!    the container's runs before that answer.
+//!    With a network (`run.kennel.net=pasta` or `bridge[=NAME]`), the
+//!    child then joins its network namespace and sends
+//!    [`ToParent::StartNetwork`], carrying a NETLINK_ROUTE socket made
+//!    there. The parent starts the network (pasta, see `pasta`; or
+//!    kennel-net, see `bridge`) and answers [`ToChild::NetworkStarted`]
+//!    once what the rootfs needs of it exists (pasta's resolv.conf), then
+//!    [`ToChild::NetworkUp`] once the interface is configured. The child
+//!    builds the rootfs in between, and waits for the second answer
+//!    before anything of the container's runs (hooks included).
 //! 4. child:  sets up the rootfs, joining the network namespace before it
 //!    mounts sysfs, pivots, switches user, drops capabilities. With
 //!    `--tty` it sends [`ToParent::PtyMaster`] with the master fd.
@@ -173,7 +174,9 @@ pub enum ToChild {
     /// The createRuntime hooks have run; the state document the
     /// container's own hooks read.
     HooksRan(String),
-    /// pasta has configured the network namespace.
+    /// The network is on its way; what the rootfs takes from it exists.
+    NetworkStarted,
+    /// The network namespace's interface is configured.
     NetworkUp,
 }
 
@@ -189,7 +192,8 @@ pub enum ToParent {
     RunHooks,
     /// In the network namespace: start pasta, or have kennel-net link it
     /// to the bridge (carrying a NETLINK_ROUTE socket made there as an
-    /// SCM_RIGHTS fd), then answer with `ToChild::NetworkUp`.
+    /// SCM_RIGHTS fd), then answer with `ToChild::NetworkStarted` and
+    /// `ToChild::NetworkUp`.
     StartNetwork,
 }
 
@@ -398,18 +402,45 @@ pub fn await_request(
 }
 
 /// Step 3's network exchange, the parent's side: waits for
-/// [`ToParent::StartNetwork`], runs `setup` with the fd it carried, and
-/// answers [`ToChild::NetworkUp`] once `setup` has succeeded.
-pub fn serve_network_request<T>(
+/// [`ToParent::StartNetwork`], runs `begin` with the fd it carried and
+/// answers [`ToChild::NetworkStarted`], then runs `finish` and answers
+/// [`ToChild::NetworkUp`]. The child builds its rootfs meanwhile; if it
+/// fails there, its own report is the error returned.
+pub fn serve_network_request<S, T>(
     chan: &Channel,
     pid: Pid,
-    setup: impl FnOnce(Option<OwnedFd>) -> crate::Result<T>,
+    begin: impl FnOnce(Option<OwnedFd>) -> crate::Result<S>,
+    finish: impl FnOnce(S) -> crate::Result<T>,
 ) -> crate::Result<T> {
     let fd = await_request(chan, pid, &ToParent::StartNetwork, "its network was set up")?;
-    let done = setup(fd)?;
-    chan.send_to_child(&ToChild::NetworkUp)
-        .map_err(|e| anyhow!("the container's process is gone: {e}"))?;
-    Ok(done)
+    let steps = || -> crate::Result<T> {
+        let started = begin(fd)?;
+        chan.send_to_child(&ToChild::NetworkStarted)
+            .map_err(|e| anyhow!("the container's process is gone: {e}"))?;
+        let done = finish(started)?;
+        chan.send_to_child(&ToChild::NetworkUp)
+            .map_err(|e| anyhow!("the container's process is gone: {e}"))?;
+        Ok(done)
+    };
+    steps().map_err(|e| match reported_failure(chan, pid) {
+        Some(f) => crate::Error::Container(f),
+        None => e,
+    })
+}
+
+/// A failure the child has already reported, if any (reads without
+/// waiting; reaps the child when there is one).
+pub fn reported_failure(chan: &Channel, pid: Pid) -> Option<ChildFailure> {
+    match chan.try_recv_to_parent() {
+        Ok(Some(Received {
+            message: ToParent::Failed(f),
+            ..
+        })) => {
+            let _ = waitpid(pid, None);
+            Some(f)
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -566,8 +597,12 @@ mod tests {
         child
             .send_to_parent(&ToParent::StartNetwork, Some(carried.raw_fd()))
             .unwrap();
-        let got = serve_network_request(&parent, not_our_child(), |fd| Ok(fd.is_some()));
+        let got = serve_network_request(&parent, not_our_child(), |fd| Ok(fd.is_some()), Ok);
         assert!(got.unwrap(), "the fd sent with StartNetwork reached setup");
+        assert!(matches!(
+            child.recv_to_child().unwrap(),
+            Some(ToChild::NetworkStarted)
+        ));
         assert!(matches!(
             child.recv_to_child().unwrap(),
             Some(ToChild::NetworkUp)
@@ -578,15 +613,64 @@ mod tests {
     fn a_failed_network_setup_is_not_answered() {
         let (parent, child) = Channel::pair().unwrap();
         child.send_to_parent(&ToParent::StartNetwork, None).unwrap();
-        let got: crate::Result<()> = serve_network_request(&parent, not_our_child(), |_| {
-            Err(anyhow!("no bridge").into())
-        });
+        let got: crate::Result<()> = serve_network_request(
+            &parent,
+            not_our_child(),
+            |_| Err(anyhow!("no bridge").into()),
+            Ok,
+        );
         assert!(got.unwrap_err().to_string().contains("no bridge"));
         drop(parent);
         assert!(
             child.recv_to_child().unwrap().is_none(),
+            "NetworkStarted was sent"
+        );
+    }
+
+    #[test]
+    fn a_network_failing_after_it_started_is_not_said_to_be_up() {
+        let (parent, child) = Channel::pair().unwrap();
+        child.send_to_parent(&ToParent::StartNetwork, None).unwrap();
+        let got: crate::Result<()> = serve_network_request(
+            &parent,
+            not_our_child(),
+            |_| Ok(()),
+            |()| Err(anyhow!("pasta exited").into()),
+        );
+        assert!(got.unwrap_err().to_string().contains("pasta exited"));
+        drop(parent);
+        assert!(matches!(
+            child.recv_to_child().unwrap(),
+            Some(ToChild::NetworkStarted)
+        ));
+        assert!(
+            child.recv_to_child().unwrap().is_none(),
             "NetworkUp was sent"
         );
+    }
+
+    #[test]
+    fn a_child_failing_while_its_network_starts_is_the_error_reported() {
+        let (parent, child) = Channel::pair().unwrap();
+        child.send_to_parent(&ToParent::StartNetwork, None).unwrap();
+        let got: crate::Result<()> = serve_network_request(
+            &parent,
+            not_our_child(),
+            |_| Ok(()),
+            |()| {
+                // The child fails building its rootfs, and leaves; the
+                // network then fails for want of it.
+                let failure = ChildFailure::new(Stage::Mount, Errno::ENOENT, Some("/x".into()));
+                child
+                    .send_to_parent(&ToParent::Failed(failure), None)
+                    .unwrap();
+                Err(anyhow!("pasta exited").into())
+            },
+        );
+        match got {
+            Err(crate::Error::Container(f)) => assert_eq!(f.errno(), Errno::ENOENT),
+            other => panic!("expected the child's failure, got {:?}", other.err()),
+        }
     }
 
     #[test]

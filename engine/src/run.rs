@@ -19,7 +19,7 @@ use crate::child::{self, ChildOptions};
 use crate::config::Config;
 use crate::maps::MapWriter;
 use crate::netns::NetnsMaker;
-use crate::protocol::{Channel, ChildFailure, Received, ToChild, ToParent};
+use crate::protocol::{Channel, ChildFailure, ToChild, ToParent};
 use crate::sdnotify::Notify;
 use crate::state;
 use crate::stop_at::{self, StopPoint};
@@ -329,7 +329,7 @@ impl Plan {
         if let Err(e) = moved.and_then(|()| map_writer.write(pid, &container.pidfd)) {
             // A child that failed on its own (creating its namespaces) has
             // already said why, and that is the cause worth reporting.
-            if let Some(f) = child_failed_early(parent_end, pid) {
+            if let Some(f) = crate::protocol::reported_failure(parent_end, pid) {
                 return Err(Error::Container(f));
             }
             return Err(e.context("preparing the container").into());
@@ -660,21 +660,6 @@ pub fn wait_for_exec(chan: &Channel, pid: Pid) -> Result<Started> {
             },
             Err(e) => anyhow::bail!("reading from the container: {e}"),
         }
-    }
-}
-
-/// A failure the child has already reported, if any (reads without
-/// waiting).
-fn child_failed_early(chan: &Channel, pid: Pid) -> Option<ChildFailure> {
-    match chan.try_recv_to_parent() {
-        Ok(Some(Received {
-            message: ToParent::Failed(f),
-            ..
-        })) => {
-            let _ = waitpid(pid, None);
-            Some(f)
-        }
-        _ => None,
     }
 }
 
