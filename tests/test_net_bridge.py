@@ -19,7 +19,7 @@ import pytest
 
 import conftest
 from conftest import BUILD_DIR
-from probe import ok, read_line, wait_until
+from probe import Containers, ok, read_line, wait_until
 
 NS = f"kennel-net-test-{os.getpid()}"
 BRIDGE = "kbt0"
@@ -112,12 +112,8 @@ def listener(port):
     return f"sleep 30 | nc -l -p {port}"
 
 
-class Bridged:
+class Bridged(Containers):
     """Named bridged containers started in the background, always stopped."""
-
-    def __init__(self, h):
-        self.h = h
-        self.procs = []
 
     def start(self, name, cmd):
         """Starts the container; returns (Popen, its address) once it has
@@ -127,7 +123,7 @@ class Bridged:
         proc = subprocess.Popen(in_ns(self.h.user.argv(argv)), env=self.h.user.env(), cwd="/",
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        self.procs.append((proc, name))
+        self.procs.append((proc, name, self.h.user))
         line = read_line(proc.stdout, 10, f"{name} to start")
         if line.strip() != "ready":
             proc.wait(timeout=5)
@@ -142,16 +138,6 @@ class Bridged:
         line = next(line for line in table.splitlines() if line.startswith(name + " "))
         assert f" {row['address']} " in line, line
         return row["address"]
-
-    def close(self):
-        for proc, name in self.procs:
-            if proc.poll() is None:
-                as_user(self.h.user, [self.h.kennel, "kill", name, "KILL"])
-            try:
-                proc.communicate(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
 
 
 @pytest.fixture
