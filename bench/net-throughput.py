@@ -20,7 +20,8 @@ clients, 10 s each:
 - `--net pasta`: the client connects to the gateway's address, which
   pasta maps to the namespace's loopback, where the server listens too.
 - slirp4netns run the way podman does (`slirp4netns --configure
-  --mtu=65520 --disable-host-loopback PID tap0`, with `--userns-path`
+  --mtu=65520 --disable-host-loopback --enable-sandbox --enable-seccomp
+  PID tap0`, with `--userns-path`
   since it is started from outside the container's user namespace) for a
   `--net private` container; the client connects to the bridge's address
   through slirp's user-mode stack.
@@ -108,7 +109,8 @@ def iperf_slirp(user, kennel, port, seconds):
         if pid is None:
             raise SystemExit("bench: the slirp4netns container did not start")
         slirp = subprocess.Popen(as_user(user, ["slirp4netns", "--configure",
-                                                f"--mtu={MTU}", "--disable-host-loopback", f"--userns-path=/proc/{pid}/ns/user",
+                                                f"--mtu={MTU}", "--disable-host-loopback", "--enable-sandbox",
+                                                "--enable-seccomp", f"--userns-path=/proc/{pid}/ns/user",
                                                 str(pid), "tap0"]),
                                  env=user.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         out, err = container.communicate(timeout=seconds + 60)
