@@ -610,43 +610,29 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_network_setup_is_not_answered() {
-        let (parent, child) = Channel::pair().unwrap();
-        child.send_to_parent(&ToParent::StartNetwork, None).unwrap();
-        let got: crate::Result<()> = serve_network_request(
-            &parent,
-            not_our_child(),
-            |_| Err(anyhow!("no bridge").into()),
-            Ok,
-        );
-        assert!(got.unwrap_err().to_string().contains("no bridge"));
-        drop(parent);
-        assert!(
-            child.recv_to_child().unwrap().is_none(),
-            "NetworkStarted was sent"
-        );
-    }
-
-    #[test]
-    fn a_network_failing_after_it_started_is_not_said_to_be_up() {
-        let (parent, child) = Channel::pair().unwrap();
-        child.send_to_parent(&ToParent::StartNetwork, None).unwrap();
-        let got: crate::Result<()> = serve_network_request(
-            &parent,
-            not_our_child(),
-            |_| Ok(()),
-            |()| Err(anyhow!("pasta exited").into()),
-        );
-        assert!(got.unwrap_err().to_string().contains("pasta exited"));
-        drop(parent);
-        assert!(matches!(
-            child.recv_to_child().unwrap(),
-            Some(ToChild::NetworkStarted)
-        ));
-        assert!(
-            child.recv_to_child().unwrap().is_none(),
-            "NetworkUp was sent"
-        );
+    fn a_network_failing_at_either_step_is_not_answered_past_it() {
+        // (begin fails, the error, the answers the child gets)
+        for (begin_fails, cause, answered) in [(true, "no bridge", 0), (false, "pasta exited", 1)] {
+            let (parent, child) = Channel::pair().unwrap();
+            child.send_to_parent(&ToParent::StartNetwork, None).unwrap();
+            let got: crate::Result<()> = serve_network_request(
+                &parent,
+                not_our_child(),
+                |_| match begin_fails {
+                    true => Err(anyhow!("no bridge").into()),
+                    false => Ok(()),
+                },
+                |()| Err(anyhow!("pasta exited").into()),
+            );
+            assert!(got.unwrap_err().to_string().contains(cause));
+            drop(parent);
+            let mut answers = 0;
+            while let Some(m) = child.recv_to_child().unwrap() {
+                assert!(matches!(m, ToChild::NetworkStarted), "{m:?} was sent");
+                answers += 1;
+            }
+            assert_eq!(answers, answered);
+        }
     }
 
     #[test]
