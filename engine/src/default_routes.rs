@@ -20,15 +20,12 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
+use libc::{RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE, RTM_NEWROUTE, RT_TABLE_MAIN};
 use nix::errno::Errno;
 use nix::sys::socket::{bind, recv, MsgFlags, NetlinkAddr};
 
-const RTM_NEWROUTE: u16 = 24;
-const RTMGRP_IPV4_ROUTE: u32 = 0x40;
-const RTMGRP_IPV6_ROUTE: u32 = 0x400;
-const RT_TABLE_MAIN: u8 = 254;
 /// struct nlmsghdr: u32 length, u16 type, u16 flags, u32 seq, u32 pid.
-const NLMSG_HEADER: usize = 16;
+const NLMSG_HEADER: usize = std::mem::size_of::<libc::nlmsghdr>();
 /// struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope,
 /// type (u8 each), flags (u32).
 const RTMSG: usize = 12;
@@ -89,10 +86,10 @@ impl Watch {
         }
         let mut groups = 0;
         if expected.ipv4 {
-            groups |= RTMGRP_IPV4_ROUTE;
+            groups |= RTMGRP_IPV4_ROUTE as u32;
         }
         if expected.ipv6 {
-            groups |= RTMGRP_IPV6_ROUTE;
+            groups |= RTMGRP_IPV6_ROUTE as u32;
         }
         bind(socket.as_raw_fd(), &NetlinkAddr::new(0, groups))?;
         Ok(Some(Watch {
