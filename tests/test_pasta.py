@@ -6,6 +6,7 @@ loopback through pasta's gateway mapping, and the host reaches the
 container through ports pasta publishes.
 """
 
+import contextlib
 import http.server
 import json
 import os
@@ -70,6 +71,29 @@ def pastas_with(marker):
                 and any(marker.encode() in a for a in argv):
             found.append(int(pid))
     return found
+
+
+@contextlib.contextmanager
+def killed_if_left(proc):
+    """Runs the block; a container process still running after it
+    (an assertion failed midway) is killed and reaped."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def rootfs_without_resolv_conf(h):
+    """A private copy of the rootfs without /etc/resolv.conf: (its path,
+    that file's path, the tree as it is, `kennel run --rootfs` on it up to
+    `--`)."""
+    rootfs = copy_rootfs(h)
+    point = os.path.join(rootfs, "etc", "resolv.conf")
+    if os.path.lexists(point):
+        os.unlink(point)
+    return rootfs, point, tree(rootfs), [h.kennel, "run", "--rootfs", rootfs, "--"]
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -167,7 +191,7 @@ def test_published_udp_port_delivers_datagrams(h):
                          "-p", f"127.0.0.1:{port}:5353/udp", "--",
                          "timeout", "10", "/usr/bin/python3", "-c", UDP_ECHO],
                         stdin=subprocess.DEVNULL)
-    try:
+    with killed_if_left(proc):
         assert proc.stdout.readline() == "listening\n"
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             for _ in range(50):
@@ -176,10 +200,6 @@ def test_published_udp_port_delivers_datagrams(h):
                     break
                 time.sleep(0.1)
         out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert out == "udp-probe\n", (out, err)
 
 
@@ -249,7 +269,7 @@ def test_pasta_is_gone_after_exit_and_after_sigkill_of_the_runner(h):
 
     proc = h.user.popen([h.kennel, "run", "--rootfs", h.rootfs, "--net", "pasta", "-p", marker,
                          "--", "sleep", "30"], stdin=subprocess.DEVNULL)
-    try:
+    with killed_if_left(proc):
         wait_until(lambda: pastas_with(marker), "pasta to start")
         proc.kill()
         proc.wait()
@@ -258,10 +278,6 @@ def test_pasta_is_gone_after_exit_and_after_sigkill_of_the_runner(h):
         left = lambda: [d for d in os.listdir(h.user.runtime_dir)
                         if d.startswith(f"kennel-pasta.{proc.pid}.")]
         wait_until(lambda: not left(), "pasta's directory to go")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     wait_until(lambda: port_free(port), f"host port {port} to be free after the runner's SIGKILL")
 
 
@@ -287,12 +303,7 @@ def test_a_rootfs_without_resolv_conf_is_left_as_it_was(h):
     a writable tree without one is, after the container ends (normally,
     with a failing command, or with its runner killed), exactly as it was:
     no mount point left in it, /etc's mtime included."""
-    rootfs = copy_rootfs(h)
-    point = os.path.join(rootfs, "etc", "resolv.conf")
-    if os.path.lexists(point):
-        os.unlink(point)
-    before = tree(rootfs)
-    base = [h.kennel, "run", "--rootfs", rootfs, "--"]
+    rootfs, _, before, base = rootfs_without_resolv_conf(h)
     cp = h.user.run(base + ["cat", "/etc/resolv.conf"])
     assert cp.returncode == 0 and "nameserver 169.254.1.1" in cp.stdout, describe(cp)
     assert tree(rootfs) == before, "a container's normal exit left the tree changed"
@@ -302,29 +313,20 @@ def test_a_rootfs_without_resolv_conf_is_left_as_it_was(h):
 
     proc = h.user.popen(base + ["sh", "-c", "grep -q 169.254.1.1 /etc/resolv.conf && echo up; exec sleep 30"],
                         stdin=subprocess.DEVNULL)
-    try:
+    with killed_if_left(proc):
         assert proc.stdout.readline() == "up\n", proc.stderr.read()
         proc.kill()
         proc.wait()
         wait_until(lambda: tree(rootfs) == before, "the tree to be as it was after the runner's SIGKILL")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_container_ending_keeps_the_mount_point_another_one_uses(h):
     """Two containers on one tree without /etc/resolv.conf: the first to
     end leaves the mount point the other still stands on (removing it
     would take that container's resolv.conf away); the last one removes it."""
-    rootfs = copy_rootfs(h)
-    point = os.path.join(rootfs, "etc", "resolv.conf")
-    if os.path.lexists(point):
-        os.unlink(point)
-    before = tree(rootfs)
-    base = [h.kennel, "run", "--rootfs", rootfs, "--"]
+    rootfs, point, before, base = rootfs_without_resolv_conf(h)
     longer = h.user.popen(base + ["sh", "-c", "echo up; read go; cat /etc/resolv.conf"], stdin=subprocess.PIPE)
-    try:
+    with killed_if_left(longer):
         assert longer.stdout.readline() == "up\n", longer.stderr.read()
         cp = h.user.run(base + ["true"])
         assert cp.returncode == 0, describe(cp)
@@ -332,10 +334,6 @@ def test_a_container_ending_keeps_the_mount_point_another_one_uses(h):
         out, err = longer.communicate("go\n", timeout=20)
         assert longer.returncode == 0 and "nameserver 169.254.1.1" in out, (out, err)
         wait_until(lambda: tree(rootfs) == before, "the tree to be as it was after the last container")
-    finally:
-        if longer.poll() is None:
-            longer.kill()
-            longer.wait()
 
 
 def port_free(port):
