@@ -205,7 +205,8 @@ pub fn find_helper_program(name: &str) -> Option<PathBuf> {
         candidates.push(libexec_dir().join(name));
         return candidates.into_iter().find(|p| p.is_file());
     }
-    if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
+    // The binary we were started from, also when we run from a sealed copy.
+    if let Some(exe) = kennel_sys::sealed_exe::original_exe() {
         if let Some(dir) = exe.parent() {
             candidates.push(dir.join(name));
             // The exe's path is canonical, so its grandparent is the real

@@ -7,6 +7,7 @@
 #![allow(unsafe_code)]
 
 pub mod cap_helper;
+pub mod sealed_exe;
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
