@@ -504,6 +504,12 @@ pub fn start_process(
 fn wait_for_start(chan: &Channel, fifo: &OwnedFd) -> Step {
     let err = |e: Errno| ChildFailure::new(Stage::Exec, e, None).with_detail("waiting for start");
     prctl::set_pdeathsig(None).map_err(err)?;
+    // Until it execs, this process is the runtime's code and its
+    // /proc/PID/exe the runtime's binary on the host, which a process
+    // `exec` puts into the container could open and later rewrite (runc's
+    // CVE-2019-5736). Not dumpable, it is out of reach of everyone without
+    // CAP_SYS_PTRACE where the binary was executed; the exec resets it.
+    prctl::set_dumpable(false).map_err(err)?;
     chan.send_to_parent(&ToParent::Ready, None).map_err(err)?;
     let mut byte = [0u8; 1];
     loop {
