@@ -226,6 +226,7 @@ impl Engine {
         let bundle =
             std::path::absolute(args.bundle.clone().unwrap_or_else(|| PathBuf::from(".")))?;
         let spec = kennel_engine::bundle::load(&bundle)?;
+        crate::exe_guard::guard_create(&spec)?;
         if args.no_pivot {
             ctx.log
                 .debug("--no-pivot: kennel always enters the root with pivot_root");
@@ -356,6 +357,10 @@ impl Lifecycle for Engine {
         }
         let store = store(ctx)?;
         let id = args.id().to_string();
+        if args.process.is_none() && args.command().is_empty() {
+            bail!("exec args cannot be empty");
+        }
+        let (st, _) = lifecycle::state(&store, &id)?;
         let process = match &args.process {
             Some(file) => {
                 let text = std::fs::read(file)
@@ -365,10 +370,6 @@ impl Lifecycle for Engine {
                 Some(p)
             }
             None => {
-                if args.command().is_empty() {
-                    bail!("exec args cannot be empty");
-                }
-                let (st, _) = lifecycle::state(&store, &id)?;
                 let mut p = st.kennel.process.clone();
                 // As runc: --tty alone decides, whatever the container's own process has.
                 p.set_terminal(Some(args.tty));
@@ -386,6 +387,7 @@ impl Lifecycle for Engine {
                 Some(p)
             }
         };
+        crate::exe_guard::guard_exec(st.pid, st.status == Status::Created, process.as_ref())?;
         let req = ExecRequest {
             id,
             command: args.command().to_vec(),

@@ -5,6 +5,7 @@
 pub mod argv;
 pub mod cli;
 pub mod engine_ops;
+pub mod exe_guard;
 pub mod features;
 pub mod lifecycle;
 pub mod log;
