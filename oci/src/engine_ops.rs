@@ -546,8 +546,12 @@ fn add_capabilities(p: &mut Process, caps: &[String]) -> Result<()> {
     use oci_spec::runtime::Capability;
     let mut all = p.capabilities().clone().unwrap_or_default();
     for name in caps {
-        let cap: Capability = name
-            .to_ascii_uppercase()
+        // runc takes the config.json spelling, CAP_SYS_PTRACE; the bare
+        // name is accepted too.
+        let upper = name.to_ascii_uppercase();
+        let cap: Capability = upper
+            .strip_prefix("CAP_")
+            .unwrap_or(&upper)
             .parse()
             .map_err(|_| anyhow::anyhow!("unknown capability {name:?}"))?;
         for set in [
