@@ -24,13 +24,24 @@ import os, sys, time
 pids, seconds = sys.argv[1], float(sys.argv[2])
 deadline = time.monotonic() + seconds
 me, seen, held = str(os.getpid()), set(), []
+def write_through(path, flags):
+    # A sealed copy opens for writing and refuses the write: close what
+    # opened, or a long watch runs out of descriptors.
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return False
+    try:
+        os.write(fd, b"PWNED")
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 def attempt(pid):
     for flags in (os.O_WRONLY, os.O_RDWR):
-        try:
-            os.write(os.open(f"/proc/{pid}/exe", flags), b"PWNED")
+        if write_through(f"/proc/{pid}/exe", flags):
             print("WROTE", pid, "directly", flush=True)
-        except OSError:
-            pass
     for flags in (os.O_PATH, os.O_RDONLY):
         try:
             held.append((pid, os.open(f"/proc/{pid}/exe", flags)))
@@ -43,11 +54,8 @@ while True:
             seen.add(pid)
             attempt(pid)
     for pid, fd in held:
-        try:
-            os.write(os.open(f"/proc/self/fd/{fd}", os.O_WRONLY), b"PWNED")
+        if write_through(f"/proc/self/fd/{fd}", os.O_WRONLY):
             print("WROTE", pid, "through its fd", flush=True)
-        except OSError:
-            pass
     if pids != "new" or time.monotonic() > deadline:
         break
 print("DONE", flush=True)
