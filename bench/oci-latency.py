@@ -129,14 +129,16 @@ PHASES = ["total", "create", "start", "wait", "delete"]
 
 def time_lifecycle(runtimes, bundle, work, runs, warmup=10):
     """The lifecycle of each runtime in turn, `runs` times: medians of the
-    total and of each phase, in ms."""
+    total and of each phase, in ms. `bundle` is one bundle for all, or
+    {name: bundle}."""
     devnull = os.open(os.devnull, os.O_RDWR)
     quiet = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
     times = {name: [[] for _ in PHASES] for name in runtimes}
     for i in range(warmup + runs):
         for name, rt in runtimes.items():
             root = os.path.join(work, f"root-{name}")
-            phases = lifecycle_once(rt, root, bundle, f"bench-{i}", os.path.join(work, f"pid-{name}"), quiet)
+            b = bundle[name] if isinstance(bundle, dict) else bundle
+            phases = lifecycle_once(rt, root, b, f"bench-{i}", os.path.join(work, f"pid-{name}"), quiet)
             if i >= warmup:
                 for t, v in zip(times[name], phases):
                     t.append(v)
@@ -222,6 +224,77 @@ def measure(args):
             json.dump(report, f, indent=2)
 
 
+def measure_exe_guard(kennel_oci, rootfs, scratch, runs, report):
+    """3. What the CVE-2019-5736 guard costs, as root without a user
+    namespace (the only case where it can copy): the lifecycle and `exec`
+    with podman's default capabilities (no copy, no check past the spec),
+    with CAP_SYS_PTRACE and the binary on a read-only mount (the checks,
+    no copy), and with CAP_SYS_PTRACE and the binary writable (a sealed
+    copy per start and per exec)."""
+    work = os.path.join(scratch, "guard")
+    places = {"default caps": "rw", "ptrace, read-only binary": "ro", "ptrace, writable binary": "rw"}
+    binaries = {}
+    for kind in ("rw", "ro"):
+        d = os.path.join(work, kind)
+        os.makedirs(d)
+        binaries[kind] = shutil.copy2(kennel_oci, os.path.join(d, "kennel-oci"))
+    ro_dir = os.path.dirname(binaries["ro"])
+    subprocess.run(["mount", "--bind", ro_dir, ro_dir], check=True)
+    subprocess.run(["mount", "-o", "remount,bind,ro", ro_dir, ro_dir], check=True)
+    runtimes, bundles, execs = {}, {}, {}
+    try:
+        for name, kind in places.items():
+            d = os.path.join(work, name.replace(" ", "-").replace(",", ""))
+            subprocess.run([kennel_oci, "spec"], cwd=os.makedirs(d) or d, check=True)
+            path = os.path.join(d, "config.json")
+            with open(path) as f:
+                cfg = json.load(f)
+            cfg["root"]["path"] = rootfs
+            cfg["process"]["terminal"] = False
+            cfg["process"]["args"] = ["/bin/true"]
+            if "ptrace" in name:
+                for caps in cfg["process"]["capabilities"].values():
+                    caps.append("CAP_SYS_PTRACE")
+            with open(path, "w") as f:
+                json.dump(cfg, f)
+            runtimes[name], bundles[name] = binaries[kind], d
+        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise SystemExit("bench: cannot become a child subreaper")
+        lc = time_lifecycle(runtimes, bundles, work, runs)
+        ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        base = lc["default caps"]["total"]
+        print(f"\nThe CVE-2019-5736 guard, root without a user namespace: lifecycle of /bin/true, interleaved, {runs} runs each:")
+        print("| case | total ms | create ms | x default caps | cost per start ms |")
+        print("|---|---|---|---|---|")
+        for name, m in lc.items():
+            print(f"| {name} | {m['total']:.2f} | {m['create']:.2f} | {m['total'] / base:.2f} | {m['total'] - base:+.2f} |")
+        report["exe_guard_lifecycle"] = {"runs": runs, "medians_ms": lc}
+        sleeper = exec_bundle(bundles["default caps"])
+        for name, kind in (("exec, read-only binary", "ro"), ("exec, writable binary", "rw")):
+            rt = [binaries[kind], "--root", os.path.join(work, f"exec-root-{kind}")]
+            subprocess.run(rt + ["run", "-d", "--bundle", sleeper, "guard-exec"], check=True, stdout=subprocess.DEVNULL)
+            execs[name] = rt + ["exec", "guard-exec", "/bin/true"]
+        report["exe_guard_exec"] = table(f"`exec` of /bin/true into a running root container, interleaved, {runs} runs each",
+                                         time_interleaved(execs, runs, 10), "exec, read-only binary")
+    finally:
+        for argv in execs.values():
+            subprocess.run(argv[:3] + ["delete", "--force", "guard-exec"], check=False)
+        subprocess.run(["umount", ro_dir], check=False)
+
+
+def exec_bundle(bundle):
+    """A copy of `bundle` whose process sleeps, for `exec` to enter."""
+    dest = bundle + "-sleep"
+    shutil.copytree(bundle, dest)
+    path = os.path.join(dest, "config.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    cfg["process"]["args"] = ["/bin/sleep", "3600"]
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return dest
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=300)
@@ -248,6 +321,8 @@ def main():
     user, bindir, rootfs, scratch = setup_as_root(("kennel", "kennel-idmap", "kennel-oci"))
     podman = None
     try:
+        guard = {}
+        measure_exe_guard(os.path.join(bindir, "kennel-oci"), rootfs, scratch, args.runs // 3, guard)
         work = os.path.join(scratch, "work")
         os.mkdir(work, 0o755)
         os.chown(work, user.uid, user.gid)
@@ -272,6 +347,12 @@ def main():
                 "--rounds", str(args.rounds), "--as-user", bindir, rootfs, work]
         argv += (["--json", out_json] if out_json else []) + (["--hyperfine"] if args.hyperfine else [])
         subprocess.run(user.argv(argv), env=user.env(), check=True, cwd="/")
+        if out_json:
+            with open(out_json) as f:
+                report = json.load(f)
+            report.update(guard)
+            with open(out_json, "w") as f:
+                json.dump(report, f, indent=2)
     finally:
         if podman:
             podman("rm", "--all", "--force", "--time", "0")
