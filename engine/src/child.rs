@@ -451,12 +451,14 @@ pub fn start_process(
         drop_bounding(p)?;
     }
     // Without no_new_privs the kernel takes a filter only from a process
-    // with CAP_SYS_ADMIN, which the user switch may drop: install it now,
-    // as runc does. The user switch then runs under the filter.
-    if !p.no_new_privs {
-        install_seccomp(p)?;
-    }
-    switch_user_and_capabilities(p)?;
+    // with CAP_SYS_ADMIN: keep it through the user switch, so the filter
+    // can still go on last and constrain only the command (a profile need
+    // not list what kennel calls to set up), and drop it right after.
+    let admin = caps::Capability::CAP_SYS_ADMIN;
+    let kept_admin = !p.no_new_privs
+        && p.seccomp.is_some()
+        && !(p.permitted.contains(&admin) && p.effective.contains(&admin));
+    switch_user_and_capabilities(p, kept_admin)?;
     enter_workdir(&root, &p.cwd)?;
     drop(root);
     if p.no_new_privs {
@@ -487,13 +489,16 @@ pub fn start_process(
     // Last before the command: Landlock, then the seccomp filter, so none
     // of kennel's own set-up runs under the container's profile.
     crate::landlock::restrict_self(p.landlock.as_ref())?;
-    if p.no_new_privs {
-        install_seccomp(p)?;
+    if !opts.init {
+        prepare_signals_for_exec()?;
+    }
+    install_seccomp(p)?;
+    if kept_admin {
+        set_working_caps(p, None)?;
     }
     if opts.init {
         reaper::run_as_init(&opts.single, &program, &argv, &envp)
     } else {
-        prepare_signals_for_exec()?;
         Err(exec(&program, &argv, &envp, &p.args[0]))
     }
 }
@@ -688,6 +693,22 @@ fn cap_err(e: caps::errors::CapsError) -> ChildFailure {
     ChildFailure::new(Stage::Capabilities, Errno::EPERM, None).with_detail(e.to_string())
 }
 
+/// Sets the effective and permitted sets to the plan's, with `extra` in
+/// both when one is kept for a while.
+fn set_working_caps(p: &ProcessPlan, extra: Option<caps::Capability>) -> Step {
+    use caps::CapSet;
+    let set = |which: CapSet, list: Vec<caps::Capability>| {
+        caps::set(None, which, &list.into_iter().collect()).map_err(cap_err)
+    };
+    // Effective must stay a subset of permitted at every step: shrink it first.
+    let effective = p.effective.iter().filter(|c| p.permitted.contains(c));
+    set(CapSet::Effective, effective.copied().chain(extra).collect())?;
+    set(
+        CapSet::Permitted,
+        p.permitted.iter().copied().chain(extra).collect(),
+    )
+}
+
 /// Shrinks the bounding set to the spec's. Done first: dropping needs
 /// CAP_SETPCAP, which we still hold; the effective set (mounts, setns) is
 /// untouched until `switch_user_and_capabilities`.
@@ -705,7 +726,7 @@ fn drop_bounding(p: &ProcessPlan) -> Step {
 
 /// Switches to the container user keeping the capabilities we still need,
 /// then sets the final capability sets.
-fn switch_user_and_capabilities(p: &ProcessPlan) -> Step {
+fn switch_user_and_capabilities(p: &ProcessPlan, keep_admin: bool) -> Step {
     use caps::CapSet;
     prctl::set_keepcaps(true).map_err(|e| ChildFailure::new(Stage::User, e, None))?;
     let user_err = |e: Errno, what: String| {
@@ -747,15 +768,7 @@ fn switch_user_and_capabilities(p: &ProcessPlan) -> Step {
     let set = |which: CapSet, list: &[caps::Capability]| {
         caps::set(None, which, &list.iter().copied().collect()).map_err(cap_err)
     };
-    // Effective must stay a subset of permitted at every step: shrink it first.
-    let effective: Vec<_> = p
-        .effective
-        .iter()
-        .filter(|c| p.permitted.contains(c))
-        .copied()
-        .collect();
-    set(CapSet::Effective, &effective)?;
-    set(CapSet::Permitted, &p.permitted)?;
+    set_working_caps(p, keep_admin.then_some(caps::Capability::CAP_SYS_ADMIN))?;
     set(CapSet::Inheritable, &p.inheritable)?;
     caps::clear(None, CapSet::Ambient).map_err(cap_err)?;
     for cap in &p.ambient {
