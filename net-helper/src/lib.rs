@@ -23,7 +23,10 @@ pub use policy::{
 pub use record::{host_name, is_host_name, Record, ALIAS_PREFIX, HOST_NAME_PREFIX};
 pub use subnet::{Subnet, MAX_PREFIX, MIN_PREFIX};
 
-/// The directory kennel-net's lock lives in, made by `setup-bridge`.
-pub const LOCK_DIR: &str = "/run/kennel-net";
-/// The lock file; root's, mode 0644: flock(2) needs only a read-only fd.
-pub const LOCK_FILE: &str = "/run/kennel-net/lock";
+/// What kennel-net's lock is taken on: this network namespace's
+/// `net.ipv4.route.flush` sysctl, mode 0200, which the kernel lets only
+/// root and a holder of CAP_NET_ADMIN over the namespace open
+/// (`net_ctl_permissions`). The helper opens it for writing, writes
+/// nothing, and takes an flock on it; no one who could not change the
+/// records anyway can hold it.
+pub const LOCK_FILE: &str = "/proc/sys/net/ipv4/route/flush";

@@ -28,9 +28,14 @@
 //!   another user's bridge, link or namespace exists (lxc-user-nic's
 //!   CVE-2018-6556 and CVE-2022-47952 told whether a path existed). Each
 //!   veth's record is its host end's alias, which only CAP_NET_ADMIN can
-//!   change and which dies with the veth; concurrent requests take an
-//!   flock on /run/kennel-net/lock (a read-only fd suffices), so no
-//!   address is handed out twice.
+//!   change and which dies with the veth. Concurrent requests take an
+//!   flock, so no address is handed out twice: on the namespace's
+//!   `net.ipv4.route.flush` sysctl (mode 0200, opened for writing and
+//!   never written), which only root and CAP_NET_ADMIN can open, so a
+//!   user who may not attach cannot hold it and stall everyone else
+//!   (any readable file could be flocked by anyone: flock needs only a
+//!   read-only fd). Every command checks the caller against the policy
+//!   before it takes the lock.
 //! * Leftovers: any failure after the veth exists deletes it (both ends go
 //!   together), and a veth whose creator died before recording it is
 //!   deleted under the lock by the next request or `kennel-net gc`.
@@ -52,7 +57,7 @@ use std::time::{Duration, Instant};
 use caps::Capability;
 use kennel_net::{
     host_name, is_host_name, parse_args, parse_policy, Command, Policy, Record, Requester, Subnet,
-    UsageError, LOCK_DIR, LOCK_FILE, POLICY_FILE, USAGE,
+    UsageError, LOCK_FILE, POLICY_FILE, USAGE,
 };
 use kennel_sys::cap_helper::{Helper, SelfCheckFailure};
 use netlink::{Link, Netlink};
@@ -79,6 +84,9 @@ const DYING_WAIT: Duration = Duration::from_millis(1000);
 /// nsfs's magic number (linux/magic.h).
 const NSFS_MAGIC: i64 = 0x6e73_6673;
 
+/// procfs's magic number (linux/magic.h).
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
 /// Why the helper did not do its job. One line each.
 #[derive(Debug)]
 enum Failure {
@@ -89,6 +97,9 @@ enum Failure {
     NoGrant {
         user: String,
         bridge: String,
+    },
+    NoGrantAnywhere {
+        user: String,
     },
     NoSubnet {
         bridge: String,
@@ -134,6 +145,10 @@ impl fmt::Display for Failure {
                 f,
                 "refused: no line in {POLICY_FILE} lets {user} attach veths to bridge {bridge}; root can add: {user} veth {bridge} 4"
             ),
+            Failure::NoGrantAnywhere { user } => write!(
+                f,
+                "refused: no line in {POLICY_FILE} lets {user} attach veths to any bridge, so there is nothing of theirs to collect"
+            ),
             Failure::NoSubnet { bridge } => write!(
                 f,
                 "refused: {POLICY_FILE} gives bridge {bridge} no subnet; root can add: bridge {bridge} 10.88.0.0/24"
@@ -166,11 +181,11 @@ impl fmt::Display for Failure {
             ),
             Failure::NoLock => write!(
                 f,
-                "{LOCK_FILE} is missing (it is made at boot by kennel-net's tmpfiles.d entry, or by `sudo kennel-net setup-bridge`); create it with: sudo install -d -m 0755 {LOCK_DIR} && sudo install -m 0644 /dev/null {LOCK_FILE}"
+                "{LOCK_FILE}, which kennel-net locks, is missing or not on procfs: it needs /proc mounted and IPv4 in this network namespace"
             ),
             Failure::LockBusy => write!(
                 f,
-                "another kennel-net has held {LOCK_FILE} for {} s; try again (fuser -v {LOCK_FILE} shows who holds it)",
+                "another kennel-net has held its lock ({LOCK_FILE}) for {} s; try again",
                 LOCK_WAIT.as_secs()
             ),
             Failure::Sys { what, errno } => {
@@ -226,7 +241,7 @@ fn run(argv: Vec<std::ffi::OsString>) -> Result<String, Failure> {
             netns_fd,
             netlink_fd,
         } => attach(&caller, &bridge, netns_fd, netlink_fd),
-        Command::Gc => gc(),
+        Command::Gc => gc(&caller),
         Command::SetupBridge { name, subnet } => setup_bridge(&caller, &name, subnet),
     };
     limit_caps(&HashSet::new(), &HashSet::new())?;
@@ -238,6 +253,16 @@ struct Caller {
     uid: u32,
     name: String,
     groups: Vec<String>,
+}
+
+impl Caller {
+    fn requester(&self) -> Requester<'_> {
+        Requester {
+            name: &self.name,
+            uid: self.uid,
+            groups: &self.groups,
+        }
+    }
 }
 
 /// Refuses stray privilege, explains missing privilege, and finds the
@@ -354,17 +379,25 @@ fn check_socket(n: i32, sock: BorrowedFd<'_>, netns: u64) -> Result<(), Failure>
     Ok(())
 }
 
-/// Takes the lock every request that reads or changes records holds.
+/// Takes the lock every request that reads or changes records holds (see
+/// `LOCK_FILE`: only root and CAP_NET_ADMIN can open it). Called only
+/// once the caller has passed the policy.
 fn lock() -> Result<Flock<std::fs::File>, Failure> {
     let fd = match nix::fcntl::open(
         LOCK_FILE,
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY,
         Mode::empty(),
     ) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Err(Failure::NoLock),
         Err(e) => return Err(sys(format!("opening {LOCK_FILE}"))(e)),
     };
+    let on_proc = nix::sys::statfs::fstatfs(&fd)
+        .map(|s| s.filesystem_type().0 == PROC_SUPER_MAGIC)
+        .unwrap_or(false);
+    if !on_proc {
+        return Err(Failure::NoLock);
+    }
     let mut file = std::fs::File::from(fd);
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
@@ -397,13 +430,8 @@ fn collect_unrecorded(host: &mut Netlink, links: &[Link]) -> usize {
 fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result<String, Failure> {
     // The policy first: a user it does not name learns nothing more.
     let policy = read_policy()?;
-    let requester = Requester {
-        name: &caller.name,
-        uid: caller.uid,
-        groups: &caller.groups,
-    };
     let quota = policy
-        .quota(&requester, bridge)
+        .quota(&caller.requester(), bridge)
         .ok_or_else(|| Failure::NoGrant {
             user: caller.name.clone(),
             bridge: bridge.into(),
@@ -516,7 +544,14 @@ fn configure_inside(sock: OwnedFd, address: Ipv4Addr, subnet: Subnet) -> Result<
     Ok(())
 }
 
-fn gc() -> Result<String, Failure> {
+fn gc(caller: &Caller) -> Result<String, Failure> {
+    // The policy first, as for attach: the lock is for users kennel-net
+    // works for, and a user with no grant has no veth to collect.
+    if caller.uid != 0 && !read_policy()?.grants_any(&caller.requester()) {
+        return Err(Failure::NoGrantAnywhere {
+            user: caller.name.clone(),
+        });
+    }
     let _lock = lock()?;
     let mut host = Netlink::open().map_err(sys("opening a netlink socket"))?;
     let links = host.links().map_err(sys("listing links"))?;
@@ -524,25 +559,12 @@ fn gc() -> Result<String, Failure> {
     Ok(format!("removed {removed} unrecorded veth(s)\n"))
 }
 
-/// Root's set-up: the lock's directory and file, and the bridge with the
-/// subnet's first address, up. Running it again changes nothing.
+/// Root's set-up: the bridge with the subnet's first address, up.
+/// Running it again changes nothing.
 fn setup_bridge(caller: &Caller, name: &str, subnet: Subnet) -> Result<String, Failure> {
     if caller.uid != 0 {
         return Err(Failure::NotRoot);
     }
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    match std::fs::DirBuilder::new().mode(0o755).create(LOCK_DIR) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(sys(format!("creating {LOCK_DIR}"))(io_errno(e))),
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(LOCK_FILE)
-        .map_err(|e| sys(format!("creating {LOCK_FILE}"))(io_errno(e)))?;
     let mut host = Netlink::open().map_err(sys("opening a netlink socket"))?;
     let existing = host.links().map_err(sys("listing links"))?;
     let index = match existing.iter().find(|l| l.name == name) {
