@@ -20,7 +20,9 @@ pub use policy::{
     parse_policy, valid_ifname, BadLine, BridgeDef, Grant, Grantee, Policy, Requester, MAX_COUNT,
     MAX_IFNAME, POLICY_FILE,
 };
-pub use record::{host_name, is_host_name, Record, ALIAS_PREFIX, HOST_NAME_PREFIX};
+pub use record::{
+    container_mac, host_name, is_host_name, LinkFacts, Record, ALIAS_PREFIX, HOST_NAME_PREFIX,
+};
 pub use subnet::{Subnet, MAX_PREFIX, MIN_PREFIX};
 
 /// What kennel-net's lock is taken on: this network namespace's

@@ -36,9 +36,16 @@
 //!   (any readable file could be flocked by anyone: flock needs only a
 //!   read-only fd). Every command checks the caller against the policy
 //!   before it takes the lock.
-//! * Leftovers: any failure after the veth exists deletes it (both ends go
-//!   together), and a veth whose creator died before recording it is
-//!   deleted under the lock by the next request or `kennel-net gc`.
+//! * Someone else's links: kennel-net counts, and deletes, only links it
+//!   can prove it made: a veth whose alias is a record naming that link's
+//!   own index, and whose name is `kn` + the record's namespace inode. A
+//!   bridge, an uplink or root's own `kn…` veth never passes, whatever its
+//!   name. `gc` removes only the caller's own (root: anyone's) recorded
+//!   veths that never reached a bridge; a veth on a bridge is in use.
+//! * Leftovers: a veth is made down and on no bridge, recorded, and only
+//!   then attached and brought up, so a helper killed part-way leaves a
+//!   link that carries nothing and goes with its namespace; any failure
+//!   we see deletes the link we made, by its index (both ends go).
 //! * Process state: non-dumpable first thing, /dev/null on closed fds 0-2,
 //!   no environment read, capabilities dropped before exit.
 
@@ -56,11 +63,11 @@ use std::time::{Duration, Instant};
 
 use caps::Capability;
 use kennel_net::{
-    host_name, is_host_name, parse_args, parse_policy, Command, Policy, Record, Requester, Subnet,
+    container_mac, host_name, parse_args, parse_policy, Command, Policy, Record, Requester, Subnet,
     UsageError, LOCK_FILE, POLICY_FILE, USAGE,
 };
 use kennel_sys::cap_helper::{Helper, SelfCheckFailure};
-use netlink::{Link, Netlink};
+use netlink::Netlink;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::sys::stat::{fstat, Mode};
@@ -413,20 +420,6 @@ fn lock() -> Result<Flock<std::fs::File>, Failure> {
     }
 }
 
-/// Deletes kennel-net's links that have no record: their creator died
-/// between making and recording them (we hold the lock, so none is being
-/// made now), among `links`. Returns how many.
-fn collect_unrecorded(host: &mut Netlink, links: &[Link]) -> usize {
-    let mut removed = 0;
-    for l in links {
-        let recorded = l.alias.as_deref().and_then(Record::parse).is_some();
-        if is_host_name(&l.name) && !recorded && host.delete_link(l.index).is_ok() {
-            removed += 1;
-        }
-    }
-    removed
-}
-
 fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result<String, Failure> {
     // The policy first: a user it does not name learns nothing more.
     let policy = read_policy()?;
@@ -450,8 +443,6 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
     let _lock = lock()?;
     let mut host = Netlink::open().map_err(sys("opening a netlink socket"))?;
     let mut links = host.links().map_err(sys("listing links"))?;
-    // What it removes had no record, so counts for nothing below.
-    collect_unrecorded(&mut host, &links);
     // A container that just ended leaves its namespace to the kernel's
     // clean-up, which removes the veth a moment later: give that moment
     // before calling the quota spent.
@@ -463,10 +454,11 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
                 subnet,
             });
         };
+        // Only kennel-net's own veths count, for the quota and addresses.
         let records: Vec<Record> = links
             .iter()
             .filter(|l| l.controller == Some(br.index))
-            .filter_map(|l| l.alias.as_deref().and_then(Record::parse))
+            .filter_map(|l| Record::of_link(&l.facts()))
             .collect();
         let mine = records.iter().filter(|r| r.uid == caller.uid).count();
         if mine < quota as usize {
@@ -488,31 +480,39 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
         subnet,
     })?;
     let name = host_name(netns_ino);
-    // The bridge's MTU, so a bridge set up for jumbo frames carries them
-    // to the container too.
-    match host.create_veth(&name, br_index, "eth0", netns.as_fd(), br_mtu) {
+    // Made down and on no bridge: until it is recorded and attached below,
+    // nothing the container sends reaches anyone. The bridge's MTU, so a
+    // bridge set up for jumbo frames carries them to the container too.
+    match host.create_veth(&name, "eth0", container_mac(address), netns.as_fd(), br_mtu) {
         Ok(()) => {}
         Err(Errno::EEXIST) => return Err(Failure::AlreadyLinked),
         Err(e) => return Err(sys(format!("creating veth {name} on {bridge}"))(e)),
     }
+    // We hold the lock and the name is unique to the namespace, so the
+    // link of that name is the one just made (only CAP_NET_ADMIN renames).
+    let link = match host.link_named(&name) {
+        Ok(l) if l.is_veth => l,
+        Ok(_) => return Err(sys(format!("finding {name}"))(Errno::ENODEV)),
+        Err(e) => return Err(sys(format!("finding {name}"))(e)),
+    };
     let record = Record {
         uid: caller.uid,
         address,
         netns: netns_ino,
+        ifindex: link.index,
     };
     let configured = host
-        .link_named(&name)
-        .map_err(sys(format!("finding {name}")))
-        .and_then(|link| {
-            host.set_alias(link.index, &record.alias())
-                .map_err(sys(format!("recording {name}")))
+        .set_alias(link.index, &record.alias())
+        .map_err(sys(format!("recording {name}")))
+        .and_then(|()| {
+            host.attach_up(link.index, br_index)
+                .map_err(sys(format!("attaching {name} to {bridge}")))
         })
         .and_then(|()| configure_inside(sock, address, subnet));
     if let Err(f) = configured {
-        // Deleting the host end takes the container's end with it.
-        if let Ok(l) = host.link_named(&name) {
-            let _ = host.delete_link(l.index);
-        }
+        // Ours by its index; deleting the host end takes the container's
+        // end with it.
+        let _ = host.delete_link(link.index);
         return Err(f);
     }
     Ok(format!(
@@ -555,8 +555,24 @@ fn gc(caller: &Caller) -> Result<String, Failure> {
     let _lock = lock()?;
     let mut host = Netlink::open().map_err(sys("opening a netlink socket"))?;
     let links = host.links().map_err(sys("listing links"))?;
-    let removed = collect_unrecorded(&mut host, &links);
-    Ok(format!("removed {removed} unrecorded veth(s)\n"))
+    let mut removed = 0;
+    for l in &links {
+        if let Some(r) = Record::of_link(&l.facts()) {
+            if collectable(caller.uid, &r, l.controller) && host.delete_link(l.index).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    Ok(format!("removed {removed} interrupted veth(s)\n"))
+}
+
+/// Whether `gc`, run by `uid`, removes the veth of record `r` that is on
+/// bridge `controller`: one kennel-net recorded but never attached (its
+/// set-up was interrupted; the namespace may outlive the helper), the
+/// caller's own or, for root, anyone's. A veth on a bridge is in use, and
+/// goes with its namespace.
+fn collectable(uid: u32, r: &Record, controller: Option<u32>) -> bool {
+    controller.is_none() && (uid == 0 || r.uid == uid)
 }
 
 /// Root's set-up: the bridge with the subnet's first address, up.
@@ -620,5 +636,20 @@ mod tests {
         .to_string();
         assert!(t.starts_with("no_new_privs is set"), "{t}");
         assert!(t.contains("cannot create a veth"), "{t}");
+    }
+
+    #[test]
+    fn gc_takes_only_the_callers_unattached_veths() {
+        let r = Record {
+            uid: 1000,
+            address: Ipv4Addr::new(10, 88, 0, 2),
+            netns: 1,
+            ifindex: 5,
+        };
+        assert!(collectable(1000, &r, None));
+        assert!(collectable(0, &r, None));
+        assert!(!collectable(1001, &r, None), "another user's");
+        assert!(!collectable(1000, &r, Some(3)), "on a bridge: in use");
+        assert!(!collectable(0, &r, Some(3)), "on a bridge: in use");
     }
 }

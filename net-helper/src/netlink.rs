@@ -34,7 +34,20 @@ pub struct Link {
     pub alias: Option<String>,
     pub controller: Option<u32>,
     pub is_bridge: bool,
+    pub is_veth: bool,
     pub mtu: Option<u32>,
+}
+
+impl Link {
+    /// What telling kennel-net's veths from others' needs.
+    pub fn facts(&self) -> kennel_net::LinkFacts<'_> {
+        kennel_net::LinkFacts {
+            index: self.index,
+            name: &self.name,
+            is_veth: self.is_veth,
+            alias: self.alias.as_deref(),
+        }
+    }
 }
 
 fn io_errno(e: std::io::Error) -> Errno {
@@ -179,14 +192,15 @@ impl Netlink {
             .ok_or(Errno::ENODEV)
     }
 
-    /// Creates a veth pair: `host` here, enslaved to `controller` and up;
-    /// its peer `peer` made directly in the namespace open on `netns`;
-    /// both with `mtu` when given.
+    /// Creates a veth pair: `host` here, down and on no bridge (so
+    /// nothing the peer sends goes anywhere until `attach_up`); its peer
+    /// `peer` made directly in the namespace open on `netns`, with the
+    /// hardware address `peer_mac`; both with `mtu` when given.
     pub fn create_veth(
         &mut self,
         host: &str,
-        controller: u32,
         peer: &str,
+        peer_mac: [u8; 6],
         netns: BorrowedFd<'_>,
         mtu: Option<u32>,
     ) -> Result<(), Errno> {
@@ -197,13 +211,13 @@ impl Netlink {
             .push(LinkAttribute::IfName(peer.to_string()));
         peer_msg
             .attributes
+            .push(LinkAttribute::Address(peer_mac.to_vec()));
+        peer_msg
+            .attributes
             .push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
         let mut msg = LinkMessage::default();
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(host.to_string()));
         msg.attributes.extend(mtu.map(LinkAttribute::Mtu));
-        msg.attributes.push(LinkAttribute::Controller(controller));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
@@ -238,6 +252,17 @@ impl Netlink {
         msg.header.index = index;
         msg.attributes
             .push(LinkAttribute::IfAlias(alias.to_string()));
+        self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)
+            .map(drop)
+    }
+
+    /// Puts link `index` on bridge `controller` and brings it up.
+    pub fn attach_up(&mut self, index: u32, controller: u32) -> Result<(), Errno> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::Controller(controller));
         self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)
             .map(drop)
     }
@@ -306,6 +331,7 @@ fn link_of(payload: &[u8]) -> Result<Link, Errno> {
         alias: None,
         controller: None,
         is_bridge: false,
+        is_veth: false,
         mtu: None,
     };
     for nla in message.attributes() {
@@ -314,8 +340,9 @@ fn link_of(payload: &[u8]) -> Result<Link, Errno> {
             for info in NlasIterator::new(nla.value()) {
                 let info = info.map_err(|_| Errno::EBADMSG)?;
                 if info.kind() == libc::IFLA_INFO_KIND {
-                    link.is_bridge =
-                        InfoKind::parse(&info).map_err(|_| Errno::EBADMSG)? == InfoKind::Bridge;
+                    let kind = InfoKind::parse(&info).map_err(|_| Errno::EBADMSG)?;
+                    link.is_bridge = kind == InfoKind::Bridge;
+                    link.is_veth = kind == InfoKind::Veth;
                 }
             }
             continue;
@@ -372,7 +399,7 @@ mod tests {
         ];
         let link = link_of(&payload(&bridge)).unwrap();
         assert_eq!((link.index, link.name.as_str()), (7, "kennel0"));
-        assert!(link.is_bridge);
+        assert!(link.is_bridge && !link.is_veth);
         assert_eq!(
             (link.mtu, link.controller, link.alias),
             (Some(65520), None, None)
@@ -388,7 +415,7 @@ mod tests {
         ];
         let link = link_of(&payload(&veth)).unwrap();
         assert_eq!((link.index, link.name.as_str()), (9, "kn1"));
-        assert!(!link.is_bridge);
+        assert!(!link.is_bridge && link.is_veth);
         assert_eq!(link.controller, Some(7));
         assert_eq!(link.alias.as_deref(), Some("kennel-net uid=1000"));
     }
