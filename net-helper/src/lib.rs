@@ -7,11 +7,13 @@
 //! * [`parse_policy`]: the policy file; malformed lines grant nothing.
 //! * [`Policy::quota`]: how many veths a user may have on a bridge.
 //! * [`Subnet::pick`]: the lowest free container address on a bridge.
+//! * [`port_filter`]: what a container may send on the bridge.
 //! * [`Record`]: what is kept about each veth, as its host end's alias.
 //! * [`parse_args`]: the command line.
 
 mod args;
 mod policy;
+mod port_filter;
 mod record;
 mod subnet;
 
@@ -20,6 +22,7 @@ pub use policy::{
     parse_policy, valid_ifname, BadLine, BridgeDef, Grant, Grantee, Policy, Requester, MAX_COUNT,
     MAX_IFNAME, POLICY_FILE,
 };
+pub use port_filter::{port_filter, SockFilter, TC_ACT_OK, TC_ACT_SHOT};
 pub use record::{
     container_mac, host_name, is_host_name, LinkFacts, Record, ALIAS_PREFIX, HOST_NAME_PREFIX,
 };

@@ -63,8 +63,8 @@ use std::time::{Duration, Instant};
 
 use caps::Capability;
 use kennel_net::{
-    container_mac, host_name, parse_args, parse_policy, Command, Policy, Record, Requester, Subnet,
-    UsageError, LOCK_FILE, POLICY_FILE, USAGE,
+    container_mac, host_name, parse_args, parse_policy, port_filter, Command, Policy, Record,
+    Requester, Subnet, UsageError, LOCK_FILE, POLICY_FILE, USAGE,
 };
 use kennel_sys::cap_helper::{Helper, SelfCheckFailure};
 use netlink::Netlink;
@@ -501,9 +501,18 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
         netns: netns_ino,
         ifindex: link.index,
     };
+    let filter = port_filter(container_mac(address), address);
     let configured = host
         .set_alias(link.index, &record.alias())
         .map_err(sys(format!("recording {name}")))
+        .and_then(|()| {
+            // Before the link carries anything: the container may send
+            // only from the MAC and address it was given.
+            host.add_port_filter(link.index, &filter)
+                .map_err(sys(format!(
+                    "filtering what {name} may send (needs cls_bpf and the clsact qdisc)"
+                )))
+        })
         .and_then(|()| {
             host.attach_up(link.index, br_index)
                 .map_err(sys(format!("attaching {name} to {bridge}")))

@@ -6,9 +6,9 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{
-    ErrorBuffer, ErrorMessage, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
-    NlasIterator, Parseable, ParseableParametrized, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
-    NLMSG_OVERRUN, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    DefaultNla, ErrorBuffer, ErrorMessage, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader,
+    NetlinkMessage, NlasIterator, Parseable, ParseableParametrized, NLMSG_DONE, NLMSG_ERROR,
+    NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -18,9 +18,21 @@ use netlink_packet_route::link::{
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
+use netlink_packet_route::tc::{TcAttribute, TcHandle, TcHeader, TcMessage, TcOption};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use nix::errno::Errno;
+
+/// cls_bpf's attributes (linux/pkt_cls.h), which netlink-packet-route
+/// does not model.
+const TCA_BPF_OPS_LEN: u16 = 4;
+const TCA_BPF_OPS: u16 = 5;
+const TCA_BPF_NAME: u16 = 7;
+const TCA_BPF_FLAGS: u16 = 8;
+/// The program's return value is tc's verdict (direct action).
+const TCA_BPF_FLAG_ACT_DIRECT: u32 = 1;
+/// ETH_P_ALL (linux/if_ether.h): a filter that sees every frame.
+const ETH_P_ALL: u16 = 0x0003;
 
 pub struct Netlink {
     socket: Socket,
@@ -265,6 +277,61 @@ impl Netlink {
         msg.attributes.push(LinkAttribute::Controller(controller));
         self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)
             .map(drop)
+    }
+
+    /// Gives link `index` a clsact qdisc and, on its ingress (what the far
+    /// end of a veth sends), the classic BPF `program` as the one filter,
+    /// its return value the verdict.
+    pub fn add_port_filter(
+        &mut self,
+        index: u32,
+        program: &[kennel_net::SockFilter],
+    ) -> Result<(), Errno> {
+        let ifindex = i32::try_from(index).map_err(|_| Errno::EINVAL)?;
+        let mut qdisc = TcMessage::with_index(ifindex);
+        qdisc.header.handle = TcHandle {
+            major: 0xffff,
+            minor: 0,
+        };
+        qdisc.header.parent = TcHandle::CLSACT;
+        qdisc.attributes.push(TcAttribute::Kind("clsact".into()));
+        self.request(
+            RouteNetlinkMessage::NewQueueDiscipline(qdisc),
+            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK,
+        )?;
+        let ops: Vec<u8> = program.iter().flat_map(|i| i.to_bytes()).collect();
+        let count = u16::try_from(program.len()).map_err(|_| Errno::E2BIG)?;
+        let nla = |kind, value: Vec<u8>| TcOption::Other(DefaultNla::new(kind, value));
+        let filter = TcMessage::from_parts(
+            TcHeader {
+                index: ifindex,
+                handle: TcHandle { major: 0, minor: 1 },
+                parent: TcHandle {
+                    major: 0xffff,
+                    minor: TcHandle::MIN_INGRESS,
+                },
+                // Priority 1; the protocol in network byte order.
+                info: (1 << 16) | u32::from(ETH_P_ALL.to_be()),
+                ..TcHeader::default()
+            },
+            vec![
+                TcAttribute::Kind("bpf".into()),
+                TcAttribute::Options(vec![
+                    nla(TCA_BPF_OPS_LEN, count.to_ne_bytes().to_vec()),
+                    nla(TCA_BPF_OPS, ops),
+                    nla(TCA_BPF_NAME, b"kennel-net\0".to_vec()),
+                    nla(
+                        TCA_BPF_FLAGS,
+                        TCA_BPF_FLAG_ACT_DIRECT.to_ne_bytes().to_vec(),
+                    ),
+                ]),
+            ],
+        );
+        self.request(
+            RouteNetlinkMessage::NewTrafficFilter(filter),
+            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK,
+        )
+        .map(drop)
     }
 
     /// Brings a link up.
