@@ -335,7 +335,7 @@ def test_a_dead_process_never_lends_its_pid_to_a_veth(h, net):
     assert r["rc"] == 0, r
     assert "eth0" not in r["second"], r
     [link] = r["bridge"]
-    assert link["ifalias"].endswith(f"netns={r['ino']}"), link
+    assert f" netns={r['ino']} ifindex={link['ifindex']}" in link["ifalias"], link
     assert wait_until(lambda: not bridge_links(), "the veth to go with its namespace")
 
 
