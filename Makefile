@@ -104,8 +104,6 @@ install: build
 	fi
 	install -m 0755 $(RELEASE)/kennel-net $(DESTDIR)$(LIBEXECDIR)/kennel-net
 	setcap cap_net_admin=ep $(DESTDIR)$(LIBEXECDIR)/kennel-net
-	install -d $(DESTDIR)$(PREFIX)/lib/tmpfiles.d
-	install -m 0644 packaging/kennel-net.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/kennel-net.conf
 	packaging/ensure-subids.sh "$(BUILD_USER)"
 	if [ -n "$(KENNEL_BRIDGE)$(KENNEL_BRIDGE_SUBNET)" ]; then \
 	  packaging/setup-bridge.sh "$(DESTDIR)$(LIBEXECDIR)/kennel-net" "$(KENNEL_BRIDGE)" "$(KENNEL_BRIDGE_SUBNET)" "$(BUILD_USER)" "$(DESTDIR)"; \
@@ -120,6 +118,7 @@ uninstall:
 	  $(DESTDIR)$(PREFIX)/share/man/man8/kennel-*.8 \
 	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/kennel* \
 	  $(DESTDIR)$(ZSHDIR)/_kennel* $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/kennel*.fish
+	# An older install's entry for kennel-net's old lock file.
 	rm -f $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/kennel-net.conf
 
 test-deps:

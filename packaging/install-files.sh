@@ -63,9 +63,6 @@ if [ "$package" = 1 ]; then
     install -d "$d$prefix/lib/systemd/$kind-generators"
     ln -sf "$libexecdir/kennel-generator" "$d$prefix/lib/systemd/$kind-generators/kennel-generator"
   done
-  # kennel-net's lock file, made at boot by systemd-tmpfiles.
-  install -d "$d$prefix/lib/tmpfiles.d"
-  install -m 0644 "$top/packaging/kennel-net.tmpfiles" "$d$prefix/lib/tmpfiles.d/kennel-net.conf"
   # podman reads drop-ins from share/containers/containers.conf.d.
   install -d "$d$prefix/share/containers/containers.conf.d"
   sed "s|@BINDIR@|$prefix/bin|" "$top/packaging/containers/kennel.conf.in" \

@@ -157,7 +157,7 @@ def test_deb_carries_no_setuid_file_and_everything_it_promises(packages):
     pages = ["kennel", "kennel-run", "kennel-exec", "kennel-ps", "kennel-kill", "kennel-stats", "kennel-doctor",
              "kennel-rootfs", "kennel-rootfs-import"]
     expected = [
-        "/usr/bin/kennel", "/usr/bin/kennel-oci", HELPER, NET_HELPER, "/usr/lib/tmpfiles.d/kennel-net.conf",
+        "/usr/bin/kennel", "/usr/bin/kennel-oci", HELPER, NET_HELPER,
         *[f"/usr/share/man/man1/{p}.1.gz" for p in pages],
         "/usr/share/man/man8/kennel-oci.8.gz", "/usr/share/man/man8/kennel-idmap.8.gz",
         "/usr/share/man/man5/kennel.container.5.gz", "/usr/libexec/kennel/kennel-generator",

@@ -16,8 +16,7 @@ attach   links the network namespace open on fd NETNS (an nsfs fd of a
          a default route; NETLINK is a NETLINK_ROUTE socket opened inside
          that namespace. Prints ADDRESS/PREFIX GATEWAY HOST-INTERFACE.
 gc       removes veths whose set-up was interrupted.
-setup-bridge  creates bridge NAME with SUBNET's first address, up, and
-         /run/kennel-net/lock.
+setup-bridge  creates bridge NAME with SUBNET's first address, up.
 Policy: /etc/kennel/net.conf (see kennel-net's README).
 ";
 

@@ -7,11 +7,13 @@
 //! * [`parse_policy`]: the policy file; malformed lines grant nothing.
 //! * [`Policy::quota`]: how many veths a user may have on a bridge.
 //! * [`Subnet::pick`]: the lowest free container address on a bridge.
+//! * [`port_filter`]: what a container may send on the bridge.
 //! * [`Record`]: what is kept about each veth, as its host end's alias.
 //! * [`parse_args`]: the command line.
 
 mod args;
 mod policy;
+mod port_filter;
 mod record;
 mod subnet;
 
@@ -20,10 +22,16 @@ pub use policy::{
     parse_policy, valid_ifname, BadLine, BridgeDef, Grant, Grantee, Policy, Requester, MAX_COUNT,
     MAX_IFNAME, POLICY_FILE,
 };
-pub use record::{host_name, is_host_name, Record, ALIAS_PREFIX, HOST_NAME_PREFIX};
+pub use port_filter::{port_filter, SockFilter, TC_ACT_OK, TC_ACT_SHOT};
+pub use record::{
+    container_mac, host_name, is_host_name, LinkFacts, Record, ALIAS_PREFIX, HOST_NAME_PREFIX,
+};
 pub use subnet::{Subnet, MAX_PREFIX, MIN_PREFIX};
 
-/// The directory kennel-net's lock lives in, made by `setup-bridge`.
-pub const LOCK_DIR: &str = "/run/kennel-net";
-/// The lock file; root's, mode 0644: flock(2) needs only a read-only fd.
-pub const LOCK_FILE: &str = "/run/kennel-net/lock";
+/// What kennel-net's lock is taken on: this network namespace's
+/// `net.ipv4.route.flush` sysctl, mode 0200, which the kernel lets only
+/// root and a holder of CAP_NET_ADMIN over the namespace open
+/// (`net_ctl_permissions`). The helper opens it for writing, writes
+/// nothing, and takes an flock on it; no one who could not change the
+/// records anyway can hold it.
+pub const LOCK_FILE: &str = "/proc/sys/net/ipv4/route/flush";

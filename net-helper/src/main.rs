@@ -28,12 +28,24 @@
 //!   another user's bridge, link or namespace exists (lxc-user-nic's
 //!   CVE-2018-6556 and CVE-2022-47952 told whether a path existed). Each
 //!   veth's record is its host end's alias, which only CAP_NET_ADMIN can
-//!   change and which dies with the veth; concurrent requests take an
-//!   flock on /run/kennel-net/lock (a read-only fd suffices), so no
-//!   address is handed out twice.
-//! * Leftovers: any failure after the veth exists deletes it (both ends go
-//!   together), and a veth whose creator died before recording it is
-//!   deleted under the lock by the next request or `kennel-net gc`.
+//!   change and which dies with the veth. Concurrent requests take an
+//!   flock, so no address is handed out twice: on the namespace's
+//!   `net.ipv4.route.flush` sysctl (mode 0200, opened for writing and
+//!   never written), which only root and CAP_NET_ADMIN can open, so a
+//!   user who may not attach cannot hold it and stall everyone else
+//!   (any readable file could be flocked by anyone: flock needs only a
+//!   read-only fd). Every command checks the caller against the policy
+//!   before it takes the lock.
+//! * Someone else's links: kennel-net counts, and deletes, only links it
+//!   can prove it made: a veth whose alias is a record naming that link's
+//!   own index, and whose name is `kn` + the record's namespace inode. A
+//!   bridge, an uplink or root's own `kn…` veth never passes, whatever its
+//!   name. `gc` removes only the caller's own (root: anyone's) recorded
+//!   veths that never reached a bridge; a veth on a bridge is in use.
+//! * Leftovers: a veth is made down and on no bridge, recorded, and only
+//!   then attached and brought up, so a helper killed part-way leaves a
+//!   link that carries nothing and goes with its namespace; any failure
+//!   we see deletes the link we made, by its index (both ends go).
 //! * Process state: non-dumpable first thing, /dev/null on closed fds 0-2,
 //!   no environment read, capabilities dropped before exit.
 
@@ -51,11 +63,11 @@ use std::time::{Duration, Instant};
 
 use caps::Capability;
 use kennel_net::{
-    host_name, is_host_name, parse_args, parse_policy, Command, Policy, Record, Requester, Subnet,
-    UsageError, LOCK_DIR, LOCK_FILE, POLICY_FILE, USAGE,
+    container_mac, host_name, parse_args, parse_policy, port_filter, Command, Policy, Record,
+    Requester, Subnet, UsageError, LOCK_FILE, POLICY_FILE, USAGE,
 };
 use kennel_sys::cap_helper::{Helper, SelfCheckFailure};
-use netlink::{Link, Netlink};
+use netlink::Netlink;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::sys::stat::{fstat, Mode};
@@ -79,6 +91,9 @@ const DYING_WAIT: Duration = Duration::from_millis(1000);
 /// nsfs's magic number (linux/magic.h).
 const NSFS_MAGIC: i64 = 0x6e73_6673;
 
+/// procfs's magic number (linux/magic.h).
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
 /// Why the helper did not do its job. One line each.
 #[derive(Debug)]
 enum Failure {
@@ -89,6 +104,9 @@ enum Failure {
     NoGrant {
         user: String,
         bridge: String,
+    },
+    NoGrantAnywhere {
+        user: String,
     },
     NoSubnet {
         bridge: String,
@@ -134,6 +152,10 @@ impl fmt::Display for Failure {
                 f,
                 "refused: no line in {POLICY_FILE} lets {user} attach veths to bridge {bridge}; root can add: {user} veth {bridge} 4"
             ),
+            Failure::NoGrantAnywhere { user } => write!(
+                f,
+                "refused: no line in {POLICY_FILE} lets {user} attach veths to any bridge, so there is nothing of theirs to collect"
+            ),
             Failure::NoSubnet { bridge } => write!(
                 f,
                 "refused: {POLICY_FILE} gives bridge {bridge} no subnet; root can add: bridge {bridge} 10.88.0.0/24"
@@ -166,11 +188,11 @@ impl fmt::Display for Failure {
             ),
             Failure::NoLock => write!(
                 f,
-                "{LOCK_FILE} is missing (it is made at boot by kennel-net's tmpfiles.d entry, or by `sudo kennel-net setup-bridge`); create it with: sudo install -d -m 0755 {LOCK_DIR} && sudo install -m 0644 /dev/null {LOCK_FILE}"
+                "{LOCK_FILE}, which kennel-net locks, is missing or not on procfs: it needs /proc mounted and IPv4 in this network namespace"
             ),
             Failure::LockBusy => write!(
                 f,
-                "another kennel-net has held {LOCK_FILE} for {} s; try again (fuser -v {LOCK_FILE} shows who holds it)",
+                "another kennel-net has held its lock ({LOCK_FILE}) for {} s; try again",
                 LOCK_WAIT.as_secs()
             ),
             Failure::Sys { what, errno } => {
@@ -226,7 +248,7 @@ fn run(argv: Vec<std::ffi::OsString>) -> Result<String, Failure> {
             netns_fd,
             netlink_fd,
         } => attach(&caller, &bridge, netns_fd, netlink_fd),
-        Command::Gc => gc(),
+        Command::Gc => gc(&caller),
         Command::SetupBridge { name, subnet } => setup_bridge(&caller, &name, subnet),
     };
     limit_caps(&HashSet::new(), &HashSet::new())?;
@@ -238,6 +260,16 @@ struct Caller {
     uid: u32,
     name: String,
     groups: Vec<String>,
+}
+
+impl Caller {
+    fn requester(&self) -> Requester<'_> {
+        Requester {
+            name: &self.name,
+            uid: self.uid,
+            groups: &self.groups,
+        }
+    }
 }
 
 /// Refuses stray privilege, explains missing privilege, and finds the
@@ -354,17 +386,25 @@ fn check_socket(n: i32, sock: BorrowedFd<'_>, netns: u64) -> Result<(), Failure>
     Ok(())
 }
 
-/// Takes the lock every request that reads or changes records holds.
+/// Takes the lock every request that reads or changes records holds (see
+/// `LOCK_FILE`: only root and CAP_NET_ADMIN can open it). Called only
+/// once the caller has passed the policy.
 fn lock() -> Result<Flock<std::fs::File>, Failure> {
     let fd = match nix::fcntl::open(
         LOCK_FILE,
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY,
         Mode::empty(),
     ) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Err(Failure::NoLock),
         Err(e) => return Err(sys(format!("opening {LOCK_FILE}"))(e)),
     };
+    let on_proc = nix::sys::statfs::fstatfs(&fd)
+        .map(|s| s.filesystem_type().0 == PROC_SUPER_MAGIC)
+        .unwrap_or(false);
+    if !on_proc {
+        return Err(Failure::NoLock);
+    }
     let mut file = std::fs::File::from(fd);
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
@@ -380,30 +420,11 @@ fn lock() -> Result<Flock<std::fs::File>, Failure> {
     }
 }
 
-/// Deletes kennel-net's links that have no record: their creator died
-/// between making and recording them (we hold the lock, so none is being
-/// made now), among `links`. Returns how many.
-fn collect_unrecorded(host: &mut Netlink, links: &[Link]) -> usize {
-    let mut removed = 0;
-    for l in links {
-        let recorded = l.alias.as_deref().and_then(Record::parse).is_some();
-        if is_host_name(&l.name) && !recorded && host.delete_link(l.index).is_ok() {
-            removed += 1;
-        }
-    }
-    removed
-}
-
 fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result<String, Failure> {
     // The policy first: a user it does not name learns nothing more.
     let policy = read_policy()?;
-    let requester = Requester {
-        name: &caller.name,
-        uid: caller.uid,
-        groups: &caller.groups,
-    };
     let quota = policy
-        .quota(&requester, bridge)
+        .quota(&caller.requester(), bridge)
         .ok_or_else(|| Failure::NoGrant {
             user: caller.name.clone(),
             bridge: bridge.into(),
@@ -422,8 +443,6 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
     let _lock = lock()?;
     let mut host = Netlink::open().map_err(sys("opening a netlink socket"))?;
     let mut links = host.links().map_err(sys("listing links"))?;
-    // What it removes had no record, so counts for nothing below.
-    collect_unrecorded(&mut host, &links);
     // A container that just ended leaves its namespace to the kernel's
     // clean-up, which removes the veth a moment later: give that moment
     // before calling the quota spent.
@@ -435,10 +454,11 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
                 subnet,
             });
         };
+        // Only kennel-net's own veths count, for the quota and addresses.
         let records: Vec<Record> = links
             .iter()
             .filter(|l| l.controller == Some(br.index))
-            .filter_map(|l| l.alias.as_deref().and_then(Record::parse))
+            .filter_map(|l| Record::of_link(&l.facts()))
             .collect();
         let mine = records.iter().filter(|r| r.uid == caller.uid).count();
         if mine < quota as usize {
@@ -460,31 +480,48 @@ fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result
         subnet,
     })?;
     let name = host_name(netns_ino);
-    // The bridge's MTU, so a bridge set up for jumbo frames carries them
-    // to the container too.
-    match host.create_veth(&name, br_index, "eth0", netns.as_fd(), br_mtu) {
+    // Made down and on no bridge: until it is recorded and attached below,
+    // nothing the container sends reaches anyone. The bridge's MTU, so a
+    // bridge set up for jumbo frames carries them to the container too.
+    match host.create_veth(&name, "eth0", container_mac(address), netns.as_fd(), br_mtu) {
         Ok(()) => {}
         Err(Errno::EEXIST) => return Err(Failure::AlreadyLinked),
         Err(e) => return Err(sys(format!("creating veth {name} on {bridge}"))(e)),
     }
+    // We hold the lock and the name is unique to the namespace, so the
+    // link of that name is the one just made (only CAP_NET_ADMIN renames).
+    let link = match host.link_named(&name) {
+        Ok(l) if l.is_veth => l,
+        Ok(_) => return Err(sys(format!("finding {name}"))(Errno::ENODEV)),
+        Err(e) => return Err(sys(format!("finding {name}"))(e)),
+    };
     let record = Record {
         uid: caller.uid,
         address,
         netns: netns_ino,
+        ifindex: link.index,
     };
+    let filter = port_filter(container_mac(address), address);
     let configured = host
-        .link_named(&name)
-        .map_err(sys(format!("finding {name}")))
-        .and_then(|link| {
-            host.set_alias(link.index, &record.alias())
-                .map_err(sys(format!("recording {name}")))
+        .set_alias(link.index, &record.alias())
+        .map_err(sys(format!("recording {name}")))
+        .and_then(|()| {
+            // Before the link carries anything: the container may send
+            // only from the MAC and address it was given.
+            host.add_port_filter(link.index, &filter)
+                .map_err(sys(format!(
+                    "filtering what {name} may send (needs cls_bpf and the clsact qdisc)"
+                )))
+        })
+        .and_then(|()| {
+            host.attach_up(link.index, br_index)
+                .map_err(sys(format!("attaching {name} to {bridge}")))
         })
         .and_then(|()| configure_inside(sock, address, subnet));
     if let Err(f) = configured {
-        // Deleting the host end takes the container's end with it.
-        if let Ok(l) = host.link_named(&name) {
-            let _ = host.delete_link(l.index);
-        }
+        // Ours by its index; deleting the host end takes the container's
+        // end with it.
+        let _ = host.delete_link(link.index);
         return Err(f);
     }
     Ok(format!(
@@ -516,33 +553,43 @@ fn configure_inside(sock: OwnedFd, address: Ipv4Addr, subnet: Subnet) -> Result<
     Ok(())
 }
 
-fn gc() -> Result<String, Failure> {
+fn gc(caller: &Caller) -> Result<String, Failure> {
+    // The policy first, as for attach: the lock is for users kennel-net
+    // works for, and a user with no grant has no veth to collect.
+    if caller.uid != 0 && !read_policy()?.grants_any(&caller.requester()) {
+        return Err(Failure::NoGrantAnywhere {
+            user: caller.name.clone(),
+        });
+    }
     let _lock = lock()?;
     let mut host = Netlink::open().map_err(sys("opening a netlink socket"))?;
     let links = host.links().map_err(sys("listing links"))?;
-    let removed = collect_unrecorded(&mut host, &links);
-    Ok(format!("removed {removed} unrecorded veth(s)\n"))
+    let mut removed = 0;
+    for l in &links {
+        if let Some(r) = Record::of_link(&l.facts()) {
+            if collectable(caller.uid, &r, l.controller) && host.delete_link(l.index).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    Ok(format!("removed {removed} interrupted veth(s)\n"))
 }
 
-/// Root's set-up: the lock's directory and file, and the bridge with the
-/// subnet's first address, up. Running it again changes nothing.
+/// Whether `gc`, run by `uid`, removes the veth of record `r` that is on
+/// bridge `controller`: one kennel-net recorded but never attached (its
+/// set-up was interrupted; the namespace may outlive the helper), the
+/// caller's own or, for root, anyone's. A veth on a bridge is in use, and
+/// goes with its namespace.
+fn collectable(uid: u32, r: &Record, controller: Option<u32>) -> bool {
+    controller.is_none() && (uid == 0 || r.uid == uid)
+}
+
+/// Root's set-up: the bridge with the subnet's first address, up.
+/// Running it again changes nothing.
 fn setup_bridge(caller: &Caller, name: &str, subnet: Subnet) -> Result<String, Failure> {
     if caller.uid != 0 {
         return Err(Failure::NotRoot);
     }
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    match std::fs::DirBuilder::new().mode(0o755).create(LOCK_DIR) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(sys(format!("creating {LOCK_DIR}"))(io_errno(e))),
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(LOCK_FILE)
-        .map_err(|e| sys(format!("creating {LOCK_FILE}"))(io_errno(e)))?;
     let mut host = Netlink::open().map_err(sys("opening a netlink socket"))?;
     let existing = host.links().map_err(sys("listing links"))?;
     let index = match existing.iter().find(|l| l.name == name) {
@@ -598,5 +645,20 @@ mod tests {
         .to_string();
         assert!(t.starts_with("no_new_privs is set"), "{t}");
         assert!(t.contains("cannot create a veth"), "{t}");
+    }
+
+    #[test]
+    fn gc_takes_only_the_callers_unattached_veths() {
+        let r = Record {
+            uid: 1000,
+            address: Ipv4Addr::new(10, 88, 0, 2),
+            netns: 1,
+            ifindex: 5,
+        };
+        assert!(collectable(1000, &r, None));
+        assert!(collectable(0, &r, None));
+        assert!(!collectable(1001, &r, None), "another user's");
+        assert!(!collectable(1000, &r, Some(3)), "on a bridge: in use");
+        assert!(!collectable(0, &r, Some(3)), "on a bridge: in use");
     }
 }

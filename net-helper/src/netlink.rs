@@ -6,9 +6,9 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{
-    ErrorBuffer, ErrorMessage, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
-    NlasIterator, Parseable, ParseableParametrized, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
-    NLMSG_OVERRUN, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    DefaultNla, ErrorBuffer, ErrorMessage, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader,
+    NetlinkMessage, NlasIterator, Parseable, ParseableParametrized, NLMSG_DONE, NLMSG_ERROR,
+    NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -18,9 +18,21 @@ use netlink_packet_route::link::{
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
+use netlink_packet_route::tc::{TcAttribute, TcHandle, TcHeader, TcMessage, TcOption};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use nix::errno::Errno;
+
+/// cls_bpf's attributes (linux/pkt_cls.h), which netlink-packet-route
+/// does not model.
+const TCA_BPF_OPS_LEN: u16 = 4;
+const TCA_BPF_OPS: u16 = 5;
+const TCA_BPF_NAME: u16 = 7;
+const TCA_BPF_FLAGS: u16 = 8;
+/// The program's return value is tc's verdict (direct action).
+const TCA_BPF_FLAG_ACT_DIRECT: u32 = 1;
+/// ETH_P_ALL (linux/if_ether.h): a filter that sees every frame.
+const ETH_P_ALL: u16 = 0x0003;
 
 pub struct Netlink {
     socket: Socket,
@@ -34,7 +46,20 @@ pub struct Link {
     pub alias: Option<String>,
     pub controller: Option<u32>,
     pub is_bridge: bool,
+    pub is_veth: bool,
     pub mtu: Option<u32>,
+}
+
+impl Link {
+    /// What telling kennel-net's veths from others' needs.
+    pub fn facts(&self) -> kennel_net::LinkFacts<'_> {
+        kennel_net::LinkFacts {
+            index: self.index,
+            name: &self.name,
+            is_veth: self.is_veth,
+            alias: self.alias.as_deref(),
+        }
+    }
 }
 
 fn io_errno(e: std::io::Error) -> Errno {
@@ -179,14 +204,15 @@ impl Netlink {
             .ok_or(Errno::ENODEV)
     }
 
-    /// Creates a veth pair: `host` here, enslaved to `controller` and up;
-    /// its peer `peer` made directly in the namespace open on `netns`;
-    /// both with `mtu` when given.
+    /// Creates a veth pair: `host` here, down and on no bridge (so
+    /// nothing the peer sends goes anywhere until `attach_up`); its peer
+    /// `peer` made directly in the namespace open on `netns`, with the
+    /// hardware address `peer_mac`; both with `mtu` when given.
     pub fn create_veth(
         &mut self,
         host: &str,
-        controller: u32,
         peer: &str,
+        peer_mac: [u8; 6],
         netns: BorrowedFd<'_>,
         mtu: Option<u32>,
     ) -> Result<(), Errno> {
@@ -197,13 +223,13 @@ impl Netlink {
             .push(LinkAttribute::IfName(peer.to_string()));
         peer_msg
             .attributes
+            .push(LinkAttribute::Address(peer_mac.to_vec()));
+        peer_msg
+            .attributes
             .push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
         let mut msg = LinkMessage::default();
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(host.to_string()));
         msg.attributes.extend(mtu.map(LinkAttribute::Mtu));
-        msg.attributes.push(LinkAttribute::Controller(controller));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
@@ -240,6 +266,72 @@ impl Netlink {
             .push(LinkAttribute::IfAlias(alias.to_string()));
         self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)
             .map(drop)
+    }
+
+    /// Puts link `index` on bridge `controller` and brings it up.
+    pub fn attach_up(&mut self, index: u32, controller: u32) -> Result<(), Errno> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::Controller(controller));
+        self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)
+            .map(drop)
+    }
+
+    /// Gives link `index` a clsact qdisc and, on its ingress (what the far
+    /// end of a veth sends), the classic BPF `program` as the one filter,
+    /// its return value the verdict.
+    pub fn add_port_filter(
+        &mut self,
+        index: u32,
+        program: &[kennel_net::SockFilter],
+    ) -> Result<(), Errno> {
+        let ifindex = i32::try_from(index).map_err(|_| Errno::EINVAL)?;
+        let mut qdisc = TcMessage::with_index(ifindex);
+        qdisc.header.handle = TcHandle {
+            major: 0xffff,
+            minor: 0,
+        };
+        qdisc.header.parent = TcHandle::CLSACT;
+        qdisc.attributes.push(TcAttribute::Kind("clsact".into()));
+        self.request(
+            RouteNetlinkMessage::NewQueueDiscipline(qdisc),
+            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK,
+        )?;
+        let ops: Vec<u8> = program.iter().flat_map(|i| i.to_bytes()).collect();
+        let count = u16::try_from(program.len()).map_err(|_| Errno::E2BIG)?;
+        let nla = |kind, value: Vec<u8>| TcOption::Other(DefaultNla::new(kind, value));
+        let filter = TcMessage::from_parts(
+            TcHeader {
+                index: ifindex,
+                handle: TcHandle { major: 0, minor: 1 },
+                parent: TcHandle {
+                    major: 0xffff,
+                    minor: TcHandle::MIN_INGRESS,
+                },
+                // Priority 1; the protocol in network byte order.
+                info: (1 << 16) | u32::from(ETH_P_ALL.to_be()),
+                ..TcHeader::default()
+            },
+            vec![
+                TcAttribute::Kind("bpf".into()),
+                TcAttribute::Options(vec![
+                    nla(TCA_BPF_OPS_LEN, count.to_ne_bytes().to_vec()),
+                    nla(TCA_BPF_OPS, ops),
+                    nla(TCA_BPF_NAME, b"kennel-net\0".to_vec()),
+                    nla(
+                        TCA_BPF_FLAGS,
+                        TCA_BPF_FLAG_ACT_DIRECT.to_ne_bytes().to_vec(),
+                    ),
+                ]),
+            ],
+        );
+        self.request(
+            RouteNetlinkMessage::NewTrafficFilter(filter),
+            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK,
+        )
+        .map(drop)
     }
 
     /// Brings a link up.
@@ -306,6 +398,7 @@ fn link_of(payload: &[u8]) -> Result<Link, Errno> {
         alias: None,
         controller: None,
         is_bridge: false,
+        is_veth: false,
         mtu: None,
     };
     for nla in message.attributes() {
@@ -314,8 +407,9 @@ fn link_of(payload: &[u8]) -> Result<Link, Errno> {
             for info in NlasIterator::new(nla.value()) {
                 let info = info.map_err(|_| Errno::EBADMSG)?;
                 if info.kind() == libc::IFLA_INFO_KIND {
-                    link.is_bridge =
-                        InfoKind::parse(&info).map_err(|_| Errno::EBADMSG)? == InfoKind::Bridge;
+                    let kind = InfoKind::parse(&info).map_err(|_| Errno::EBADMSG)?;
+                    link.is_bridge = kind == InfoKind::Bridge;
+                    link.is_veth = kind == InfoKind::Veth;
                 }
             }
             continue;
@@ -372,7 +466,7 @@ mod tests {
         ];
         let link = link_of(&payload(&bridge)).unwrap();
         assert_eq!((link.index, link.name.as_str()), (7, "kennel0"));
-        assert!(link.is_bridge);
+        assert!(link.is_bridge && !link.is_veth);
         assert_eq!(
             (link.mtu, link.controller, link.alias),
             (Some(65520), None, None)
@@ -388,7 +482,7 @@ mod tests {
         ];
         let link = link_of(&payload(&veth)).unwrap();
         assert_eq!((link.index, link.name.as_str()), (9, "kn1"));
-        assert!(!link.is_bridge);
+        assert!(!link.is_bridge && link.is_veth);
         assert_eq!(link.controller, Some(7));
         assert_eq!(link.alias.as_deref(), Some("kennel-net uid=1000"));
     }

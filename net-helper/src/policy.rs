@@ -184,16 +184,24 @@ impl Policy {
     /// How many veths `who` may have on `bridge`: the largest count of the
     /// lines naming them; None when no line does.
     pub fn quota(&self, who: &Requester<'_>, bridge: &str) -> Option<u32> {
-        self.grants
-            .iter()
+        self.grants_to(who)
             .filter(|g| g.bridge == bridge)
-            .filter(|g| match &g.who {
-                Grantee::User(n) => n == who.name,
-                Grantee::Uid(u) => *u == who.uid,
-                Grantee::Group(n) => who.groups.iter().any(|m| m == n),
-            })
             .map(|g| g.count)
             .max()
+    }
+
+    /// Whether `who` may attach at least one veth to some bridge: the
+    /// users kennel-net does anything at all for (`gc` included).
+    pub fn grants_any(&self, who: &Requester<'_>) -> bool {
+        self.grants_to(who).any(|g| g.count > 0)
+    }
+
+    fn grants_to<'s>(&'s self, who: &'s Requester<'_>) -> impl Iterator<Item = &'s Grant> {
+        self.grants.iter().filter(move |g| match &g.who {
+            Grantee::User(n) => n == who.name,
+            Grantee::Uid(u) => *u == who.uid,
+            Grantee::Group(n) => who.groups.iter().any(|m| m == n),
+        })
     }
 }
 
@@ -231,6 +239,11 @@ alice veth kennel0 4
         assert_eq!(p.quota(&who("bob", 1002, &none), "kennel0"), None);
         assert_eq!(p.quota(&who("carol", 1001, &none), "lab"), Some(1));
         assert_eq!(p.quota(&who("carol", 1001, &none), "kennel0"), None);
+        assert!(p.grants_any(&who("carol", 1001, &none)));
+        assert!(p.grants_any(&who("bob", 1002, &devs)));
+        assert!(!p.grants_any(&who("bob", 1002, &none)));
+        let zero = parse_policy("bridge kennel0 10.88.0.0/24\nbob veth kennel0 0\n");
+        assert!(!zero.grants_any(&who("bob", 1002, &none)));
     }
 
     #[test]

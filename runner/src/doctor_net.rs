@@ -9,7 +9,7 @@ use std::path::Path;
 use kennel_engine::bridge::HELPER;
 use kennel_engine::ids::Caller;
 use kennel_engine::install_kind::Installed;
-use kennel_net::{parse_policy, Requester, LOCK_FILE, POLICY_FILE};
+use kennel_net::{parse_policy, Requester, POLICY_FILE};
 
 use crate::doctor::{fail, ok, warn, Check};
 
@@ -146,12 +146,6 @@ pub fn bridge_checks(caller: &Caller) -> Vec<Check> {
                 "as root, add `{} veth {example} 4` to {POLICY_FILE}",
                 caller.name
             ),
-        ));
-    } else if !Path::new(LOCK_FILE).is_file() {
-        out.push(warn(
-            POLICY_CHECK,
-            format!("{LOCK_FILE} is missing: kennel-net cannot take its lock"),
-            "sudo kennel-net setup-bridge NAME SUBNET (or: sudo install -d /run/kennel-net && sudo install -m 0644 /dev/null /run/kennel-net/lock)",
         ));
     }
     out
