@@ -312,6 +312,7 @@ while [ ! -e /go ]; do sleep 0.1; done
 ip addr add {a}/24 dev eth0
 ip addr add {gw}/32 dev eth0
 for mac in '' 02:00:00:00:66:66 {a_mac}; do
+  echo "announcing from ${{mac:-eth0's own MAC}}"
   [ -n "$mac" ] && {{ ip link set eth0 down; ip link set eth0 address $mac; ip link set eth0 up; }}
   for i in 1 2 3; do
     arping -q -U -c 1 -I eth0 -s {a} {a}
@@ -330,10 +331,19 @@ sleep 60
 """
 
 
-def read_until(proc, word, what):
+def read_until(proc, word, what, timeout=60):
+    """The lines `proc` prints before `word`; on a deadline, the lines so
+    far and its stderr name where it stood."""
     lines = []
+    deadline = time.monotonic() + timeout
     while True:
-        line = read_line(proc.stdout, 20, what)
+        try:
+            line = read_line(proc.stdout, max(0, deadline - time.monotonic()), what)
+        except BaseException:
+            proc.kill()
+            proc.wait(timeout=5)
+            print(f"{what}: it printed {lines}; stderr: {proc.stderr.read()}")
+            raise
         if not line:
             proc.wait(timeout=5)
             pytest.fail(f"{what}: ended ({proc.returncode}) after {lines}: {proc.stderr.read()}")
@@ -374,7 +384,7 @@ def test_a_container_with_net_admin_cannot_take_another_ones_address(h, net, bri
     assert neighbour(a) == a_mac
 
     open(os.path.join(other_rootfs, "go"), "w").close()
-    held = " ".join(read_until(b_proc, "attacked", "the attack"))
+    held = " ".join(l for l in read_until(b_proc, "attacked", "the attack") if not l.startswith("announcing"))
     # The attacker holds A's and the gateway's addresses and A's MAC now.
     assert f"inet {a}/24" in held and f"inet {GATEWAY}/32" in held and a_mac in held, held
 

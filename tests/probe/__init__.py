@@ -138,11 +138,23 @@ def descendants(pid):
 
 
 def read_line(stream, timeout, what):
-    """One line from a pipe, with a deadline."""
-    ready, _, _ = select.select([stream], [], [], timeout)
-    if not ready:
-        pytest.fail(f"timed out after {timeout}s waiting for {what}")
-    return stream.readline()
+    """One line from a pipe, with a deadline ("" at its end).
+
+    It reads the pipe's fd a byte at a time, never through the stream's
+    buffer: a buffered readline could take the next lines in with the
+    first, and a select on the fd would then wait for lines already read."""
+    fd = stream.fileno()
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], max(0, deadline - time.monotonic()))
+        if not ready:
+            pytest.fail(f"timed out after {timeout}s waiting for {what} (read so far: {line!r})")
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        line += byte
+    return line.decode()
 
 
 def state_dir(user, name):
