@@ -136,14 +136,62 @@ def test_container_reaches_a_host_server_with_a_route_from_its_first_connect(h):
         out = run(h, "--net", "pasta", cmd=["sh", "-c", script])
     finally:
         server.shutdown()
-    # (busybox nc is ended by timeout: bookworm's pasta did not pass the
-    # server's close on to it here.)
+    # (busybox nc is ended by timeout with Debian 12's pasta: see
+    # KNOWN_HALF_CLOSE_BUG.)
     lines = out.stdout.splitlines()
     assert lines[0] == "HTTP/1.0 200 OK" and lines[-1] == "hello-from-host", (out.stdout, out.stderr)
     # pasta connects for the container from the host's loopback (its
     # gateway address is mapped to the host): that is the source the
     # host's server sees.
     assert Recorder.peers == ["127.0.0.1"], Recorder.peers
+
+
+def passt_git_date():
+    """The git date in Debian's passt version (0.0~gitYYYYMMDD...), or None."""
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "passt"], capture_output=True, text=True)
+    if out.returncode != 0 or "~git" not in out.stdout:
+        return None
+    return int(out.stdout.split("~git")[1][:8])
+
+
+# Debian 12's passt (0.0~git20230309) does not pass the host's close of a
+# connection the container half-closed (shutdown of its write side, as nc
+# does at the end of its input) through the gateway: the client never
+# sees the end and may read the reply again. Debian 13's passt
+# (0.0~git20250503), put in its place on the same machine, passes it
+# through kennel with kennel's options; Debian 12's fails the same way
+# started by hand with its defaults.
+KNOWN_HALF_CLOSE_BUG = (passt_git_date() or 99999999) <= 20230309
+
+
+@pytest.mark.xfail(KNOWN_HALF_CLOSE_BUG, strict=True,
+                   reason="Debian 12's passt loses the end of a half-closed connection through the gateway")
+def test_a_half_closed_connection_to_the_host_ends_after_one_reply(h):
+    _, gateway = default_route()
+    body = b"reply-" + b"x" * 4000 + b"-end\n"
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            while not conn.recv(4096).endswith(b"\r\n\r\n"):
+                pass
+            conn.sendall(body)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        # busybox nc shuts its write side down at the end of its input,
+        # then reads until the server's close; 124 is timeout's.
+        script = (f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc {gateway} {port} > /tmp/got; "
+                  "echo nc=$?; wc -c < /tmp/got; grep -c reply- /tmp/got")
+        out = run(h, "--net", "pasta", cmd=["sh", "-c", script])
+    finally:
+        server.close()
+    assert out.returncode == 0, out.stderr
+    # The reply once, in full, and nc ended by the server's close.
+    assert out.stdout.split() == ["nc=0", str(len(body)), "1"], out.stdout
 
 
 def test_published_tcp_port_answers_on_loopback_and_the_host_address(h, containers):
