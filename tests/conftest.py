@@ -11,11 +11,14 @@ A precondition that cannot be met is a printed skip, never a silent pass.
 """
 
 import contextlib
+import fcntl
+import json
 import os
 import pwd
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -239,6 +242,107 @@ class TestUser:
         return subprocess.Popen(self.argv(argv, no_new_privs), env=self.env(env), **kw)
 
 
+# What the harness changed on this machine for the session, printed with
+# pytest's summary.
+SESSION_NOTES = []
+
+
+def note(config, text):
+    """Says `text` at once, past pytest's capture, and again in the summary."""
+    SESSION_NOTES.append(text)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None:
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.write_line(f"kennel tests: {text}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SESSION_NOTES:
+        terminalreporter.section("what the kennel test harness changed")
+        for text in SESSION_NOTES:
+            terminalreporter.write_line(text)
+
+
+TUN = "/dev/net/tun"
+
+
+def can_open_tun(user, wrap=lambda argv: argv):
+    """(whether `user` can open /dev/net/tun read-write, as pasta must; the
+    error if not). `wrap` puts the command in another setting (a private
+    mount namespace)."""
+    probe = f"import os; os.close(os.open({TUN!r}, os.O_RDWR | os.O_CLOEXEC))"
+    cp = subprocess.run(wrap(user.argv([sys.executable, "-c", probe])), env=user.env(),
+                        capture_output=True, text=True, timeout=30)
+    return cp.returncode == 0, (cp.stderr.strip().splitlines() or [""])[-1]
+
+
+@contextlib.contextmanager
+def _tun_sessions():
+    """The record, shared by the test sessions running on this machine, of
+    which of them need /dev/net/tun widened and what its mode was:
+    {"mode": ..., "pids": [...]}, live pids only. Held under a lock taken
+    on the node itself, which every session sees; kept per node (device
+    and inode), as a session in a private mount namespace may see
+    another."""
+    with open(TUN, "rb", buffering=0) as node:
+        fcntl.flock(node, fcntl.LOCK_EX)
+        st = os.fstat(node.fileno())
+        path = f"/run/kennel-tests-tun.{st.st_dev}.{st.st_ino}.json"
+        try:
+            with open(path) as f:
+                record = json.load(f)
+        except (FileNotFoundError, ValueError):
+            record = {}
+        record["pids"] = [p for p in record.get("pids", []) if os.path.exists(f"/proc/{p}")]
+        record.setdefault("mode", st.st_mode & 0o7777)
+        yield record
+        if record["pids"]:
+            with open(path, "w") as f:
+                json.dump(record, f)
+        elif os.path.exists(path):
+            os.unlink(path)
+
+
+@contextlib.contextmanager
+def tun_open_to_test_users(user, config):
+    """Makes /dev/net/tun 0666 for the session when `user` cannot open it
+    (Debian without udev's rules: containers, minimal VMs): every rootless
+    `kennel run --rootfs` uses pasta, which opens it as the user. Its mode
+    is put back after. A session that finds it widened by another one
+    still running counts itself in (see `_tun_sessions`), so the last of
+    them to end restores it."""
+    if not os.path.exists(TUN):
+        yield
+        return
+    with _tun_sessions() as record:
+        widened_by_others = bool(record["pids"])
+        opened, why = can_open_tun(user)
+        mine = widened_by_others or not opened
+        if mine:
+            if not widened_by_others:
+                record["mode"] = os.stat(TUN).st_mode & 0o7777
+                os.chmod(TUN, 0o666)
+                note(config, f"{user.name} cannot open {TUN} (mode {record['mode']:04o}: {why}); made it 0666 "
+                             "for this session, so pasta's tests run; its mode is put back at the end")
+            else:
+                note(config, f"{TUN} is 0666 for another test session still running (pids {record['pids']}); "
+                             "the last of them to end puts its mode back")
+            record["pids"].append(os.getpid())
+    if mine and not can_open_tun(user)[0]:
+        note(config, f"{user.name} cannot open {TUN} even at 0666 (a device cgroup?): tests through pasta fail")
+    try:
+        yield
+    finally:
+        if mine:
+            with _tun_sessions() as record:
+                record["pids"] = [p for p in record["pids"] if p != os.getpid()]
+                # Not when someone has set another mode meanwhile.
+                if not record["pids"] and os.stat(TUN).st_mode & 0o7777 == 0o666:
+                    os.chmod(TUN, record["mode"])
+                    note(config, f"{TUN} is mode {record['mode']:04o} again")
+
+
 @dataclass
 class Harness:
     bindir: str
@@ -285,7 +389,7 @@ def _build_rootfs(dest, owner):
 
 
 @pytest.fixture(scope="session")
-def h(tmp_path_factory):
+def h(tmp_path_factory, request):
     if os.geteuid() != 0:
         pytest.skip("integration tests run as root: they create test users and set file capabilities")
     for tool in ["setpriv", "setcap", "useradd"]:
@@ -325,7 +429,8 @@ def h(tmp_path_factory):
     _build_rootfs(rootfs, users[USER])
 
     harness = Harness(bindir, kennel, idmap, rootfs, users[USER], users[OTHER_USER], users[NOSUB_USER], scratch)
-    yield harness
+    with tun_open_to_test_users(users[USER], request.config):
+        yield harness
     subprocess.run(["rm", "-rf", "--one-file-system", scratch], check=False)
 
 

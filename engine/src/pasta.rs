@@ -44,6 +44,9 @@ use crate::protocol::{serve_network_request, Channel};
 use crate::publish::{PastaPlan, Protocol, Publish, NET_ANNOTATION};
 use crate::sys;
 
+mod tun;
+pub use tun::{check_tun, TunDenied, TUN_DEVICE};
+
 /// How long pasta may take to configure the namespace.
 const READY_TIMEOUT_MS: i32 = 10_000;
 
@@ -305,13 +308,14 @@ pub struct Prepared {
 }
 
 /// Checks what can be checked before anything exists (pasta installed,
-/// each published host port bindable), and adds the container's
-/// /etc/resolv.conf to `mounts` unless the spec mounts its own: pasta's
-/// DNS forwarder, which relays to the host's first resolver (one on the
-/// host's loopback too, which the container could not reach), and the
-/// host's search domains, as podman does; read-only. `writable_root` is
-/// the rootfs when the container writes to it in place (not read-only,
-/// not the host sandbox): a mount point it lacks is made there.
+/// /dev/net/tun open to this user, each published host port bindable),
+/// and adds the container's /etc/resolv.conf to `mounts` unless the spec
+/// mounts its own: pasta's DNS forwarder, which relays to the host's
+/// first resolver (one on the host's loopback too, which the container
+/// could not reach), and the host's search domains, as podman does;
+/// read-only. `writable_root` is the rootfs when the container writes to
+/// it in place (not read-only, not the host sandbox): a mount point it
+/// lacks is made there.
 pub fn prepare(
     plan: &PastaPlan,
     mounts: &mut Vec<MountPlan>,
@@ -319,6 +323,9 @@ pub fn prepare(
 ) -> Result<Prepared> {
     let program = find()
         .ok_or_else(|| anyhow!("{NET_ANNOTATION}=pasta: pasta is not installed; {INSTALL_HINT}"))?;
+    // Never a quiet fall back to another network: the user chose, or was
+    // told, pasta's.
+    check_tun().map_err(|e| anyhow!("pasta, this container's network, cannot start: {e}"))?;
     check_ports(&plan.publish)?;
     let base = crate::runtime_dir::runtime_dir()
         .map(|d| d.path)

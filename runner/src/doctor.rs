@@ -361,15 +361,16 @@ fn cgroup_checks(host: &Host) -> Vec<Check> {
 
 /// pasta, the default network of a rootless --rootfs container when it is
 /// installed: present, which version (Debian's own build says "unknown
-/// version", so the package's is asked too), and what kennel picks.
-fn pasta_check(uid: u32) -> Check {
+/// version", so the package's is asked too), and what kennel picks; then
+/// whether it can open /dev/net/tun here.
+fn pasta_checks(uid: u32) -> Vec<Check> {
     const NAME: &str = "pasta (user-mode network)";
     let Some(path) = kennel_engine::pasta::find() else {
-        return warn(
+        return vec![warn(
             NAME,
             "pasta is not installed: `--net pasta` and `-p` are unavailable, and a --rootfs container gets a loopback-only network",
             "apt install passt",
-        );
+        )];
     };
     let run = |argv: &[&str]| {
         std::process::Command::new(argv[0])
@@ -398,10 +399,25 @@ fn pasta_check(uid: u32) -> Check {
         0 => "--net private stays the default as root",
         _ => "the default network for a rootless --rootfs container",
     };
-    ok(
-        NAME,
-        format!("{path_str}, {version}; {guest_addr}; {default}"),
-    )
+    vec![
+        ok(
+            NAME,
+            format!("{path_str}, {version}; {guest_addr}; {default}"),
+        ),
+        tun_check(uid),
+    ]
+}
+
+/// The same check `kennel run` makes before it starts pasta. A failure
+/// for a user is a FAIL: their default `kennel run --rootfs` fails. Root's
+/// default is --net private, so for root it is a warning.
+fn tun_check(uid: u32) -> Check {
+    use kennel_engine::pasta::{check_tun, TUN_DEVICE};
+    match check_tun() {
+        Ok(()) => ok(TUN_DEVICE, "you can open it, as pasta must"),
+        Err(e) if uid == 0 => warn(TUN_DEVICE, e.cause(), e.fix()),
+        Err(e) => fail(TUN_DEVICE, e.cause(), e.fix()),
+    }
 }
 
 pub fn run_checks() -> Result<Vec<Check>> {
@@ -421,7 +437,7 @@ pub fn run_checks() -> Result<Vec<Check>> {
     checks.push(no_new_privs_check());
     checks.push(runtime_dir_check(host.caller.uid));
     checks.extend(cgroup_checks(&host));
-    checks.push(pasta_check(host.caller.uid));
+    checks.extend(pasta_checks(host.caller.uid));
     checks.extend(crate::doctor_net::bridge_checks(&host.caller));
     Ok(checks)
 }
