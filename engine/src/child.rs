@@ -28,6 +28,9 @@ use crate::sys;
 pub struct ChildOptions {
     pub init: bool,
     pub preserve_fds: u32,
+    /// Of the preserved fds, the first ones are sockets systemd passed: the
+    /// command gets their `LISTEN_*` variables.
+    pub activation: Option<crate::socket_activation::Activation>,
     /// The mount, uts and ipc namespaces the child creates itself, before
     /// waiting for the maps (clone3 made the user and pid ones; the network
     /// and cgroup ones have their own paths).
@@ -497,8 +500,15 @@ pub fn start_process(
         set_working_caps(p, None)?;
     }
     if opts.init {
-        reaper::run_as_init(&opts.single, &program, &argv, &envp)
+        reaper::run_as_init(
+            &opts.single,
+            &program,
+            &argv,
+            &envp,
+            opts.activation.as_ref(),
+        )
     } else {
+        let envp = crate::socket_activation::environment(&envp, opts.activation.as_ref());
         Err(exec(&program, &argv, &envp, &p.args[0]))
     }
 }

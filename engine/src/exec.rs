@@ -168,7 +168,7 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
         &container.bounding,
     )?;
     plan.landlock = crate::landlock::for_exec(running.state.kennel.landlock.as_ref(), &plan)?;
-    crate::run::check_preserved_fds(args.preserve_fds)?;
+    crate::run::check_preserved_fds(0, args.preserve_fds)?;
 
     sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
     let sigfd = block_signals()?;
@@ -214,6 +214,8 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
             let opts = ChildOptions {
                 init: false,
                 preserve_fds: args.preserve_fds,
+                // `exec` joins a running container: no socket is passed.
+                activation: None,
                 unshare: nix::sched::CloneFlags::empty(),
                 new_cgroupns: false,
                 helper_socket: None,

@@ -38,6 +38,7 @@ mod run;
 pub mod runtime_dir;
 pub mod sdnotify;
 mod seccomp;
+pub mod socket_activation;
 pub use seccomp::{
     describe as describe_seccomp, profile_for as seccomp_profile_for,
     ANNOTATION as SECCOMP_ANNOTATION,
@@ -130,6 +131,9 @@ pub struct Options<'a> {
     pub init: bool,
     /// Fds 3 to 3+N-1 are passed to the container's process.
     pub preserve_fds: u32,
+    /// Sockets systemd passed to us (`socket_activation::inherited`): fds
+    /// 3 to 3+count-1, before the `preserve_fds` ones, as runc orders them.
+    pub activation: Option<socket_activation::Activation>,
     /// kennel-idmap, for maps this process may not write itself.
     pub helper: Option<PathBuf>,
     pub cgroup_manager: CgroupManager,
@@ -165,6 +169,7 @@ impl<'a> Options<'a> {
             id: None,
             init: false,
             preserve_fds: 0,
+            activation: None,
             helper: None,
             cgroup_manager: CgroupManager::Auto,
             cgroup_parent: None,

@@ -28,6 +28,7 @@ pub fn run_as_init(
     program: &CString,
     argv: &[CString],
     envp: &[CString],
+    activation: Option<&crate::socket_activation::Activation>,
 ) -> Result<Infallible, ChildFailure> {
     // Never dumpable: this process is kennel, forked from the runner, and
     // never execs. Its memory holds the caller's environment and argv, and
@@ -42,7 +43,9 @@ pub fn run_as_init(
         match sys::fork_process(single).map_err(|e| ChildFailure::new(Stage::Init, e, None))? {
             None => {
                 prepare_signals_for_exec()?;
-                return Err(exec(program, argv, envp, &argv[0].to_string_lossy()));
+                // LISTEN_PID names the command, not this init.
+                let envp = crate::socket_activation::environment(envp, activation);
+                return Err(exec(program, argv, &envp, &argv[0].to_string_lossy()));
             }
             Some(pid) => pid,
         };

@@ -148,7 +148,9 @@ impl Plan {
             )
             .into());
         }
-        check_preserved_fds(opts.preserve_fds)?;
+        let listen_fds = opts.activation.as_ref().map_or(0, |a| a.count);
+        check_listen_fds(listen_fds)?;
+        check_preserved_fds(listen_fds, opts.preserve_fds)?;
         let seccomp = crate::seccomp::describe(
             self.spec.annotations().as_ref(),
             self.spec
@@ -258,7 +260,8 @@ impl Plan {
                 drop(parent_end);
                 let child_opts = ChildOptions {
                     init: opts.init,
-                    preserve_fds: opts.preserve_fds,
+                    preserve_fds: listen_fds + opts.preserve_fds,
+                    activation: opts.activation.clone(),
                     // The network namespace has its own path (see `netns`).
                     unshare: cfg.clone_flags
                         - at_clone
@@ -408,17 +411,29 @@ fn join_namespaces(join: &[(CloneFlags, std::path::PathBuf)]) -> anyhow::Result<
     Ok(())
 }
 
-/// Checks that `--preserve-fds N`'s fds 3 to 3+N-1 are open.
-pub fn check_preserved_fds(n: u32) -> anyhow::Result<()> {
+/// Checks that the `n` sockets systemd passed (fds 3 to 3+n-1) are open.
+fn check_listen_fds(n: u32) -> anyhow::Result<()> {
+    for fd in child::preserved_fds(n) {
+        if !sys::fd_is_open(fd) {
+            bail!("LISTEN_FDS={n} names fd {fd}, which is not open: the unit's sockets did not reach kennel; check the .socket unit, or unset LISTEN_FDS and LISTEN_PID");
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `--preserve-fds N`'s fds are open: 3+after to
+/// 3+after+N-1, after the `after` sockets systemd passed.
+pub fn check_preserved_fds(after: u32, n: u32) -> anyhow::Result<()> {
     let (fd_limit, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .context("cannot read the fd limit")?;
-    if 3 + u64::from(n) > fd_limit {
+    let end = 3 + u64::from(after) + u64::from(n);
+    if end > fd_limit {
         bail!(
-            "--preserve-fds {n}: fds 3 to {} cannot exist, this process may have only {fd_limit} open (ulimit -n)",
-            2 + u64::from(n)
+            "--preserve-fds {n}: fds up to {} cannot exist, this process may have only {fd_limit} open (ulimit -n)",
+            end - 1
         );
     }
-    for fd in child::preserved_fds(n) {
+    for fd in child::preserved_fds(after + n).skip(after as usize) {
         if !sys::fd_is_open(fd) {
             bail!("--preserve-fds {n}: fd {fd} is not open");
         }

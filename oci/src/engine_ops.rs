@@ -235,6 +235,8 @@ impl Engine {
         let opts = Options {
             id: Some(args.id.clone()),
             preserve_fds: args.preserve_fds,
+            // runc passes the sockets systemd gave it, before --preserve-fds.
+            activation: kennel_engine::socket_activation::inherited()?,
             cgroup_manager,
             cgroup_parent,
             events: events(ctx.log),

@@ -131,6 +131,7 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
         id: args.name.clone(),
         init: args.init,
         preserve_fds: args.preserve_fds,
+        activation: kennel_engine::socket_activation::inherited()?,
         helper: plan.helper.clone(),
         cgroup_manager: match args.cgroup.cgroup_manager {
             cli::CgroupManager::Auto => CgroupManager::Auto,
