@@ -459,9 +459,17 @@ def test_missing_pasta_is_named_with_its_package(h):
 
 def test_doctor_reports_pasta_and_the_default(h):
     out = h.user.run([h.kennel, "doctor"])
-    line = next((l for l in out.stdout.splitlines() if "pasta" in l), "")
-    assert line.startswith("ok    pasta"), out.stdout
+    lines = out.stdout.splitlines()
+    at = next((i for i, l in enumerate(lines) if "pasta" in l), None)
+    assert at is not None, out.stdout
+    line = lines[at]
     assert "default network for a rootless --rootfs" in line, line
+    if KNOWN_HALF_CLOSE_BUG:
+        # The reproducer's xfail and doctor agree on which passt is broken.
+        assert line.startswith("warn  pasta") and "half-closes" in line, line
+        assert any("a newer passt fixes it" in l for l in lines[at:at + 3]), out.stdout
+    else:
+        assert line.startswith("ok    pasta"), out.stdout
 
 
 def test_pasta_as_real_root(h):

@@ -82,7 +82,8 @@ def test_doctor_fails_naming_the_node_its_mode_and_the_fix(h, wrap):
     for part in FIX_PARTS:
         assert part in fix, f"{part!r} not in {fix}"
     # pasta itself is still there, and said so.
-    assert check_line(r.stdout, "pasta (user-mode network)").startswith("ok"), r.stdout
+    # (A warning, not a failure, where passt itself has a known bug.)
+    assert not check_line(r.stdout, "pasta (user-mode network)").startswith("FAIL"), r.stdout
 
 
 @pytest.mark.parametrize("net", [[], ["--net", "pasta"]], ids=["default", "explicit"])
