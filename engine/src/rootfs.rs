@@ -26,6 +26,7 @@
 //! ones) are protected before that wait.
 
 mod fd_mounts;
+mod mountinfo;
 mod path_mounts;
 
 use std::os::fd::{BorrowedFd, OwnedFd};

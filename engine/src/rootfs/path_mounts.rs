@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, MsFlags};
 use nix::sys::statvfs::{statvfs, FsFlags};
 
+use super::mountinfo::mounts_below;
 use super::{fail, host_path, open_staged, populate_dev, Fill, Mounts, Step, NEWROOT, OLDROOT};
 use crate::config::MountPlan;
 use crate::copy_up;
@@ -277,54 +278,8 @@ fn remount_bind(target: &Path, readonly: bool, extra: MsFlags) -> Step {
 /// one call that does it at once, mount_setattr, is what this kernel
 /// lacks).
 fn restrict_submounts(top: &Path, readonly: bool, extra: MsFlags) -> Step {
-    let mountinfo = std::fs::read_to_string(format!("{OLDROOT}/proc/self/mountinfo"))
-        .map_err(|e| fail(Stage::Mount, io_errno(&e), "/proc/self/mountinfo"))?;
-    let below = format!("{}/", top.display());
-    for line in mountinfo.lines() {
-        let Some(point) = line.split(' ').nth(4).map(unescape_mountinfo) else {
-            continue;
-        };
-        if point.starts_with(&below) {
-            remount_bind(Path::new(&point), readonly, extra)?;
-        }
+    for point in mounts_below(top)? {
+        remount_bind(&point, readonly, extra)?;
     }
     Ok(())
-}
-
-/// A mountinfo path field, with its octal escapes (`\040` for a space)
-/// undone.
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
-            std::str::from_utf8(d)
-                .ok()
-                .and_then(|d| u8::from_str_radix(d, 8).ok())
-        });
-        match (bytes[i], octal) {
-            (b'\\', Some(b)) => {
-                out.push(b);
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_escapes_are_undone() {
-        assert_eq!(unescape_mountinfo(r"/stage/1/a\040b"), "/stage/1/a b");
-        assert_eq!(unescape_mountinfo(r"/x\134y\011"), "/x\\y\t");
-        assert_eq!(unescape_mountinfo(r"/plain\0"), r"/plain\0");
-    }
 }
