@@ -1,6 +1,7 @@
 //! The mounts below a path, read from our mountinfo: what a call on one
 //! mount must repeat on each of a recursive bind's submounts when no call
-//! does it for the whole tree (mount(2) has no recursive remount).
+//! does it for the whole tree (mount(2) has no recursive remount, and a
+//! propagation given only to a bind's own mount leaves the rest).
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,24 @@ pub fn mounts_below(top: &Path) -> Step<Vec<PathBuf>> {
         .filter(|point| point.starts_with(&below))
         .map(PathBuf::from)
         .collect())
+}
+
+/// The optional fields (`shared:N`, `master:N`, `unbindable`) of the top
+/// mount at `point` (a path in the staging root), if one is there.
+pub fn propagation_of(point: &Path) -> Step<Option<Vec<String>>> {
+    let mountinfo = std::fs::read_to_string(format!("{OLDROOT}/proc/self/mountinfo"))
+        .map_err(|e| fail(Stage::Mount, io_errno(&e), "/proc/self/mountinfo"))?;
+    let wanted = point.display().to_string();
+    Ok(mountinfo
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let end = fields.iter().position(|f| *f == "-")?;
+            let at = unescape_mountinfo(fields.get(4)?);
+            let optional = fields.get(6..end)?;
+            (at == wanted).then(|| optional.iter().map(|f| f.to_string()).collect())
+        })
+        .next_back())
 }
 
 /// A mountinfo path field, with its octal escapes (`\040` for a space)

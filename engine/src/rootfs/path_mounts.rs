@@ -5,7 +5,7 @@
 //! and finished in the staging root first, then moved onto the target in
 //! one call. Looking the target up again after mounting on it would let
 //! another container sharing the rootfs swap the path in between (the
-//! remount would land elsewhere).
+//! remount would land elsewhere). A propagation is such a second step too.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -18,6 +18,7 @@ use super::{fail, host_path, open_staged, populate_dev, Fill, Mounts, Step, NEWR
 use crate::config::MountPlan;
 use crate::copy_up;
 use crate::inroot::{Make, Root};
+use crate::propagation::{Kind, Propagation};
 use crate::protocol::{io_errno, Stage};
 
 /// The staging mount points made so far (/stage/1, /stage/2, ...), which
@@ -25,6 +26,10 @@ use crate::protocol::{io_errno, Stage};
 #[derive(Default)]
 pub struct PathMounts {
     made: usize,
+    /// Mounts to make unbindable in `finish`: an fd of each one's root,
+    /// opened where it was staged (mount(2) reaches it through
+    /// /proc/self/fd), with its destination.
+    unbindable: Vec<(OwnedFd, Propagation, String)>,
 }
 
 impl PathMounts {
@@ -43,6 +48,34 @@ impl PathMounts {
         })?;
         Ok(path)
     }
+
+    /// Keeps the mount staged at `at` for `finish` when plan `m` asks for
+    /// an unbindable one.
+    fn defer_unbindable(&mut self, at: &Path, m: &MountPlan) -> Step {
+        let Some(p) = m.propagation.filter(|p| p.kind == Kind::Unbindable) else {
+            return Ok(());
+        };
+        let dst = Path::new(&m.destination);
+        let mnt = nix::fcntl::open(
+            at,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| fail(Stage::Mount, e, dst).with_detail("open the staged mount"))?;
+        self.unbindable.push((mnt, p, m.destination.clone()));
+        Ok(())
+    }
+}
+
+/// Whether plan `m` asks for a propagation that is a step of its own here
+/// (a slave or shared bind has it from its `keep` source already, and a new
+/// mount is private, which slave is for it too).
+fn propagation_step(m: &MountPlan) -> Option<Propagation> {
+    m.propagation.filter(|p| match p.kind {
+        Kind::Unbindable => true,
+        Kind::Shared => !m.bind,
+        Kind::Private | Kind::Slave => false,
+    })
 }
 
 impl Mounts for PathMounts {
@@ -85,7 +118,7 @@ impl Mounts for PathMounts {
         })?;
         let rec = m.flags & MsFlags::MS_REC;
         let extra = m.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
-        let finish = m.readonly || !extra.is_empty();
+        let finish = m.readonly || !extra.is_empty() || propagation_step(m).is_some();
         // A mount point of `.` changes the current directory: the source
         // is absolute.
         let at = match finish {
@@ -106,6 +139,7 @@ impl Mounts for PathMounts {
             if !rec.is_empty() {
                 restrict_submounts(&at, m.readonly, extra).map_err(|f| f.at(dst))?;
             }
+            self.defer_unbindable(&at, m)?;
             move_onto(&at, &mount_point(&target), dst)?;
         }
         Ok(())
@@ -117,7 +151,8 @@ impl Mounts for PathMounts {
         // spec binds the host's /sys (runc's rootless specs), the target is
         // already a cgroup2 mount of the same superblock, on which the
         // kernel refuses a new one (EBUSY) but not a move.
-        let staged = fill != Fill::Nothing || m.fstype == "cgroup2";
+        let staged =
+            fill != Fill::Nothing || m.fstype == "cgroup2" || propagation_step(m).is_some();
         let at = match staged {
             true => self.point(false)?,
             false => mount_point(target),
@@ -156,7 +191,19 @@ impl Mounts for PathMounts {
                 })?;
             }
         }
+        if let Some(p) = m.propagation.filter(|p| p.kind == Kind::Shared) {
+            let none: Option<&str> = None;
+            mount(none, &at, none, p.flags(), none).map_err(|e| {
+                fail(Stage::Mount, e, dst).with_detail(format!(
+                    "{} on {}: {}",
+                    m.fstype,
+                    m.destination,
+                    p.name()
+                ))
+            })?;
+        }
         if staged {
+            self.defer_unbindable(&at, m)?;
             move_onto(&at, &mount_point(target), dst)?;
         }
         Ok(())
@@ -202,6 +249,16 @@ impl Mounts for PathMounts {
 
     fn root_read_only(&mut self) -> Step {
         remount_bind(Path::new("/"), true, MsFlags::empty())
+    }
+
+    fn finish(&mut self) -> Step {
+        let none: Option<&str> = None;
+        for (mnt, p, dst) in self.unbindable.drain(..) {
+            let at = format!("{OLDROOT}/proc/self/fd/{}", mnt.as_raw_fd());
+            mount(none, at.as_str(), none, p.flags(), none)
+                .map_err(|e| fail(Stage::Mount, e, &dst).with_detail(p.name()))?;
+        }
+        Ok(())
     }
 }
 
