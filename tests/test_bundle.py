@@ -172,7 +172,6 @@ def _set(config, dotted, value):
     ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/seccomp-agent.sock"}),
     ("linux.intelRdt", {"closID": "kennel"}),
     ("linux.resources.cpu.shares", 512),
-    ("linux.rootfsPropagation", "shared"),
     ("process.apparmorProfile", "kennel-test"),
     ("linux.devices", [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]),
 ])
@@ -333,10 +332,10 @@ def test_tmpcopyup_on_a_bind_mount_is_refused(h):
     assert "/mnt" in r.stderr and "tmpcopyup" in r.stderr and "only a tmpfs" in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize("option", ["idmap", "rshared", "slave"])
+@pytest.mark.parametrize("option", ["idmap", "ridmap"])
 def test_a_mount_option_kennel_cannot_honour_is_refused(h, option):
-    """An idmapped mount or shared/slave propagation would otherwise be
-    made as a plain private mount: refused, naming the mount and option."""
+    """An idmapped mount would otherwise be made as a plain one: refused,
+    naming the mount and option."""
     config = base_config(["/bin/sh", "-c", "echo RAN"])
     config["mounts"].append({"destination": "/mnt", "type": "bind", "source": "/tmp",
                              "options": ["rbind", option]})

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::propagation::{self, Propagation};
 use anyhow::{bail, Context, Result};
 use kennel_idmap::MapLine;
 use nix::mount::MsFlags;
@@ -29,6 +30,8 @@ pub struct MountPlan {
     /// `tmpcopyup` (a tmpfs only): what the image has at the destination
     /// is copied into the fresh tmpfs before it covers it (see `copy_up`).
     pub copy_up: bool,
+    /// The propagation its options name; None: private, kennel's default.
+    pub propagation: Option<Propagation>,
 }
 
 /// A mount's OCI options, split.
@@ -78,6 +81,8 @@ pub struct Config {
     /// None: a fresh tmpfs root that the mounts fill (the host sandbox).
     pub root: Option<PathBuf>,
     pub readonly_root: bool,
+    /// linux.rootfsPropagation; None: private, kennel's default.
+    pub root_propagation: Option<Propagation>,
     pub mounts: Vec<MountPlan>,
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
@@ -139,9 +144,9 @@ pub fn parse_mount_options(options: &[String]) -> MountOptions {
             "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
             "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
             "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            // Everything is made private before mounting; nothing to add
-            // (`Config::from_spec` refuses the other propagations).
-            "private" | "rprivate" => (MsFlags::empty(), MsFlags::empty()),
+            // Not flags of the mount itself: applied apart, after it is made
+            // (see `propagation::of_options` and `rootfs`).
+            p if Propagation::parse(p).is_some() => (MsFlags::empty(), MsFlags::empty()),
             "tmpcopyup" => {
                 copy_up = true;
                 (MsFlags::empty(), MsFlags::empty())
@@ -278,18 +283,6 @@ impl Config {
                     m.destination().display()
                 );
             }
-            let propagation = m.options().iter().flatten().find(|o| {
-                matches!(
-                    o.as_str(),
-                    "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable"
-                )
-            });
-            if let Some(p) = propagation {
-                bail!(
-                    "the mount on {} asks for {p} propagation, which kennel does not implement (every mount of the container is private); remove the option",
-                    m.destination().display()
-                );
-            }
             if let Some(src) = m
                 .source()
                 .as_ref()
@@ -313,6 +306,9 @@ impl Config {
                     readonly,
                     copy_up,
                 } = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
+                let destination = m.destination().display().to_string();
+                let propagation =
+                    propagation::of_options(m.options().as_deref().unwrap_or(&[]), &destination)?;
                 let fstype = m.typ().clone().unwrap_or_else(|| "bind".into());
                 let source = m
                     .source()
@@ -336,7 +332,7 @@ impl Config {
                     );
                 }
                 Ok(MountPlan {
-                    destination: m.destination().display().to_string(),
+                    destination,
                     source,
                     fstype,
                     flags: if bind {
@@ -348,6 +344,7 @@ impl Config {
                     bind,
                     readonly,
                     copy_up,
+                    propagation,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -381,6 +378,7 @@ impl Config {
                 .as_ref()
                 .and_then(|r| r.readonly())
                 .unwrap_or(false),
+            root_propagation: propagation::of_root(linux.rootfs_propagation().as_deref())?,
             mounts,
             masked_paths: linux.masked_paths().clone().unwrap_or_default(),
             readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
@@ -671,6 +669,32 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn propagation_is_planned_apart_from_the_mount_flags() {
+        let mut spec = spec_with_mount(serde_json::json!({
+            "destination": "/run/host", "type": "bind", "source": "/",
+            "options": ["rbind", "rslave"],
+        }));
+        let cfg = Config::from_spec(&spec).unwrap();
+        let m = &cfg.mounts[0];
+        assert_eq!(m.propagation.map(Propagation::name), Some("rslave"));
+        assert_eq!(m.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
+        assert_eq!(m.data, "");
+        assert_eq!(cfg.root_propagation, None);
+        let mut linux = spec.linux().clone().unwrap();
+        linux.set_rootfs_propagation(Some("rshared".into()));
+        spec.set_linux(Some(linux.clone()));
+        let cfg = Config::from_spec(&spec).unwrap();
+        assert_eq!(cfg.root_propagation.map(Propagation::name), Some("rshared"));
+        linux.set_rootfs_propagation(Some("master".into()));
+        spec.set_linux(Some(linux));
+        let err = Config::from_spec(&spec).unwrap_err().to_string();
+        assert!(
+            err.contains("rootfsPropagation") && err.contains("\"master\""),
+            "{err}"
+        );
     }
 
     #[test]

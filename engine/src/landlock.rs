@@ -452,6 +452,7 @@ mod tests {
             data: o.data,
             readonly: o.readonly,
             copy_up: o.copy_up,
+            propagation: None,
         }
     }
 

@@ -29,6 +29,7 @@ mod maps;
 mod netns;
 pub mod passwd;
 pub mod pasta;
+mod propagation;
 mod protocol;
 pub mod publish;
 mod reaper;

@@ -372,6 +372,7 @@ pub fn prepare(
             bind: true,
             readonly: true,
             copy_up: false,
+            propagation: None,
         });
     }
     Ok(prepared)

@@ -2,8 +2,10 @@
 //! are written. The host is reached through a staging root, the way
 //! bubblewrap does it:
 //!
-//! 1. make every mount private, mount a tmpfs on /tmp and pivot into it, so
-//!    the host tree sits at /oldroot and nothing in it can be covered;
+//! 1. mount a tmpfs on /tmp and pivot into it, so the host tree sits at
+//!    /oldroot and nothing in it can be covered; copy the bind sources
+//!    that ask for a slave or shared propagation (see `keep`), then make
+//!    every host mount private;
 //! 2. mount the rootfs (or a fresh tmpfs, for the host sandbox) at /newroot
 //!    (a read-only rootfs lacking a mount point: an overlay of it under a
 //!    tmpfs of kennel's, so the point is not made in the user's tree)
@@ -13,7 +15,16 @@
 //! 3. mask and write-protect the kernel paths;
 //! 4. pivot into /newroot with `pivot_root(".", ".")` and detach the old
 //!    root, so no trace of the host (nor a put_old directory) stays inside,
-//!    and make / read-only if asked.
+//!    and give / the propagation linux.rootfsPropagation asks for, and
+//!    make it read-only if asked.
+//!
+//! Propagation is runc's, with kennel's default kept: a mount of the
+//! container is private unless the spec says otherwise. A slave or shared
+//! bind is copied from its `keep` copy, and so takes its propagation from
+//! the host's mount; a shared new filesystem is made shared before it is
+//! attached; unbindable comes last, once nothing more is copied from the
+//! container's mounts (the kernel paths' read-only copies would fail or
+//! leave an unbindable mount out).
 //!
 //! The mounts of steps 2 and 3 are made through the kernel's mount API
 //! (`fd_mounts`): a mount is made detached, finished there (read-only, its
@@ -26,6 +37,8 @@
 //! ones) are protected before that wait.
 
 mod fd_mounts;
+mod keep;
+mod mountinfo;
 mod path_mounts;
 
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -39,6 +52,7 @@ use nix::unistd::{chdir, mkdir, pivot_root};
 
 use super::config::{Config, MountPlan};
 use super::inroot::{self, Make, Root};
+use super::propagation::Kind;
 use super::protocol::{ChildFailure, Stage};
 use crate::sys;
 
@@ -87,6 +101,10 @@ trait Mounts {
 
     /// Makes the mount at / read-only, after the pivot.
     fn root_read_only(&mut self) -> Step;
+
+    /// Makes unbindable the mounts that asked for it, once every mount is
+    /// made and nothing more is copied from them.
+    fn finish(&mut self) -> Step;
 }
 
 /// What a new filesystem holds before anything of the container sees it.
@@ -103,7 +121,7 @@ enum Fill {
 /// the newest call `fd_mounts` needs.
 fn mounts_for_this_kernel() -> Box<dyn Mounts> {
     match sys::mount_setattr_exists() {
-        true => Box::new(fd_mounts::FdMounts),
+        true => Box::<fd_mounts::FdMounts>::default(),
         false => Box::new(path_mounts::PathMounts::default()),
     }
 }
@@ -111,36 +129,32 @@ fn mounts_for_this_kernel() -> Box<dyn Mounts> {
 /// `before_sysfs` runs before the first sysfs mount (and may run again).
 pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
     let mut mounts = mounts_for_this_kernel();
+    enter_staging()?;
+    // Only now that the staging root is there to hold them, and before the
+    // host's mounts go private.
+    let mut keeps = keep::Keeps::make(cfg)?;
     let none: Option<&str> = None;
-    // The staging root is made on the host's own paths, before anything of
-    // the image is reachable: nothing there to resolve inside a root.
-    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
-        .map_err(|e| fail(Stage::Mount, e, "/").with_detail("make mounts private"))?;
     mount(
-        Some("tmpfs"),
-        STAGING,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=700"),
+        none,
+        OLDROOT,
+        none,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        none,
     )
-    .map_err(|e| fail(Stage::Mount, e, STAGING).with_detail("staging tmpfs"))?;
-    for dir in ["newroot", "oldroot", "stage"] {
-        mkdir(
-            &Path::new(STAGING).join(dir),
-            Mode::from_bits_truncate(0o755),
-        )
-        .map_err(|e| fail(Stage::Mount, e, Path::new(STAGING).join(dir)))?;
-    }
-    pivot_root(STAGING, &Path::new(STAGING).join("oldroot"))
-        .map_err(|e| fail(Stage::PivotRoot, e, STAGING).with_detail("entering the staging root"))?;
-    chdir("/").map_err(|e| fail(Stage::PivotRoot, e, "/"))?;
+    .map_err(|e| fail(Stage::Mount, e, "/").with_detail("make the host's mounts private"))?;
 
     // Until the pivot the host is reachable at /oldroot: every path of the
     // image is resolved inside the new root by the kernel, and mounted
     // onto through its fd.
     let rootfs = cfg.root.as_ref().map(|r| host_path(r));
-    let mut root = mounts.root(rootfs.as_deref(), &describe_root(cfg))?;
-    if let (true, Some(src)) = (cfg.readonly_root, &rootfs) {
+    let root_src = keeps.root().map(Path::to_path_buf).or(rootfs.clone());
+    let mut root = mounts.root(root_src.as_deref(), &describe_root(cfg))?;
+    // An overlay is a new mount, slave of nothing: a root that follows the
+    // host's mount gets its mount points in the tree instead, as runc
+    // makes them.
+    let layer = !keeps.root_follows_host()?;
+    keeps.release_root()?;
+    if let (true, true, Some(src)) = (cfg.readonly_root, layer, &rootfs) {
         if lacks_a_mount_point(&root, cfg) {
             drop(root);
             let theirs = cfg.root.as_deref().unwrap_or(src);
@@ -170,7 +184,8 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
             protected_early = Some(early);
             before_sysfs()?;
         }
-        mount_one(&root, &mut *mounts, m, cfg.root.as_deref())?;
+        mount_one(&root, &mut *mounts, m, keeps.mount(i), cfg.root.as_deref())?;
+        keeps.release_mount(i)?;
     }
     // The kernel paths a later mount touched (a sysfs one, say), now that
     // every mount is made.
@@ -178,6 +193,7 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
     for (p, readonly) in kernel_paths(cfg).filter(|(p, _)| !early.iter().any(|(q, _)| q == *p)) {
         protect(&root, &mut *mounts, Path::new(p), readonly)?;
     }
+    mounts.finish()?;
     drop(root);
 
     chdir(NEWROOT).map_err(|e| fail(Stage::PivotRoot, e, describe_root(cfg)))?;
@@ -188,10 +204,75 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
         .map_err(|e| fail(Stage::PivotRoot, e, "/").with_detail("detach the old root"))?;
     chdir("/").map_err(|e| fail(Stage::PivotRoot, e, "/"))?;
 
+    // After the pivot, as runc does: pivot_root refuses a shared new root,
+    // and an unbindable one could not have been copied for the kernel
+    // paths. Private and slave were settled when the root was copied.
+    if let Some(p) = cfg
+        .root_propagation
+        .filter(|p| matches!(p.kind, Kind::Shared | Kind::Unbindable))
+    {
+        mount(none, "/", none, p.flags(), none).map_err(|e| {
+            fail(Stage::Mount, e, "/")
+                .with_detail(format!("linux.rootfsPropagation {} on /", p.name()))
+        })?;
+    }
     if cfg.readonly_root {
         mounts.root_read_only()?;
     }
     Ok(())
+}
+
+/// Makes the staging root and pivots into it, the host's tree at /oldroot.
+/// Only the mounts this touches are made private here: the root, which
+/// pivot_root must not find shared, and the one that holds /tmp, which
+/// would otherwise carry the staging tmpfs to the host's peers of it (as
+/// root, with no user namespace of ours, every host mount shared on the
+/// host still is here). The rest stay as the host's until `keep` has
+/// copied what must stay tied to them.
+fn enter_staging() -> Step {
+    make_private(Path::new("/"))?;
+    // /tmp could be a link to elsewhere; the tmpfs goes where it leads.
+    let staging = std::fs::canonicalize(STAGING).unwrap_or_else(|_| STAGING.into());
+    make_private(&staging)?;
+    mount(
+        Some("tmpfs"),
+        STAGING,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=700"),
+    )
+    .map_err(|e| fail(Stage::Mount, e, STAGING).with_detail("staging tmpfs"))?;
+    for dir in ["newroot", "oldroot", "stage"] {
+        mkdir(
+            &Path::new(STAGING).join(dir),
+            Mode::from_bits_truncate(0o755),
+        )
+        .map_err(|e| fail(Stage::Mount, e, Path::new(STAGING).join(dir)))?;
+    }
+    pivot_root(STAGING, &Path::new(STAGING).join("oldroot"))
+        .map_err(|e| fail(Stage::PivotRoot, e, STAGING).with_detail("entering the staging root"))?;
+    chdir("/").map_err(|e| fail(Stage::PivotRoot, e, "/"))
+}
+
+/// Makes private, on its own, the mount that holds `path`: mount(2) says
+/// EINVAL for a path that is not a mount point, so its parents are tried
+/// in turn.
+fn make_private(path: &Path) -> Step {
+    let none: Option<&str> = None;
+    let mut at = path;
+    loop {
+        match (
+            mount(none, at, none, MsFlags::MS_PRIVATE, none),
+            at.parent(),
+        ) {
+            (Ok(()), _) => return Ok(()),
+            (Err(Errno::EINVAL), Some(parent)) => at = parent,
+            (Err(e), _) => {
+                return Err(fail(Stage::Mount, e, at)
+                    .with_detail(format!("make the mount holding {} private", path.display())))
+            }
+        }
+    }
 }
 
 /// Whether a mount of the spec lands on a path the rootfs lacks, outside
@@ -341,7 +422,15 @@ fn mount_point_failure(e: Errno, dst: &Path, make: Make, rootfs: Option<&Path>) 
     ))
 }
 
-fn mount_one(root: &Root, mounts: &mut dyn Mounts, m: &MountPlan, rootfs: Option<&Path>) -> Step {
+/// Makes mount `m`; a bind takes its source from `kept` when `keep` made a
+/// copy of it.
+fn mount_one(
+    root: &Root,
+    mounts: &mut dyn Mounts,
+    m: &MountPlan,
+    kept: Option<&Path>,
+    rootfs: Option<&Path>,
+) -> Step {
     let dst = Path::new(&m.destination);
     if m.destination == "/proc" {
         // A fresh procfs is what kennel's own later steps trust: refuse a
@@ -358,7 +447,7 @@ fn mount_one(root: &Root, mounts: &mut dyn Mounts, m: &MountPlan, rootfs: Option
     let create_err = |make| move |e| mount_point_failure(e, dst, make, rootfs);
     if m.bind {
         // Every bind source is absolute: the plan refuses others.
-        let src = host_path(Path::new(&m.source));
+        let src = kept.map_or_else(|| host_path(Path::new(&m.source)), Path::to_path_buf);
         let mut target = |make| root.lookup_or_make(dst, make).map_err(create_err(make));
         return mounts.bind(&src, m, &mut target);
     }

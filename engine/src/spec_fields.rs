@@ -43,6 +43,8 @@ const SUPPORTED: &[&str] = &[
     // Where the container's cgroup goes: see `cgroup::place`.
     "linux.cgroupsPath",
     "linux.readonlyPaths",
+    // Checked by the plan, which names a value that is no propagation.
+    "linux.rootfsPropagation",
     // A seccomp agent (SCMP_ACT_NOTIFY, listenerPath) is not run: those
     // fields stay unsupported.
     "linux.seccomp.defaultAction",
@@ -126,17 +128,6 @@ pub fn unsupported(spec: &Spec) -> Vec<String> {
     if let Ok(v) = serde_json::to_value(spec) {
         walk(&v, "", &mut out);
     }
-    // linux.rootfsPropagation: kennel makes every mount private, which is
-    // what "private" and "rprivate" ask; anything else would be ignored.
-    if let Some(p) = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.rootfs_propagation().as_ref())
-    {
-        if matches!(p.as_str(), "private" | "rprivate") {
-            out.retain(|f| f != "linux.rootfsPropagation");
-        }
-    }
     // cpu.shares 1024 is cgroup v1's default weight, which containerd
     // sends for every container: it asks for nothing.
     let cpu_shares = spec
@@ -175,14 +166,21 @@ mod tests {
     }
 
     #[test]
+    fn every_root_propagation_passes() {
+        for p in ["private", "rslave", "shared", "runbindable", "bogus"] {
+            let s = spec(&format!("{BASE}, \"rootfsPropagation\": \"{p}\"}}}}"));
+            assert_eq!(unsupported(&s), Vec::<String>::new(), "{p}");
+        }
+    }
+
+    #[test]
     fn everything_else_is_named() {
         let s = spec(&format!(
-            "{BASE}, \"seccomp\": {{\"defaultAction\": \"SCMP_ACT_ERRNO\", \"listenerPath\": \"/run/agent.sock\"}}, \"sysctl\": {{\"net.ipv4.ip_forward\": \"1\"}}, \"rootfsPropagation\": \"shared\", \"resources\": {{\"cpu\": {{\"shares\": 512, \"quota\": 5000}}, \"memory\": {{\"disableOOMKiller\": false, \"swappiness\": 10}}}}}}, \"hooks\": {{\"prestart\": [{{\"path\": \"/bin/true\"}}]}}, \"domainname\": \"example.org\"}}"
+            "{BASE}, \"seccomp\": {{\"defaultAction\": \"SCMP_ACT_ERRNO\", \"listenerPath\": \"/run/agent.sock\"}}, \"sysctl\": {{\"net.ipv4.ip_forward\": \"1\"}}, \"resources\": {{\"cpu\": {{\"shares\": 512, \"quota\": 5000}}, \"memory\": {{\"disableOOMKiller\": false, \"swappiness\": 10}}}}}}, \"hooks\": {{\"prestart\": [{{\"path\": \"/bin/true\"}}]}}, \"domainname\": \"example.org\"}}"
         ));
         let found = unsupported(&s);
         for field in [
             "linux.seccomp.listenerPath",
-            "linux.rootfsPropagation",
             "linux.resources.cpu.shares",
             "linux.resources.memory.swappiness",
             "domainname",

@@ -450,11 +450,14 @@ pub fn move_mount(
 }
 
 /// Mount attributes to change: `set` and `clear` are MOUNT_ATTR_* bits
-/// (`clear` must hold MOUNT_ATTR__ATIME to change the atime mode).
+/// (`clear` must hold MOUNT_ATTR__ATIME to change the atime mode);
+/// `propagation` is one of MS_PRIVATE, MS_SLAVE, MS_SHARED and
+/// MS_UNBINDABLE, or 0 to leave it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MountAttributes {
     pub set: u64,
     pub clear: u64,
+    pub propagation: u64,
 }
 
 /// mount_setattr(2) on the mount at `path` relative to `dir` (empty: the
@@ -471,7 +474,7 @@ pub fn set_mount_attributes(
     let attr = libc::mount_attr {
         attr_set: attrs.set,
         attr_clr: attrs.clear,
-        propagation: 0,
+        propagation: attrs.propagation,
         userns_fd: 0,
     };
     let mut flags = empty_path_flag(path);

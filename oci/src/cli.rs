@@ -42,8 +42,8 @@ hooks; namespaces (network, ipc and uts also joined by path); id maps from \
 config.json or, under rootless podman, within the ids of its user namespace; \
 mounts, masked and read-only paths, sysctl, rlimits, capabilities, \
 oomScoreAdj and cgroup v2 limits. Refused by name, never ignored: \
-linux.seccomp (until kennel compiles filters), shared or slave mount \
-propagation, user, pid and mount namespaces by path, and any other field kennel does not \
+linux.seccomp (until kennel compiles filters), \
+user, pid and mount namespaces by path, and any other field kennel does not \
 implement (`kennel-oci features` lists what it does).",
     disable_version_flag = true,
     subcommand_required = false,

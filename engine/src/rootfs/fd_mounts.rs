@@ -21,10 +21,26 @@ use super::{fail, host_path, populate_dev, Fill, Mounts, Step, NEWROOT};
 use crate::config::MountPlan;
 use crate::copy_up;
 use crate::inroot::{self, Make, Root};
+use crate::propagation::{Kind, Propagation};
 use crate::protocol::{ChildFailure, Stage};
 use crate::sys::{self, MountAttributes};
 
-pub struct FdMounts;
+#[derive(Default)]
+pub struct FdMounts {
+    /// Attached mounts to make unbindable in `finish`, with their
+    /// destinations.
+    unbindable: Vec<(OwnedFd, Propagation, String)>,
+}
+
+impl FdMounts {
+    /// Keeps the attached mount `mnt` for `finish` when plan `m` asks for
+    /// an unbindable one.
+    fn defer_unbindable(&mut self, mnt: OwnedFd, m: &MountPlan) {
+        if let Some(p) = m.propagation.filter(|p| p.kind == Kind::Unbindable) {
+            self.unbindable.push((mnt, p, m.destination.clone()));
+        }
+    }
+}
 
 impl Mounts for FdMounts {
     fn root(&mut self, rootfs: Option<&Path>, shown: &str) -> Step<Root> {
@@ -73,7 +89,11 @@ impl Mounts for FdMounts {
                     ))
                 })?;
         }
-        attach(&tree, &target, dst, &what())
+        // A slave or shared bind needs nothing more: its source is the
+        // copy `keep` made, whose propagation a copy takes after.
+        attach(&tree, &target, dst, &what())?;
+        self.defer_unbindable(tree, m);
+        Ok(())
     }
 
     fn filesystem(&mut self, m: &MountPlan, target: &OwnedFd, fill: Fill) -> Step {
@@ -99,6 +119,18 @@ impl Mounts for FdMounts {
                 )?;
             }
         }
+        // A new mount has no master: slave is private for it, as mount(2)
+        // leaves it. Shared before it is attached, so what is mounted on
+        // it from now on is shared too, as with mount(2).
+        if let Some(p) = m.propagation.filter(|p| p.kind == Kind::Shared) {
+            let shared = propagate(p);
+            sys::set_mount_attributes(Some(mnt.as_fd()), Path::new(""), false, shared).map_err(
+                |e| {
+                    fail(Stage::Mount, e, dst)
+                        .with_detail(format!("{what}: shared (mount_setattr)"))
+                },
+            )?;
+        }
         // A move, not a new mount at the target: where the spec binds the
         // host's /sys (runc's rootless specs) a cgroup2 target is already a
         // mount of the same superblock, on which mount(2) refuses another.
@@ -113,6 +145,7 @@ impl Mounts for FdMounts {
                 sys::move_mount(device.as_fd(), Some(mnt.as_fd()), Path::new(name))
             })?;
         }
+        self.defer_unbindable(mnt, m);
         Ok(())
     }
 
@@ -150,6 +183,25 @@ impl Mounts for FdMounts {
         let ro = attributes(MsFlags::MS_RDONLY);
         sys::set_mount_attributes(None, Path::new("/"), false, ro)
             .map_err(|e| fail(Stage::Mount, e, "/").with_detail("read-only root (mount_setattr)"))
+    }
+
+    fn finish(&mut self) -> Step {
+        for (mnt, p, dst) in self.unbindable.drain(..) {
+            sys::set_mount_attributes(Some(mnt.as_fd()), Path::new(""), p.recursive, propagate(p))
+                .map_err(|e| {
+                    fail(Stage::Mount, e, &dst).with_detail(format!("{} (mount_setattr)", p.name()))
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// The mount_setattr(2) change to propagation `p`'s kind (AT_RECURSIVE,
+/// for an r-form, is the call's flag, not an attribute).
+fn propagate(p: Propagation) -> MountAttributes {
+    MountAttributes {
+        propagation: p.kind_flag().bits(),
+        ..MountAttributes::default()
     }
 }
 
@@ -300,7 +352,7 @@ mod tests {
             ro_nosuid,
             MountAttributes {
                 set: libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID,
-                clear: 0
+                ..MountAttributes::default()
             }
         );
         // No atime named: the mount's own stays (it may be locked).

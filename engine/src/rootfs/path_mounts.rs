@@ -5,7 +5,7 @@
 //! and finished in the staging root first, then moved onto the target in
 //! one call. Looking the target up again after mounting on it would let
 //! another container sharing the rootfs swap the path in between (the
-//! remount would land elsewhere).
+//! remount would land elsewhere). A propagation is such a second step too.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, MsFlags};
 use nix::sys::statvfs::{statvfs, FsFlags};
 
+use super::mountinfo::mounts_below;
 use super::{fail, host_path, open_staged, populate_dev, Fill, Mounts, Step, NEWROOT, OLDROOT};
 use crate::config::MountPlan;
 use crate::copy_up;
 use crate::inroot::{Make, Root};
+use crate::propagation::{Kind, Propagation};
 use crate::protocol::{io_errno, Stage};
 
 /// The staging mount points made so far (/stage/1, /stage/2, ...), which
@@ -24,6 +26,10 @@ use crate::protocol::{io_errno, Stage};
 #[derive(Default)]
 pub struct PathMounts {
     made: usize,
+    /// Mounts to make unbindable in `finish`: an fd of each one's root,
+    /// opened where it was staged (mount(2) reaches it through
+    /// /proc/self/fd), with its destination.
+    unbindable: Vec<(OwnedFd, Propagation, String)>,
 }
 
 impl PathMounts {
@@ -42,6 +48,34 @@ impl PathMounts {
         })?;
         Ok(path)
     }
+
+    /// Keeps the mount staged at `at` for `finish` when plan `m` asks for
+    /// an unbindable one.
+    fn defer_unbindable(&mut self, at: &Path, m: &MountPlan) -> Step {
+        let Some(p) = m.propagation.filter(|p| p.kind == Kind::Unbindable) else {
+            return Ok(());
+        };
+        let dst = Path::new(&m.destination);
+        let mnt = nix::fcntl::open(
+            at,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| fail(Stage::Mount, e, dst).with_detail("open the staged mount"))?;
+        self.unbindable.push((mnt, p, m.destination.clone()));
+        Ok(())
+    }
+}
+
+/// Whether plan `m` asks for a propagation that is a step of its own here
+/// (a slave or shared bind has it from its `keep` source already, and a new
+/// mount is private, which slave is for it too).
+fn propagation_step(m: &MountPlan) -> Option<Propagation> {
+    m.propagation.filter(|p| match p.kind {
+        Kind::Unbindable => true,
+        Kind::Shared => !m.bind,
+        Kind::Private | Kind::Slave => false,
+    })
 }
 
 impl Mounts for PathMounts {
@@ -84,7 +118,7 @@ impl Mounts for PathMounts {
         })?;
         let rec = m.flags & MsFlags::MS_REC;
         let extra = m.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
-        let finish = m.readonly || !extra.is_empty();
+        let finish = m.readonly || !extra.is_empty() || propagation_step(m).is_some();
         // A mount point of `.` changes the current directory: the source
         // is absolute.
         let at = match finish {
@@ -105,6 +139,7 @@ impl Mounts for PathMounts {
             if !rec.is_empty() {
                 restrict_submounts(&at, m.readonly, extra).map_err(|f| f.at(dst))?;
             }
+            self.defer_unbindable(&at, m)?;
             move_onto(&at, &mount_point(&target), dst)?;
         }
         Ok(())
@@ -116,7 +151,8 @@ impl Mounts for PathMounts {
         // spec binds the host's /sys (runc's rootless specs), the target is
         // already a cgroup2 mount of the same superblock, on which the
         // kernel refuses a new one (EBUSY) but not a move.
-        let staged = fill != Fill::Nothing || m.fstype == "cgroup2";
+        let staged =
+            fill != Fill::Nothing || m.fstype == "cgroup2" || propagation_step(m).is_some();
         let at = match staged {
             true => self.point(false)?,
             false => mount_point(target),
@@ -155,7 +191,19 @@ impl Mounts for PathMounts {
                 })?;
             }
         }
+        if let Some(p) = m.propagation.filter(|p| p.kind == Kind::Shared) {
+            let none: Option<&str> = None;
+            mount(none, &at, none, p.flags(), none).map_err(|e| {
+                fail(Stage::Mount, e, dst).with_detail(format!(
+                    "{} on {}: {}",
+                    m.fstype,
+                    m.destination,
+                    p.name()
+                ))
+            })?;
+        }
         if staged {
+            self.defer_unbindable(&at, m)?;
             move_onto(&at, &mount_point(target), dst)?;
         }
         Ok(())
@@ -201,6 +249,16 @@ impl Mounts for PathMounts {
 
     fn root_read_only(&mut self) -> Step {
         remount_bind(Path::new("/"), true, MsFlags::empty())
+    }
+
+    fn finish(&mut self) -> Step {
+        let none: Option<&str> = None;
+        for (mnt, p, dst) in self.unbindable.drain(..) {
+            let at = format!("{OLDROOT}/proc/self/fd/{}", mnt.as_raw_fd());
+            mount(none, at.as_str(), none, p.flags(), none)
+                .map_err(|e| fail(Stage::Mount, e, &dst).with_detail(p.name()))?;
+        }
+        Ok(())
     }
 }
 
@@ -277,54 +335,8 @@ fn remount_bind(target: &Path, readonly: bool, extra: MsFlags) -> Step {
 /// one call that does it at once, mount_setattr, is what this kernel
 /// lacks).
 fn restrict_submounts(top: &Path, readonly: bool, extra: MsFlags) -> Step {
-    let mountinfo = std::fs::read_to_string(format!("{OLDROOT}/proc/self/mountinfo"))
-        .map_err(|e| fail(Stage::Mount, io_errno(&e), "/proc/self/mountinfo"))?;
-    let below = format!("{}/", top.display());
-    for line in mountinfo.lines() {
-        let Some(point) = line.split(' ').nth(4).map(unescape_mountinfo) else {
-            continue;
-        };
-        if point.starts_with(&below) {
-            remount_bind(Path::new(&point), readonly, extra)?;
-        }
+    for point in mounts_below(top)? {
+        remount_bind(&point, readonly, extra)?;
     }
     Ok(())
-}
-
-/// A mountinfo path field, with its octal escapes (`\040` for a space)
-/// undone.
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
-            std::str::from_utf8(d)
-                .ok()
-                .and_then(|d| u8::from_str_radix(d, 8).ok())
-        });
-        match (bytes[i], octal) {
-            (b'\\', Some(b)) => {
-                out.push(b);
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_escapes_are_undone() {
-        assert_eq!(unescape_mountinfo(r"/stage/1/a\040b"), "/stage/1/a b");
-        assert_eq!(unescape_mountinfo(r"/x\134y\011"), "/x\\y\t");
-        assert_eq!(unescape_mountinfo(r"/plain\0"), r"/plain\0");
-    }
 }
