@@ -39,6 +39,7 @@ the run and put back after.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -143,6 +144,11 @@ def main():
     saved = open(POLICY).read() if os.path.exists(POLICY) else None
     made_etc = not os.path.isdir("/etc/kennel")
     subprocess.run(["ip", "netns", "add", NS], check=True)
+    # pasta and slirp4netns open /dev/net/tun as the user.
+    import conftest  # tests/, on the path through benchlib
+
+    tun = contextlib.ExitStack()
+    tun.enter_context(conftest.tun_open_to_test_users(user, None))
     try:
         subprocess.run(in_ns([helper, "setup-bridge", BRIDGE, SUBNET]), check=True, stdout=subprocess.DEVNULL)
         subprocess.run(in_ns(["ip", "link", "set", "lo", "up"]), check=True)
@@ -192,6 +198,7 @@ def main():
             with open(args.json, "w") as f:
                 json.dump({"gbits": gbits, "start_ms": medians, "added_ms": added_ms}, f, indent=2)
     finally:
+        tun.close()
         subprocess.run(["ip", "netns", "del", NS], check=False)
         if saved is not None:
             with open(POLICY, "w") as f:

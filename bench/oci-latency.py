@@ -29,12 +29,11 @@
    Alongside, `run` (foreground: create, start, wait and delete in one
    runtime process) of the same bundle for both.
 
-2. `podman run --rm IMAGE true` as the same user, rootless, on one
+2. `podman run --rm IMAGE true`, and `podman exec NAME true` into a
+   running container, as the same user, rootless, on one
    private store (tests/test_podman.py's set-up: cgroupfs, file events,
-   overlay through fuse-overlayfs, seccomp_profile = "unconfined" for
-   both runtimes, since kennel-oci refuses seccomp profiles until it
-   compiles them), with `--runtime` kennel-oci and `--runtime` runc on the
-   same image.
+   overlay through fuse-overlayfs, podman's default seccomp profile),
+   with `--runtime` kennel-oci and `--runtime` runc on the same image.
 
 Commands are interleaved run by run (each meets the machine in the same
 states) and medians compared; with --hyperfine the single-command rows
@@ -171,6 +170,29 @@ def table(title, medians, base):
     return {"medians_ms": medians, "ratio_to": base, "ratios": {k: m / medians[base] for k, m in medians.items()}}
 
 
+def time_podman_exec(p, runtimes, runs, env):
+    """`podman exec NAME true` into a container of each runtime, left
+    running meanwhile (podman execs through the runtime the container was
+    made with): medians in ms. Run as the benchmark user."""
+    def podman(*args, runtime=None):
+        return subprocess.run(p.argv(*args, runtime=runtime), env=env, capture_output=True, text=True, cwd="/")
+
+    names = {}
+    try:
+        for name, rt in runtimes.items():
+            cname = f"bench-exec-{name}"
+            podman("rm", "-f", cname)
+            cp = podman("run", "-d", "--name", cname, IMAGE, "sleep", "100000", runtime=rt)
+            if cp.returncode != 0:
+                raise SystemExit(f"bench: podman run -d with {name} failed:\n{cp.stderr}")
+            names[name] = cname
+        cmds = {f"podman exec ({name})": p.argv("exec", cname, "true") for name, cname in names.items()}
+        return time_interleaved(cmds, runs, 2, env)
+    finally:
+        for cname in names.values():
+            podman("rm", "-f", "-t", "0", cname)
+
+
 def measure(args):
     bindir, rootfs, work = args.as_user
     kennel_oci = os.path.join(bindir, "kennel-oci")
@@ -212,8 +234,14 @@ def measure(args):
         p = Podman(user, kennel_oci, os.path.join(work, "podman"))
         env = user.env(p.env)
         cmds = {f"podman --runtime {name}": p.argv("run", "--rm", IMAGE, "true", runtime=rt) for name, rt in runtimes.items()}
+        for argv in cmds.values():
+            cp = subprocess.run(argv, env=env, capture_output=True, text=True, cwd="/")
+            if cp.returncode != 0:
+                raise SystemExit(f"bench: {shlex.join(argv)} failed ({cp.returncode}):\n{cp.stderr}")
         report["podman"] = table(f"`podman run --rm IMAGE true`, interleaved, {args.podman_runs} runs each",
                                  time_interleaved(cmds, args.podman_runs, 2, env), "podman --runtime runc")
+        report["podman exec"] = table(f"`podman exec` of true into a running container, interleaved, {args.podman_runs} runs each",
+                                      time_podman_exec(p, runtimes, args.podman_runs, env), "podman exec (runc)")
         if args.hyperfine:
             report["podman (hyperfine)"] = table(
                 f"`podman run --rm IMAGE true`, hyperfine in {min(args.rounds, args.podman_runs)} rounds",
@@ -346,7 +374,10 @@ def main():
         argv = [sys.executable, os.path.abspath(__file__), "--runs", str(args.runs), "--podman-runs", str(args.podman_runs),
                 "--rounds", str(args.rounds), "--as-user", bindir, rootfs, work]
         argv += (["--json", out_json] if out_json else []) + (["--hyperfine"] if args.hyperfine else [])
-        subprocess.run(user.argv(argv), env=user.env(), check=True, cwd="/")
+        # podman's slirp4netns opens /dev/net/tun as the user, as pasta does.
+        import conftest
+        with conftest.tun_open_to_test_users(user, None):
+            subprocess.run(user.argv(argv), env=user.env(), check=True, cwd="/")
         if out_json:
             with open(out_json) as f:
                 report = json.load(f)

@@ -248,7 +248,11 @@ SESSION_NOTES = []
 
 
 def note(config, text):
-    """Says `text` at once, past pytest's capture, and again in the summary."""
+    """Says `text` at once, past pytest's capture, and again in the summary
+    (on stderr when `config` is None: the benchmarks)."""
+    if config is None:
+        print(f"kennel: {text}", file=sys.stderr)
+        return
     SESSION_NOTES.append(text)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
