@@ -163,16 +163,21 @@ def test_host_and_container_talk_over_the_veth(h, net, bridged):
 import socket
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("{GATEWAY}", 7100)); s.listen(1); s.settimeout(10)
+s.bind(("{GATEWAY}", 7100)); s.listen(1); s.settimeout(60)
 print("listening", flush=True)
 c, peer = s.accept()
 print(peer[0], c.recv(100).decode().strip(), flush=True)
 """]), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert read_line(server.stdout, 10, "the host's server").strip() == "listening"
+        # nc's -w bounds its connect, so a lost connection is a failure
+        # with the container's stderr rather than the harness's timeout.
         out = run_bridged(h, cmd=["sh", "-c", f"ping -c1 -W2 {GATEWAY} >/dev/null && echo pinged; "
-                                              f"echo from-container | nc {GATEWAY} 7100"])
-        assert out.returncode == 0 and "pinged" in out.stdout, out
+                                              f"echo from-container | nc -w 20 {GATEWAY} 7100"])
+        if out.returncode != 0:
+            server.kill()
+            pytest.fail(f"the container's nc failed: {out}; the host's server said: {server.communicate()}")
+        assert "pinged" in out.stdout, out
         peer, said = read_line(server.stdout, 10, "the container's message").split()
         assert said == "from-container"
         assert peer.startswith("10.250.77.") and peer != GATEWAY
