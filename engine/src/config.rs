@@ -105,6 +105,9 @@ pub struct Config {
     /// A veth on a bridge (`run.kennel.net=bridge[=NAME]`): made by
     /// kennel-net once the child is in its network namespace.
     pub bridge: Option<crate::bridge::BridgePlan>,
+    /// What the spec asks for that is applied only in part, as runc
+    /// applies it: said once the container is being made.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -391,6 +394,11 @@ impl Config {
             landlock,
             pasta,
             bridge,
+            warnings: linux
+                .seccomp()
+                .as_ref()
+                .map(crate::seccomp::unknown_name_warnings)
+                .unwrap_or_default(),
         })
     }
 }

@@ -115,6 +115,9 @@ impl Plan {
                 opts.decided(text)
             }
         };
+        for warning in &self.cfg.warnings {
+            opts.warn(warning);
+        }
         self.cfg.process.landlock =
             crate::landlock::decide(self.cfg.landlock.as_ref(), &self.cfg.process, &say)?;
         // Before anything exists, so a refusal leaves nothing behind.

@@ -110,7 +110,6 @@ fn rules(args: &[LinuxSeccompArg]) -> Result<Vec<Vec<ScmpArgCompare>>> {
 pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
     let default = action(profile.default_action(), profile.default_errno_ret())
         .context("linux.seccomp.defaultAction")?;
-    let permissive_default = matches!(default, ScmpAction::Allow | ScmpAction::Log);
     let mut ctx = ScmpFilterContext::new(default).context("libseccomp: making a filter")?;
     // no_new_privs is the spec's to ask for (process.noNewPrivileges), and
     // kennel installs the program itself.
@@ -139,14 +138,9 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
         let sets = rules(entry.args().as_deref().unwrap_or_default())
             .with_context(|| format!("linux.seccomp.syscalls[{i}].args"))?;
         for name in entry.names() {
+            // Skipped, as runc skips it; `unknown_name_warnings` says so
+            // where that lets the call through.
             let Ok(nr) = ScmpSyscall::from_name(name) else {
-                // Skipped as runc does, where the profile allows what it
-                // does not name; a deny list would let it through.
-                if permissive_default {
-                    bail!(
-                        "linux.seccomp.syscalls[{i}]: {name} is unknown to this libseccomp, so its rule cannot be applied, and defaultAction allows what no rule names; drop the rule or make defaultAction refuse"
-                    );
-                }
                 continue;
             };
             for conditions in &sets {
@@ -172,6 +166,35 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
         flags,
         includes_keys: false,
     })
+}
+
+/// A warning for each rule of `profile` that names a syscall this
+/// libseccomp does not know, where skipping it (as runc does) lets that
+/// call through: the profile's default allows what no rule names. Under a
+/// default that refuses, a skipped name is refused anyway, and goes
+/// unmentioned.
+pub fn unknown_name_warnings(profile: &LinuxSeccomp) -> Vec<String> {
+    let Ok(default) = action(profile.default_action(), profile.default_errno_ret()) else {
+        return Vec::new();
+    };
+    if !matches!(default, ScmpAction::Allow | ScmpAction::Log) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (i, entry) in profile.syscalls().iter().flatten().enumerate() {
+        let act = action(entry.action(), entry.errno_ret());
+        if act.as_ref().is_ok_and(|a| *a == default) {
+            continue;
+        }
+        for name in entry.names() {
+            if ScmpSyscall::from_name(name).is_err() {
+                out.push(format!(
+                    "linux.seccomp.syscalls[{i}]: {name} is unknown to this libseccomp, so its rule is skipped (as runc skips it) and the profile's defaultAction lets {name} through; to refuse it, make defaultAction refuse and allow what the container needs"
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The program libseccomp generated, as `struct sock_filter`s. Exported

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::LinuxSeccomp;
 
-pub use compile::compile;
+pub use compile::{compile, unknown_name_warnings};
 pub use keys::program as keys_program;
 pub use profile::{default_for_container as default_profile, for_container as profile_for};
 
