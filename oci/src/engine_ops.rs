@@ -225,7 +225,11 @@ impl Engine {
     fn create_detached(&self, ctx: &Context, args: &CreateArgs) -> Result<Detached> {
         let bundle =
             std::path::absolute(args.bundle.clone().unwrap_or_else(|| PathBuf::from(".")))?;
-        let spec = kennel_engine::bundle::load(&bundle)?;
+        let loaded = kennel_engine::bundle::load(&bundle)?;
+        for warning in &loaded.warnings {
+            ctx.log.warn(warning);
+        }
+        let spec = loaded.spec;
         crate::exe_guard::guard_create(&spec)?;
         if args.no_pivot {
             ctx.log
@@ -367,8 +371,10 @@ impl Lifecycle for Engine {
             Some(file) => {
                 let text = std::fs::read(file)
                     .with_context(|| format!("cannot read {}", file.display()))?;
-                let p: Process = serde_json::from_slice(&text)
-                    .with_context(|| format!("{} is not an OCI process", file.display()))?;
+                let (p, warnings) = kennel_engine::bundle::process_from_json(&text, file)?;
+                for warning in &warnings {
+                    ctx.log.warn(warning);
+                }
                 Some(p)
             }
             None => {
