@@ -116,6 +116,60 @@ impl Config {
     }
 }
 
+/// The OCI mount options that are mount(2) flags: name, flags set,
+/// flags cleared; later options override earlier ones.
+const FLAG_OPTIONS: &[(&str, MsFlags, MsFlags)] = &[
+    ("ro", MsFlags::MS_RDONLY, MsFlags::empty()),
+    ("rw", MsFlags::empty(), MsFlags::MS_RDONLY),
+    ("bind", MsFlags::MS_BIND, MsFlags::empty()),
+    (
+        "rbind",
+        MsFlags::MS_BIND.union(MsFlags::MS_REC),
+        MsFlags::empty(),
+    ),
+    ("nosuid", MsFlags::MS_NOSUID, MsFlags::empty()),
+    ("suid", MsFlags::empty(), MsFlags::MS_NOSUID),
+    ("nodev", MsFlags::MS_NODEV, MsFlags::empty()),
+    ("dev", MsFlags::empty(), MsFlags::MS_NODEV),
+    ("noexec", MsFlags::MS_NOEXEC, MsFlags::empty()),
+    ("exec", MsFlags::empty(), MsFlags::MS_NOEXEC),
+    ("noatime", MsFlags::MS_NOATIME, MsFlags::empty()),
+    ("nodiratime", MsFlags::MS_NODIRATIME, MsFlags::empty()),
+    ("relatime", MsFlags::MS_RELATIME, MsFlags::empty()),
+    ("norelatime", MsFlags::empty(), MsFlags::MS_RELATIME),
+    ("strictatime", MsFlags::MS_STRICTATIME, MsFlags::empty()),
+    ("sync", MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+];
+
+/// Every mount option the engine acts on itself rather than handing to the
+/// filesystem as data: what `kennel-oci features` reports.
+pub fn mount_option_names() -> Vec<&'static str> {
+    FLAG_OPTIONS
+        .iter()
+        .map(|(name, ..)| *name)
+        .chain(crate::propagation::all().map(Propagation::name))
+        .chain(["tmpcopyup"])
+        .collect()
+}
+
+/// The namespace types the engine makes, as config.json spells them: what
+/// `kennel-oci features` reports.
+pub const NAMESPACE_TYPES: &[&str] = &["cgroup", "ipc", "mount", "network", "pid", "user", "uts"];
+
+/// The clone flag for a namespace type, or why there is none.
+fn namespace_flag(typ: LinuxNamespaceType) -> Result<CloneFlags> {
+    Ok(match typ {
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Time => bail!("time namespaces are not supported yet"),
+    })
+}
+
 /// Splits OCI mount options into mount(2) flags and data, as runc and crun
 /// do, and takes out their extensions (`tmpcopyup`).
 pub fn parse_mount_options(options: &[String]) -> MountOptions {
@@ -124,43 +178,17 @@ pub fn parse_mount_options(options: &[String]) -> MountOptions {
     let mut readonly = false;
     let mut copy_up = false;
     for o in options {
-        let (set, clear) = match o.as_str() {
-            "ro" => {
-                readonly = true;
-                (MsFlags::MS_RDONLY, MsFlags::empty())
-            }
-            "rw" => {
-                readonly = false;
-                (MsFlags::empty(), MsFlags::MS_RDONLY)
-            }
-            "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
-            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
-            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
-            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            // Not flags of the mount itself: applied apart, after it is made
-            // (see `propagation::of_options` and `rootfs`).
-            p if Propagation::parse(p).is_some() => (MsFlags::empty(), MsFlags::empty()),
-            "tmpcopyup" => {
-                copy_up = true;
-                (MsFlags::empty(), MsFlags::empty())
-            }
-            other => {
-                data.push(other.to_string());
-                (MsFlags::empty(), MsFlags::empty())
-            }
-        };
-        flags |= set;
-        flags &= !clear;
+        if let Some((_, set, clear)) = FLAG_OPTIONS.iter().find(|(name, ..)| name == o) {
+            flags |= *set;
+            flags &= !*clear;
+            readonly = flags.contains(MsFlags::MS_RDONLY);
+        } else if o == "tmpcopyup" {
+            copy_up = true;
+        } else if Propagation::parse(o).is_none() {
+            // Propagation is not a flag of the mount itself: applied apart,
+            // after it is made (see `propagation::of_options` and `rootfs`).
+            data.push(o.to_string());
+        }
     }
     MountOptions {
         flags,
@@ -239,16 +267,7 @@ impl Config {
         let mut clone_flags = CloneFlags::empty();
         let mut join = Vec::new();
         for ns in linux.namespaces().iter().flatten() {
-            let flag = match ns.typ() {
-                LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
-                LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
-                LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
-                LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
-                LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
-                LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
-                LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
-                LinuxNamespaceType::Time => bail!("time namespaces are not supported yet"),
-            };
+            let flag = namespace_flag(ns.typ())?;
             match ns.path() {
                 None => clone_flags |= flag,
                 Some(path)
@@ -615,6 +634,25 @@ mod tests {
             let (t, src, f) = cgroup_view(ro, ns, v2);
             assert_eq!((t.as_str(), src.as_str()), ("bind", "/sys/fs/cgroup"));
             assert_eq!(f, ro | MsFlags::MS_BIND | MsFlags::MS_REC);
+        }
+    }
+
+    #[test]
+    fn the_reported_names_are_the_ones_acted_on() {
+        for name in mount_option_names() {
+            let parsed = parse_mount_options(&opts(&[name]));
+            assert_eq!(parsed.data, "", "{name} would reach the filesystem as data");
+        }
+        assert!(mount_option_names().contains(&"rslave"));
+        for name in [
+            "cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time",
+        ] {
+            let typ: LinuxNamespaceType = serde_json::from_value(serde_json::json!(name)).unwrap();
+            assert_eq!(
+                namespace_flag(typ).is_ok(),
+                NAMESPACE_TYPES.contains(&name),
+                "{name}"
+            );
         }
     }
 

@@ -53,7 +53,7 @@ mod tty;
 use std::path::PathBuf;
 
 pub use cgroup_delegate::Manager as CgroupManager;
-pub use config::is_bind;
+pub use config::{is_bind, mount_option_names, NAMESPACE_TYPES};
 pub use landlock::ANNOTATION as LANDLOCK_ANNOTATION;
 pub use protocol::{ChildFailure, Stage};
 pub use run::{prepare, Container, Exit, Plan};

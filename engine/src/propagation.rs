@@ -18,6 +18,13 @@ pub enum Kind {
     Unbindable,
 }
 
+/// Every propagation a spec may name.
+pub fn all() -> impl Iterator<Item = Propagation> {
+    [Kind::Private, Kind::Slave, Kind::Shared, Kind::Unbindable]
+        .into_iter()
+        .flat_map(|kind| [false, true].map(|recursive| Propagation { kind, recursive }))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Propagation {
     pub kind: Kind,
