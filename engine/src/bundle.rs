@@ -25,6 +25,11 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         Some(process) => skip_unknown_capabilities(process, "process"),
         None => Vec::new(),
     };
+    // Before the parse, which drops what the spec types do not model.
+    let unsupported = crate::spec_fields::unsupported_in(&value);
+    if !unsupported.is_empty() {
+        return Err(crate::spec_fields::refusal(&unsupported));
+    }
     let mut spec: Spec = serde_json::from_value(value)
         .with_context(|| format!("{} is not an OCI runtime spec", config.display()))?;
     spec.canonicalize_rootfs(dir)

@@ -250,11 +250,7 @@ impl Config {
     pub fn from_spec(spec: &Spec) -> Result<Config> {
         let unsupported = super::spec_fields::unsupported(spec);
         if !unsupported.is_empty() {
-            let them = if unsupported.len() == 1 { "it" } else { "them" };
-            bail!(
-                "unsupported in config.json: {}; kennel does not implement {them}, and runs nothing rather than run without {them}",
-                unsupported.join(", "),
-            );
+            return Err(super::spec_fields::refusal(&unsupported));
         }
         let process = spec
             .process()

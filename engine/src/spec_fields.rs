@@ -124,24 +124,33 @@ fn walk(v: &Value, path: &str, out: &mut Vec<String>) {
 /// The fields `spec` sets that kennel does not implement, each once, in
 /// the order they appear.
 pub fn unsupported(spec: &Spec) -> Vec<String> {
+    serde_json::to_value(spec)
+        .map(|v| unsupported_in(&v))
+        .unwrap_or_default()
+}
+
+/// The same for a spec as written (a bundle's config.json): it also names
+/// the fields the spec types do not model, which their parse would drop.
+pub fn unsupported_in(spec: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    if let Ok(v) = serde_json::to_value(spec) {
-        walk(&v, "", &mut out);
-    }
+    walk(spec, "", &mut out);
     // cpu.shares 1024 is cgroup v1's default weight, which containerd
     // sends for every container: it asks for nothing.
-    let cpu_shares = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.resources().as_ref())
-        .and_then(|r| r.cpu().as_ref())
-        .and_then(|c| c.shares());
-    if cpu_shares == Some(1024) {
+    if spec.pointer("/linux/resources/cpu/shares") == Some(&Value::from(1024)) {
         out.retain(|f| f != "linux.resources.cpu.shares");
     }
     let mut seen = std::collections::HashSet::new();
     out.retain(|f| seen.insert(f.clone()));
     out
+}
+
+/// The refusal of a spec that sets `fields`, none of which kennel does.
+pub fn refusal(fields: &[String]) -> anyhow::Error {
+    let them = if fields.len() == 1 { "it" } else { "them" };
+    anyhow::anyhow!(
+        "unsupported in config.json: {}; kennel does not implement {them}, and runs nothing rather than run without {them}",
+        fields.join(", "),
+    )
 }
 
 #[cfg(test)]
@@ -163,6 +172,17 @@ mod tests {
         ));
         assert_eq!(unsupported(&s), Vec::<String>::new());
         assert_eq!(unsupported(&Spec::default()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_field_the_spec_types_drop_is_named() {
+        let written: Value = serde_json::from_str(&format!(
+            "{BASE}}}, \"mounts\": [{{\"destination\": \"/m\", \"type\": \"bind\", \"source\": \"/\", \"uidMappings\": [{{\"containerID\": 0, \"hostID\": 0, \"size\": 1}}]}}]}}"
+        ))
+        .unwrap();
+        assert_eq!(unsupported_in(&written), vec!["mounts[].uidMappings"]);
+        let parsed: Spec = serde_json::from_value(written).unwrap();
+        assert_eq!(unsupported(&parsed), Vec::<String>::new());
     }
 
     #[test]
