@@ -57,6 +57,11 @@ pub struct ChildOptions {
     /// The runner exits before the command ends (OCI `create`, a detached
     /// `exec`): the command must not die with it.
     pub outlives_parent: bool,
+    /// The runner's uid or gid has no id in the container's user namespace
+    /// (root running a bundle whose maps leave host root out): once the
+    /// maps are written, become that namespace's root, as runc does, so
+    /// that what the child makes has an owner the filesystem can record.
+    pub become_root: bool,
     /// Test only: pause at this point (see `stop_at`).
     pub stop_at: Option<StopPoint>,
 }
@@ -140,6 +145,9 @@ fn setup_and_exec(
         sys::exit_now(125);
     }
     stop_if(opts.stop_at, StopPoint::ChildMapped);
+    if opts.become_root {
+        become_namespace_root()?;
+    }
     if opts.new_cgroupns {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| namespace_failure(e, CloneFlags::CLONE_NEWCGROUP))?;
@@ -340,6 +348,18 @@ fn exit_if_parent_gone(chan: &Channel) {
     if chan.peer_gone() {
         sys::exit_now(125);
     }
+}
+
+/// Takes uid and gid 0 of our user namespace. Unmapped, we still hold our
+/// capabilities there, but the kernel refuses to create a file for an
+/// owner it cannot write down (EOVERFLOW); 0 keeps them, being root there.
+fn become_namespace_root() -> Step {
+    let root = |e: Errno, what: &str| {
+        ChildFailure::new(Stage::User, e, Some(what.to_string()))
+            .with_detail("becoming root of the user namespace, the runner's ids being unmapped")
+    };
+    nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(|e| root(e, "gid 0"))?;
+    nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(|e| root(e, "uid 0"))
 }
 
 /// The fds `--preserve-fds N` passes: 3 to 3+N-1 (N is checked against the

@@ -223,6 +223,8 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
                 single,
                 start_fifo: None,
                 outlives_parent: detached,
+                // The process's own user switch comes before anything it makes.
+                become_root: false,
                 stop_at: None,
             };
             child::run_process(&plan, child_end, &opts);

@@ -2,6 +2,7 @@
 //! wait. The child side is `child`, the rootfs is `rootfs`, and the
 //! protocol between them is `protocol`.
 
+use kennel_idmap::MapLine;
 use std::os::fd::{AsFd, OwnedFd};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -58,6 +59,21 @@ pub struct Plan {
 pub fn prepare(spec: Spec) -> Result<Plan, Error> {
     let cfg = Config::from_spec(&spec)?;
     Ok(Plan { spec, cfg })
+}
+
+/// Whether this process's uid or gid has no id under `uid_map`/`gid_map`
+/// while both give the namespace a root to become instead.
+fn runner_unmapped(uid_map: &[MapLine], gid_map: &[MapLine]) -> bool {
+    let covers = |map: &[MapLine], id: u32| {
+        map.iter()
+            .any(|l| id >= l.outer && u64::from(id) < u64::from(l.outer) + u64::from(l.count))
+    };
+    let has_root = |map: &[MapLine]| map.iter().any(|l| l.inner == 0 && l.count > 0);
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    (!covers(uid_map, uid) || !covers(gid_map, gid)) && has_root(uid_map) && has_root(gid_map)
 }
 
 /// How a container's process ended: its exit code, or 128 + the signal
@@ -243,6 +259,8 @@ impl Plan {
         // in parallel with our map writing (kennel-idmap's start-up above
         // all), and its cgroup namespace once it sits in its leaf, so that
         // namespace is rooted there on either path below.
+        let become_root = cfg.clone_flags.contains(CloneFlags::CLONE_NEWUSER)
+            && runner_unmapped(&cfg.uid_map, &cfg.gid_map);
         let at_clone = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID;
         let flags = (cfg.clone_flags & at_clone).bits() as u64;
         let leaf_fd = leaf.0.as_ref().map(|p| p.leaf_fd.as_fd());
@@ -276,6 +294,7 @@ impl Plan {
                     single,
                     outlives_parent: start_fifo.is_some(),
                     start_fifo,
+                    become_root,
                     stop_at: opts.stop_at,
                 };
                 let maker = netns_maker.as_mut().and_then(NetnsMaker::take_part);
