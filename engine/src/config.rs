@@ -266,27 +266,24 @@ impl Config {
             let flag = namespace_flag(ns.typ())?;
             match ns.path() {
                 None => clone_flags |= flag,
-                Some(path)
-                    if [
-                        CloneFlags::CLONE_NEWNET,
-                        CloneFlags::CLONE_NEWIPC,
-                        CloneFlags::CLONE_NEWUTS,
-                    ]
-                    .contains(&flag) =>
-                {
-                    join.push((flag, path.clone()))
-                }
-                Some(path) => bail!(
-                    "joining an existing {:?} namespace by path ({}) is not supported yet; only network, ipc and uts namespaces can be joined",
-                    ns.typ(),
+                Some(path) if flag == CloneFlags::CLONE_NEWNS => bail!(
+                    "joining an existing mount namespace by path ({}) is not supported: kennel builds the container's root in a mount namespace of its own, and would re-root the one named; drop the path to give the container a new one",
                     path.display()
                 ),
+                Some(_) if flag == CloneFlags::CLONE_NEWCGROUP => bail!(
+                    "joining an existing cgroup namespace by path is not supported: drop the path to give the container a new one"
+                ),
+                Some(path) => join.push((flag, path.clone())),
             }
         }
-        for needed in [CloneFlags::CLONE_NEWNS, CloneFlags::CLONE_NEWPID] {
-            if !clone_flags.contains(needed) {
-                bail!("the spec must ask for new mount and pid namespaces");
-            }
+        // A user namespace first: the others joined belong to it.
+        join.sort_by_key(|(f, _)| *f != CloneFlags::CLONE_NEWUSER);
+        let pid_joined = join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWPID);
+        if !clone_flags.contains(CloneFlags::CLONE_NEWNS) {
+            bail!("the spec must ask for a new mount namespace");
+        }
+        if !clone_flags.contains(CloneFlags::CLONE_NEWPID) && !pid_joined {
+            bail!("the spec must ask for a new pid namespace, or name one to join by path");
         }
         let sysctl = sysctls(linux, &clone_flags, &join)?;
         for m in spec.mounts().iter().flatten() {

@@ -23,6 +23,7 @@ mod hooks;
 pub mod ids;
 mod inroot;
 pub mod install_kind;
+mod join;
 mod landlock;
 pub mod lifecycle;
 mod maps;

@@ -160,7 +160,14 @@ impl Plan {
             None => None,
         };
         let cfg = &self.cfg;
-        if !cfg.clone_flags.contains(CloneFlags::CLONE_NEWUSER) && opts.caller.uid != 0 {
+        let user_joined = cfg
+            .join
+            .iter()
+            .any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER);
+        if !cfg.clone_flags.contains(CloneFlags::CLONE_NEWUSER)
+            && !user_joined
+            && opts.caller.uid != 0
+        {
             return Err(anyhow!(
                 "the spec asks for no user namespace, which only root may run (you are uid {}): add {{\"type\": \"user\"}} to linux.namespaces, with uidMappings and gidMappings",
                 opts.caller.uid
@@ -233,7 +240,12 @@ impl Plan {
         // Entered here, so the child is born in them: a namespace owned by
         // a user namespace other than the container's can only be joined
         // from outside the container's (as runc joins them first).
-        join_namespaces(&cfg.join)?;
+        // A user or pid namespace is entered by a copy of us, which makes
+        // the child (see `join`); the others by us, as runc does.
+        let fork_joins = crate::join::needs_fork(&cfg.join);
+        if !fork_joins {
+            join_namespaces(&cfg.join)?;
+        }
         let single = sys::check_before_clone()?;
         // After the placement (the maker must not sit in a delegated unit's
         // cgroup either), before the sync channel (which the maker must not
@@ -265,14 +277,25 @@ impl Plan {
         let flags = (cfg.clone_flags & at_clone).bits() as u64;
         let leaf_fd = leaf.0.as_ref().map(|p| p.leaf_fd.as_fd());
         let mut born_in_leaf = leaf_fd.is_some();
-        let forked = match sys::clone_process(&single, flags, leaf_fd) {
+        let entry = crate::join::Entry {
+            namespaces: &cfg.join,
+            uid_map: &cfg.uid_map,
+            gid_map: &cfg.gid_map,
+        };
+        let clone = |single: &sys::SingleThreaded, cgroup: Option<std::os::fd::BorrowedFd<'_>>| {
+            match fork_joins {
+                true => crate::join::clone_inside(single, flags, cgroup, &entry),
+                false => Ok(sys::clone_process(single, flags, cgroup)),
+            }
+        };
+        let forked = match clone(&single, leaf_fd)? {
             Err(e) if born_in_leaf => {
                 opts.decided(&format!(
                     "clone3 into the cgroup failed ({}); moving the child before it starts",
                     e.desc()
                 ));
                 born_in_leaf = false;
-                sys::clone_process(&single, flags, None)
+                clone(&single, None)?
             }
             other => other,
         };
@@ -422,11 +445,7 @@ fn join_namespaces(join: &[(CloneFlags, std::path::PathBuf)]) -> anyhow::Result<
             format!(
                 "cannot join the namespace {} (is it a {} namespace, and one you may enter?)",
                 path.display(),
-                match *flag {
-                    CloneFlags::CLONE_NEWNET => "network",
-                    CloneFlags::CLONE_NEWIPC => "ipc",
-                    _ => "uts",
-                }
+                crate::join::kind(*flag)
             )
         })?;
     }

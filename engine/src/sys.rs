@@ -98,7 +98,12 @@ pub fn clone_process(
     let mut args = CloneArgs {
         flags: flags | libc::CLONE_PIDFD as u64,
         pidfd: &mut pidfd as *mut RawFd as u64,
-        exit_signal: libc::SIGCHLD as u64,
+        // With CLONE_PARENT the kernel wants none: the child takes its
+        // exit signal from the caller, whose parent hears of it.
+        exit_signal: match flags & libc::CLONE_PARENT as u64 {
+            0 => libc::SIGCHLD as u64,
+            _ => 0,
+        },
         ..Default::default()
     };
     if let Some(fd) = cgroup_fd {
