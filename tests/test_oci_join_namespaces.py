@@ -25,6 +25,10 @@ def start_first(oci, name):
     return oci.wait_status(name, "running")["pid"]
 
 
+# config.json's names where /proc/PID/ns has others.
+PROC_NAME = {"network": "net", "mount": "mnt"}
+
+
 def ns_id(pid, kind):
     return os.readlink(f"/proc/{pid}/ns/{kind}")
 
@@ -34,7 +38,7 @@ def joining(first_pid, kinds, mappings=True):
         namespaces = config["linux"]["namespaces"]
         for kind in kinds:
             namespaces[:] = [n for n in namespaces if n["type"] != kind]
-            namespaces.append({"type": kind, "path": f"/proc/{first_pid}/ns/{kind}"})
+            namespaces.append({"type": kind, "path": f"/proc/{first_pid}/ns/{PROC_NAME.get(kind, kind)}"})
         if not mappings:
             config["linux"].pop("uidMappings", None)
             config["linux"].pop("gidMappings", None)
@@ -104,3 +108,44 @@ def test_a_mount_namespace_by_path_is_refused_and_changes_nothing(oci):
     assert cp.returncode != 0, describe(cp)
     assert "mount namespace by path" in cp.stderr, cp.stderr
     assert open(f"/proc/{first}/mountinfo").read() == before
+
+
+def test_sysfs_in_a_network_namespace_of_another_user_namespace(h, oci_runtime):
+    """As root, two containers with user namespaces of their own (ids from
+    100000 and from 200000), the second joining the first one's network
+    namespace, which belongs to the first's user namespace: the kernel
+    refuses the second a sysfs there, so /sys is the host's, bound
+    read-only, as runc binds it; the container runs, in the first one's
+    network. (Rootless, the kernel lets no runner join such a namespace.)"""
+    oci = Oci(h, oci_runtime, "root")
+    try:
+        def own_user(outer):
+            def edit(config):
+                namespaces = config["linux"]["namespaces"]
+                namespaces.append({"type": "user"})
+                if not any(n["type"] == "network" for n in namespaces):
+                    namespaces.append({"type": "network"})
+                for key in ("uidMappings", "gidMappings"):
+                    config["linux"][key] = [{"containerID": 0, "hostID": outer, "size": 65536}]
+            return edit
+        bundle = oci.bundle(["sleep", "300"], edit=own_user(100000))
+        oci.ok("run", "--detach", "--bundle", bundle, "sys-first")
+        first = oci.wait_status("sys-first", "running")["pid"]
+
+        def edit(config):
+            own_user(200000)(config)
+            joining(first, ["network"])(config)
+            # The host's cgroup tree is not the second container's to mount
+            # over the bound /sys; a cgroup namespace of its own needs none.
+            config["mounts"] = [m for m in config["mounts"]
+                                if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
+            config["mounts"].append({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                                     "options": ["nosuid", "noexec", "nodev", "ro"]})
+        script = "readlink /proc/self/ns/net; ls /sys/kernel >/dev/null && echo sys-ok; touch /sys/x 2>/dev/null || echo ro"
+        cp = oci("run", "--bundle", oci.bundle(["sh", "-c", script], edit=edit), "sys-second")
+        assert cp.returncode == 0, describe(cp)
+        net, sys_ok, ro = cp.stdout.split()
+        assert net == ns_id(first, "net"), cp.stdout
+        assert (sys_ok, ro) == ("sys-ok", "ro"), cp.stdout
+    finally:
+        oci.cleanup()

@@ -461,7 +461,30 @@ fn mount_one(
         (false, true) => Fill::CopyUp,
         (false, false) => Fill::Nothing,
     };
-    mounts.filesystem(m, &target, fill)
+    match mounts.filesystem(m, &target, fill) {
+        // A network namespace joined by path may belong to a user namespace
+        // we hold nothing in, and the kernel then refuses a sysfs for it:
+        // the host's /sys is bound instead, as runc binds it.
+        Err(f) if m.fstype == "sysfs" && f.errno == Errno::EPERM as i32 => {
+            let host_sys = MountPlan {
+                source: "/sys".into(),
+                flags: m.flags | MsFlags::MS_BIND | MsFlags::MS_REC,
+                bind: true,
+                ..m.clone()
+            };
+            let mut again = |_| {
+                target.try_clone().map_err(|e| {
+                    fail(
+                        Stage::Mount,
+                        Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                        dst,
+                    )
+                })
+            };
+            mounts.bind(&host_path(Path::new("/sys")), &host_sys, &mut again)
+        }
+        other => other,
+    }
 }
 
 /// Fills the container's fresh /dev tmpfs `dev` (nothing of the image is
