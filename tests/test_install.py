@@ -282,7 +282,7 @@ def rootfs(installer):
 
 
 def test_sudo_make_install_as_a_rustup_user(installer, rootfs):
-    """The README's quick start on a fresh checkout: `sudo make install`."""
+    """The README's set-up on a fresh checkout: `sudo make install`."""
     assert _subid_lines(installer.user.name) == {"/etc/subuid": [], "/etc/subgid": []}
     destdir = installer.destdir()
     r = installer.run(["sudo", "make", "install", f"DESTDIR={destdir}"])

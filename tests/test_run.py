@@ -88,7 +88,7 @@ def test_subids_without_an_entry_names_etc_subuid(h):
 
 # The shared rootfs is another user's to h.nosub: pasta's resolv.conf
 # (the default network) would need an /etc/resolv.conf it lacks, which
-# nosub may not make there (README, "A root filesystem"); these tests are
+# nosub may not make there (docs/run.md, "A root filesystem"); these tests are
 # about the id map, so they run without it.
 NOT_OUR_TREE = ("--net", "private")
 

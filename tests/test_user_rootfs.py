@@ -1,4 +1,4 @@
-"""Root filesystems as a new user brings them: one made by the README's
+"""Root filesystems as a new user brings them: one made by docs/run.md's
 recipe ("A root filesystem": an image tarball unpacked inside a
 container, so each owner goes through the user's id map), and trees
 that lack mount points, run --read-only without a write to them."""

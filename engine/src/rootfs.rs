@@ -418,7 +418,7 @@ fn mount_point_failure(e: Errno, dst: &Path, make: Make, rootfs: Option<&Path>) 
         other => other.desc().to_string(),
     };
     fail(Stage::Mount, e, dst).with_detail(format!(
-        "{shown} does not exist and cannot be made: {why}; make it once as the rootfs's owner ({create}), or use a rootfs your user owns (see \"A root filesystem\" in kennel's README)"
+        "{shown} does not exist and cannot be made: {why}; make it once as the rootfs's owner ({create}), or use a rootfs your user owns (see \"A root filesystem\" in kennel's docs/run.md)"
     ))
 }
 

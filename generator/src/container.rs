@@ -164,7 +164,7 @@ impl<'a> Builder<'a> {
         if let Some(e) = self.one("Image") {
             return Err(e.error(
                 "kennel cannot pull or run images: unpack the image into a directory \
-                 (README, \"A root filesystem\") and name it with Rootfs=",
+                 (docs/run.md, \"A root filesystem\") and name it with Rootfs=",
             ));
         }
         let name = match self.one("Name") {

@@ -1,4 +1,4 @@
-//! `kennel rootfs import TARBALL DIR`: the README's recipe for a root
+//! `kennel rootfs import TARBALL DIR`: docs/run.md's recipe for a root
 //! filesystem as one command. The tarball is unpacked by the host's `tar`
 //! inside a container with the full subordinate map (`--userns=subids`),
 //! so tar's chown to the image's owners goes through the user's map: the
