@@ -26,7 +26,10 @@
 #                             bundles it writes; podman (with conmon,
 #                             slirp4netns, fuse-overlayfs) and containerd
 #                             (with ctr) for the client tests, and script
-#                             to give `podman run -it` a terminal
+#                             to give `podman run -it` a terminal;
+#                             distrobox, toolbox and mmdebstrap (their
+#                             image, from the Debian mirror) for the
+#                             distrobox and toolbox tests
 set -eu
 # A pair is PACKAGE:COMMAND, or PACKAGE:FILE-PATTERN for a file.
 build="libseccomp-dev:/usr/lib/*/libseccomp.a"
@@ -38,6 +41,9 @@ bench="$runtime busybox-static:busybox python3-pytest:pytest-3 uidmap:newuidmap 
 # tests/test_containerd.py); ctr comes with containerd.
 podman="podman:podman conmon:conmon slirp4netns:slirp4netns fuse-overlayfs:fuse-overlayfs"
 clients="$podman containerd:containerd containerd:ctr bsdutils:script"
+# tests/test_distrobox.py: both tools over rootless podman, on an image
+# mmdebstrap makes.
+boxes="distrobox:distrobox podman-toolbox:toolbox mmdebstrap:mmdebstrap"
 package="dpkg-dev:dpkg-buildpackage debhelper:dh lintian:lintian rpm:rpmbuild libseccomp-dev:/usr/lib/*/libseccomp.so $runtime man-db:man groff-base:groff bubblewrap:bwrap debootstrap:debootstrap"
 vm="qemu-system-x86:qemu-system-x86_64 debootstrap:debootstrap e2fsprogs:mkfs.ext4"
 case "${1:-}" in
@@ -48,7 +54,7 @@ case "${1:-}" in
   bench-net) need="$bench iperf3:iperf3 slirp4netns:slirp4netns passt:pasta iproute2:ip" ;;
   vm) need=$vm ;;
   package) need=$package ;;
-  test) need="$build $bench $vm $package sudo:sudo keyutils:keyctl strace:strace runc:runc passt:pasta iproute2:ip $clients" ;;
+  test) need="$build $bench $vm $package sudo:sudo keyutils:keyctl strace:strace runc:runc passt:pasta iproute2:ip $clients $boxes" ;;
   *) echo "usage: $0 build|runtime|bench|bench-oci|bench-net|vm|package|test" >&2; exit 2 ;;
 esac
 missing=""
