@@ -470,6 +470,33 @@ def test_ro_volume_refuses_writes(h):
     assert sorted(os.listdir(src)) == ["from-host"]
 
 
+def test_volume_source_that_is_an_absolute_symlink_follows_the_host(h):
+    # /etc/localtime is such a link, and distrobox binds it: an absolute
+    # link must resolve as on the host, not in kennel's staging root.
+    src = h.tempdir()
+    real = os.path.join(src, "real")
+    os.makedirs(os.path.join(real, "dir"))
+    with open(os.path.join(real, "file"), "w") as f:
+        f.write("the file\n")
+    with open(os.path.join(real, "dir", "inside"), "w") as f:
+        f.write("the dir\n")
+    os.symlink(os.path.join(real, "file"), os.path.join(src, "file-link"))
+    os.symlink(os.path.join(real, "dir"), os.path.join(src, "dir-link"))
+    # A link whose target is absolute and then relative again.
+    os.symlink("file-link", os.path.join(src, "link-to-link"))
+    out = ok(sh(h, "cat /f /d/inside /g", "-v", f"{src}/file-link:/f:ro",
+                "-v", f"{src}/dir-link:/d", "-v", f"{src}/link-to-link:/g"))
+    assert out == "the file\nthe dir\nthe file\n"
+
+
+def test_volume_source_that_is_a_dangling_symlink_names_it(h):
+    src = h.tempdir()
+    os.symlink("/nonexistent-kennel-target", os.path.join(src, "dangling"))
+    cp = sh(h, "true", "-v", f"{src}/dangling:/d")
+    assert cp.returncode != 0, describe(cp)
+    assert "dangling" in cp.stderr or "nonexistent" in cp.stderr, describe(cp)
+
+
 def test_volume_can_create_its_mount_point(h):
     rootfs = copy_rootfs(h)
     src = h.tempdir()

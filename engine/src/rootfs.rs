@@ -41,7 +41,7 @@ mod keep;
 mod mountinfo;
 mod path_mounts;
 
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -392,9 +392,24 @@ fn describe_root(cfg: &Config) -> String {
         .unwrap_or_else(|| "into the sandbox root".into())
 }
 
-/// A host path as seen from the staging root.
+/// A host path as seen from the staging root, its symlinks followed as
+/// the host would follow them: an absolute link (/etc/localtime, say)
+/// resolves under /oldroot, not in the staging root, which is what a
+/// plain join would give. The kernel resolves it (openat2 with the old
+/// root as root) and the fd's name is read back. A path that cannot be
+/// resolved is returned as given, so the mount that uses it fails with
+/// the user's path.
 fn host_path(p: &Path) -> std::path::PathBuf {
-    Path::new(OLDROOT).join(p.strip_prefix("/").unwrap_or(p))
+    let given = Path::new(OLDROOT).join(p.strip_prefix("/").unwrap_or(p));
+    let resolved = Root::open(Path::new(OLDROOT))
+        .and_then(|root| root.lookup(p))
+        .and_then(|fd| {
+            nix::fcntl::readlink(format!("{OLDROOT}/proc/self/fd/{}", fd.as_raw_fd()).as_str())
+        });
+    match resolved {
+        Ok(name) if Path::new(&name).starts_with(OLDROOT) => name.into(),
+        _ => given,
+    }
 }
 
 /// A mount point that could not be made: in the user's terms (their
