@@ -103,8 +103,6 @@ def settings(root_propagation=None, options=("rbind",), source=None, extra=None)
         caps = config["process"]["capabilities"]
         for kind in ("bounding", "effective", "permitted"):
             caps[kind] = sorted(set(caps.get(kind, [])) | {"CAP_SYS_ADMIN"})
-        # The fence forbids mount(2) to a confined process: the init mounts.
-        config.setdefault("annotations", {})["run.kennel.landlock"] = "false"
         config["process"]["noNewPrivileges"] = False
     return edit
 

@@ -27,13 +27,16 @@
 //!   file the caller redirected to); pipes and sockets need no rule.
 //!
 //! Without the annotation, a container whose process has no_new_privs
-//! gets the fence: writing is allowed anywhere in its own mount tree (its
+//! and does not keep CAP_SYS_ADMIN gets the fence: writing is allowed anywhere in its own mount tree (its
 //! root, volumes and all), and nowhere outside it. Only paths outside the
 //! tree are fenced off: the files the kernel reaches through `/proc`'s
 //! magic links, such as `/proc/PID/exe` of a process that runs a host
 //! binary (a script whose interpreter is `/proc/self/exe` runs the
 //! binary that execs it: kennel's; runc's CVE-2019-5736 rewrote runc so),
-//! or a host file behind an fd reopened through `/proc/self/fd`. It needs
+//! or a host file behind an fd reopened through `/proc/self/fd`. A process
+//! that keeps CAP_SYS_ADMIN is left without it: it holds that capability
+//! to mount, and the kernel refuses mount(2) and pivot_root to a process
+//! Landlock confines (a `--privileged` box's init mounts). It needs
 //! ABI 2 (Linux 5.19), since ABI 1 refuses every rename into another
 //! directory; `false` turns it off.
 //!
@@ -152,7 +155,7 @@ pub fn plan(
 ) -> Result<Option<Wanted>> {
     let Some(request) = request(annotation)? else {
         // `false` turns even the fence off; no annotation gets it.
-        let fence = annotation.is_none() && can_restrict(process);
+        let fence = annotation.is_none() && fence_fits(process);
         return Ok(fence.then(|| Wanted {
             request: Request::Fence,
             rules: Rules {
@@ -179,6 +182,13 @@ fn can_restrict(p: &ProcessPlan) -> bool {
     p.no_new_privs || p.effective.contains(&caps::Capability::CAP_SYS_ADMIN)
 }
 
+/// Whether the fence, never asked for, goes on `p`: only where the kernel
+/// lets the process confine itself through no_new_privs, and not on one
+/// that keeps CAP_SYS_ADMIN, which is meant to mount.
+fn fence_fits(p: &ProcessPlan) -> bool {
+    p.no_new_privs && !p.effective.contains(&caps::Capability::CAP_SYS_ADMIN)
+}
+
 fn needs_no_new_privs() -> String {
     format!(
         "Landlock ({ANNOTATION}) needs process.noNewPrivileges: the kernel lets a process confine itself only with no_new_privs set (or CAP_SYS_ADMIN); set it, or do not ask for Landlock"
@@ -189,7 +199,7 @@ fn needs_no_new_privs() -> String {
 /// container's own, which its process must be able to apply.
 pub fn for_exec(container: Option<&Rules>, process: &ProcessPlan) -> Result<Option<Rules>> {
     match container {
-        Some(r) if r.whole_root && !can_restrict(process) => Ok(None),
+        Some(r) if r.whole_root && !fence_fits(process) => Ok(None),
         Some(_) if !can_restrict(process) => bail!(
             "the container is confined by Landlock, and so is every command run in it; {}",
             needs_no_new_privs()
@@ -501,6 +511,23 @@ mod tests {
         p.no_new_privs = false;
         p.effective = vec![caps::Capability::CAP_SYS_ADMIN];
         assert!(plan(Some("true"), &[], &p).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_fence_is_not_put_on_a_process_that_mounts() {
+        let spec: oci_spec::runtime::Process = serde_json::from_value(serde_json::json!({
+            "args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "noNewPrivileges": true,
+        }))
+        .unwrap();
+        let mut p = ProcessPlan::from_process(&spec).unwrap();
+        let fence = plan(None, &[], &p).unwrap().expect("the fence");
+        assert!(fence.rules.whole_root);
+        // podman --privileged: CAP_SYS_ADMIN, with or without no_new_privs.
+        p.effective = vec![caps::Capability::CAP_SYS_ADMIN];
+        assert!(plan(None, &[], &p).unwrap().is_none());
+        assert_eq!(for_exec(Some(&fence.rules), &p).unwrap(), None);
+        p.no_new_privs = false;
+        assert!(plan(None, &[], &p).unwrap().is_none());
     }
 
     #[test]
