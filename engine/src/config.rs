@@ -278,12 +278,8 @@ impl Config {
         }
         // A user namespace first: the others joined belong to it.
         join.sort_by_key(|(f, _)| *f != CloneFlags::CLONE_NEWUSER);
-        let pid_joined = join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWPID);
         if !clone_flags.contains(CloneFlags::CLONE_NEWNS) {
             bail!("the spec must ask for a new mount namespace");
-        }
-        if !clone_flags.contains(CloneFlags::CLONE_NEWPID) && !pid_joined {
-            bail!("the spec must ask for a new pid namespace, or name one to join by path");
         }
         let sysctl = sysctls(linux, &clone_flags, &join)?;
         for m in spec.mounts().iter().flatten() {

@@ -110,13 +110,7 @@ pub fn kill(store: &Store, id: &str, signal: i32, all: bool) -> Result<()> {
         bail!("cannot signal container {id:?}: it is {}", st.status);
     };
     if all {
-        // Through a pidfd each: any signal number (real-time ones too),
-        // and never a process that took a listed pid since.
-        for pid in processes_of(&st)? {
-            if let Ok(fd) = sys::pidfd_open(nix::unistd::Pid::from_raw(pid)) {
-                let _ = sys::pidfd_send_signal(fd.as_fd(), signal);
-            }
-        }
+        signal_each(&processes_of(&st, &pidfd)?, signal);
         return Ok(());
     }
     sys::pidfd_send_signal(pidfd.as_fd(), signal)
@@ -177,16 +171,30 @@ fn delete_unreadable(store: &Store, id: &str, force: bool) -> Result<()> {
     std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
 }
 
-/// Kills every process of the container (the pid namespace goes with its
-/// first process; the cgroup, when it has one, catches any other) and
-/// waits until its first process is gone.
+/// Kills every process of the container (a pid namespace of its own goes
+/// with its first process; without one, each process found by its mount
+/// namespace while the first still holds it; the cgroup, when it has one,
+/// catches any other) and waits until its first process is gone.
 fn kill_and_wait(st: &State, pidfd: &OwnedFd) -> Result<()> {
     if let Some(leaf) = &st.kennel.cgroup {
         let _ = std::fs::write(leaf.join("cgroup.kill"), "1");
         // Frozen processes die of SIGKILL only once thawed on older kernels.
         let _ = std::fs::write(leaf.join("cgroup.freeze"), "0");
     }
+    if !st.kennel.own_pid_namespace {
+        signal_each(&processes_of(st, pidfd)?, libc::SIGKILL);
+    }
     kill_first_and_wait(&st.id, pidfd)
+}
+
+/// Signals each of `pids` through a pidfd: any signal number (real-time
+/// ones too), and never a process that took a listed pid since.
+fn signal_each(pids: &[i32], signal: i32) {
+    for &pid in pids {
+        if let Ok(fd) = sys::pidfd_open(nix::unistd::Pid::from_raw(pid)) {
+            let _ = sys::pidfd_send_signal(fd.as_fd(), signal);
+        }
+    }
 }
 
 /// SIGKILLs the container's first process (`pidfd`), and with it its pid
@@ -246,20 +254,41 @@ pub fn freeze(store: &Store, id: &str, frozen: bool) -> Result<()> {
 /// The host pids of the container's processes.
 pub fn processes(store: &Store, id: &str) -> Result<Vec<i32>> {
     let (st, pidfd) = state(store, id)?;
-    if pidfd.is_none() {
-        return Ok(vec![]);
+    match pidfd {
+        Some(pidfd) => processes_of(&st, &pidfd),
+        None => Ok(vec![]),
     }
-    processes_of(&st)
 }
 
-/// Every process in the container's pid namespace, found by comparing
-/// /proc/PID/ns/pid with its first process's (so it works with and
-/// without a cgroup of its own).
-fn processes_of(st: &State) -> Result<Vec<i32>> {
+/// Every process of the container, found by comparing a namespace of
+/// each process with its first process's (so it works with and without a
+/// cgroup of its own): its pid namespace when that is the container's
+/// own; otherwise its mount namespace, which kennel always makes for the
+/// container and which the first process, alive, holds (so no other can
+/// have taken its number). `first` is the first process's pidfd.
+fn processes_of(st: &State, first: &OwnedFd) -> Result<Vec<i32>> {
+    let kind = match st.kennel.own_pid_namespace {
+        true => "pid",
+        false => "mnt",
+    };
     let ns =
-        |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/pid")).map(|m| (m.dev(), m.ino()));
+        |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/{kind}")).map(|m| (m.dev(), m.ino()));
     let theirs = ns(&st.pid.to_string())
-        .with_context(|| format!("cannot read the pid namespace of pid {}", st.pid))?;
+        .with_context(|| format!("cannot read the {kind} namespace of pid {}", st.pid))?;
+    // Read by pid: only if the first process still lives was it its own,
+    // not a namespace of a process that took the pid since.
+    sys::pidfd_send_signal(first.as_fd(), 0).with_context(|| {
+        format!(
+            "container {:?} stopped while its processes were listed",
+            st.id
+        )
+    })?;
+    if ns("self").is_ok_and(|ours| ours == theirs) {
+        bail!(
+            "container {:?} shares our {kind} namespace, so its processes cannot be told from ours",
+            st.id
+        );
+    }
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc")
         .context("cannot read /proc")?

@@ -95,6 +95,18 @@ pub struct Private {
     /// with sigwait: /proc shows no handler for them.
     #[serde(default)]
     pub init: bool,
+    /// The container has a pid namespace of its own, made for it: its
+    /// processes are that namespace's, and go with its first process.
+    /// Otherwise (the host's, or one joined by path) they are told by
+    /// their mount namespace, which is always the container's own.
+    #[serde(default = "own_pid_namespace_before_it_was_recorded")]
+    pub own_pid_namespace: bool,
+}
+
+/// Records written before the field were all of containers with a pid
+/// namespace made for them.
+fn own_pid_namespace_before_it_was_recorded() -> bool {
+    true
 }
 
 /// A pasta or bridged container's network as `ps` shows it.
@@ -383,6 +395,7 @@ pub fn record(res: &Reservation, r: &Recorded) -> Result<()> {
             seccomp: r.spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
             landlock: r.landlock.cloned(),
             init: r.init,
+            own_pid_namespace: owns_pid_namespace(r.spec),
             network: match crate::bridge::plan(r.spec.annotations().as_ref()) {
                 Ok(Some(plan)) => Some(Network {
                     mode: format!("bridge={}", plan.bridge),
@@ -406,6 +419,19 @@ pub fn record(res: &Reservation, r: &Recorded) -> Result<()> {
             .with_context(|| format!("cannot write {}", init.display()))?;
     }
     write_record(&res.dir, &state)
+}
+
+/// Whether the spec has a pid namespace made for the container (listed,
+/// with no path to join).
+fn owns_pid_namespace(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter().any(|n| {
+                n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
+            })
+        })
 }
 
 /// The container's first process as a line of its own (`pid start_time`),
