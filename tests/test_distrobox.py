@@ -8,13 +8,10 @@ bookworm minbase made once per session with mmdebstrap from the Debian
 mirror, with everything distrobox-init would otherwise download at the
 first enter, and imported with toolbox's label.
 
-What kennel-oci does not do yet is marked xfail(strict=True) with the
-bug: distrobox's boxes share the host's pid namespace (`--pid host`),
-which kennel-oci refuses; a container holding CAP_SYS_ADMIN gets
-kennel's Landlock fence, under which the kernel refuses every mount(2)
-(distrobox-init's `mount --rbind`); a bind whose host source is an
-absolute symlink (`/etc/localtime`) is resolved in kennel's staging root
-instead of the host's.
+Each of what distrobox needs is also tried alone with podman: a box
+shares the host's pid namespace (`--pid host`), its init holds
+CAP_SYS_ADMIN and mounts, and it binds the host's /etc/localtime, an
+absolute symlink.
 """
 
 import os
@@ -36,17 +33,6 @@ BOX = "kennel-dbox"
 PACKAGES = ["sudo", "bash", "passwd", "findutils", "diffutils", "util-linux", "mount", "pinentry-curses",
             "wget", "curl", "less", "bc", "time", "lsof", "procps"]
 MIRROR = "http://deb.debian.org/debian"
-
-PID_HOST = ("kennel-oci refuses a spec without a pid namespace of its own (`--pid host`, which distrobox "
-            "and toolbox always pass): engine/src/config.rs Config::from_spec bails 'the spec must ask for "
-            "new mount and pid namespaces'; kill --all, ps and stop find a container's processes by its pid "
-            "namespace (engine/src/lifecycle.rs processes_of)")
-FENCE = ("kennel's Landlock fence (engine/src/landlock.rs plan: annotation absent and can_restrict, i.e. "
-         "no_new_privs OR CAP_SYS_ADMIN) confines a --privileged container, and the kernel refuses "
-         "mount(2) to any Landlock-restricted process: EPERM")
-LOCALTIME = ("a bind's host source is opened as /oldroot/<source> in kennel's staging root "
-             "(engine/src/rootfs.rs host_path + fd_mounts.rs open_tree), so an absolute symlink "
-             "(/etc/localtime -> /usr/share/zoneinfo/...) resolves outside /oldroot: ENOENT")
 
 
 @pytest.fixture(scope="session")
@@ -140,7 +126,6 @@ def test_create_makes_a_box_for_kennel_oci(tools, box):
     assert out.split() == ["kennel", "distrobox"], out
 
 
-@pytest.mark.xfail(strict=True, reason=PID_HOST)
 def test_enter_runs_as_the_same_user(h, tools, box):
     """distrobox enter starts the box (distrobox-init sets the user up)
     and runs the command as the same user: uid, name, $HOME visible,
@@ -161,7 +146,6 @@ def test_enter_runs_as_the_same_user(h, tools, box):
     assert argv[argv.index("-r") + 1] == tools.podman_flagged.runtime, argv
 
 
-@pytest.mark.xfail(strict=True, reason=PID_HOST)
 def test_enter_with_a_terminal(tools, box):
     """distrobox enter with no command, under script(1): the user's login
     shell on a terminal reads what is typed, and its status comes back."""
@@ -172,7 +156,6 @@ def test_enter_with_a_terminal(tools, box):
     assert "/dev/pts/" in cp.stdout and f"who:{tools.user.name}" in cp.stdout, describe(cp)
 
 
-@pytest.mark.xfail(strict=True, reason=PID_HOST)
 def test_exported_binary_runs_in_the_box(tools, box):
     """distrobox-export --bin writes a launcher on the host; run there,
     it runs the box's bc (which the host lacks or not, the box has)."""
@@ -199,14 +182,12 @@ def test_rm_leaves_no_container(tools):
 
 # What distrobox needs, one thing at a time, with podman alone.
 
-@pytest.mark.xfail(strict=True, reason=PID_HOST)
 def test_host_pid_namespace(tools):
     """`podman run --pid host`, as every distrobox and toolbox runs."""
     cp = tools.podman("run", "--rm", "--pid", "host", IMAGE, "true")
     assert cp.returncode == 0, describe(cp)
 
 
-@pytest.mark.xfail(strict=True, reason=FENCE)
 def test_a_privileged_container_can_mount(tools):
     """`podman run --privileged` can mount a tmpfs and bind a directory,
     as distrobox-init does for /run/host's paths (runc allows both)."""
@@ -215,7 +196,6 @@ def test_a_privileged_container_can_mount(tools):
     assert cp.returncode == 0 and "mounted" in cp.stdout, describe(cp)
 
 
-@pytest.mark.xfail(strict=True, reason=LOCALTIME)
 def test_bind_of_the_hosts_localtime(tools):
     """`-v /etc/localtime:/etc/localtime:ro`, which distrobox passes: the
     host's file (a symlink into /usr/share/zoneinfo on Debian) is bound."""
