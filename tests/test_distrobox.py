@@ -15,6 +15,7 @@ absolute symlink.
 """
 
 import os
+import pwd
 import shlex
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ import subprocess
 import pytest
 
 from conftest import require_tool
-from probe import describe, ok
+from probe import describe, ok, wait_until
 from test_podman import private_podman
 
 IMAGE = "localhost/kennel-test-debian:latest"
@@ -31,7 +32,7 @@ BOX = "kennel-dbox"
 # apt-get (find mount passwd sudo useradd diff pinentry wget curl less bc
 # time lsof and $SHELL's package), so the first enter downloads nothing.
 PACKAGES = ["sudo", "bash", "passwd", "findutils", "diffutils", "util-linux", "mount", "pinentry-curses",
-            "wget", "curl", "less", "bc", "time", "lsof", "procps"]
+            "wget", "curl", "less", "bc", "time", "lsof", "procps", "libcap2-bin"]
 MIRROR = "http://deb.debian.org/debian"
 
 
@@ -62,7 +63,9 @@ class Tools:
         self.user = h.user
         self.podman_flagged = p
         self.home = os.path.join(p.base, "home")
-        self.env = dict(p.env, HOME=self.home)
+        # SHELL as a login sets it: toolbox create reads the user's shell
+        # from it, and distrobox passes it into the box.
+        self.env = dict(p.env, HOME=self.home, SHELL=pwd.getpwuid(h.user.uid).pw_shell or "/bin/sh")
 
     def __call__(self, *argv, timeout=120, **kw):
         return self.user.run(list(map(str, argv)), env=self.env, timeout=timeout, cwd=self.home, **kw)
@@ -205,17 +208,56 @@ def test_bind_of_the_hosts_localtime(tools):
     assert cp.returncode == 0 and cp.stdout.startswith("TZif"), describe(cp)
 
 
-def test_toolbox_create_and_run(tools):
+SYSTEM_BUS = "/run/dbus/system_bus_socket"
+
+
+@pytest.fixture(scope="module")
+def system_bus():
+    """The D-Bus system bus, which toolbox create asks for (it resolves the
+    socket's path to bind it into the toolbox): the machine's when it
+    runs, else a system dbus-daemon started for these tests and stopped
+    after them (a machine without systemd starts none itself)."""
+    if os.path.exists(SYSTEM_BUS):
+        yield SYSTEM_BUS
+        return
+    require_tool("dbus-daemon", "dbus-daemon")
+    os.makedirs("/run/dbus", exist_ok=True)
+    daemon = subprocess.Popen(["dbus-daemon", "--system", "--nofork", "--nopidfile"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: os.path.exists(SYSTEM_BUS) or daemon.poll() is not None,
+                   "the system bus to listen", timeout=10)
+        if daemon.poll() is not None:
+            pytest.fail(f"dbus-daemon --system exited: {daemon.stderr.read().decode()}")
+        yield SYSTEM_BUS
+    finally:
+        daemon.terminate()
+        daemon.wait()
+        if os.path.exists(SYSTEM_BUS):
+            os.unlink(SYSTEM_BUS)
+
+
+def test_toolbox_create_and_run(tools, system_bus):
     """toolbox create from the labelled local image, then toolbox run: the
-    command runs as the same user in the toolbox."""
+    command runs as the same user in the toolbox, with $HOME and sudo,
+    and the toolbox runs under kennel-oci."""
     require_tool("toolbox", "podman-toolbox")
-    if not os.path.exists("/run/dbus/system_bus_socket"):
-        pytest.skip("toolbox 0.0.99.3 create needs the D-Bus system socket (/run/dbus/system_bus_socket: "
-                    "'failed to resolve the path to the D-Bus system socket'); no system dbus-daemon runs here")
     name = "kennel-toolbox"
     try:
         ok(tools("toolbox", "create", "--image", IMAGE, name))
-        cp = tools("toolbox", "run", "--container", name, "id", "-un")
-        assert cp.returncode == 0 and cp.stdout.split()[-1:] == [tools.user.name], describe(cp)
+        cp = tools("toolbox", "run", "--container", name, "sh", "-c",
+                   'id -un; echo "$HOME"; sudo -S true </dev/null && echo sudo-ok')
+        assert cp.returncode == 0, describe(cp)
+        # toolbox takes the home from the user's passwd entry, and gives the
+        # user an empty password in the sudo group: sudo with no password.
+        home = pwd.getpwuid(tools.user.uid).pw_dir
+        assert cp.stdout.split()[-3:] == [tools.user.name, home, "sudo-ok"], describe(cp)
+        out = ok(tools.podman("inspect", "--type", "container", "--format",
+                              "{{.OCIRuntime}} {{.State.ConmonPid}}", name))
+        runtime, conmon = out.split()
+        assert runtime == "kennel", out
+        with open(f"/proc/{conmon}/cmdline") as f:
+            argv = f.read().split("\0")
+        assert argv[argv.index("-r") + 1] == tools.podman_flagged.runtime, argv
     finally:
         tools.podman("rm", "--force", "--time", "0", name)
