@@ -38,7 +38,8 @@ pub fn version_text() -> String {
     name = "kennel-oci",
     about = "OCI runtime with runc's command line, backed by kennel",
     after_help = "Supported: every subcommand above but checkpoint, restore and events; \
-hooks; namespaces (user, pid, network, ipc and uts also joined by path); id maps from \
+hooks; namespaces (user, pid, network, ipc and uts also joined by path; without a pid \
+namespace, the host's, as podman's --pid host); id maps from \
 config.json or, under rootless podman, within the ids of its user namespace; \
 mounts with their propagation, masked and read-only paths, sysctl, rlimits, \
 capabilities, linux.seccomp (without a seccomp agent), oomScoreAdj and \
