@@ -18,7 +18,7 @@ import pytest
 
 from probe import describe, ok, wait_until
 from test_mount_api import HIDE_MOUNT_API, PYTHON
-from test_oci_lifecycle import MODES, Oci
+from test_oci_lifecycle import Oci, oci  # noqa: F401
 from test_podman import IMAGE, podman  # noqa: F401 (a fixture)
 
 DEST = "/run/host-tmp"
@@ -35,13 +35,6 @@ class WithoutMountApi(Oci):
         argv = [PYTHON, "-c", HIDE_MOUNT_API, self.binary]
         argv += (["--root", self.root] if root else []) + [str(a) for a in args]
         return self.user.argv(argv) if self.user else argv
-
-
-@pytest.fixture(params=MODES)
-def oci(request, h, oci_runtime):
-    o = Oci(h, oci_runtime, request.param)
-    yield o
-    o.cleanup()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from probe import describe
-from test_oci_lifecycle import MODES, Oci
+from test_oci_lifecycle import oci  # noqa: F401
 
 # What kennel calls between the rootfs and the exec and a shell does not.
 SETUP_ONLY = ["openat2", "close_range", "fchdir", "setresuid", "setresgid", "setgroups",
@@ -26,13 +26,6 @@ def profile():
 
 def status(text):
     return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-
-
-@pytest.fixture(params=MODES)
-def oci(request, h, oci_runtime):
-    o = Oci(h, oci_runtime, request.param)
-    yield o
-    o.cleanup()
 
 
 @pytest.mark.parametrize("nnp", [False, True], ids=["nnp-off", "nnp-on"])

@@ -7,23 +7,15 @@ the call through."""
 import json
 import os
 
-import pytest
 
 from probe import describe
-from test_oci_lifecycle import MODES, Oci
+from test_oci_lifecycle import oci  # noqa: F401
 
 FUTURE = "CAP_FROM_A_NEWER_KERNEL"
 REPORT = "grep -E '^Cap(Eff|Prm|Bnd):' /proc/self/status"
 # CAP_CHOWN (0), CAP_KILL (5), CAP_NET_BIND_SERVICE (10).
 KNOWN = ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 MASK = (1 << 0) | (1 << 5) | (1 << 10)
-
-
-@pytest.fixture(params=MODES)
-def oci(request, h, oci_runtime):
-    o = Oci(h, oci_runtime, request.param)
-    yield o
-    o.cleanup()
 
 
 def caps_of(text):
