@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use crate::request::{parse_map_line, MapLine};
+use crate::map_line::{parse_map_line, MapLine};
 use crate::subid::parse_decimal;
 
 /// The process whose maps are written.

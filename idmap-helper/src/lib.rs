@@ -18,17 +18,17 @@
 
 mod args;
 mod free_block;
+mod map_line;
 mod passwd;
-mod render;
 mod request;
 mod subid;
 
 pub use args::{parse_args, usage, Command, Form, Request, Target, UsageError, USAGE};
 pub use free_block::{free_block, SUBID_BLOCK, SUBID_BLOCK_MIN};
+pub use map_line::{parse_map_line, render_map, MapLine};
 pub use passwd::{entry_for_uid, parse_passwd, PasswdEntry};
-pub use render::render_map;
 pub use request::{
-    parse_map_line, setgroups_must_be_denied, validate_map, IdKind, MapLine, MapPolicy, Refusal,
-    MAX_ID, MAX_MAP_BYTES, MAX_MAP_LINES,
+    setgroups_must_be_denied, validate_map, IdKind, MapPolicy, Refusal, MAX_ID, MAX_MAP_BYTES,
+    MAX_MAP_LINES,
 };
 pub use subid::{allowed_ranges, parse_subid_file, IdRange, SubidEntry, SubidOwner};

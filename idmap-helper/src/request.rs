@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::render::render_map;
+use crate::map_line::{render_map, MapLine};
 use crate::subid::IdRange;
 
 /// The kernel refuses a map with more lines than this (`UID_GID_MAP_MAX_EXTENTS`).
@@ -13,32 +13,6 @@ pub const MAX_MAP_LINES: usize = 340;
 pub const MAX_MAP_BYTES: usize = 4095;
 /// The largest id a map may reach; 4294967295 is the kernel's invalid id.
 pub const MAX_ID: u32 = u32::MAX - 1;
-
-/// One line of a map: ids `inner..inner+count` inside the namespace are
-/// host ids `outer..outer+count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct MapLine {
-    pub inner: u32,
-    pub outer: u32,
-    pub count: u32,
-}
-
-impl MapLine {
-    fn inner_end(&self) -> u64 {
-        u64::from(self.inner) + u64::from(self.count)
-    }
-
-    fn outer_end(&self) -> u64 {
-        u64::from(self.outer) + u64::from(self.count)
-    }
-}
-
-impl fmt::Display for MapLine {
-    /// The command-line spelling, `INNER:OUTER:COUNT`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.inner, self.outer, self.count)
-    }
-}
 
 /// Which of the two maps a request is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,22 +287,6 @@ pub fn validate_map(policy: &MapPolicy, lines: &[MapLine]) -> Result<(), Refusal
 /// caller cannot use setgroups(2) to shed a group that restricts them.
 pub fn setgroups_must_be_denied(gid_lines: &[MapLine], own_gid: u32) -> bool {
     matches!(gid_lines, [line] if line.count == 1 && line.outer == own_gid)
-}
-
-/// Parses `INNER:OUTER:COUNT`, three decimal u32 numbers.
-pub fn parse_map_line(text: &str) -> Option<MapLine> {
-    let mut fields = text.split(':');
-    let inner = crate::subid::parse_decimal(fields.next()?)?;
-    let outer = crate::subid::parse_decimal(fields.next()?)?;
-    let count = crate::subid::parse_decimal(fields.next()?)?;
-    if fields.next().is_some() {
-        return None;
-    }
-    Some(MapLine {
-        inner,
-        outer,
-        count,
-    })
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! a property test: every accepted map obeys the kernel's rules.
 
 use super::*;
+use crate::map_line::parse_map_line;
 use proptest::prelude::*;
 
 fn l(inner: u32, outer: u32, count: u32) -> MapLine {
