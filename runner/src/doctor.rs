@@ -8,55 +8,9 @@ use anyhow::Result;
 use kennel_engine::install_kind::Installed;
 use nix::errno::Errno;
 
+use crate::doctor_check::{fail, ok, warn, Check, Outcome};
 use crate::idmap::{self, HelperState};
 use crate::spec_build::Host;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Check {
-    pub name: &'static str,
-    pub outcome: Outcome,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Ok(String),
-    /// Works, but something the user may want is missing.
-    Warn {
-        cause: String,
-        fix: String,
-    },
-    Fail {
-        cause: String,
-        fix: String,
-    },
-}
-
-pub(crate) fn ok(name: &'static str, what: impl Into<String>) -> Check {
-    Check {
-        name,
-        outcome: Outcome::Ok(what.into()),
-    }
-}
-
-pub(crate) fn fail(name: &'static str, cause: impl Into<String>, fix: impl Into<String>) -> Check {
-    Check {
-        name,
-        outcome: Outcome::Fail {
-            cause: cause.into(),
-            fix: fix.into(),
-        },
-    }
-}
-
-pub(crate) fn warn(name: &'static str, cause: impl Into<String>, fix: impl Into<String>) -> Check {
-    Check {
-        name,
-        outcome: Outcome::Warn {
-            cause: cause.into(),
-            fix: fix.into(),
-        },
-    }
-}
 
 fn read_sysctl(path: &str) -> Option<i64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()

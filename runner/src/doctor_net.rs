@@ -11,7 +11,7 @@ use kennel_engine::ids::Caller;
 use kennel_engine::install_kind::Installed;
 use kennel_net::{parse_policy, Requester, POLICY_FILE};
 
-use crate::doctor::{fail, ok, warn, Check};
+use crate::doctor_check::{fail, ok, warn, Check};
 
 const HELPER_CHECK: &str = "kennel-net helper (--net bridge)";
 const POLICY_CHECK: &str = "kennel-net policy";

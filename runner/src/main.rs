@@ -7,6 +7,7 @@
 
 mod commands;
 mod doctor;
+mod doctor_check;
 mod doctor_net;
 mod rootfs_import;
 mod sys;
