@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::log::LogFormat;
 use crate::values::{
-    parse_go_bool, parse_go_duration, parse_ram_in_bytes, parse_rootless, parse_signal,
+    parse_go_bool, parse_go_duration, parse_ram_in_bytes, parse_rootless, parse_signal, Rootless,
 };
 
 /// The runtime-spec version kennel-oci reports in `--version`, `features`
@@ -130,15 +130,6 @@ fn clean_absolute(p: &std::path::Path) -> std::io::Result<PathBuf> {
         }
     }
     Ok(out)
-}
-
-/// `--rootless`: runc's tri-state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Rootless {
-    #[default]
-    Auto,
-    True,
-    False,
 }
 
 /// The subcommands, with runc's names and flags.

@@ -3,7 +3,14 @@
 
 use std::time::Duration;
 
-use crate::cli::Rootless;
+/// `--rootless`: runc's tri-state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Rootless {
+    #[default]
+    Auto,
+    True,
+    False,
+}
 
 /// Accepts what runc accepts: "" or "auto" (any case), else what Go's
 /// strconv.ParseBool accepts.
