@@ -274,3 +274,26 @@ def test_rootless_limits_on_v1_are_refused_with_cause_and_fix(h, oci_runtime):
         assert o.leftovers() == []
     finally:
         o.cleanup()
+
+
+def test_update_and_pause_act_on_the_v1_cgroups(root_oci):
+    rel = f"{PARENT}/{uuid.uuid4().hex[:8]}"
+    rt = Runtime(root_oci, root_oci.binary)
+    rt.ok("create", "--bundle", root_oci.bundle(["sleep", "60"], edit=limited(rel)), "v1-upd")
+    try:
+        rt.ok("start", "v1-upd")
+        pid = json.loads(rt.ok("state", "v1-upd").stdout)["pid"]
+        rt.ok("update", "--pids-limit", "20", "--memory", "64M", "--memory-swap", "64M", "v1-upd")
+        dirs = cgroup_dirs(pid)
+        assert read(f"{dirs['pids']}/pids.max") == "20"
+        assert read(f"{dirs['memory']}/memory.limit_in_bytes") == str(64 * MIB)
+        if "" in mounts():
+            # The unified tree's freezer, on a hybrid host.
+            rt.ok("pause", "v1-upd")
+            assert json.loads(rt.ok("state", "v1-upd").stdout)["status"] == "paused"
+            assert read(f"{dirs['']}/cgroup.freeze") == "1"
+            rt.ok("resume", "v1-upd")
+            assert json.loads(rt.ok("state", "v1-upd").stdout)["status"] == "running"
+    finally:
+        rt("delete", "--force", "v1-upd")
+    assert not os.path.exists(os.path.join(own_dir("pids"), rel))

@@ -271,6 +271,9 @@ fn write_limit(dir: &Path, f: &LimitFile) -> Result<()> {
             ("memory.limit_in_bytes", Some(libc::EBUSY)) => {
                 " (is it below what the container already uses?)"
             }
+            ("memory.limit_in_bytes", Some(libc::EINVAL)) => {
+                " (memory may not exceed memory plus swap, memory.memsw.limit_in_bytes: raise memory.swap with it)"
+            }
             ("memory.memsw.limit_in_bytes", _) => {
                 " (memory plus swap must be at least the memory limit)"
             }
@@ -302,7 +305,9 @@ fn write_limit(dir: &Path, f: &LimitFile) -> Result<()> {
 /// Writes `limits` into a running container's v1 cgroups (`update`).
 pub fn apply(limits: &Limits, dirs: &[PathBuf]) -> Result<()> {
     let layout = Layout::read()?;
-    for f in limits.files_v1()? {
+    let mut files = limits.files_v1()?;
+    raise_swap_first(&mut files, &layout, dirs);
+    for f in files {
         let dir = layout
             .with(f.controller)
             .and_then(|h| dirs.iter().find(|d| d.starts_with(&h.mount)))
@@ -313,6 +318,29 @@ pub fn apply(limits: &Limits, dirs: &[PathBuf]) -> Result<()> {
         write_limit(dir, &f)?;
     }
     Ok(())
+}
+
+/// The kernel keeps memory at most memory plus swap: when an update
+/// raises both past the current memory limit, memsw goes first (as runc
+/// orders them).
+fn raise_swap_first(files: &mut [LimitFile], layout: &Layout, dirs: &[PathBuf]) {
+    let at = |name: &str| files.iter().position(|f| f.file == name);
+    let (Some(mem), Some(memsw)) = (
+        at("memory.limit_in_bytes"),
+        at("memory.memsw.limit_in_bytes"),
+    ) else {
+        return;
+    };
+    let current = layout
+        .with("memory")
+        .and_then(|h| dirs.iter().find(|d| d.starts_with(&h.mount)))
+        .and_then(|d| std::fs::read_to_string(d.join("memory.limit_in_bytes")).ok())
+        .and_then(|t| t.trim().parse::<u64>().ok());
+    let new_memsw = files[memsw].value.parse::<i64>().unwrap_or(-1);
+    let raising = new_memsw < 0 || current.is_some_and(|c| c < new_memsw as u64);
+    if raising && memsw > mem {
+        files.swap(mem, memsw);
+    }
 }
 
 /// Moves `pid` into each of `dirs`.
