@@ -297,3 +297,21 @@ def test_update_and_pause_act_on_the_v1_cgroups(root_oci):
     finally:
         rt("delete", "--force", "v1-upd")
     assert not os.path.exists(os.path.join(own_dir("pids"), rel))
+
+
+def test_kennel_run_as_root_takes_the_same_path(h):
+    """`kennel run` shares the engine's path: its --memory is a v1 limit
+    here, an OOM kill is reported with the v1 file, and the leaf goes."""
+    r = subprocess.run([h.kennel, "run", "--rootfs", h.rootfs, "--net", "private", "-m", "16M",
+                        "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 137, r.stderr
+    assert "killed by the OOM killer (memory.limit_in_bytes=16M)" in r.stderr, r.stderr
+    for m in set(mounts().values()):
+        top = os.path.join(m, "kennel")
+        left = [d for d in os.listdir(top) if d.startswith("kennel-")] if os.path.isdir(top) else []
+        assert left == [], f"left in {top}: {left}"
+        try:
+            os.rmdir(os.path.join(m, "kennel"))
+        except OSError:
+            pass

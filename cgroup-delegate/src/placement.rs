@@ -365,6 +365,15 @@ impl Placement {
         crate::v1::add_process(&self.v1, pid)
     }
 
+    /// The memory limit as the file that holds it, for the OOM message.
+    pub fn memory_description(&self) -> String {
+        let text = self.limits.memory_description();
+        match self.v1.is_empty() {
+            true => text,
+            false => text.replace("memory.max", "memory.limit_in_bytes"),
+        }
+    }
+
     /// After the container's init exited: was it OOM-killed? Then kill
     /// whatever is left and remove the leaf.
     pub fn finish(&self) -> Finish {

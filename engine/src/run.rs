@@ -664,7 +664,7 @@ impl<'a> Container<'a> {
             .leaf
             .0
             .as_ref()
-            .and_then(|p| p.finish().oom_killed.then(|| p.limits.memory_description()));
+            .and_then(|p| p.finish().oom_killed.then(|| p.memory_description()));
         let code = match oom_killed {
             Some(_) => 128 + Signal::SIGKILL as i32,
             None => code,
