@@ -298,6 +298,36 @@ mod tests {
     }
 
     #[test]
+    fn shares_become_weights_and_reservation_memory_low() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(262144), 10000);
+        let l = Limits {
+            cpu_shares: Some(512),
+            memory_reservation: Some(1 << 20),
+            ..Default::default()
+        };
+        let files: Vec<(&str, String)> = l
+            .files()
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.file, f.value))
+            .collect();
+        assert_eq!(
+            files,
+            vec![
+                ("memory.low", "1048576".into()),
+                ("cpu.weight", "20".into())
+            ]
+        );
+        let explicit = Limits {
+            cpu_weight: Some(300),
+            ..l
+        };
+        assert_eq!(explicit.files().unwrap()[1].value, "300");
+    }
+
+    #[test]
     fn human() {
         assert_eq!(human_bytes(64 << 20), "64M");
         assert_eq!(human_bytes(1 << 30), "1G");
