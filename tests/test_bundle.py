@@ -171,7 +171,7 @@ def _set(config, dotted, value):
     # A seccomp agent: kennel compiles profiles but runs no agent.
     ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/seccomp-agent.sock"}),
     ("linux.intelRdt", {"closID": "kennel"}),
-    ("linux.resources.cpu.shares", 512),
+    ("linux.resources.cpu.realtimeRuntime", 1000),
     ("process.apparmorProfile", "kennel-test"),
     ("linux.devices", [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]),
 ])

@@ -68,6 +68,24 @@ pub enum CgroupError {
         hint: &'static str,
     },
 
+    #[error("{what} is a cgroup v2 file, and this host keeps its controllers on cgroup v1; {instead}, or run on a cgroup v2 host")]
+    V2Only {
+        what: &'static str,
+        instead: &'static str,
+    },
+
+    #[error("resource limits on cgroup v1 need root (this host keeps its controllers on cgroup v1, and its hierarchies are not delegated); run as root, or on a cgroup v2 host ({fix}), or without limits", fix = cgroup2_fix(*systemd))]
+    V1NeedsRoot { systemd: bool },
+
+    #[error("{limit} needs the {controller} controller, which no cgroup v1 hierarchy mounted at its root holds on this host (see /proc/self/cgroup and /proc/self/mountinfo); mount it, or leave the limit out")]
+    NoV1Controller {
+        controller: &'static str,
+        limit: &'static str,
+    },
+
+    #[error("the systemd cgroup driver is not implemented on cgroup v1; use the cgroupfs driver (leave out --systemd-cgroup), or run on a cgroup v2 host")]
+    SystemdOnV1,
+
     #[error("--cgroup-manager=cgroupfs needs --cgroup-parent DIR (a cgroup v2 directory delegated to you) when not run as root")]
     NeedParent,
 

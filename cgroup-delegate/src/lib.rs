@@ -1,4 +1,4 @@
-//! cgroup v2 placement for kennel containers.
+//! cgroup placement for kennel containers.
 //!
 //! [`place`] picks the cgroup a container is born into (see
 //! [`Manager`]): a subtree systemd already delegated to us (no D-Bus at
@@ -6,6 +6,9 @@
 //! written directly. The container's leaf gets its [`Limits`]; after the
 //! container exits, [`Placement::finish`] reports an OOM kill, kills what is
 //! left and removes the leaf.
+//!
+//! On a cgroup v1 or hybrid host, as root, [`v1`] makes the container's
+//! cgroup in each v1 hierarchy its limits need instead.
 
 mod error;
 mod limits;
@@ -13,6 +16,7 @@ mod placement;
 pub mod stats;
 pub mod systemd;
 mod tree;
+pub mod v1;
 
 pub use error::{cgroup2_fix, systemd_booted, CgroupError, DELEGATE_FIX};
 pub use limits::{Limits, Swap};

@@ -17,12 +17,17 @@ pub struct Limits {
     /// memory.max, bytes.
     pub memory: Option<u64>,
     pub memory_swap: Option<Swap>,
+    /// memory.low (v1: memory.soft_limit_in_bytes), bytes.
+    pub memory_reservation: Option<u64>,
     /// pids.max.
     pub pids: Option<u64>,
     /// cpu.max as (quota, period) in microseconds.
     pub cpu_max: Option<(u64, u64)>,
     /// cpu.weight, 1..=10000.
     pub cpu_weight: Option<u64>,
+    /// cgroup v1's cpu.shares, 2..=262144; on v2 a cpu.weight, converted
+    /// as runc converts it.
+    pub cpu_shares: Option<u64>,
     /// io.weight, 1..=10000.
     pub io_weight: Option<u64>,
 }
@@ -79,17 +84,89 @@ impl Limits {
                 };
             push("memory.swap.max", value, "memory", "--memory-swap");
         }
+        if let Some(r) = self.memory_reservation {
+            push("memory.low", r.to_string(), "memory", "memory.reservation");
+        }
         if let Some(p) = self.pids {
             push("pids.max", p.to_string(), "pids", "--pids-limit");
         }
         if let Some((quota, period)) = self.cpu_max {
             push("cpu.max", format!("{quota} {period}"), "cpu", "--cpus");
         }
-        if let Some(w) = self.cpu_weight {
+        // An explicit weight wins over one converted from shares, as
+        // linux.resources.unified wins in runc.
+        if let Some(w) = self.cpu_weight.or(self.cpu_shares.map(shares_to_weight)) {
             push("cpu.weight", w.to_string(), "cpu", "--cpu-weight");
         }
         if let Some(w) = self.io_weight {
             push("io.weight", format!("default {w}"), "io", "--io-weight");
+        }
+        Ok(out)
+    }
+
+    /// The same limits as cgroup v1 files, as runc's cgroupfs driver
+    /// writes them: OCI's memory.swap is v1's memsw (memory plus swap) as
+    /// it is, and each limit before the one the kernel checks against it
+    /// (memory before memsw, the period before the quota).
+    pub fn files_v1(&self) -> Result<Vec<LimitFile>> {
+        // The same checks as on v2 (swap at least memory, and so on).
+        self.files()?;
+        let mut out = Vec::new();
+        let mut push = |file, value: String, controller, flag| {
+            out.push(LimitFile {
+                file,
+                value,
+                controller,
+                flag,
+            })
+        };
+        if let Some(m) = self.memory {
+            push("memory.limit_in_bytes", m.to_string(), "memory", "--memory");
+        }
+        match self.memory_swap {
+            Some(Swap::Unlimited) => push(
+                "memory.memsw.limit_in_bytes",
+                "-1".into(),
+                "memory",
+                "--memory-swap",
+            ),
+            Some(Swap::Total(t)) => push(
+                "memory.memsw.limit_in_bytes",
+                t.to_string(),
+                "memory",
+                "--memory-swap",
+            ),
+            None => {}
+        }
+        if let Some(r) = self.memory_reservation {
+            push(
+                "memory.soft_limit_in_bytes",
+                r.to_string(),
+                "memory",
+                "memory.reservation",
+            );
+        }
+        if let Some(p) = self.pids {
+            push("pids.max", p.to_string(), "pids", "--pids-limit");
+        }
+        if let Some((quota, period)) = self.cpu_max {
+            push("cpu.cfs_period_us", period.to_string(), "cpu", "--cpus");
+            push("cpu.cfs_quota_us", quota.to_string(), "cpu", "--cpus");
+        }
+        if let Some(s) = self.cpu_shares {
+            push("cpu.shares", s.to_string(), "cpu", "cpu.shares");
+        }
+        if self.cpu_weight.is_some() {
+            return Err(CgroupError::V2Only {
+                what: "cpu.weight",
+                instead: "give linux.resources.cpu.shares instead",
+            });
+        }
+        if self.io_weight.is_some() {
+            return Err(CgroupError::V2Only {
+                what: "io.weight",
+                instead: "kennel does not implement blkio.weight; drop it",
+            });
         }
         Ok(out)
     }
@@ -136,6 +213,15 @@ impl Limits {
     }
 }
 
+/// cgroup v1's cpu.shares (2..=262144) as a cgroup v2 cpu.weight
+/// (1..=10000): the linear map runc and crun use.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    1 + (shares.saturating_sub(2) * 9999) / 262142
+}
+
 /// Bytes in the largest unit that divides them exactly (64M, 1536K, 1G).
 pub fn human_bytes(b: u64) -> String {
     for (unit, size) in [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
@@ -159,6 +245,7 @@ mod tests {
             cpu_max: Some((150000, 100000)),
             cpu_weight: Some(200),
             io_weight: Some(300),
+            ..Default::default()
         };
         let files: Vec<(String, String)> = l
             .files()
@@ -208,6 +295,36 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(l.files().unwrap()[1].value, "max");
+    }
+
+    #[test]
+    fn shares_become_weights_and_reservation_memory_low() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(262144), 10000);
+        let l = Limits {
+            cpu_shares: Some(512),
+            memory_reservation: Some(1 << 20),
+            ..Default::default()
+        };
+        let files: Vec<(&str, String)> = l
+            .files()
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.file, f.value))
+            .collect();
+        assert_eq!(
+            files,
+            vec![
+                ("memory.low", "1048576".into()),
+                ("cpu.weight", "20".into())
+            ]
+        );
+        let explicit = Limits {
+            cpu_weight: Some(300),
+            ..l
+        };
+        assert_eq!(explicit.files().unwrap()[1].value, "300");
     }
 
     #[test]

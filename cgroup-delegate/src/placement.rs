@@ -42,6 +42,9 @@ pub struct PlaceRequest {
     pub id: String,
     /// `--cgroup-parent` for cgroupfs.
     pub parent: Option<PathBuf>,
+    /// linux.cgroupsPath: on cgroup v1, the container's cgroup in each
+    /// hierarchy, as runc's cgroupfs driver reads it (see `v1::inner`).
+    pub path: Option<PathBuf>,
     pub limits: Limits,
     /// Timeout for systemd's job.
     pub timeout: Duration,
@@ -56,17 +59,25 @@ pub enum How {
     SystemdScope { unit: String },
     /// Written directly.
     Cgroupfs,
+    /// Written directly in each cgroup v1 hierarchy the limits need (and
+    /// the unified tree of a hybrid host).
+    CgroupfsV1,
 }
 
 /// The container's leaf.
 #[derive(Debug)]
 pub struct Placement {
-    /// Absolute path of the leaf, under /sys/fs/cgroup.
+    /// Absolute path of the leaf, under /sys/fs/cgroup: a cgroup v2
+    /// directory (on a hybrid host, in the unified tree), except on a pure
+    /// cgroup v1 host, where it is the first of `v1`.
     pub leaf: PathBuf,
-    /// An O_PATH directory fd of the leaf, for clone3(CLONE_INTO_CGROUP).
-    pub leaf_fd: OwnedFd,
+    /// An O_PATH directory fd of the v2 leaf, for clone3(CLONE_INTO_CGROUP).
+    pub leaf_fd: Option<OwnedFd>,
     pub how: How,
     pub limits: Limits,
+    /// The container's cgroups in the v1 hierarchies, which it cannot be
+    /// born into: [`Placement::add_v1`] moves it.
+    pub v1: Vec<PathBuf>,
 }
 
 /// What happened to the container's cgroup.
@@ -101,6 +112,9 @@ pub fn place(req: &PlaceRequest) -> Result<Placed> {
     // Check the limits themselves before anything is created.
     req.limits.files()?;
     if !tree::cgroup2_mounted() {
+        if let Some(placed) = place_v1(req)? {
+            return Ok(placed);
+        }
         if req.manager == Manager::Auto && req.limits.is_empty() {
             return Ok(Placed::None(format!(
                 "cgroup v2 is not mounted at {} ({}), and no limit was asked for",
@@ -150,6 +164,30 @@ pub fn place(req: &PlaceRequest) -> Result<Placed> {
         }
         Manager::Disabled => unreachable!("handled above"),
     }
+}
+
+/// On a cgroup v1 or hybrid host, as root: the container's cgroups in
+/// the v1 hierarchies. None where v1 does not apply (no v1 controller, or
+/// nothing asked for), so the caller says what it says without cgroup v2.
+fn place_v1(req: &PlaceRequest) -> Result<Option<Placed>> {
+    let layout = crate::v1::Layout::read()?;
+    if !layout.has_v1() {
+        return Ok(None);
+    }
+    let asked = !req.limits.is_empty() || req.manager == Manager::Cgroupfs;
+    if !asked {
+        return Ok(None);
+    }
+    let root = nix::unistd::geteuid().is_root() && crate::systemd::host_uid().is_none();
+    if !root {
+        return Err(CgroupError::V1NeedsRoot {
+            systemd: crate::error::systemd_booted(),
+        });
+    }
+    if req.manager == Manager::Systemd {
+        return Err(CgroupError::SystemdOnV1);
+    }
+    crate::v1::place(req, &layout).map(|p| Some(Placed::Leaf(p)))
 }
 
 /// The unit's own directory: a runner already in its supervisor leaf (a
@@ -297,9 +335,10 @@ fn make_leaf(parent: &Path, req: &PlaceRequest, how: How) -> Result<Placement> {
     match made {
         Ok(leaf_fd) => Ok(Placement {
             leaf,
-            leaf_fd,
+            leaf_fd: Some(leaf_fd),
             how,
             limits: req.limits.clone(),
+            v1: Vec::new(),
         }),
         Err(e) => {
             // A limit the kernel refused changes nothing: remove the leaf.
@@ -313,15 +352,34 @@ impl Placement {
     /// The fallback when clone3 cannot place the child at birth: move it
     /// before it is released.
     pub fn add_process(&self, pid: i32) -> Result<()> {
-        let path = self.leaf.join("cgroup.procs");
-        std::fs::write(&path, pid.to_string()).map_err(io("move the container into", &path))
+        if !self.v1.contains(&self.leaf) {
+            let path = self.leaf.join("cgroup.procs");
+            std::fs::write(&path, pid.to_string()).map_err(io("move the container into", &path))?;
+        }
+        self.add_v1(pid)
+    }
+
+    /// Moves a child born in the v2 leaf into its v1 cgroups, before it is
+    /// released.
+    pub fn add_v1(&self, pid: i32) -> Result<()> {
+        crate::v1::add_process(&self.v1, pid)
+    }
+
+    /// The memory limit as the file that holds it, for the OOM message.
+    pub fn memory_description(&self) -> String {
+        let text = self.limits.memory_description();
+        match self.v1.is_empty() {
+            true => text,
+            false => text.replace("memory.max", "memory.limit_in_bytes"),
+        }
     }
 
     /// After the container's init exited: was it OOM-killed? Then kill
     /// whatever is left and remove the leaf.
     pub fn finish(&self) -> Finish {
         let events = std::fs::read_to_string(self.leaf.join("memory.events")).unwrap_or_default();
-        let oom_killed = tree::keyed_value(&events, "oom_kill").unwrap_or(0) > 0;
+        let oom_killed = tree::keyed_value(&events, "oom_kill").unwrap_or(0) > 0
+            || crate::v1::oom_killed(&self.v1);
         self.remove();
         Finish { oom_killed }
     }
@@ -337,9 +395,10 @@ impl Placement {
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                     std::thread::sleep(Duration::from_millis(5))
                 }
-                _ => return,
+                _ => break,
             }
         }
+        let _ = crate::v1::remove(&self.v1);
     }
 }
 

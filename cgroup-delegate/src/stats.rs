@@ -37,6 +37,28 @@ pub fn read_stats(leaf: &Path) -> Stats {
     }
 }
 
+/// The same, for a container with cgroups in v1 hierarchies (`v1`): its
+/// memory and pids counters are there, not in the (unified) leaf.
+pub fn read_stats_v1(leaf: &Path, v1: &[std::path::PathBuf]) -> Stats {
+    let mut s = read_stats(leaf);
+    for d in v1 {
+        if let Some(current) = number(d, "memory.usage_in_bytes") {
+            s.memory_current = Some(current);
+            s.memory_peak = number(d, "memory.max_usage_in_bytes");
+            // v1's "unlimited" is the largest page-aligned value: say max.
+            s.memory_max = read(d, "memory.limit_in_bytes").map(|v| match v.parse::<u64>() {
+                Ok(n) if n >= i64::MAX as u64 / 2 => "max".into(),
+                _ => v,
+            });
+        }
+        if let Some(current) = number(d, "pids.current") {
+            s.pids_current = Some(current);
+            s.pids_max = read(d, "pids.max");
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +78,30 @@ mod tests {
         assert_eq!(s.pids_current, Some(3));
         assert_eq!(s.cpu_usage_usec, Some(1234));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reads_fake_v1_cgroups() {
+        let base = std::env::temp_dir().join(format!("kennel-stats-v1-{}", std::process::id()));
+        let (leaf, mem, pids) = (base.join("u"), base.join("m"), base.join("p"));
+        for d in [&leaf, &mem, &pids] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(leaf.join("cpu.stat"), "usage_usec 7\n").unwrap();
+        std::fs::write(mem.join("memory.usage_in_bytes"), "8192\n").unwrap();
+        std::fs::write(mem.join("memory.max_usage_in_bytes"), "9000\n").unwrap();
+        std::fs::write(mem.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+        std::fs::write(pids.join("pids.current"), "2\n").unwrap();
+        std::fs::write(pids.join("pids.max"), "9\n").unwrap();
+        let s = read_stats_v1(&leaf, &[mem, pids]);
+        assert_eq!(s.memory_current, Some(8192));
+        assert_eq!(s.memory_peak, Some(9000));
+        assert_eq!(s.memory_max.as_deref(), Some("max"));
+        assert_eq!(
+            (s.pids_current, s.pids_max.as_deref()),
+            (Some(2), Some("9"))
+        );
+        assert_eq!(s.cpu_usage_usec, Some(7));
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

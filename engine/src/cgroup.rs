@@ -17,6 +17,7 @@ pub fn place(cfg: &Config, opts: &Options<'_>, id: &str) -> Result<Option<Placem
         manager: opts.cgroup_manager,
         id: id.to_string(),
         parent: opts.cgroup_parent.clone(),
+        path: cfg.cgroups_path.clone(),
         limits: cfg.limits.clone(),
         timeout: SYSTEMD_TIMEOUT,
     };

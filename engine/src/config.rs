@@ -90,6 +90,8 @@ pub struct Config {
     pub process: ProcessPlan,
     /// From linux.resources; written to the container's cgroup leaf.
     pub limits: cgroup_delegate::Limits,
+    /// linux.cgroupsPath, which places the container on cgroup v1.
+    pub cgroups_path: Option<PathBuf>,
     /// Namespaces joined by path (linux.namespaces[].path): the runner
     /// enters them before the clone, so the child is born in them.
     pub join: Vec<(CloneFlags, PathBuf)>,
@@ -396,6 +398,7 @@ impl Config {
             hostname: spec.hostname().clone(),
             process,
             limits: limits(linux.resources().as_ref())?,
+            cgroups_path: linux.cgroups_path().clone(),
             join,
             sysctl,
             hooks: crate::hooks::HookPlans::from_spec(spec.hooks().as_ref())?,
@@ -498,6 +501,10 @@ pub fn limits(r: Option<&LinuxResources>) -> Result<cgroup_delegate::Limits> {
     let mut l = Limits::default();
     if let Some(m) = r.memory() {
         l.memory = m.limit().map(|v| positive("memory.limit", v)).transpose()?;
+        l.memory_reservation = m
+            .reservation()
+            .map(|v| positive("memory.reservation", v))
+            .transpose()?;
         l.memory_swap = match m.swap() {
             None => None,
             Some(-1) => Some(Swap::Unlimited),
@@ -508,6 +515,9 @@ pub fn limits(r: Option<&LinuxResources>) -> Result<cgroup_delegate::Limits> {
         l.pids = Some(positive("pids.limit", p.limit())?);
     }
     if let Some(c) = r.cpu() {
+        // 1024 is cgroup v1's default weight, which containerd sends for
+        // every container: it asks for nothing (see `spec_fields`).
+        l.cpu_shares = c.shares().filter(|s| *s != 1024);
         if let Some(q) = c.quota() {
             l.cpu_max = Some((positive("cpu.quota", q)?, c.period().unwrap_or(100_000)));
         }

@@ -189,6 +189,19 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
     // /proc/PID/fd or ptrace it (runc's CVE-2016-9962). exec resets it.
     nix::sys::prctl::set_dumpable(false).context("cannot make kennel exec non-dumpable")?;
     let single = sys::check_before_clone()?;
+    // cgroup v1 hierarchies cannot be entered at birth: the command
+    // inherits them from us, moved there for the clone and back after (by
+    // paths of the host's mount namespace: before setns).
+    let v1 = &running.state.kennel.cgroup_v1;
+    let entered = match v1.is_empty() {
+        true => None,
+        false => Some(cgroup_delegate::v1::enter(v1).with_context(|| {
+            format!(
+                "cannot start the command in the cgroups of container {:?}",
+                args.id
+            )
+        })?),
+    };
     let flags = namespaces_to_join(pid);
     nix::sched::setns(running.pidfd.as_fd(), flags).with_context(|| {
         format!(
@@ -208,6 +221,11 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
         }
         other => other,
     };
+    if let (Some(entered), Ok(Forked::Parent { .. }) | Err(_)) = (entered, &forked) {
+        entered
+            .leave()
+            .context("cannot leave the container's cgroups after starting the command")?;
+    }
     let (child_pid, child_pidfd) = match forked {
         Ok(Forked::Child(single)) => {
             drop(parent_end);

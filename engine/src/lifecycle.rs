@@ -137,6 +137,8 @@ pub fn delete(store: &Store, id: &str, force: bool, events: &dyn Fn(&Event)) -> 
     if let Some(leaf) = &st.kennel.cgroup {
         remove_cgroup(leaf)?;
     }
+    cgroup_delegate::v1::remove(&st.kennel.cgroup_v1)
+        .with_context(|| format!("cannot remove the cgroups of container {id:?}"))?;
     let dir = store.dir(id);
     std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
     st.status = Status::Stopped;
@@ -334,7 +336,10 @@ pub fn update(
     let Some(leaf) = &st.kennel.cgroup else {
         bail!("container {id:?} has no cgroup of its own, so its limits cannot be changed");
     };
-    crate::config::limits(Some(resources))?
-        .apply(leaf)
-        .with_context(|| format!("cannot update the limits of container {id:?}"))
+    let limits = crate::config::limits(Some(resources))?;
+    match st.kennel.cgroup_v1.is_empty() {
+        true => limits.apply(leaf),
+        false => cgroup_delegate::v1::apply(&limits, &st.kennel.cgroup_v1),
+    }
+    .with_context(|| format!("cannot update the limits of container {id:?}"))
 }

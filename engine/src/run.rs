@@ -275,7 +275,11 @@ impl Plan {
             && runner_unmapped(&cfg.uid_map, &cfg.gid_map);
         let at_clone = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID;
         let flags = (cfg.clone_flags & at_clone).bits() as u64;
-        let leaf_fd = leaf.0.as_ref().map(|p| p.leaf_fd.as_fd());
+        let leaf_fd = leaf
+            .0
+            .as_ref()
+            .and_then(|p| p.leaf_fd.as_ref())
+            .map(|fd| fd.as_fd());
         let mut born_in_leaf = leaf_fd.is_some();
         let entry = crate::join::Entry {
             namespaces: &cfg.join,
@@ -368,9 +372,12 @@ impl Plan {
         }
         let parent_end = &container.chan;
 
+        // cgroup v1 hierarchies cannot be entered at birth: the child
+        // moves into them here, before its maps let it go on.
         let moved = match (&container.leaf.0, born_in_leaf) {
             (Some(p), false) => p.add_process(pid.as_raw()).map_err(anyhow::Error::from),
-            _ => Ok(()),
+            (Some(p), true) => p.add_v1(pid.as_raw()).map_err(anyhow::Error::from),
+            (None, _) => Ok(()),
         };
         // kennel-idmap tells the child itself (see `take_helper_socket`).
         let child_told = map_writer.uses_helper();
@@ -574,6 +581,12 @@ impl<'a> Container<'a> {
             start_time,
             spec: &self.spec,
             cgroup: self.leaf.0.as_ref().map(|p| p.leaf.clone()),
+            cgroup_v1: self
+                .leaf
+                .0
+                .as_ref()
+                .map(|p| p.v1.clone())
+                .unwrap_or_default(),
             status,
             bundle: self.bundle.as_deref(),
             kept: self.bundle.is_some(),
@@ -651,7 +664,7 @@ impl<'a> Container<'a> {
             .leaf
             .0
             .as_ref()
-            .and_then(|p| p.finish().oom_killed.then(|| p.limits.memory_description()));
+            .and_then(|p| p.finish().oom_killed.then(|| p.memory_description()));
         let code = match oom_killed {
             Some(_) => 128 + Signal::SIGKILL as i32,
             None => code,

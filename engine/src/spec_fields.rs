@@ -57,6 +57,9 @@ const SUPPORTED: &[&str] = &[
     "linux.resources.devices",
     "linux.resources.memory.limit",
     "linux.resources.memory.swap",
+    "linux.resources.memory.reservation",
+    // On cgroup v2 as a cpu.weight, converted as runc converts it.
+    "linux.resources.cpu.shares",
     "linux.resources.cpu.quota",
     "linux.resources.cpu.period",
     "linux.resources.pids.limit",
@@ -134,11 +137,6 @@ pub fn unsupported(spec: &Spec) -> Vec<String> {
 pub fn unsupported_in(spec: &Value) -> Vec<String> {
     let mut out = Vec::new();
     walk(spec, "", &mut out);
-    // cpu.shares 1024 is cgroup v1's default weight, which containerd
-    // sends for every container: it asks for nothing.
-    if spec.pointer("/linux/resources/cpu/shares") == Some(&Value::from(1024)) {
-        out.retain(|f| f != "linux.resources.cpu.shares");
-    }
     let mut seen = std::collections::HashSet::new();
     out.retain(|f| seen.insert(f.clone()));
     out
@@ -196,12 +194,12 @@ mod tests {
     #[test]
     fn everything_else_is_named() {
         let s = spec(&format!(
-            "{BASE}, \"seccomp\": {{\"defaultAction\": \"SCMP_ACT_ERRNO\", \"listenerPath\": \"/run/agent.sock\"}}, \"sysctl\": {{\"net.ipv4.ip_forward\": \"1\"}}, \"resources\": {{\"cpu\": {{\"shares\": 512, \"quota\": 5000}}, \"memory\": {{\"disableOOMKiller\": false, \"swappiness\": 10}}}}}}, \"hooks\": {{\"prestart\": [{{\"path\": \"/bin/true\"}}]}}, \"domainname\": \"example.org\"}}"
+            "{BASE}, \"seccomp\": {{\"defaultAction\": \"SCMP_ACT_ERRNO\", \"listenerPath\": \"/run/agent.sock\"}}, \"sysctl\": {{\"net.ipv4.ip_forward\": \"1\"}}, \"resources\": {{\"cpu\": {{\"realtimeRuntime\": 512, \"quota\": 5000}}, \"memory\": {{\"disableOOMKiller\": false, \"swappiness\": 10}}}}}}, \"hooks\": {{\"prestart\": [{{\"path\": \"/bin/true\"}}]}}, \"domainname\": \"example.org\"}}"
         ));
         let found = unsupported(&s);
         for field in [
             "linux.seccomp.listenerPath",
-            "linux.resources.cpu.shares",
+            "linux.resources.cpu.realtimeRuntime",
             "linux.resources.memory.swappiness",
             "domainname",
         ] {

@@ -74,6 +74,9 @@ pub struct Private {
     /// The container's cgroup leaf, when it has one.
     #[serde(default)]
     pub cgroup: Option<PathBuf>,
+    /// Its cgroups in the cgroup v1 hierarchies (a v1 or hybrid host).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cgroup_v1: Vec<PathBuf>,
     /// The record stays after the container stops, until `delete` (the
     /// OCI lifecycle); otherwise it goes with the runner.
     #[serde(default)]
@@ -353,6 +356,7 @@ pub struct Recorded<'a> {
     pub start_time: u64,
     pub spec: &'a Spec,
     pub cgroup: Option<PathBuf>,
+    pub cgroup_v1: Vec<PathBuf>,
     pub status: Status,
     pub bundle: Option<&'a Path>,
     pub kept: bool,
@@ -386,6 +390,7 @@ pub fn record(res: &Reservation, r: &Recorded) -> Result<()> {
             created: now(),
             process,
             cgroup: r.cgroup.clone(),
+            cgroup_v1: r.cgroup_v1.clone(),
             kept: r.kept,
             hooks: crate::hooks::HookPlans {
                 poststart: r.hooks.poststart.clone(),

@@ -55,7 +55,8 @@ impl Default for Implemented {
                 "poststart",
                 "poststop",
             ]),
-            cgroup_v1: false,
+            // As root: memory, pids and cpu limits (see cgroup_delegate::v1).
+            cgroup_v1: true,
             cgroup_v2: true,
             cgroup_systemd: true,
             cgroup_systemd_user: true,
@@ -261,7 +262,7 @@ mod tests {
         assert_eq!(caps[0], "CAP_CHOWN");
         assert!(caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
         let cg = linux.cgroup().as_ref().unwrap();
-        assert_eq!(*cg.v1(), Some(false));
+        assert_eq!(*cg.v1(), Some(true));
         assert_eq!(*cg.v2(), Some(true));
         assert_eq!(*cg.systemd_user(), Some(true));
         let seccomp = linux.seccomp().as_ref().unwrap();

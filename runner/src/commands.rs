@@ -224,7 +224,7 @@ pub fn stats(args: &StatsArgs) -> Result<i32> {
             args.name
         );
     };
-    let s = cgroup_delegate::stats::read_stats(&leaf);
+    let s = cgroup_delegate::stats::read_stats_v1(&leaf, &running.state.kennel.cgroup_v1);
     match args.format {
         OutputFormat::Json => {
             let v = serde_json::json!({
