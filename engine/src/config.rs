@@ -86,6 +86,8 @@ pub struct Config {
     pub mounts: Vec<MountPlan>,
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
+    /// linux.devices, checked: made in the new root (see `rootfs::nodes`).
+    pub devices: Vec<crate::devices::DevicePlan>,
     pub hostname: Option<String>,
     pub process: ProcessPlan,
     /// From linux.resources; written to the container's cgroup leaf.
@@ -397,6 +399,7 @@ impl Config {
             mounts,
             masked_paths: linux.masked_paths().clone().unwrap_or_default(),
             readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
+            devices: crate::devices::plan(linux.devices().as_ref())?,
             hostname: spec.hostname().clone(),
             process,
             limits: limits(linux.resources().as_ref())?,

@@ -18,6 +18,7 @@ mod child;
 mod config;
 mod copy_up;
 mod default_routes;
+mod devices;
 pub mod exec;
 mod hooks;
 pub mod ids;

@@ -43,6 +43,8 @@ const SUPPORTED: &[&str] = &[
     // Where the container's cgroup goes: see `cgroup::place`.
     "linux.cgroupsPath",
     "linux.readonlyPaths",
+    // Checked by `devices::plan`, which names the field and index at fault.
+    "linux.devices",
     // Checked by the plan, which names a value that is no propagation.
     "linux.rootfsPropagation",
     // A seccomp agent (SCMP_ACT_NOTIFY, listenerPath) is not run: those
