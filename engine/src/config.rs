@@ -92,6 +92,9 @@ pub struct Config {
     pub process: ProcessPlan,
     /// From linux.resources; written to the container's cgroup leaf.
     pub limits: cgroup_delegate::Limits,
+    /// linux.resources.devices: an eBPF program on the leaf (see
+    /// `device_rules`).
+    pub device_rules: Vec<crate::device_rules::Rule>,
     /// Namespaces joined by path (linux.namespaces[].path): the runner
     /// enters them before the clone, so the child is born in them.
     pub join: Vec<(CloneFlags, PathBuf)>,
@@ -403,6 +406,12 @@ impl Config {
             hostname: spec.hostname().clone(),
             process,
             limits: limits(linux.resources().as_ref())?,
+            device_rules: crate::device_rules::plan(
+                linux
+                    .resources()
+                    .as_ref()
+                    .and_then(|r| r.devices().as_ref()),
+            )?,
             join,
             sysctl,
             hooks: crate::hooks::HookPlans::from_spec(spec.hooks().as_ref())?,
