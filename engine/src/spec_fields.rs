@@ -54,8 +54,7 @@ const SUPPORTED: &[&str] = &[
     "linux.seccomp.architectures",
     "linux.seccomp.flags",
     "linux.seccomp.syscalls",
-    // In a user namespace no device node but the ones kennel binds can be
-    // made or opened, which is what a device cgroup would enforce.
+    // An eBPF device program on the cgroup (see `device_rules`).
     "linux.resources.devices",
     "linux.resources.memory.limit",
     "linux.resources.memory.swap",
