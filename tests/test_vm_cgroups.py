@@ -204,6 +204,18 @@ def test_root_uses_the_system_manager(vm):
     assert field(out, "LEFT-CGROUPS") == "0"
 
 
+def test_root_device_rules_are_an_ebpf_program_on_the_cgroup(vm):
+    out = case(vm, "oci_root_device_rules")
+    # Denied by the cgroup's program, though the node is there and 0666.
+    assert "can't create /dev/mykmsg: Operation not permitted" in out, out
+    assert "KMSG-WRITTEN" not in out.split("ALLOWED:")[0], out
+    assert re.search(r"^NULL-WRITTEN$", out, re.M), out
+    # The same write, allowed by a rule.
+    assert "ALLOWED: KMSG-WRITTEN" in out, out
+    assert "ALLOWED: NULL-WRITTEN" in out, out
+    assert field(out, "LEFT-CGROUPS") == "0", out
+
+
 def test_root_cgroupfs_with_a_writable_cgroup_mount(vm):
     out = case(vm, "root_cgroupfs_rw")
     assert field(out, "RC") == "0", out

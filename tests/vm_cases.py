@@ -225,6 +225,23 @@ echo "RC: $?"
 echo "LEFT-CGROUPS: $(find /sys/fs/cgroup -name 'kennel-*' -type d | wc -l)"
 ''', 120),
 
+    # linux.resources.devices as an eBPF device program on the container's
+    # cgroup: kennel-oci spec's deny-all (podman's and containerd's) keeps
+    # a node of linux.devices (c 1:11, /dev/kmsg, which anyone may open
+    # for writing) from being opened, while the defaults (/dev/null) stay
+    # open; a rule allowing it lets the same write through.
+    "oci_root_device_rules": ("root", ROOTFS + r'''
+B=$(mktemp -d); mv "$R" "$B/rootfs"; cd "$B"
+kennel-oci spec
+sed -i -e 's/"terminal": true/"terminal": false/' \
+  -e 's/"sh"$/"sh", "-c", "echo kennel > \/dev\/mykmsg \&\& echo KMSG-WRITTEN; echo x > \/dev\/null \&\& echo NULL-WRITTEN"/' \
+  -e 's/"linux": {/"linux": {"devices": [{"path": "\/dev\/mykmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 438}],/' config.json
+kennel-oci run --bundle "$B" dr1 2>&1; echo "RC: $?"
+sed -i 's/"access": "rwm"$/"access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"/' config.json
+kennel-oci run --bundle "$B" dr2 2>&1 | sed 's/^/ALLOWED: /'
+echo "LEFT-CGROUPS: $(find /sys/fs/cgroup -name 'kennel-*' ! -name 'kennel-supervisor' -type d | wc -l)"
+''', 120),
+
     # kennel-oci's lifecycle on the cgroup it gets from the user manager:
     # limits from config.json, pause and resume through the freezer, update,
     # and a delete that leaves no cgroup or unit behind.

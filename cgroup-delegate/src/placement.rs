@@ -46,6 +46,10 @@ pub struct PlaceRequest {
     /// hierarchy, as runc's cgroupfs driver reads it (see `v1::inner`).
     pub path: Option<PathBuf>,
     pub limits: Limits,
+    /// linux.resources.devices has rules, which an eBPF program on a v2
+    /// cgroup enforces: on a hybrid host, as root, that is a reason to
+    /// make the container's unified leaf even without a limit.
+    pub device_rules: bool,
     /// Timeout for systemd's job.
     pub timeout: Duration,
 }
@@ -174,11 +178,14 @@ fn place_v1(req: &PlaceRequest) -> Result<Option<Placed>> {
     if !layout.has_v1() {
         return Ok(None);
     }
-    let asked = !req.limits.is_empty() || req.manager == Manager::Cgroupfs;
+    let root = nix::unistd::geteuid().is_root() && crate::systemd::host_uid().is_none();
+    // Rootless, device rules are skipped (see the engine's device_rules):
+    // they ask for a leaf only where the program can go on one.
+    let for_devices = req.device_rules && root && layout.unified.is_some();
+    let asked = !req.limits.is_empty() || req.manager == Manager::Cgroupfs || for_devices;
     if !asked {
         return Ok(None);
     }
-    let root = nix::unistd::geteuid().is_root() && crate::systemd::host_uid().is_none();
     if !root {
         return Err(CgroupError::V1NeedsRoot {
             systemd: crate::error::systemd_booted(),

@@ -30,6 +30,7 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     if !unsupported.is_empty() {
         return Err(crate::spec_fields::refusal(&unsupported));
     }
+    crate::devices::check_written(&value).with_context(|| format!("in {}", config.display()))?;
     let mut spec: Spec = serde_json::from_value(value)
         .with_context(|| format!("{} is not an OCI runtime spec", config.display()))?;
     spec.canonicalize_rootfs(dir)

@@ -7,6 +7,7 @@ use anyhow::Result;
 use cgroup_delegate::{PlaceRequest, Placed, Placement};
 
 use crate::config::Config;
+use crate::device_rules::{self, Applied};
 use crate::Options;
 
 /// How long systemd may take to start the scope job.
@@ -19,15 +20,30 @@ pub fn place(cfg: &Config, opts: &Options<'_>, id: &str) -> Result<Option<Placem
         parent: opts.cgroup_parent.clone(),
         path: cfg.cgroups_path.clone(),
         limits: cfg.limits.clone(),
+        device_rules: device_rules::wanted(&cfg.device_rules),
         timeout: SYSTEMD_TIMEOUT,
     };
     match cgroup_delegate::place(&req)? {
         Placed::Leaf(p) => {
             opts.decided(&format!("cgroup {} ({:?})", p.leaf.display(), p.how));
+            if device_rules::wanted(&cfg.device_rules) {
+                match device_rules::apply(&cfg.device_rules, &p.leaf) {
+                    Ok(Applied::Enforced) => opts
+                        .decided("linux.resources.devices: an eBPF device program on the cgroup"),
+                    Ok(Applied::Skipped(why)) => opts.decided(&why),
+                    Err(e) => {
+                        p.remove();
+                        return Err(e);
+                    }
+                }
+            }
             Ok(Some(p))
         }
         Placed::None(why) => {
             opts.decided(&format!("no cgroup of its own: {why}"));
+            if device_rules::wanted(&cfg.device_rules) {
+                opts.decided("linux.resources.devices not enforced: no cgroup v2 leaf to hold the device program");
+            }
             Ok(None)
         }
     }

@@ -86,12 +86,17 @@ pub struct Config {
     pub mounts: Vec<MountPlan>,
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
+    /// linux.devices, checked: made in the new root (see `rootfs::nodes`).
+    pub devices: Vec<crate::devices::DevicePlan>,
     pub hostname: Option<String>,
     pub process: ProcessPlan,
     /// From linux.resources; written to the container's cgroup leaf.
     pub limits: cgroup_delegate::Limits,
     /// linux.cgroupsPath, which places the container on cgroup v1.
     pub cgroups_path: Option<PathBuf>,
+    /// linux.resources.devices: an eBPF program on the leaf (see
+    /// `device_rules`).
+    pub device_rules: Vec<crate::device_rules::Rule>,
     /// Namespaces joined by path (linux.namespaces[].path): the runner
     /// enters them before the clone, so the child is born in them.
     pub join: Vec<(CloneFlags, PathBuf)>,
@@ -395,10 +400,17 @@ impl Config {
             mounts,
             masked_paths: linux.masked_paths().clone().unwrap_or_default(),
             readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
+            devices: crate::devices::plan(linux.devices().as_ref())?,
             hostname: spec.hostname().clone(),
             process,
             limits: limits(linux.resources().as_ref())?,
             cgroups_path: linux.cgroups_path().clone(),
+            device_rules: crate::device_rules::plan(
+                linux
+                    .resources()
+                    .as_ref()
+                    .and_then(|r| r.devices().as_ref()),
+            )?,
             join,
             sysctl,
             hooks: crate::hooks::HookPlans::from_spec(spec.hooks().as_ref())?,

@@ -18,6 +18,8 @@ mod child;
 mod config;
 mod copy_up;
 mod default_routes;
+mod device_rules;
+mod devices;
 pub mod exec;
 mod hooks;
 pub mod ids;

@@ -39,6 +39,7 @@
 mod fd_mounts;
 mod keep;
 mod mountinfo;
+mod nodes;
 mod path_mounts;
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -51,6 +52,7 @@ use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{chdir, mkdir, pivot_root};
 
 use super::config::{Config, MountPlan};
+use super::devices::DevicePlan;
 use super::inroot::{self, Make, Root};
 use super::propagation::Kind;
 use super::protocol::{ChildFailure, Stage};
@@ -90,7 +92,7 @@ trait Mounts {
 
     /// A new filesystem as plan `m` says, onto `target`, with its contents
     /// made first (`fill`).
-    fn filesystem(&mut self, m: &MountPlan, target: &OwnedFd, fill: Fill) -> Step;
+    fn filesystem(&mut self, m: &MountPlan, target: &OwnedFd, fill: Fill<'_>) -> Step;
 
     /// Covers `target` with an empty read-only tmpfs (a directory) or the
     /// host's /dev/null (anything else).
@@ -109,10 +111,11 @@ trait Mounts {
 
 /// What a new filesystem holds before anything of the container sees it.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Fill {
+enum Fill<'a> {
     Nothing,
-    /// The container's /dev: the host's devices and the standard links.
-    Dev,
+    /// The container's /dev: the host's devices and the standard links,
+    /// but for those linux.devices puts in their place.
+    Dev(&'a [DevicePlan]),
     /// `tmpcopyup`: a copy of what the target holds (see `copy_up`).
     CopyUp,
 }
@@ -184,9 +187,10 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
             protected_early = Some(early);
             before_sysfs()?;
         }
-        mount_one(&root, &mut *mounts, m, keeps.mount(i), cfg.root.as_deref())?;
+        mount_one(&root, &mut *mounts, m, keeps.mount(i), cfg)?;
         keeps.release_mount(i)?;
     }
+    nodes::make_all(&root, &mut *mounts, &cfg.devices)?;
     // The kernel paths a later mount touched (a sysfs one, say), now that
     // every mount is made.
     let early = protected_early.unwrap_or_default();
@@ -444,8 +448,9 @@ fn mount_one(
     mounts: &mut dyn Mounts,
     m: &MountPlan,
     kept: Option<&Path>,
-    rootfs: Option<&Path>,
+    cfg: &Config,
 ) -> Step {
+    let rootfs = cfg.root.as_deref();
     let dst = Path::new(&m.destination);
     if m.destination == "/proc" {
         // A fresh procfs is what kennel's own later steps trust: refuse a
@@ -472,7 +477,7 @@ fn mount_one(
     // /dev is filled before anything of the container sees it, and right
     // away, so later mounts of the spec can still cover a device.
     let fill = match (m.destination == "/dev", m.copy_up) {
-        (true, _) => Fill::Dev,
+        (true, _) => Fill::Dev(&cfg.devices),
         (false, true) => Fill::CopyUp,
         (false, false) => Fill::Nothing,
     };
@@ -507,9 +512,15 @@ fn mount_one(
 /// the host lacks is left out) and the standard links.
 fn populate_dev(
     dev: BorrowedFd<'_>,
+    replaced: &[DevicePlan],
     bind_device: &mut dyn FnMut(&Path, &str) -> Result<(), Errno>,
 ) -> Step {
-    for name in DEVICES {
+    let theirs = |name: &str| {
+        replaced
+            .iter()
+            .any(|d| d.path == Path::new("/dev").join(name))
+    };
+    for name in DEVICES.into_iter().filter(|n| !theirs(n)) {
         let shown = format!("/dev/{name}");
         nix::fcntl::openat(
             dev,
@@ -534,7 +545,10 @@ fn populate_dev(
         ("stdin", "/proc/self/fd/0"),
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
-    ] {
+    ]
+    .into_iter()
+    .filter(|(link, _)| !theirs(link))
+    {
         match nix::unistd::symlinkat(to, dev, link) {
             Err(e) if e != Errno::EEXIST => {
                 return Err(fail(Stage::Mount, e, format!("/dev/{link}")))

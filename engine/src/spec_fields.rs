@@ -43,6 +43,8 @@ const SUPPORTED: &[&str] = &[
     // Where the container's cgroup goes: see `cgroup::place`.
     "linux.cgroupsPath",
     "linux.readonlyPaths",
+    // Checked by `devices::plan`, which names the field and index at fault.
+    "linux.devices",
     // Checked by the plan, which names a value that is no propagation.
     "linux.rootfsPropagation",
     // A seccomp agent (SCMP_ACT_NOTIFY, listenerPath) is not run: those
@@ -52,8 +54,7 @@ const SUPPORTED: &[&str] = &[
     "linux.seccomp.architectures",
     "linux.seccomp.flags",
     "linux.seccomp.syscalls",
-    // In a user namespace no device node but the ones kennel binds can be
-    // made or opened, which is what a device cgroup would enforce.
+    // An eBPF device program on the cgroup (see `device_rules`).
     "linux.resources.devices",
     "linux.resources.memory.limit",
     "linux.resources.memory.swap",

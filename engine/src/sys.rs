@@ -15,6 +15,9 @@ use nix::unistd::Pid;
 
 pub use kennel_sys::{fd_is_open, pidfd_send_signal, receive_fd, send_fd};
 
+mod bpf;
+pub use bpf::{attach_device_program, load_device_program, Insn};
+
 /// Proof that this process had a single thread when it was checked:
 /// clone3 and fork copy only the calling thread, and one a library left
 /// behind could hold a lock the child then waits on forever. The engine

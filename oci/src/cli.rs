@@ -42,11 +42,14 @@ hooks; namespaces (user, pid, network, ipc and uts also joined by path; without 
 namespace, the host's, as podman's --pid host); id maps from \
 config.json or, under rootless podman, within the ids of its user namespace; \
 mounts with their propagation, masked and read-only paths, sysctl, rlimits, \
-capabilities, linux.seccomp (without a seccomp agent), oomScoreAdj and \
-cgroup v2 limits, and as root cgroup v1 memory, pids and cpu limits. As runc, a capability this kernel or kennel does not know \
-and a syscall libseccomp does not know are skipped, with a warning in the log. \
+capabilities, linux.seccomp (without a seccomp agent), oomScoreAdj, \
+linux.devices (bound from the host in a user namespace), cgroup v2 limits \
+and device rules (an eBPF program; skipped rootless, as runc), and as root \
+cgroup v1 memory, pids and cpu limits. As runc, a capability this kernel or \
+kennel does not know and a syscall libseccomp does not know are skipped, with \
+a warning in the log. \
 Refused by name, never ignored: mount and cgroup namespaces by path, \
-linux.devices, and any other field kennel does not implement \
+and any other field kennel does not implement \
 (`kennel-oci features` lists what it does).",
     disable_version_flag = true,
     subcommand_required = false,

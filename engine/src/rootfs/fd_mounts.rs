@@ -96,7 +96,7 @@ impl Mounts for FdMounts {
         Ok(())
     }
 
-    fn filesystem(&mut self, m: &MountPlan, target: &OwnedFd, fill: Fill) -> Step {
+    fn filesystem(&mut self, m: &MountPlan, target: &OwnedFd, fill: Fill<'_>) -> Step {
         let dst = Path::new(&m.destination);
         let what = format!("{} on {}", m.fstype, m.destination);
         // A `tmpcopyup` tmpfs is written first, and made read-only after.
@@ -135,12 +135,12 @@ impl Mounts for FdMounts {
         // host's /sys (runc's rootless specs) a cgroup2 target is already a
         // mount of the same superblock, on which mount(2) refuses another.
         attach(&mnt, target, dst, &what)?;
-        if fill == Fill::Dev {
+        if let Fill::Dev(replaced) = fill {
             // Attached, so devices can be bound into it (a detached mount
             // takes no mounts below it before Linux 6.15); still reached
             // only through its own fd, which nothing of the image can
             // redirect.
-            populate_dev(mnt.as_fd(), &mut |host, name| {
+            populate_dev(mnt.as_fd(), replaced, &mut |host, name| {
                 let device = sys::clone_mount_tree(None, host, false)?;
                 sys::move_mount(device.as_fd(), Some(mnt.as_fd()), Path::new(name))
             })?;

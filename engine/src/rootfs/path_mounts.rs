@@ -145,7 +145,7 @@ impl Mounts for PathMounts {
         Ok(())
     }
 
-    fn filesystem(&mut self, m: &MountPlan, target: &OwnedFd, fill: Fill) -> Step {
+    fn filesystem(&mut self, m: &MountPlan, target: &OwnedFd, fill: Fill<'_>) -> Step {
         let dst = Path::new(&m.destination);
         // A cgroup2 mount is made aside and moved into place too: where the
         // spec binds the host's /sys (runc's rootless specs), the target is
@@ -178,9 +178,9 @@ impl Mounts for PathMounts {
                     remount_bind(&at, true, MsFlags::empty()).map_err(|f| f.at(dst))?;
                 }
             }
-            Fill::Dev => {
+            Fill::Dev(replaced) => {
                 let dev = open_staged(&at, dst)?;
-                populate_dev(dev.as_fd(), &mut |host, name| {
+                populate_dev(dev.as_fd(), replaced, &mut |host, name| {
                     mount(
                         Some(host),
                         &at.join(name),
