@@ -328,7 +328,7 @@ fn prepare_delegated(unit: &Path, req: &PlaceRequest, how: How) -> Result<Placem
 
 fn make_leaf(parent: &Path, req: &PlaceRequest, how: How) -> Result<Placement> {
     let leaf = parent.join(format!("kennel-{}", req.id));
-    if !tree::mkdir(&leaf)? {
+    if !tree::make_leaf_dir(&leaf)? {
         return Err(CgroupError::LeafExists { path: leaf });
     }
     let made = req.limits.apply(&leaf).and_then(|()| {

@@ -129,6 +129,21 @@ pub fn mkdir(path: &Path) -> Result<bool> {
     }
 }
 
+/// Makes a container's leaf. One already there that holds no process and
+/// no cgroup (a creator killed between making it and recording it, whose
+/// `delete --force` could not know it) is taken back: the kernel refuses
+/// to remove a cgroup that holds either, so a live container's stays, and
+/// the answer is false, as for `mkdir`.
+pub fn make_leaf_dir(path: &Path) -> Result<bool> {
+    if mkdir(path)? {
+        return Ok(true);
+    }
+    match std::fs::remove_dir(path) {
+        Ok(()) => mkdir(path),
+        Err(_) => Ok(false),
+    }
+}
+
 /// Whether any process is left in `dir` or below (cgroup.events).
 pub fn populated(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("cgroup.events"))

@@ -183,7 +183,7 @@ fn make_leaf(dir: &Path, made: &mut Vec<PathBuf>) -> Result<()> {
     if let Some(parent) = dir.parent() {
         std::fs::create_dir_all(parent).map_err(io("create", parent))?;
     }
-    if !crate::tree::mkdir(dir)? {
+    if !crate::tree::make_leaf_dir(dir)? {
         return Err(CgroupError::LeafExists {
             path: dir.to_path_buf(),
         });

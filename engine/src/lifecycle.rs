@@ -170,6 +170,11 @@ fn delete_unreadable(store: &Store, id: &str, force: bool) -> Result<()> {
     if let Some(pidfd) = state::recorded_init(&dir) {
         kill_first_and_wait(id, &pidfd)?;
     }
+    if let Some((leaf, v1)) = state::recorded_cgroups(&dir) {
+        remove_cgroup(&leaf)?;
+        cgroup_delegate::v1::remove(&v1)
+            .with_context(|| format!("cannot remove the cgroups of container {id:?}"))?;
+    }
     std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
 }
 

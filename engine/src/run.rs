@@ -224,6 +224,9 @@ impl Plan {
             .clone()
             .unwrap_or_else(|| std::process::id().to_string());
         let leaf = LeafGuard(cgroup::place(cfg, &opts, &id)?);
+        if let (Some(res), Some(p)) = (&reservation, &leaf.0) {
+            state::record_cgroups(res, &p.leaf, &p.v1)?;
+        }
         // After the placement: a helper still in a delegated unit's cgroup
         // would keep kennel from enabling controllers there (no internal
         // processes).

@@ -455,6 +455,34 @@ pub fn recorded_init(dir: &Path) -> Option<OwnedFd> {
     (start_time(pid)? == since).then_some(pidfd)
 }
 
+/// The container's cgroups, one path a line (its leaf first, then its v1
+/// cgroups), written as soon as they are made, before its first process
+/// and record: `delete --force` removes them even when a creator killed
+/// on the way left no record naming them.
+const CGROUPS: &str = "cgroups";
+
+/// Writes the `cgroups` file of a reserved container.
+pub fn record_cgroups(res: &Reservation, leaf: &Path, v1: &[PathBuf]) -> Result<()> {
+    let mut text = format!("{}\n", leaf.display());
+    for d in v1.iter().filter(|d| d.as_path() != leaf) {
+        text.push_str(&format!("{}\n", d.display()));
+    }
+    let path = res.dir.join(CGROUPS);
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The cgroups the `cgroups` file of `dir` names: the leaf, then the v1
+/// ones. Only paths under /sys/fs/cgroup are taken.
+pub fn recorded_cgroups(dir: &Path) -> Option<(PathBuf, Vec<PathBuf>)> {
+    let text = std::fs::read_to_string(dir.join(CGROUPS)).ok()?;
+    let mut paths = text
+        .lines()
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute() && p.starts_with("/sys/fs/cgroup") && !p.ends_with(".."));
+    let leaf = paths.next()?;
+    Some((leaf, paths.collect()))
+}
+
 /// Whether the runner that claimed `dir` is still at work on it.
 pub fn creator_alive(dir: &Path) -> bool {
     owner_alive(dir)
