@@ -7,6 +7,7 @@
 #   sudo make bench       start latency next to bwrap and unshare (installs what it needs)
 #   sudo make bench-oci   kennel-oci next to runc, alone and under rootless podman
 #   make deb, make rpm    distribution packages (dynamic, vendored, offline) in target/package
+#   sudo make bench-box   kennel box enter next to podman exec, first enter, the idle box's RSS
 #   sudo make bench-net   iperf3 throughput and start latency: --net bridge, pasta, slirp4netns
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
@@ -73,7 +74,7 @@ export KENNEL_LIBEXECDIR := $(LIBEXECDIR)
 # kennel-generator writes ExecStart=$(BINDIR)/kennel.
 export KENNEL_BINDIR := $(BINDIR)
 
-.PHONY: all build install uninstall test test-deps lint unit integration bench bench-oci bench-net bench-vm clean deb rpm
+.PHONY: all build install uninstall test test-deps lint unit integration bench bench-oci bench-net bench-box bench-vm clean deb rpm
 
 all: build
 
@@ -157,6 +158,11 @@ bench-oci: build
 bench-net: build
 	packaging/install-deps.sh bench-net
 	KENNEL_BUILD_DIR=$(CURDIR)/$(RELEASE) $(PYTHON) bench/net-throughput.py
+
+# kennel box enter next to podman exec (podman with runc, private store).
+bench-box: build
+	packaging/install-deps.sh bench-oci
+	KENNEL_BUILD_DIR=$(CURDIR)/$(RELEASE) $(PYTHON) bench/box-enter.py
 
 bench-vm: build
 	packaging/install-deps.sh vm

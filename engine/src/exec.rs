@@ -84,6 +84,53 @@ fn namespaces_to_join(pid: i32) -> CloneFlags {
     flags
 }
 
+/// The process whose namespaces and root are joined, and its pidfd when
+/// it is not the container's first process. setns(2) on a pidfd (and
+/// /proc/PID/ns, /proc/PID/root) needs ptrace read access to the process:
+/// kennel's --init never execs and is not dumpable, its memory belonging
+/// to the host's user namespace, so the kernel refuses that to everyone
+/// without CAP_SYS_PTRACE there (EPERM). Its command, exec'd in the same
+/// namespaces, is the container's own program and open to its owner.
+fn join_target(
+    running: &state::Running,
+    id: &str,
+) -> Result<(i32, Option<std::os::fd::OwnedFd>), Error> {
+    let init = running.state.pid;
+    if !running.state.kennel.init {
+        return Ok((init, None));
+    }
+    let children =
+        std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap_or_default();
+    for child in children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<i32>().ok())
+    {
+        let Ok(fd) = sys::pidfd_open(nix::unistd::Pid::from_raw(child)) else {
+            continue;
+        };
+        // Read after the pidfd is open: a child of the live init is the
+        // container's, whatever pid it was recycled from.
+        if parent_of(child) == Some(init) {
+            return Ok((child, Some(fd)));
+        }
+    }
+    Err(anyhow!(
+        "container {id:?} has no command running under its init (pid {init}), so there is nothing to join: it is stopping; start it again"
+    )
+    .into())
+}
+
+/// Field 4 of /proc/PID/stat.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Runs `req` in its container and waits for it; `opts` gives the caller
 /// and the events' receiver.
 pub fn exec(req: &ExecRequest, opts: &Options<'_>) -> Result<Exit, Error> {
@@ -123,7 +170,7 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
     let store = state::Store::new(opts.state_root.as_deref())?;
     let running = state::find(&store, &args.id)?
         .with_context(|| format!("no running container named {:?}", args.id))?;
-    let pid = running.state.pid;
+    let (pid, join_fd) = join_target(&running, &args.id)?;
     let mut process = match &args.process {
         Some(p) => p.clone(),
         None => {
@@ -203,12 +250,14 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
         })?),
     };
     let flags = namespaces_to_join(pid);
-    nix::sched::setns(running.pidfd.as_fd(), flags).with_context(|| {
-        format!(
-            "cannot join the namespaces of container {:?} (pid {pid})",
-            args.id
-        )
-    })?;
+    nix::sched::setns(join_fd.as_ref().unwrap_or(&running.pidfd).as_fd(), flags).with_context(
+        || {
+            format!(
+                "cannot join the namespaces of container {:?} (pid {pid})",
+                args.id
+            )
+        },
+    )?;
     let forked = match sys::clone_process(&single, 0, leaf.as_ref().map(|l| l.as_fd())) {
         // Moving into a cgroup needs write access at the common ancestor of
         // ours and the container's, which a login shell may not have.

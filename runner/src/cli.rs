@@ -42,6 +42,101 @@ pub enum Command {
     /// Make root filesystems.
     #[command(subcommand)]
     Rootfs(RootfsCommand),
+    /// Long-lived developer containers: your user, your home, another distribution.
+    #[command(subcommand)]
+    Box(BoxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BoxCommand {
+    /// Make a box from an image: its root under ~/.local/share/kennel/boxes,
+    /// you inside with your uid, name and shell, passwordless sudo when the
+    /// image has sudo (root in the box is your mapped root, never the host's).
+    Create(BoxCreateArgs),
+    /// A shell (or CMD) in the box, as you, in the same directory when it is
+    /// shared; starts the box on first use.
+    Enter(BoxEnterArgs),
+    /// The boxes: name, image, status, home, shared items.
+    List,
+    /// Stop a running box (every process in it).
+    Stop {
+        /// The box.
+        name: String,
+    },
+    /// Stop and delete a box; asks before deleting a home the box made.
+    Rm {
+        /// The box.
+        name: String,
+        /// Delete the box's own home without asking.
+        #[arg(short = 'f', long, visible_short_alias = 'y')]
+        force: bool,
+    },
+    /// Write a launcher on your PATH that runs BIN in the box.
+    Export(BoxExportArgs),
+}
+
+/// What a box may share with the host, each a named item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShareItem {
+    /// The Wayland socket ($XDG_RUNTIME_DIR/$WAYLAND_DISPLAY).
+    Wayland,
+    /// X11: /tmp/.X11-unix and $DISPLAY.
+    X11,
+    /// The PipeWire socket ($XDG_RUNTIME_DIR/pipewire-0).
+    Pipewire,
+    /// The PulseAudio socket ($PULSE_SERVER, or $XDG_RUNTIME_DIR/pulse/native).
+    Pulseaudio,
+    /// The session D-Bus ($DBUS_SESSION_BUS_ADDRESS, a unix:path= socket).
+    Dbus,
+    /// The ssh agent ($SSH_AUTH_SOCK).
+    SshAgent,
+    /// The GPU: /dev/dri.
+    Gpu,
+}
+
+#[derive(Debug, Args)]
+pub struct BoxCreateArgs {
+    /// The box's name.
+    pub name: String,
+    /// An image tarball (podman export, mmdebstrap; compressed or not) or a
+    /// root filesystem directory, copied into the box.
+    #[arg(long, value_name = "TAR|DIR")]
+    pub image: PathBuf,
+    /// An isolated home: DIR (made if missing, then the box's own) is your
+    /// home in the box, in place of your real one [default: your $HOME, shared].
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Share a host item with the box (repeat, or comma-separated); an item
+    /// whose host socket or device is missing is an error.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "ITEM")]
+    pub share: Vec<ShareItem>,
+    /// The host's root filesystem at /run/host, read-only.
+    #[arg(long)]
+    pub host_root: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BoxEnterArgs {
+    /// The box.
+    pub name: String,
+    /// The command and its arguments [default: your shell in the box, as a login shell].
+    #[arg(trailing_var_arg = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BoxExportArgs {
+    /// The box.
+    pub name: String,
+    /// The program in the box (a name on its PATH or an absolute path).
+    pub bin: String,
+    /// Where the launcher goes [default: ~/.local/bin].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Also write a .desktop entry in ~/.local/share/applications.
+    #[arg(long)]
+    pub app: bool,
 }
 
 #[derive(Debug, Subcommand)]

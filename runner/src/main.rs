@@ -5,6 +5,7 @@
 //! code 125; the container's command keeps its own exit codes.
 #![cfg_attr(not(test), no_main)]
 
+mod boxes;
 mod commands;
 mod doctor;
 mod doctor_check;
@@ -225,6 +226,7 @@ fn kennel_main() -> ! {
         Command::Kill(args) => commands::kill(args),
         Command::Stats(args) => commands::stats(args),
         Command::Doctor => doctor::doctor(),
+        Command::Box(cmd) => boxes::main(cmd, cli.verbose),
         Command::Rootfs(cli::RootfsCommand::Import { tarball, dir }) => {
             rootfs_import::run_args(tarball, dir).and_then(|args| match run(&args, cli.verbose)? {
                 0 => Ok(0),

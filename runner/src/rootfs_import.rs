@@ -75,6 +75,17 @@ fn prepare(tarball: &Path, dir: &Path) -> Result<(PathBuf, PathBuf)> {
 
 /// The `kennel run` that unpacks `tarball` into `dir`.
 pub fn run_args(tarball: &Path, dir: &Path) -> Result<RunArgs> {
+    run_args_with(tarball, dir, "subids", None)
+}
+
+/// The same with another id map (`kennel box` unpacks through keep-id,
+/// as root inside: `user` 0:0).
+pub fn run_args_with(
+    tarball: &Path,
+    dir: &Path,
+    userns: &str,
+    user: Option<&str>,
+) -> Result<RunArgs> {
     let caller = Caller::current();
     // Root's map is the identity (or the ids of the namespace it is in).
     if caller.uid != 0 {
@@ -84,11 +95,16 @@ pub fn run_args(tarball: &Path, dir: &Path) -> Result<RunArgs> {
         }
     }
     let (tarball, dir) = prepare(tarball, dir)?;
+    let userns = format!("--userns={userns}");
+    let user = user.map(|u| ["-u", u]);
     let argv: Vec<String> = [
-        "kennel",
-        "run",
+        "kennel", "run",
         // Anything less would give the image's other owners wrong ids.
-        "--userns=subids",
+        &userns,
+    ]
+    .into_iter()
+    .chain(user.iter().flatten().copied())
+    .chain([
         "--no-home",
         "--net=private",
         "-w",
@@ -110,8 +126,7 @@ pub fn run_args(tarball: &Path, dir: &Path) -> Result<RunArgs> {
         "--anchored",
         "--exclude=./dev/*",
         "--exclude=dev/*",
-    ]
-    .into_iter()
+    ])
     .map(String::from)
     .collect();
     match Cli::try_parse_from(argv)?.command {

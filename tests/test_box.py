@@ -1,0 +1,143 @@
+"""`kennel box`, as the test user, from the Debian minbase tarball that
+test_distrobox.py builds (it has sudo): create, enter as the same user
+with passwordless sudo, the shared home, an isolated home, a share item,
+export, stop and rm leaving nothing behind, bad input."""
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from test_distrobox import debian_tar  # noqa: F401  (the shared image fixture)
+
+
+@pytest.fixture(scope="module")
+def kb(h, debian_tar):  # noqa: F811
+    home = h.tempdir(owner=h.user)
+    data = os.path.join(home, ".local", "share")
+    env = {"HOME": home, "XDG_DATA_HOME": data, "USER": h.user.name}
+
+    def run(*argv, extra=None, **kw):
+        return h.user.run([h.kennel, "box", *map(str, argv)], env=dict(env, **(extra or {})), cwd=home, **kw)
+
+    run.home, run.env, run.image, run.data = home, env, debian_tar, data
+    yield run
+    for name in ("main", "iso", "two", "share"):
+        run("rm", "--force", name)
+
+
+def ok(cp):
+    assert cp.returncode == 0, f"exit {cp.returncode}\nstdout: {cp.stdout}\nstderr: {cp.stderr}"
+    return cp.stdout
+
+
+@pytest.fixture(scope="module")
+def main_box(kb):
+    ok(kb("create", "main", "--image", kb.image, timeout=300))
+    return "main"
+
+
+def test_enter_is_the_same_user_with_sudo(kb, main_box, h):
+    out = ok(kb("enter", main_box, "--", "sh", "-c", "id -un; id -u; sudo -n id -u; echo $HOME"))
+    assert out.split() == [h.user.name, str(h.user.uid), "0", kb.home], out
+
+
+def test_files_in_the_shared_home_are_the_users(kb, main_box, h):
+    ok(kb("enter", main_box, "--", "sh", "-c", "echo x > ~/from-box"))
+    st = os.stat(os.path.join(kb.home, "from-box"))
+    assert (st.st_uid, st.st_gid) == (h.user.uid, h.user.gid)
+
+
+def test_exit_code_and_the_shared_working_directory(kb, main_box):
+    cp = kb("enter", main_box, "--", "sh", "-c", "pwd; exit 7")
+    assert cp.returncode == 7, cp.stderr
+    assert cp.stdout.strip() == kb.home, cp.stdout
+
+
+def test_two_enters_at_once_share_one_box(kb, main_box, h):
+    slow = h.user.popen([h.kennel, "box", "enter", main_box, "--", "sleep", "2"], env=kb.env, cwd=kb.home)
+    out = ok(kb("enter", main_box, "--", "sh", "-c", "ps -e -o comm= | sort | tr '\\n' ' '"))
+    assert "sleep" in out, out
+    assert slow.wait(timeout=30) == 0
+
+
+def test_isolated_home_hides_the_real_one(kb, h):
+    iso = os.path.join(h.tempdir(owner=h.user), "isohome")
+    open(os.path.join(kb.home, "real-marker"), "w").close()
+    ok(kb("create", "iso", "--image", kb.image, "--home", iso, timeout=300))
+    out = ok(kb("enter", "iso", "--", "sh", "-c", "ls -A ~; touch ~/in-iso"))
+    assert "real-marker" not in out, out
+    assert os.path.exists(os.path.join(iso, "in-iso"))
+    # rm asks (no terminal: refuses) before deleting the box's own home.
+    cp = kb("rm", "iso")
+    assert cp.returncode != 0 and "--force" in cp.stderr, cp.stderr
+    ok(kb("rm", "--force", "iso"))
+    assert not os.path.exists(iso)
+
+
+def test_a_share_is_present_and_the_others_absent(kb, h):
+    if not shutil.which("ssh-agent"):
+        pytest.skip("ssh-agent is not installed (openssh-client)")
+    sock = os.path.join(h.tempdir(owner=h.user), "agent.sock")
+    agent = h.user.popen(["ssh-agent", "-D", "-a", sock], env=kb.env)
+    try:
+        for _ in range(200):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.02)
+        ok(kb("create", "share", "--image", kb.image, "--share", "ssh-agent", extra={"SSH_AUTH_SOCK": sock},
+              timeout=300))
+        out = ok(kb("enter", "share", "--", "sh", "-c",
+                    "echo $SSH_AUTH_SOCK; test -S \"$SSH_AUTH_SOCK\" && echo SOCK; ls /tmp/.X11-unix /dev/dri 2>&1 || true",
+                    extra={"SSH_AUTH_SOCK": sock}))
+        assert sock in out and "SOCK" in out, out
+        assert "No such file" in out, out
+    finally:
+        agent.kill()
+        agent.wait()
+
+
+def test_a_missing_share_source_is_an_error(kb):
+    cp = kb("create", "nope", "--image", kb.image, "--share", "wayland", extra={"WAYLAND_DISPLAY": "wayland-none"})
+    assert cp.returncode == 125 and "wayland" in cp.stderr, cp.stderr
+    assert not os.path.exists(os.path.join(kb.data, "kennel", "boxes", "nope"))
+
+
+def test_export_runs_the_binary_in_the_box(kb, main_box):
+    bindir = os.path.join(kb.home, "bin-export")
+    ok(kb("export", main_box, "cat", "--dir", bindir))
+    launcher = os.path.join(bindir, "cat")
+    cp = subprocess.run(["setpriv", f"--reuid={os.stat(kb.home).st_uid}", f"--regid={os.stat(kb.home).st_gid}",
+                         "--clear-groups", "--", launcher, "/etc/os-release"],
+                        env=dict(kb.env, PATH="/usr/bin:/bin"), capture_output=True, text=True, cwd=kb.home)
+    assert cp.returncode == 0 and "bookworm" in cp.stdout, cp.stderr
+
+
+def test_two_boxes_then_stop_and_rm_leave_nothing(kb, main_box, h):
+    ok(kb("create", "two", "--image", kb.image, timeout=300))
+    ok(kb("enter", "two", "--", "true"))
+    ok(kb("enter", main_box, "--", "true"))
+    listing = ok(kb("list"))
+    rows = {l.split()[0]: l.split()[1] for l in listing.splitlines()[1:]}
+    assert rows.get("main") == rows.get("two") == "running", listing
+    ps = ok(h.user.run([h.kennel, "ps"], env=kb.env))
+    pid = next(l.split()[1] for l in ps.splitlines() if l.startswith("box.two "))
+    ok(kb("stop", "two"))
+    assert not os.path.exists(f"/proc/{pid}")
+    assert "box.two" not in ok(h.user.run([h.kennel, "ps"], env=kb.env))
+    ok(kb("rm", "two"))
+    assert not os.path.exists(os.path.join(kb.data, "kennel", "boxes", "two"))
+    with open("/proc/self/mountinfo") as f:
+        assert "boxes/two" not in f.read()
+
+
+def test_bad_input(kb, main_box, tmp_path):
+    cp = kb("enter", "missing", "--", "true")
+    assert cp.returncode == 125 and "no box named" in cp.stderr, cp.stderr
+    cp = kb("create", main_box, "--image", kb.image)
+    assert cp.returncode == 125 and "exists already" in cp.stderr, cp.stderr
+    cp = kb("create", "bad", "--image", "/nonexistent.tar")
+    assert cp.returncode == 125 and "cannot read the image" in cp.stderr, cp.stderr
+    assert not os.path.exists(os.path.join(kb.data, "kennel", "boxes", "bad"))
