@@ -173,7 +173,7 @@ def _set(config, dotted, value):
     ("linux.intelRdt", {"closID": "kennel"}),
     ("linux.resources.cpu.realtimeRuntime", 1000),
     ("process.apparmorProfile", "kennel-test"),
-    ("linux.devices", [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]),
+    ("linux.resources.blockIO", {"weight": 100}),
 ])
 def test_a_spec_field_kennel_cannot_apply_is_refused_by_name(h, field, value):
     """A bundle that asks for a seccomp agent, an RDT class ... must never
