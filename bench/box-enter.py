@@ -51,6 +51,7 @@ def main():
     os.chown(home, user.uid, user.gid)
     env = {"HOME": home, "XDG_DATA_HOME": os.path.join(home, "data")}
     k = lambda *a: user.run([kennel, "box", *a], env=env, cwd=home)  # noqa: E731
+    podman = None
     try:
         cp = k("create", "bench", "--image", image)
         if cp.returncode != 0:
@@ -69,7 +70,7 @@ def main():
         if shutil.which("podman") and shutil.which("runc"):
             sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
             from test_podman import Podman
-            p = Podman(user, shutil.which("runc"), os.path.join(scratch, "podman"))
+            p = podman = Podman(user, shutil.which("runc"), os.path.join(scratch, "podman"))
             os.makedirs(p.run_dir, mode=0o700, exist_ok=True)
             for d in (p.base, p.run_dir):
                 os.chown(d, user.uid, user.gid)
@@ -91,6 +92,10 @@ def main():
         print(json.dumps(report, indent=2))
     finally:
         k("rm", "--force", "bench")
+        if podman is not None:
+            # Its pause process would outlive the bench, and the suite's
+            # leftover checks count every process of the user.
+            podman.kill_leftovers()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
