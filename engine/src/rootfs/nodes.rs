@@ -160,7 +160,7 @@ fn bind_from_host(root: &Root, mounts: &mut dyn Mounts, d: &DevicePlan, denied: 
     };
     let mut target = |make| {
         root.lookup_or_make(&d.path, make)
-            .map_err(|e| failure(e, d, "make the file to bind the host's node on"))
+            .map_err(|e| failure(e, d, "make a file as mount point for the host's node"))
     };
     mounts.bind(&host, &plan, &mut target)
 }
