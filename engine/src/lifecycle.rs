@@ -188,8 +188,12 @@ fn kill_and_wait(st: &State, pidfd: &OwnedFd) -> Result<()> {
         // Frozen processes die of SIGKILL only once thawed on older kernels.
         let _ = std::fs::write(leaf.join("cgroup.freeze"), "0");
     }
+    // A first process that died meanwhile holds nothing: then nothing can
+    // be told apart safely, and its SIGKILL below is all there is to do.
     if !st.kennel.own_pid_namespace {
-        signal_each(&processes_of(st, pidfd)?, libc::SIGKILL);
+        if let Ok(pids) = processes_of(st, pidfd) {
+            signal_each(&pids, libc::SIGKILL);
+        }
     }
     kill_first_and_wait(&st.id, pidfd)
 }
