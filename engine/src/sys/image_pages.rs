@@ -82,16 +82,8 @@ pub fn release_clean_image_pages() -> Result<usize, Errno> {
         .ok()
         .flatten()
         .unwrap_or(4096) as usize;
-    let mut ranges = Vec::new();
-    for object in loaded_objects() {
-        ranges.extend(clean_ranges(
-            &object.segments,
-            object.text_relocations,
-            page,
-        ));
-    }
     let mut released = 0;
-    for r in ranges {
+    for r in loaded_clean_ranges(page) {
         // SAFETY: every range lies in a mapping of a loaded object's file
         // that is never writable and never relocated (see clean_ranges),
         // so its memory equals the file's: dropping the mapping's pages
@@ -109,6 +101,18 @@ pub fn release_clean_image_pages() -> Result<usize, Errno> {
         released += r.end - r.start;
     }
     Ok(released)
+}
+
+fn loaded_clean_ranges(page: usize) -> Vec<Range<usize>> {
+    let mut ranges = Vec::new();
+    for object in loaded_objects() {
+        ranges.extend(clean_ranges(
+            &object.segments,
+            object.text_relocations,
+            page,
+        ));
+    }
+    ranges
 }
 
 struct Object {
@@ -136,7 +140,8 @@ unsafe extern "C" fn collect(
     data: *mut libc::c_void,
 ) -> libc::c_int {
     // SAFETY: called by dl_iterate_phdr with `data` the Vec<Object> that
-    // loaded_objects passed, and `info` valid for the call. dlpi_phdr
+    // loaded_objects passed, and `info` valid for the call; getauxval
+    // only reads the auxiliary vector. dlpi_phdr
     // points at dlpi_phnum program headers of the object, and a PT_DYNAMIC
     // segment at dlpi_addr + p_vaddr is the object's dynamic array, ended
     // by DT_NULL, mapped for as long as the object is loaded.
@@ -145,6 +150,10 @@ unsafe extern "C" fn collect(
         let info = &*info;
         let headers = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
         let base = info.dlpi_addr as usize;
+        // The vDSO is the kernel's mapping, not a file's: leave it be.
+        if base != 0 && base as libc::c_ulong == libc::getauxval(libc::AT_SYSINFO_EHDR) {
+            return 0;
+        }
         let mut text_relocations = false;
         let mut segments = Vec::with_capacity(headers.len());
         for h in headers {
@@ -235,6 +244,16 @@ mod tests {
     fn an_object_with_text_relocations_keeps_every_page() {
         let segments = [load(libc::PF_R | libc::PF_X, 0x10000, 0x8000)];
         assert!(clean_ranges(&segments, true, PAGE).is_empty());
+    }
+
+    #[test]
+    fn the_vdso_is_not_among_the_ranges() {
+        // SAFETY: getauxval only reads the auxiliary vector.
+        let vdso = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) } as usize;
+        assert_ne!(vdso, 0);
+        let ranges = loaded_clean_ranges(PAGE);
+        assert!(!ranges.is_empty());
+        assert!(ranges.iter().all(|r| !r.contains(&vdso)), "{ranges:x?}");
     }
 
     #[test]
