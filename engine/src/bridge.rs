@@ -76,25 +76,26 @@ pub fn plan(annotations: Option<&HashMap<String, String>>) -> Result<Option<Brid
 /// Whether kennel-net can do its work when run from this process, and if
 /// not, the fix. Used before anything exists, and by `kennel doctor`.
 pub fn usable_helper() -> Result<PathBuf> {
-    let path = crate::ids::find_helper_program(HELPER).ok_or_else(|| {
+    let path = crate::host::ids::find_helper_program(HELPER).ok_or_else(|| {
         anyhow!(
             "{HELPER} is needed for --net bridge, but it was not found next to kennel, in {} or on PATH; fix: {}",
-            crate::ids::libexec_dir().display(),
-            crate::install_kind::Installed::this().missing_helper_fix(HELPER)
+            crate::host::ids::libexec_dir().display(),
+            crate::host::install_kind::Installed::this().missing_helper_fix(HELPER)
         )
     })?;
     let granted = crate::sys::file_capabilities(&path)
         .ok()
         .flatten()
-        .is_some_and(|data| crate::ids::grants_caps(&data, CAP_NET_ADMIN_BIT));
+        .is_some_and(|data| crate::host::ids::grants_caps(&data, CAP_NET_ADMIN_BIT));
     if !granted {
         bail!(
             "{HELPER}'s file capability is needed for --net bridge, but {} has none; fix with: {}",
             path.display(),
-            crate::install_kind::Installed::this().capabilities_fix(&path, "cap_net_admin=ep")
+            crate::host::install_kind::Installed::this()
+                .capabilities_fix(&path, "cap_net_admin=ep")
         );
     }
-    if crate::ids::on_nosuid_mount(&path) {
+    if crate::host::ids::on_nosuid_mount(&path) {
         bail!(
             "{HELPER}'s file capability is needed for --net bridge, but {} is on a file system mounted nosuid, where the kernel ignores it; install it on one mounted without nosuid (`findmnt -T {}` shows the options)",
             path.display(),

@@ -16,10 +16,10 @@ use nix::sys::prctl;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::{Gid, Uid};
 
-use super::config::{Config, ProcessPlan};
-use super::inroot::{Make, Root};
-use super::netns::{Maker, Netns};
-use super::protocol::{io_errno, Channel, ChildFailure, Stage, ToChild, ToParent};
+use crate::config::{Config, ProcessPlan};
+use crate::inroot::{Make, Root};
+use crate::netns::{Maker, Netns};
+use crate::protocol::{io_errno, Channel, ChildFailure, Stage, ToChild, ToParent};
 use crate::reaper;
 use crate::stop_at::{stop_if, StopPoint};
 use crate::sys;
@@ -30,7 +30,7 @@ pub struct ChildOptions {
     pub preserve_fds: u32,
     /// Of the preserved fds, the first ones are sockets systemd passed: the
     /// command gets their `LISTEN_*` variables.
-    pub activation: Option<crate::socket_activation::Activation>,
+    pub activation: Option<crate::host::socket_activation::Activation>,
     /// The mount, uts and ipc namespaces the child creates itself, before
     /// waiting for the maps (clone3 made the user and pid ones; the network
     /// and cgroup ones have their own paths).
@@ -197,7 +197,7 @@ fn setup_and_exec(
         }
         false => None,
     };
-    super::rootfs::setup(cfg, &mut join_netns)?;
+    crate::rootfs::setup(cfg, &mut join_netns)?;
     // A spec without a sysfs mount still gets its network namespace.
     if let Some(mut n) = netns {
         n.join()?;
@@ -260,8 +260,8 @@ fn wait_for(chan: &Channel, wanted: impl Fn(&ToChild) -> bool) -> Step {
     }
 }
 
-fn run_hooks(point: &str, hooks: &[crate::hooks::HookPlan], state: &str) -> Step {
-    crate::hooks::run(point, hooks, state).map_err(|e| {
+fn run_hooks(point: &str, hooks: &[crate::host::hooks::HookPlan], state: &str) -> Step {
+    crate::host::hooks::run(point, hooks, state).map_err(|e| {
         ChildFailure::new(Stage::Hooks, Errno::UnknownErrno, None).with_detail(format!("{e:#}"))
     })
 }
@@ -310,7 +310,7 @@ fn isolate_keys(filter: bool) -> Step {
     // slowing the container's whole workload; this filter only narrows what
     // the container may ask, and it had none of those mitigations before.
     let spec_allow = 1 << 2;
-    sys::install_seccomp_filter(&super::seccomp::keys_program(), spec_allow).map_err(|e| {
+    sys::install_seccomp_filter(&crate::seccomp::keys_program(), spec_allow).map_err(|e| {
         ChildFailure::new(Stage::Keyring, e, None)
             .with_detail("installing the seccomp filter that refuses keyctl and TIOCSTI")
     })
@@ -424,7 +424,7 @@ pub fn start_process(
     chan: &Channel,
     opts: &ChildOptions,
     bounding_dropped: bool,
-    start_hooks: Option<(Vec<crate::hooks::HookPlan>, String)>,
+    start_hooks: Option<(Vec<crate::host::hooks::HookPlan>, String)>,
 ) -> Step<Infallible> {
     if p.terminal {
         let master = open_terminal()?;
@@ -528,7 +528,7 @@ pub fn start_process(
             opts.activation.as_ref(),
         )
     } else {
-        let envp = crate::socket_activation::environment(&envp, opts.activation.as_ref());
+        let envp = crate::host::socket_activation::environment(&envp, opts.activation.as_ref());
         Err(exec(&program, &argv, &envp, &p.args[0]))
     }
 }

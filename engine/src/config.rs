@@ -102,7 +102,7 @@ pub struct Config {
     pub join: Vec<(CloneFlags, PathBuf)>,
     /// linux.sysctl, checked to be namespaced and the container's own.
     pub sysctl: Vec<(String, String)>,
-    pub hooks: crate::hooks::HookPlans,
+    pub hooks: crate::host::hooks::HookPlans,
     /// Landlock as the spec asks for it (annotation `run.kennel.landlock`);
     /// `landlock::decide` settles it into `process.landlock`.
     pub landlock: Option<crate::landlock::Wanted>,
@@ -255,9 +255,9 @@ fn to_resource(t: PosixRlimitType) -> Result<Resource> {
 
 impl Config {
     pub fn from_spec(spec: &Spec) -> Result<Config> {
-        let unsupported = super::spec_fields::unsupported(spec);
+        let unsupported = crate::spec_fields::unsupported(spec);
         if !unsupported.is_empty() {
-            return Err(super::spec_fields::refusal(&unsupported));
+            return Err(crate::spec_fields::refusal(&unsupported));
         }
         let process = spec
             .process()
@@ -413,7 +413,7 @@ impl Config {
             )?,
             join,
             sysctl,
-            hooks: crate::hooks::HookPlans::from_spec(spec.hooks().as_ref())?,
+            hooks: crate::host::hooks::HookPlans::from_spec(spec.hooks().as_ref())?,
             landlock,
             pasta,
             bridge,

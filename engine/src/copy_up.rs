@@ -45,7 +45,7 @@ use nix::sys::stat::{
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, symlinkat, Gid, Uid};
 
-use super::protocol::{io_errno, ChildFailure, Stage};
+use crate::protocol::{io_errno, ChildFailure, Stage};
 
 /// Copies what the directory `src` (an fd in the container's root, the
 /// mount's destination) holds into the directory `dst` (the root of the

@@ -20,7 +20,7 @@ use crate::protocol::Channel;
 use crate::run::{block_signals, clone_error, supervise, wait_for_exec, Started};
 use crate::sys::{self, Forked};
 use crate::tty::SavedTerminal;
-use crate::{passwd, state, Detached, Error, Exit, Options};
+use crate::{host::passwd, state, Detached, Error, Exit, Options};
 
 /// A command to run in a running container.
 #[derive(Debug, Clone, Default)]

@@ -11,7 +11,6 @@
 //! and reports what it decided through `Options::events`.
 
 pub mod bridge;
-pub mod build_info;
 pub mod bundle;
 mod cgroup;
 mod child;
@@ -21,16 +20,12 @@ mod default_routes;
 mod device_rules;
 mod devices;
 pub mod exec;
-mod hooks;
-pub mod ids;
+pub mod host;
 mod inroot;
-pub mod install_kind;
 mod join;
 mod landlock;
 pub mod lifecycle;
-mod maps;
 mod netns;
-pub mod passwd;
 pub mod pasta;
 mod propagation;
 mod protocol;
@@ -39,10 +34,8 @@ mod reaper;
 mod resolv_point;
 mod rootfs;
 mod run;
-pub mod runtime_dir;
 pub mod sdnotify;
 mod seccomp;
-pub mod socket_activation;
 pub use seccomp::{
     describe as describe_seccomp, profile_for as seccomp_profile_for,
     ANNOTATION as SECCOMP_ANNOTATION,
@@ -128,16 +121,16 @@ pub enum Event<'a> {
 /// How the container is run: everything besides the spec.
 pub struct Options<'a> {
     /// Who runs the container.
-    pub caller: ids::Caller,
+    pub caller: host::ids::Caller,
     /// The container's id: its state record's name. None runs it unnamed.
     pub id: Option<String>,
     /// PID 1 is a small init that reaps and forwards signals.
     pub init: bool,
     /// Fds 3 to 3+N-1 are passed to the container's process.
     pub preserve_fds: u32,
-    /// Sockets systemd passed to us (`socket_activation::inherited`): fds
+    /// Sockets systemd passed to us (`host::socket_activation::inherited`): fds
     /// 3 to 3+count-1, before the `preserve_fds` ones, as runc orders them.
-    pub activation: Option<socket_activation::Activation>,
+    pub activation: Option<host::socket_activation::Activation>,
     /// kennel-idmap, for maps this process may not write itself.
     pub helper: Option<PathBuf>,
     pub cgroup_manager: CgroupManager,
@@ -167,7 +160,7 @@ pub struct Detached {
 
 impl<'a> Options<'a> {
     /// Options for `caller` with every default.
-    pub fn new(caller: ids::Caller) -> Options<'a> {
+    pub fn new(caller: host::ids::Caller) -> Options<'a> {
         Options {
             caller,
             id: None,

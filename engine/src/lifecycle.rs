@@ -35,14 +35,14 @@ fn run_warned(st: &State, point: &str, events: &dyn Fn(&Event)) {
     if hooks.is_empty() {
         return;
     }
-    let state = crate::hooks::state_json(
+    let state = crate::host::hooks::state_json(
         &st.id,
         &st.status.to_string(),
         st.pid,
         &st.bundle,
         &st.annotations,
     );
-    if let Err(e) = crate::hooks::run(point, hooks, &state) {
+    if let Err(e) = crate::host::hooks::run(point, hooks, &state) {
         events(&Event::Warning(&format!("{e:#}")));
     }
 }

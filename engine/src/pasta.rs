@@ -327,7 +327,7 @@ pub fn prepare(
     // told, pasta's.
     check_tun().map_err(|e| anyhow!("pasta, this container's network, cannot start: {e}"))?;
     check_ports(&plan.publish)?;
-    let base = crate::runtime_dir::runtime_dir()
+    let base = crate::host::runtime_dir::runtime_dir()
         .map(|d| d.path)
         .ok()
         .filter(|d| d.is_dir())

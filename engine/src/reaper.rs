@@ -9,8 +9,8 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::child::{exec, prepare_signals_for_exec};
-use super::protocol::{ChildFailure, Stage};
+use crate::child::{exec, prepare_signals_for_exec};
+use crate::protocol::{ChildFailure, Stage};
 use crate::sys;
 
 /// Signals the runner forwards (and so does the init).
@@ -28,7 +28,7 @@ pub fn run_as_init(
     program: &CString,
     argv: &[CString],
     envp: &[CString],
-    activation: Option<&crate::socket_activation::Activation>,
+    activation: Option<&crate::host::socket_activation::Activation>,
 ) -> Result<Infallible, ChildFailure> {
     // Never dumpable: this process is kennel, forked from the runner, and
     // never execs. Its memory holds the caller's environment and argv, and
@@ -44,7 +44,7 @@ pub fn run_as_init(
             None => {
                 prepare_signals_for_exec()?;
                 // LISTEN_PID names the command, not this init.
-                let envp = crate::socket_activation::environment(envp, activation);
+                let envp = crate::host::socket_activation::environment(envp, activation);
                 return Err(exec(program, argv, &envp, &argv[0].to_string_lossy()));
             }
             Some(pid) => pid,

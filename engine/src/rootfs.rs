@@ -51,11 +51,11 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{chdir, mkdir, pivot_root};
 
-use super::config::{Config, MountPlan};
-use super::devices::DevicePlan;
-use super::inroot::{self, Make, Root};
-use super::propagation::Kind;
-use super::protocol::{ChildFailure, Stage};
+use crate::config::{Config, MountPlan};
+use crate::devices::DevicePlan;
+use crate::inroot::{self, Make, Root};
+use crate::propagation::Kind;
+use crate::protocol::{ChildFailure, Stage};
 use crate::sys;
 
 const STAGING: &str = "/tmp";

@@ -18,7 +18,7 @@ use oci_spec::runtime::Spec;
 use crate::cgroup;
 use crate::child::{self, ChildOptions};
 use crate::config::Config;
-use crate::maps::MapWriter;
+use crate::host::maps::MapWriter;
 use crate::netns::NetnsMaker;
 use crate::protocol::{Channel, ChildFailure, ToChild, ToParent};
 use crate::sdnotify::Notify;
@@ -111,7 +111,7 @@ pub struct Container<'a> {
     detached: bool,
     /// The container's id (its pid when it has no name), for hooks.
     id: String,
-    hooks: crate::hooks::HookPlans,
+    hooks: crate::host::hooks::HookPlans,
     landlock: Option<crate::landlock::Rules>,
     /// PID 1 is kennel's --init, for the record.
     init: bool,
@@ -535,7 +535,7 @@ impl<'a> Container<'a> {
             .unwrap_or_default()
             .into_iter()
             .collect();
-        crate::hooks::state_json(
+        crate::host::hooks::state_json(
             &self.id,
             status,
             self.pid.as_raw(),
@@ -554,7 +554,7 @@ impl<'a> Container<'a> {
             "its createRuntime hooks ran",
         )?;
         let state = self.hook_state("creating");
-        crate::hooks::run("createRuntime", &self.hooks.create_runtime, &state)?;
+        crate::host::hooks::run("createRuntime", &self.hooks.create_runtime, &state)?;
         self.chan
             .send_to_child(&ToChild::HooksRan(state))
             .map_err(|e| anyhow!("the container's process is gone: {e}"))?;
@@ -562,11 +562,11 @@ impl<'a> Container<'a> {
     }
 
     /// Runs hooks whose failure the spec says to report and go on from.
-    fn run_warned(&self, point: &str, hooks: &[crate::hooks::HookPlan], status: &str) {
+    fn run_warned(&self, point: &str, hooks: &[crate::host::hooks::HookPlan], status: &str) {
         if hooks.is_empty() {
             return;
         }
-        if let Err(e) = crate::hooks::run(point, hooks, &self.hook_state(status)) {
+        if let Err(e) = crate::host::hooks::run(point, hooks, &self.hook_state(status)) {
             (self.events)(&crate::Event::Warning(&format!("{e:#}")));
         }
     }

@@ -83,7 +83,7 @@ pub struct Private {
     pub kept: bool,
     /// poststart and poststop, for `start` and `delete` to run.
     #[serde(default)]
-    pub hooks: crate::hooks::HookPlans,
+    pub hooks: crate::host::hooks::HookPlans,
     /// linux.seccomp, which `exec` installs in its process too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
@@ -131,7 +131,7 @@ pub struct Running {
 /// The default directory of the records: `kennel` in the runtime
 /// directory (`/run/kennel` for real root).
 pub fn default_root() -> Result<PathBuf> {
-    Ok(crate::runtime_dir::runtime_dir()?.path.join("kennel"))
+    Ok(crate::host::runtime_dir::runtime_dir()?.path.join("kennel"))
 }
 
 /// The records under one root directory.
@@ -189,7 +189,7 @@ fn checked_state_root(root: &Path, create: bool) -> Result<Option<PathBuf>> {
             .mode(0o700)
             .create(&root)
             .map_err(|e| {
-                let hint = crate::runtime_dir::env_dir_hint(&root)
+                let hint = crate::host::runtime_dir::env_dir_hint(&root)
                     .map(|h| format!("; {h}"))
                     .unwrap_or_default();
                 anyhow::anyhow!("cannot create {}: {e}{hint}", root.display())
@@ -360,7 +360,7 @@ pub struct Recorded<'a> {
     pub status: Status,
     pub bundle: Option<&'a Path>,
     pub kept: bool,
-    pub hooks: &'a crate::hooks::HookPlans,
+    pub hooks: &'a crate::host::hooks::HookPlans,
     pub landlock: Option<&'a crate::landlock::Rules>,
     pub init: bool,
     /// The address kennel-net gave a bridged container.
@@ -392,7 +392,7 @@ pub fn record(res: &Reservation, r: &Recorded) -> Result<()> {
             cgroup: r.cgroup.clone(),
             cgroup_v1: r.cgroup_v1.clone(),
             kept: r.kept,
-            hooks: crate::hooks::HookPlans {
+            hooks: crate::host::hooks::HookPlans {
                 poststart: r.hooks.poststart.clone(),
                 poststop: r.hooks.poststop.clone(),
                 ..Default::default()

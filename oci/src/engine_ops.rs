@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use kennel_engine::exec::ExecRequest;
-use kennel_engine::ids::Caller;
+use kennel_engine::host::ids::Caller;
 use kennel_engine::state::{self, Status, Store};
 use kennel_engine::{lifecycle, CgroupManager, Detached, Event, Options};
 use oci_spec::runtime::{Process, Spec};
@@ -240,7 +240,7 @@ impl Engine {
             id: Some(args.id.clone()),
             preserve_fds: args.preserve_fds,
             // runc passes the sockets systemd gave it, before --preserve-fds.
-            activation: kennel_engine::socket_activation::inherited()?,
+            activation: kennel_engine::host::socket_activation::inherited()?,
             cgroup_manager,
             cgroup_parent,
             events: events(ctx.log),

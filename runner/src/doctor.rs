@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::Result;
-use kennel_engine::install_kind::Installed;
+use kennel_engine::host::install_kind::Installed;
 use nix::errno::Errno;
 
 use crate::doctor_check::{fail, ok, warn, Check, Outcome};
@@ -188,7 +188,7 @@ fn no_new_privs_check() -> Check {
 /// Where `--name`, `ps` and `exec` keep records. Only those need it, so a
 /// problem is a warning: unnamed containers start without it.
 fn runtime_dir_check(uid: u32) -> Check {
-    use kennel_engine::runtime_dir::{self as rd, Source};
+    use kennel_engine::host::runtime_dir::{self as rd, Source};
     let name = "runtime directory";
     let dir = match rd::runtime_dir() {
         Ok(dir) => dir,

@@ -133,7 +133,7 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
         id: args.name.clone(),
         init: args.init,
         preserve_fds: args.preserve_fds,
-        activation: kennel_engine::socket_activation::inherited()?,
+        activation: kennel_engine::host::socket_activation::inherited()?,
         helper: plan.helper.clone(),
         cgroup_manager: match args.cgroup.cgroup_manager {
             cli::CgroupManager::Auto => CgroupManager::Auto,
@@ -192,7 +192,7 @@ fn one_line_usage_error(text: &str) -> String {
 /// `kennel --version`: clap's one line, then the commit and what was
 /// compiled in, so a bug report says which build it came from.
 fn version_text() -> String {
-    use kennel_engine::build_info::{features, GIT_COMMIT, VERSION};
+    use kennel_engine::host::build_info::{features, GIT_COMMIT, VERSION};
     format!("kennel {VERSION}\ncommit: {GIT_COMMIT}\n{}", features())
 }
 

@@ -14,9 +14,9 @@ use oci_spec::runtime::{
 use crate::cli::{CgroupManager, NetMode, RunArgs, UsernsMode};
 use crate::idmap::IdPlan;
 use kennel_engine::exec::apply_env_entry;
-use kennel_engine::ids::Caller;
+use kennel_engine::host::ids::Caller;
 use kennel_engine::publish::{Publish, NET_ANNOTATION, PUBLISH_ANNOTATION};
-use kennel_engine::{passwd, DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS};
+use kennel_engine::{host::passwd, DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS};
 
 /// Docker's default capability set.
 pub const DEFAULT_CAPS: [&str; 14] = [

@@ -37,7 +37,7 @@ pub fn check_tun() -> Result<(), TunDenied> {
         .open(TUN_DEVICE);
     let Err(e) = opened else { return Ok(()) };
     let node = std::fs::metadata(TUN_DEVICE).ok().map(|m| {
-        let owner = crate::passwd::host_user(m.uid()).map_or(m.uid().to_string(), |(n, _)| n);
+        let owner = crate::host::passwd::host_user(m.uid()).map_or(m.uid().to_string(), |(n, _)| n);
         let group = group_name(m.gid()).unwrap_or_else(|| m.gid().to_string());
         (m.permissions().mode() & 0o7777, format!("{owner}:{group}"))
     });

@@ -127,7 +127,7 @@ pub fn checked_private_dir(path: &Path, uid: u32) -> Result<(), FallbackRefused>
 /// Root of the initial user namespace (root of one kennel did not make,
 /// `podman unshare` say, cannot write /run and is treated as a user).
 fn is_real_root() -> bool {
-    nix::unistd::geteuid().is_root() && crate::ids::NestedIds::of_this_process().is_none()
+    nix::unistd::geteuid().is_root() && crate::host::ids::NestedIds::of_this_process().is_none()
 }
 
 /// The runtime directory, made if it is the /tmp fallback.

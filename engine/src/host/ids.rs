@@ -20,7 +20,7 @@ impl Caller {
     /// The user running this process.
     pub fn current() -> Caller {
         let uid = nix::unistd::getuid();
-        let name = crate::passwd::host_user(uid.as_raw())
+        let name = crate::host::passwd::host_user(uid.as_raw())
             .map(|u| u.0)
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| uid.to_string());
@@ -154,12 +154,12 @@ pub fn usable_helper(helper: &HelperState, what: &str) -> Result<PathBuf, PlanEr
                 }
                 _ => libexec_dir().display().to_string(),
             },
-            fix: crate::install_kind::Installed::this().missing_helper_fix("kennel-idmap"),
+            fix: crate::host::install_kind::Installed::this().missing_helper_fix("kennel-idmap"),
         }),
         HelperState::NoCapabilities(path) => Err(PlanError::HelperNoCapabilities {
             what,
             path: path.clone(),
-            fix: crate::install_kind::Installed::this()
+            fix: crate::host::install_kind::Installed::this()
                 .capabilities_fix(path, "cap_setuid,cap_setgid=ep"),
         }),
         HelperState::CallerHasNoNewPrivs(_) => Err(PlanError::NoNewPrivs { what }),

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use kennel_idmap::{render_map, MapLine};
 use nix::unistd::Pid;
 
-use crate::ids::{self, Caller};
+use crate::host::ids::{self, Caller};
 use crate::sys;
 use crate::Options;
 

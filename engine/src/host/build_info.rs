@@ -29,7 +29,7 @@ pub fn features() -> String {
     format!(
         "binary: {binary}\nseccomp: {seccomp}\nlandlock: compiled in (used where the kernel has it)\nregex: {}\nhelper directory: {}\n",
         env!("KENNEL_REGEX"),
-        crate::ids::libexec_dir().display()
+        crate::host::ids::libexec_dir().display()
     )
 }
 
