@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::propagation::{self, Propagation};
+use crate::spec::propagation::{self, Propagation};
 use anyhow::{bail, Context, Result};
 use kennel_idmap::MapLine;
 use nix::mount::MsFlags;
@@ -87,7 +87,7 @@ pub struct Config {
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
     /// linux.devices, checked: made in the new root (see `rootfs::nodes`).
-    pub devices: Vec<crate::devices::DevicePlan>,
+    pub devices: Vec<crate::spec::devices::DevicePlan>,
     pub hostname: Option<String>,
     pub process: ProcessPlan,
     /// From linux.resources; written to the container's cgroup leaf.
@@ -154,7 +154,7 @@ pub fn mount_option_names() -> Vec<&'static str> {
     FLAG_OPTIONS
         .iter()
         .map(|(name, ..)| *name)
-        .chain(crate::propagation::all().map(Propagation::name))
+        .chain(crate::spec::propagation::all().map(Propagation::name))
         .chain(["tmpcopyup"])
         .collect()
 }
@@ -255,9 +255,9 @@ fn to_resource(t: PosixRlimitType) -> Result<Resource> {
 
 impl Config {
     pub fn from_spec(spec: &Spec) -> Result<Config> {
-        let unsupported = crate::spec_fields::unsupported(spec);
+        let unsupported = crate::spec::spec_fields::unsupported(spec);
         if !unsupported.is_empty() {
-            return Err(crate::spec_fields::refusal(&unsupported));
+            return Err(crate::spec::spec_fields::refusal(&unsupported));
         }
         let process = spec
             .process()
@@ -400,7 +400,7 @@ impl Config {
             mounts,
             masked_paths: linux.masked_paths().clone().unwrap_or_default(),
             readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
-            devices: crate::devices::plan(linux.devices().as_ref())?,
+            devices: crate::spec::devices::plan(linux.devices().as_ref())?,
             hostname: spec.hostname().clone(),
             process,
             limits: limits(linux.resources().as_ref())?,

@@ -11,14 +11,12 @@
 //! and reports what it decided through `Options::events`.
 
 pub mod bridge;
-pub mod bundle;
 mod cgroup;
 mod child;
 mod config;
 mod copy_up;
 mod default_routes;
 mod device_rules;
-mod devices;
 pub mod exec;
 pub mod host;
 mod inroot;
@@ -27,7 +25,6 @@ mod landlock;
 pub mod lifecycle;
 mod netns;
 pub mod pasta;
-mod propagation;
 mod protocol;
 pub mod publish;
 mod reaper;
@@ -36,11 +33,11 @@ mod rootfs;
 mod run;
 pub mod sdnotify;
 mod seccomp;
+pub mod spec;
 pub use seccomp::{
     describe as describe_seccomp, profile_for as seccomp_profile_for,
     ANNOTATION as SECCOMP_ANNOTATION,
 };
-mod spec_fields;
 pub mod state;
 pub mod stop_at;
 mod sys;

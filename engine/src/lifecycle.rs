@@ -332,7 +332,7 @@ pub fn update(
     linux.set_resources(Some(resources.clone()));
     let mut spec = oci_spec::runtime::Spec::default();
     spec.set_linux(Some(linux));
-    let unsupported: Vec<String> = crate::spec_fields::unsupported(&spec)
+    let unsupported: Vec<String> = crate::spec::spec_fields::unsupported(&spec)
         .into_iter()
         .filter(|f| f.starts_with("linux.resources"))
         .collect();

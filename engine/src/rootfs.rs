@@ -52,10 +52,10 @@ use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{chdir, mkdir, pivot_root};
 
 use crate::config::{Config, MountPlan};
-use crate::devices::DevicePlan;
 use crate::inroot::{self, Make, Root};
-use crate::propagation::Kind;
 use crate::protocol::{ChildFailure, Stage};
+use crate::spec::devices::DevicePlan;
+use crate::spec::propagation::Kind;
 use crate::sys;
 
 const STAGING: &str = "/tmp";

@@ -225,7 +225,7 @@ impl Engine {
     fn create_detached(&self, ctx: &Context, args: &CreateArgs) -> Result<Detached> {
         let bundle =
             std::path::absolute(args.bundle.clone().unwrap_or_else(|| PathBuf::from(".")))?;
-        let loaded = kennel_engine::bundle::load(&bundle)?;
+        let loaded = kennel_engine::spec::bundle::load(&bundle)?;
         for warning in &loaded.warnings {
             ctx.log.warn(warning);
         }
@@ -371,7 +371,7 @@ impl Lifecycle for Engine {
             Some(file) => {
                 let text = std::fs::read(file)
                     .with_context(|| format!("cannot read {}", file.display()))?;
-                let (p, warnings) = kennel_engine::bundle::process_from_json(&text, file)?;
+                let (p, warnings) = kennel_engine::spec::bundle::process_from_json(&text, file)?;
                 for warning in &warnings {
                     ctx.log.warn(warning);
                 }

@@ -619,7 +619,7 @@ pub fn default_userns(args: &RunArgs) -> UsernsMode {
 /// bundle. Without maps of its own it gets `ids`' (rootless needs some);
 /// with them, the second value describes them: they are what runs.
 pub fn load_bundle(dir: &Path, ids: &IdPlan) -> Result<(Spec, Option<String>)> {
-    let loaded = kennel_engine::bundle::load(dir)?;
+    let loaded = kennel_engine::spec::bundle::load(dir)?;
     for warning in &loaded.warnings {
         eprintln!("kennel: {warning}");
     }

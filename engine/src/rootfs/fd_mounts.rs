@@ -21,8 +21,8 @@ use super::{fail, host_path, populate_dev, Fill, Mounts, Step, NEWROOT};
 use crate::config::MountPlan;
 use crate::copy_up;
 use crate::inroot::{self, Make, Root};
-use crate::propagation::{Kind, Propagation};
 use crate::protocol::{ChildFailure, Stage};
+use crate::spec::propagation::{Kind, Propagation};
 use crate::sys::{self, MountAttributes};
 
 #[derive(Default)]

@@ -18,8 +18,8 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use super::mountinfo::{mounts_below, propagation_of};
 use super::{fail, host_path, Step};
 use crate::config::Config;
-use crate::propagation::{Kind, Propagation};
 use crate::protocol::{io_errno, Stage};
+use crate::spec::propagation::{Kind, Propagation};
 
 const KEEP: &str = "/stage/keep";
 

@@ -18,8 +18,8 @@ use super::{fail, host_path, open_staged, populate_dev, Fill, Mounts, Step, NEWR
 use crate::config::MountPlan;
 use crate::copy_up;
 use crate::inroot::{Make, Root};
-use crate::propagation::{Kind, Propagation};
 use crate::protocol::{io_errno, Stage};
+use crate::spec::propagation::{Kind, Propagation};
 
 /// The staging mount points made so far (/stage/1, /stage/2, ...), which
 /// only this process can reach.

@@ -26,11 +26,12 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         None => Vec::new(),
     };
     // Before the parse, which drops what the spec types do not model.
-    let unsupported = crate::spec_fields::unsupported_in(&value);
+    let unsupported = crate::spec::spec_fields::unsupported_in(&value);
     if !unsupported.is_empty() {
-        return Err(crate::spec_fields::refusal(&unsupported));
+        return Err(crate::spec::spec_fields::refusal(&unsupported));
     }
-    crate::devices::check_written(&value).with_context(|| format!("in {}", config.display()))?;
+    crate::spec::devices::check_written(&value)
+        .with_context(|| format!("in {}", config.display()))?;
     let mut spec: Spec = serde_json::from_value(value)
         .with_context(|| format!("{} is not an OCI runtime spec", config.display()))?;
     spec.canonicalize_rootfs(dir)

@@ -1,0 +1,10 @@
+//! The parts of a spec every concern shares, read into plain data: mount
+//! propagation (`propagation`), device nodes (`devices`), which fields
+//! kennel refuses (`spec_fields`) and a bundle's config.json (`bundle`).
+//!
+//! May import: `sys`, `protocol`, `inroot` and `stop_at`.
+
+pub mod bundle;
+pub(crate) mod devices;
+pub(crate) mod propagation;
+pub(crate) mod spec_fields;
