@@ -7,7 +7,7 @@ use anyhow::Result;
 use cgroup_delegate::{PlaceRequest, Placed, Placement};
 
 use crate::config::Config;
-use crate::device_rules::{self, Applied};
+use crate::security::device_rules::{self, Applied};
 use crate::Options;
 
 /// How long systemd may take to start the scope job.

@@ -310,10 +310,12 @@ fn isolate_keys(filter: bool) -> Step {
     // slowing the container's whole workload; this filter only narrows what
     // the container may ask, and it had none of those mitigations before.
     let spec_allow = 1 << 2;
-    sys::install_seccomp_filter(&crate::seccomp::keys_program(), spec_allow).map_err(|e| {
-        ChildFailure::new(Stage::Keyring, e, None)
-            .with_detail("installing the seccomp filter that refuses keyctl and TIOCSTI")
-    })
+    sys::install_seccomp_filter(&crate::security::seccomp::keys_program(), spec_allow).map_err(
+        |e| {
+            ChildFailure::new(Stage::Keyring, e, None)
+                .with_detail("installing the seccomp filter that refuses keyctl and TIOCSTI")
+        },
+    )
 }
 
 /// Whether the keys filter goes in early, on its own: unless the process's
@@ -511,7 +513,7 @@ pub fn start_process(
     stop_if(opts.stop_at, StopPoint::BeforeExec);
     // Last before the command: Landlock, then the seccomp filter, so none
     // of kennel's own set-up runs under the container's profile.
-    crate::landlock::restrict_self(p.landlock.as_ref())?;
+    crate::security::landlock::restrict_self(p.landlock.as_ref())?;
     if !opts.init {
         prepare_signals_for_exec()?;
     }

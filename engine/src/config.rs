@@ -67,10 +67,10 @@ pub struct ProcessPlan {
     /// process.oomScoreAdj, written before the user switch.
     pub oom_score_adj: Option<i32>,
     /// linux.seccomp, compiled; installed last, just before exec.
-    pub seccomp: Option<crate::seccomp::Filter>,
+    pub seccomp: Option<crate::security::seccomp::Filter>,
     /// The Landlock rules applied just before the command (see
     /// `landlock`), once the kernel is known to have it.
-    pub landlock: Option<crate::landlock::Rules>,
+    pub landlock: Option<crate::security::landlock::Rules>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,7 +96,7 @@ pub struct Config {
     pub cgroups_path: Option<PathBuf>,
     /// linux.resources.devices: an eBPF program on the leaf (see
     /// `device_rules`).
-    pub device_rules: Vec<crate::device_rules::Rule>,
+    pub device_rules: Vec<crate::security::device_rules::Rule>,
     /// Namespaces joined by path (linux.namespaces[].path): the runner
     /// enters them before the clone, so the child is born in them.
     pub join: Vec<(CloneFlags, PathBuf)>,
@@ -105,7 +105,7 @@ pub struct Config {
     pub hooks: crate::host::hooks::HookPlans,
     /// Landlock as the spec asks for it (annotation `run.kennel.landlock`);
     /// `landlock::decide` settles it into `process.landlock`.
-    pub landlock: Option<crate::landlock::Wanted>,
+    pub landlock: Option<crate::security::landlock::Wanted>,
     /// User-mode networking (`run.kennel.net=pasta`): started by the
     /// runner once the child is in its network namespace.
     pub pasta: Option<crate::publish::PastaPlan>,
@@ -368,10 +368,10 @@ impl Config {
             .collect::<Result<Vec<_>>>()?;
         let process = ProcessPlan::from_process(process)?
             .with_seccomp(spec.annotations().as_ref(), linux.seccomp().as_ref())?;
-        let landlock = crate::landlock::plan(
+        let landlock = crate::security::landlock::plan(
             spec.annotations()
                 .as_ref()
-                .and_then(|a| a.get(crate::landlock::ANNOTATION))
+                .and_then(|a| a.get(crate::security::landlock::ANNOTATION))
                 .map(String::as_str),
             &mounts,
             &process,
@@ -405,7 +405,7 @@ impl Config {
             process,
             limits: limits(linux.resources().as_ref())?,
             cgroups_path: linux.cgroups_path().clone(),
-            device_rules: crate::device_rules::plan(
+            device_rules: crate::security::device_rules::plan(
                 linux
                     .resources()
                     .as_ref()
@@ -420,7 +420,7 @@ impl Config {
             warnings: linux
                 .seccomp()
                 .as_ref()
-                .map(crate::seccomp::unknown_name_warnings)
+                .map(crate::security::seccomp::unknown_name_warnings)
                 .unwrap_or_default(),
         })
     }
@@ -623,7 +623,7 @@ impl ProcessPlan {
         annotations: Option<&std::collections::HashMap<String, String>>,
         profile: Option<&LinuxSeccomp>,
     ) -> Result<ProcessPlan> {
-        self.seccomp = crate::seccomp::resolve(annotations, profile, &self.bounding)?;
+        self.seccomp = crate::security::seccomp::resolve(annotations, profile, &self.bounding)?;
         Ok(self)
     }
 }

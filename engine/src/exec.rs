@@ -209,12 +209,13 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
     // The container's filter, as its own capabilities decided it: a
     // process given more capabilities must not widen the profile.
     let container = ProcessPlan::from_process(&running.state.kennel.process)?;
-    plan.seccomp = crate::seccomp::resolve(
+    plan.seccomp = crate::security::seccomp::resolve(
         Some(&running.state.annotations.clone().into_iter().collect()),
         running.state.kennel.seccomp.as_ref(),
         &container.bounding,
     )?;
-    plan.landlock = crate::landlock::for_exec(running.state.kennel.landlock.as_ref(), &plan)?;
+    plan.landlock =
+        crate::security::landlock::for_exec(running.state.kennel.landlock.as_ref(), &plan)?;
     crate::run::check_preserved_fds(0, args.preserve_fds)?;
 
     sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;

@@ -16,12 +16,10 @@ mod child;
 mod config;
 mod copy_up;
 mod default_routes;
-mod device_rules;
 pub mod exec;
 pub mod host;
 mod inroot;
 mod join;
-mod landlock;
 pub mod lifecycle;
 mod netns;
 pub mod pasta;
@@ -32,9 +30,9 @@ mod resolv_point;
 mod rootfs;
 mod run;
 pub mod sdnotify;
-mod seccomp;
+mod security;
 pub mod spec;
-pub use seccomp::{
+pub use security::seccomp::{
     describe as describe_seccomp, profile_for as seccomp_profile_for,
     ANNOTATION as SECCOMP_ANNOTATION,
 };
@@ -47,9 +45,9 @@ use std::path::PathBuf;
 
 pub use cgroup_delegate::Manager as CgroupManager;
 pub use config::{is_bind, mount_option_names, NAMESPACE_TYPES};
-pub use landlock::ANNOTATION as LANDLOCK_ANNOTATION;
 pub use protocol::{ChildFailure, Stage};
 pub use run::{prepare, Container, Exit, Plan};
+pub use security::landlock::ANNOTATION as LANDLOCK_ANNOTATION;
 pub use stop_at::StopPoint;
 pub use sys::{pidfd_send_signal, probe_user_namespace};
 

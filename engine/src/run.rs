@@ -112,7 +112,7 @@ pub struct Container<'a> {
     /// The container's id (its pid when it has no name), for hooks.
     id: String,
     hooks: crate::host::hooks::HookPlans,
-    landlock: Option<crate::landlock::Rules>,
+    landlock: Option<crate::security::landlock::Rules>,
     /// PID 1 is kennel's --init, for the record.
     init: bool,
     events: Box<dyn Fn(&crate::Event) + 'a>,
@@ -135,7 +135,7 @@ impl Plan {
             opts.warn(warning);
         }
         self.cfg.process.landlock =
-            crate::landlock::decide(self.cfg.landlock.as_ref(), &self.cfg.process, &say)?;
+            crate::security::landlock::decide(self.cfg.landlock.as_ref(), &self.cfg.process, &say)?;
         // Before anything exists, so a refusal leaves nothing behind.
         let pasta_prepared = match &self.cfg.pasta {
             Some(plan) => {
@@ -177,7 +177,7 @@ impl Plan {
         let listen_fds = opts.activation.as_ref().map_or(0, |a| a.count);
         check_listen_fds(listen_fds)?;
         check_preserved_fds(listen_fds, opts.preserve_fds)?;
-        let seccomp = crate::seccomp::describe(
+        let seccomp = crate::security::seccomp::describe(
             self.spec.annotations().as_ref(),
             self.spec
                 .linux()
