@@ -18,7 +18,7 @@ use nix::unistd::{Gid, Uid};
 
 use crate::config::{Config, ProcessPlan};
 use crate::inroot::{Make, Root};
-use crate::netns::{Maker, Netns};
+use crate::net::netns::{Maker, Netns};
 use crate::protocol::{io_errno, Channel, ChildFailure, Stage, ToChild, ToParent};
 use crate::reaper;
 use crate::stop_at::{stop_if, StopPoint};

@@ -108,10 +108,10 @@ pub struct Config {
     pub landlock: Option<crate::security::landlock::Wanted>,
     /// User-mode networking (`run.kennel.net=pasta`): started by the
     /// runner once the child is in its network namespace.
-    pub pasta: Option<crate::publish::PastaPlan>,
+    pub pasta: Option<crate::net::publish::PastaPlan>,
     /// A veth on a bridge (`run.kennel.net=bridge[=NAME]`): made by
     /// kennel-net once the child is in its network namespace.
-    pub bridge: Option<crate::bridge::BridgePlan>,
+    pub bridge: Option<crate::net::bridge::BridgePlan>,
     /// What the spec asks for that is applied only in part, as runc
     /// applies it: said once the container is being made.
     pub warnings: Vec<String>,
@@ -376,13 +376,13 @@ impl Config {
             &mounts,
             &process,
         )?;
-        let pasta = crate::publish::plan(spec.annotations().as_ref())?;
-        let bridge = crate::bridge::plan(spec.annotations().as_ref())?;
+        let pasta = crate::net::publish::plan(spec.annotations().as_ref())?;
+        let bridge = crate::net::bridge::plan(spec.annotations().as_ref())?;
         if (pasta.is_some() || bridge.is_some()) && !clone_flags.contains(CloneFlags::CLONE_NEWNET)
         {
             bail!(
                 "{}={} needs a network namespace of the container's own: add {{\"type\": \"network\"}} to linux.namespaces",
-                crate::publish::NET_ANNOTATION,
+                crate::net::publish::NET_ANNOTATION,
                 if pasta.is_some() { "pasta" } else { "bridge" }
             );
         }

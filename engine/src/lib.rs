@@ -10,23 +10,18 @@
 //! engine prints nothing and picks no exit code: it returns typed errors
 //! and reports what it decided through `Options::events`.
 
-pub mod bridge;
 mod cgroup;
 mod child;
 mod config;
 mod copy_up;
-mod default_routes;
 pub mod exec;
 pub mod host;
 mod inroot;
 mod join;
 pub mod lifecycle;
-mod netns;
-pub mod pasta;
+pub mod net;
 mod protocol;
-pub mod publish;
 mod reaper;
-mod resolv_point;
 mod rootfs;
 mod run;
 pub mod sdnotify;

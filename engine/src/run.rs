@@ -19,7 +19,7 @@ use crate::cgroup;
 use crate::child::{self, ChildOptions};
 use crate::config::Config;
 use crate::host::maps::MapWriter;
-use crate::netns::NetnsMaker;
+use crate::net::netns::NetnsMaker;
 use crate::protocol::{Channel, ChildFailure, ToChild, ToParent};
 use crate::sdnotify::Notify;
 use crate::state;
@@ -102,9 +102,9 @@ pub struct Container<'a> {
     master: Option<OwnedFd>,
     netns_maker: Option<NetnsMaker>,
     /// User-mode networking; dropped after the process is gone.
-    pasta: Option<crate::pasta::Pasta>,
+    pasta: Option<crate::net::pasta::Pasta>,
     /// The bridged network's address, from kennel-net.
-    bridge: Option<crate::bridge::Attached>,
+    bridge: Option<crate::net::bridge::Attached>,
     /// Set for the OCI lifecycle (see `Options::bundle`).
     bundle: Option<std::path::PathBuf>,
     /// Left to outlive us (`detach`).
@@ -144,7 +144,7 @@ impl Plan {
                     true => None,
                     false => self.cfg.root.as_deref(),
                 };
-                Some(crate::pasta::prepare(
+                Some(crate::net::pasta::prepare(
                     plan,
                     &mut self.cfg.mounts,
                     writable_root,
@@ -155,7 +155,7 @@ impl Plan {
         let bridge_helper = match &self.cfg.bridge {
             Some(plan) => {
                 opts.decided(&format!("network: bridge {}", plan.bridge));
-                Some(crate::bridge::usable_helper()?)
+                Some(crate::net::bridge::usable_helper()?)
             }
             None => None,
         };
@@ -405,7 +405,7 @@ impl Plan {
             if let Some(n) = &container.notify {
                 n.status("starting the container's network (pasta)");
             }
-            container.pasta = Some(crate::pasta::start_when_asked(
+            container.pasta = Some(crate::net::pasta::start_when_asked(
                 &container.chan,
                 container.pid,
                 container.pidfd.as_fd(),
@@ -418,7 +418,7 @@ impl Plan {
             if let Some(n) = &container.notify {
                 n.status("linking the container to its bridge (kennel-net)");
             }
-            let attached = crate::bridge::attach_when_asked(
+            let attached = crate::net::bridge::attach_when_asked(
                 &container.chan,
                 container.pid,
                 container.pidfd.as_fd(),

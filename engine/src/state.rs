@@ -401,18 +401,18 @@ pub fn record(res: &Reservation, r: &Recorded) -> Result<()> {
             landlock: r.landlock.cloned(),
             init: r.init,
             own_pid_namespace: owns_pid_namespace(r.spec),
-            network: match crate::bridge::plan(r.spec.annotations().as_ref()) {
+            network: match crate::net::bridge::plan(r.spec.annotations().as_ref()) {
                 Ok(Some(plan)) => Some(Network {
                     mode: format!("bridge={}", plan.bridge),
                     address: r.bridge_address.map(std::net::IpAddr::V4),
                     publish: Vec::new(),
                 }),
-                _ => crate::publish::plan(r.spec.annotations().as_ref())
+                _ => crate::net::publish::plan(r.spec.annotations().as_ref())
                     .ok()
                     .flatten()
                     .map(|plan| Network {
                         mode: "pasta".into(),
-                        address: crate::pasta::container_address(),
+                        address: crate::net::pasta::container_address(),
                         publish: plan.publish.iter().map(|p| p.to_string()).collect(),
                     }),
             },

@@ -319,7 +319,7 @@ fn cgroup_checks(host: &Host) -> Vec<Check> {
 /// whether it can open /dev/net/tun here.
 fn pasta_checks(uid: u32) -> Vec<Check> {
     const NAME: &str = "pasta (user-mode network)";
-    let Some(path) = kennel_engine::pasta::find() else {
+    let Some(path) = kennel_engine::net::pasta::find() else {
         return vec![warn(
             NAME,
             "pasta is not installed: `--net pasta` and `-p` are unavailable, and a --rootfs container gets a loopback-only network",
@@ -380,7 +380,7 @@ fn passt_git_date(version: &str) -> Option<u32> {
 /// for a user is a FAIL: their default `kennel run --rootfs` fails. Root's
 /// default is --net private, so for root it is a warning.
 fn tun_check(uid: u32) -> Check {
-    use kennel_engine::pasta::{check_tun, TUN_DEVICE};
+    use kennel_engine::net::pasta::{check_tun, TUN_DEVICE};
     match check_tun() {
         Ok(()) => ok(TUN_DEVICE, "you can open it, as pasta must"),
         Err(e) if uid == 0 => warn(TUN_DEVICE, e.cause(), e.fix()),

@@ -6,9 +6,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use kennel_engine::bridge::HELPER;
 use kennel_engine::host::ids::Caller;
 use kennel_engine::host::install_kind::Installed;
+use kennel_engine::net::bridge::HELPER;
 use kennel_net::{parse_policy, Requester, POLICY_FILE};
 
 use crate::doctor_check::{fail, ok, warn, Check};
@@ -64,7 +64,7 @@ fn helper_check() -> Check {
             installed.nosuid_fix(&path),
         );
     }
-    match kennel_engine::bridge::usable_helper() {
+    match kennel_engine::net::bridge::usable_helper() {
         Ok(_) => ok(HELPER_CHECK, format!("{shown} has cap_net_admin=ep")),
         Err(e) => warn(
             HELPER_CHECK,

@@ -98,7 +98,7 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
         let (net, why) = spec_build::choose_net(
             args,
             host.caller.uid,
-            kennel_engine::pasta::find().is_some(),
+            kennel_engine::net::pasta::find().is_some(),
         )?;
         eprintln!("kennel: network: {net:?} ({why})");
     }

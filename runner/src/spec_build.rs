@@ -15,7 +15,7 @@ use crate::cli::{CgroupManager, NetMode, RunArgs, UsernsMode};
 use crate::idmap::IdPlan;
 use kennel_engine::exec::apply_env_entry;
 use kennel_engine::host::ids::Caller;
-use kennel_engine::publish::{Publish, NET_ANNOTATION, PUBLISH_ANNOTATION};
+use kennel_engine::net::publish::{Publish, NET_ANNOTATION, PUBLISH_ANNOTATION};
 use kennel_engine::{host::passwd, DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS};
 
 /// Docker's default capability set.
@@ -410,7 +410,7 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
     let (net, _) = choose_net(
         args,
         host.caller.uid,
-        kennel_engine::pasta::find().is_some(),
+        kennel_engine::net::pasta::find().is_some(),
     )?;
     let (first, sys) = system_mounts(&net, maps_contain(&ids.gid_map, 5))?;
     mounts.extend(first);
@@ -586,7 +586,7 @@ pub fn choose_net(args: &RunArgs, uid: u32, pasta_found: bool) -> Result<(NetMod
         ),
         None if !args.publish.is_empty() => bail!(
             "-p needs pasta, which is not installed: {}",
-            kennel_engine::pasta::INSTALL_HINT
+            kennel_engine::net::pasta::INSTALL_HINT
         ),
         None => (
             NetMode::Private,
@@ -596,7 +596,7 @@ pub fn choose_net(args: &RunArgs, uid: u32, pasta_found: bool) -> Result<(NetMod
     if net == NetMode::Pasta && !pasta_found {
         bail!(
             "--net pasta: pasta is not installed; {}",
-            kennel_engine::pasta::INSTALL_HINT
+            kennel_engine::net::pasta::INSTALL_HINT
         );
     }
     if net != NetMode::Pasta && !args.publish.is_empty() {

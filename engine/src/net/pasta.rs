@@ -39,9 +39,9 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, Pid};
 
 use crate::config::MountPlan;
-use crate::default_routes::{Families, Watch};
+use crate::net::default_routes::{Families, Watch};
+use crate::net::publish::{PastaPlan, Protocol, Publish, NET_ANNOTATION};
 use crate::protocol::{serve_network_request, Channel};
-use crate::publish::{PastaPlan, Protocol, Publish, NET_ANNOTATION};
 use crate::sys;
 
 mod tun;
@@ -415,7 +415,7 @@ fn keep(
     let point = prepared
         .resolv_point_in
         .as_deref()
-        .and_then(crate::resolv_point::claim);
+        .and_then(crate::net::resolv_point::claim);
     report("prepared\n");
     // With published ports, readiness is the pid file (see the top).
     let watch = match (prepared.publishes, netlink) {

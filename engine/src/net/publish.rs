@@ -131,8 +131,8 @@ pub fn plan(annotations: Option<&HashMap<String, String>>) -> Result<Option<Past
     match get(NET_ANNOTATION) {
         Some("pasta") => Ok(Some(PastaPlan { publish })),
         None | Some("private") if publish.is_empty() => Ok(None),
-        Some(v) if crate::bridge::bridge_of(v).is_some() && publish.is_empty() => Ok(None),
-        Some(v) if crate::bridge::bridge_of(v).is_some() => bail!(
+        Some(v) if crate::net::bridge::bridge_of(v).is_some() && publish.is_empty() => Ok(None),
+        Some(v) if crate::net::bridge::bridge_of(v).is_some() => bail!(
             "{PUBLISH_ANNOTATION} needs {NET_ANNOTATION}=pasta: a bridged container is reached at its own address, so there is nothing to publish"
         ),
         None | Some("private") => bail!(

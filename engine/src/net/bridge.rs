@@ -22,8 +22,8 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
+use crate::net::publish::NET_ANNOTATION;
 use crate::protocol::{serve_network_request, Channel};
-use crate::publish::NET_ANNOTATION;
 use crate::sys;
 
 /// The bridge `--net bridge` means when it names none.
