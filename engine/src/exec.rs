@@ -14,12 +14,12 @@ use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use oci_spec::runtime::Process;
 
+use crate::child::tty::SavedTerminal;
 use crate::child::{self, ChildOptions};
 use crate::config::ProcessPlan;
 use crate::protocol::Channel;
 use crate::run::{block_signals, clone_error, supervise, wait_for_exec, Started};
 use crate::sys::{self, Forked};
-use crate::tty::SavedTerminal;
 use crate::{host::passwd, state, Detached, Error, Exit, Options};
 
 /// A command to run in a running container.

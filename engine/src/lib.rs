@@ -13,7 +13,6 @@
 mod cgroup;
 mod child;
 mod config;
-mod copy_up;
 pub mod exec;
 pub mod host;
 mod inroot;
@@ -21,8 +20,6 @@ mod join;
 pub mod lifecycle;
 pub mod net;
 mod protocol;
-mod reaper;
-mod rootfs;
 mod run;
 pub mod sdnotify;
 mod security;
@@ -34,7 +31,6 @@ pub use security::seccomp::{
 pub mod state;
 pub mod stop_at;
 mod sys;
-mod tty;
 
 use std::path::PathBuf;
 

@@ -16,6 +16,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 use crate::cgroup;
+use crate::child::tty::{self, SavedTerminal};
 use crate::child::{self, ChildOptions};
 use crate::config::Config;
 use crate::host::maps::MapWriter;
@@ -25,8 +26,7 @@ use crate::sdnotify::Notify;
 use crate::state;
 use crate::stop_at::{self, StopPoint};
 use crate::sys::{self, Forked};
-use crate::tty::{self, SavedTerminal};
-use crate::{reaper, Detached, Error, Options};
+use crate::{child::reaper, Detached, Error, Options};
 
 /// Signals the parent handles: the forwarded ones, SIGCHLD and SIGWINCH.
 fn handled_signals() -> SigSet {

@@ -18,8 +18,8 @@ use nix::errno::Errno;
 use nix::mount::MsFlags;
 
 use super::{fail, host_path, populate_dev, Fill, Mounts, Step, NEWROOT};
+use crate::child::copy_up;
 use crate::config::MountPlan;
-use crate::copy_up;
 use crate::inroot::{self, Make, Root};
 use crate::protocol::{ChildFailure, Stage};
 use crate::spec::propagation::{Kind, Propagation};

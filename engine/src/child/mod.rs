@@ -1,6 +1,18 @@
 //! The child (container init) side: runs in the new namespaces from the
 //! moment clone3 returns until it execs the command. Every failure goes back
 //! to the parent as a `ChildFailure`; the child then exits.
+//!
+//! Owns what runs in the new namespaces: this file's set-up, the root
+//! filesystem (`rootfs`, with `copy_up` for tmpcopyup), the init that
+//! reaps and forwards signals (`reaper`) and the terminal (`tty`).
+//!
+//! May import: `sys`, `protocol`, `inroot`, `stop_at`, `spec`, `host`,
+//! `security`, `net` and `plan`.
+
+pub(crate) mod copy_up;
+pub(crate) mod reaper;
+pub(crate) mod rootfs;
+pub(crate) mod tty;
 
 use std::convert::Infallible;
 use std::ffi::CString;
@@ -20,7 +32,6 @@ use crate::config::{Config, ProcessPlan};
 use crate::inroot::{Make, Root};
 use crate::net::netns::{Maker, Netns};
 use crate::protocol::{io_errno, Channel, ChildFailure, Stage, ToChild, ToParent};
-use crate::reaper;
 use crate::stop_at::{stop_if, StopPoint};
 use crate::sys;
 
@@ -197,7 +208,7 @@ fn setup_and_exec(
         }
         false => None,
     };
-    crate::rootfs::setup(cfg, &mut join_netns)?;
+    crate::child::rootfs::setup(cfg, &mut join_netns)?;
     // A spec without a sysfs mount still gets its network namespace.
     if let Some(mut n) = netns {
         n.join()?;
