@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use cgroup_delegate::{PlaceRequest, Placed, Placement};
 
-use crate::config::Config;
+use crate::plan::config::Config;
 use crate::security::device_rules::{self, Applied};
 use crate::Options;
 

@@ -16,7 +16,7 @@ use oci_spec::runtime::Process;
 
 use crate::child::tty::SavedTerminal;
 use crate::child::{self, ChildOptions};
-use crate::config::ProcessPlan;
+use crate::plan::config::ProcessPlan;
 use crate::protocol::Channel;
 use crate::run::{block_signals, clone_error, supervise, wait_for_exec, Started};
 use crate::sys::{self, Forked};

@@ -12,13 +12,13 @@
 
 mod cgroup;
 mod child;
-mod config;
 pub mod exec;
 pub mod host;
 mod inroot;
 mod join;
 pub mod lifecycle;
 pub mod net;
+mod plan;
 mod protocol;
 mod run;
 pub mod sdnotify;
@@ -35,7 +35,7 @@ mod sys;
 use std::path::PathBuf;
 
 pub use cgroup_delegate::Manager as CgroupManager;
-pub use config::{is_bind, mount_option_names, NAMESPACE_TYPES};
+pub use plan::config::{is_bind, mount_option_names, NAMESPACE_TYPES};
 pub use protocol::{ChildFailure, Stage};
 pub use run::{prepare, Container, Exit, Plan};
 pub use security::landlock::ANNOTATION as LANDLOCK_ANNOTATION;

@@ -345,7 +345,7 @@ pub fn update(
     let Some(leaf) = &st.kennel.cgroup else {
         bail!("container {id:?} has no cgroup of its own, so its limits cannot be changed");
     };
-    let limits = crate::config::limits(Some(resources))?;
+    let limits = crate::plan::config::limits(Some(resources))?;
     match st.kennel.cgroup_v1.is_empty() {
         true => limits.apply(leaf),
         false => cgroup_delegate::v1::apply(&limits, &st.kennel.cgroup_v1),

@@ -28,9 +28,9 @@ use nix::sys::prctl;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::{Gid, Uid};
 
-use crate::config::{Config, ProcessPlan};
 use crate::inroot::{Make, Root};
 use crate::net::netns::{Maker, Netns};
+use crate::plan::config::{Config, ProcessPlan};
 use crate::protocol::{io_errno, Channel, ChildFailure, Stage, ToChild, ToParent};
 use crate::stop_at::{stop_if, StopPoint};
 use crate::sys;

@@ -51,8 +51,8 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{chdir, mkdir, pivot_root};
 
-use crate::config::{Config, MountPlan};
 use crate::inroot::{self, Make, Root};
+use crate::plan::config::{Config, MountPlan};
 use crate::protocol::{ChildFailure, Stage};
 use crate::spec::devices::DevicePlan;
 use crate::spec::propagation::Kind;

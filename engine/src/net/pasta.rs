@@ -38,9 +38,9 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, Pid};
 
-use crate::config::MountPlan;
 use crate::net::default_routes::{Families, Watch};
 use crate::net::publish::{PastaPlan, Protocol, Publish, NET_ANNOTATION};
+use crate::plan::config::MountPlan;
 use crate::protocol::{serve_network_request, Channel};
 use crate::sys;
 
@@ -356,7 +356,7 @@ pub fn prepare(
         }
         prepared.resolv_conf = Some(text);
         prepared.resolv_point_in = writable_root.map(Path::to_path_buf);
-        let opts = crate::config::parse_mount_options(&[
+        let opts = crate::plan::config::parse_mount_options(&[
             "rbind".into(),
             "ro".into(),
             "nosuid".into(),

@@ -61,8 +61,8 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::SFlag;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{MountPlan, ProcessPlan};
 use crate::inroot::{self, Root};
+use crate::plan::config::{MountPlan, ProcessPlan};
 use crate::protocol::{ChildFailure, Stage};
 use crate::sys;
 
@@ -449,7 +449,7 @@ fn allow_stdio(ruleset: &mut RulesetCreated) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_mount_options;
+    use crate::plan::config::parse_mount_options;
 
     fn mount(destination: &str, fstype: &str, options: &[&str]) -> MountPlan {
         let o = parse_mount_options(&options.iter().map(|s| s.to_string()).collect::<Vec<_>>());

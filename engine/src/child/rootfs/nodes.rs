@@ -13,8 +13,8 @@ use nix::sys::stat::{fstatat, mknodat, umask, Mode, SFlag};
 use nix::unistd::{fchownat, Gid, Uid};
 
 use super::{fail, host_path, Mounts, Step};
-use crate::config::MountPlan;
 use crate::inroot::{Make, Root};
+use crate::plan::config::MountPlan;
 use crate::protocol::{ChildFailure, Stage};
 use crate::spec::devices::{DevicePlan, NodeKind};
 

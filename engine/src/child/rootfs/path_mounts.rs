@@ -16,8 +16,8 @@ use nix::sys::statvfs::{statvfs, FsFlags};
 use super::mountinfo::mounts_below;
 use super::{fail, host_path, open_staged, populate_dev, Fill, Mounts, Step, NEWROOT, OLDROOT};
 use crate::child::copy_up;
-use crate::config::MountPlan;
 use crate::inroot::{Make, Root};
+use crate::plan::config::MountPlan;
 use crate::protocol::{io_errno, Stage};
 use crate::spec::propagation::{Kind, Propagation};
 
