@@ -10,34 +10,28 @@
 //! engine prints nothing and picks no exit code: it returns typed errors
 //! and reports what it decided through `Options::events`.
 
-mod cgroup;
 mod child;
-pub mod exec;
 pub mod host;
 mod inroot;
-mod join;
 pub mod lifecycle;
 pub mod net;
 mod plan;
 mod protocol;
-mod run;
-pub mod sdnotify;
 mod security;
 pub mod spec;
 pub use security::seccomp::{
     describe as describe_seccomp, profile_for as seccomp_profile_for,
     ANNOTATION as SECCOMP_ANNOTATION,
 };
-pub mod state;
 pub mod stop_at;
 mod sys;
 
 use std::path::PathBuf;
 
 pub use cgroup_delegate::Manager as CgroupManager;
+pub use lifecycle::run::{prepare, Container, Exit, Plan};
 pub use plan::config::{is_bind, mount_option_names, NAMESPACE_TYPES};
 pub use protocol::{ChildFailure, Stage};
-pub use run::{prepare, Container, Exit, Plan};
 pub use security::landlock::ANNOTATION as LANDLOCK_ANNOTATION;
 pub use stop_at::StopPoint;
 pub use sys::{pidfd_send_signal, probe_user_namespace};
@@ -122,10 +116,10 @@ pub struct Options<'a> {
     pub cgroup_manager: CgroupManager,
     pub cgroup_parent: Option<PathBuf>,
     /// The systemd notify protocol, when run as a `Type=notify` unit.
-    pub notify: Option<sdnotify::Notify>,
+    pub notify: Option<lifecycle::sdnotify::Notify>,
     /// Called with each event; the default ignores them.
     pub events: Box<dyn Fn(&Event) + 'a>,
-    /// Where the records are (`--root`); None: `state::default_root`.
+    /// Where the records are (`--root`); None: `lifecycle::state::default_root`.
     pub state_root: Option<PathBuf>,
     /// The OCI lifecycle: the container is created for another process to
     /// start (`Container::detach`), and its record stays until `delete`.

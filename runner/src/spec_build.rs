@@ -13,8 +13,8 @@ use oci_spec::runtime::{
 
 use crate::cli::{CgroupManager, NetMode, RunArgs, UsernsMode};
 use crate::idmap::IdPlan;
-use kennel_engine::exec::apply_env_entry;
 use kennel_engine::host::ids::Caller;
+use kennel_engine::lifecycle::exec::apply_env_entry;
 use kennel_engine::net::publish::{Publish, NET_ANNOTATION, PUBLISH_ANNOTATION};
 use kennel_engine::{host::passwd, DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS};
 
@@ -43,7 +43,7 @@ const SANDBOX_HOST_DIRS: [&str; 8] = [
 
 /// Gives the container the notify socket (`--sdnotify=container`).
 pub fn add_notify_socket(spec: &mut Spec, host_socket: &Path) -> Result<()> {
-    let dst = kennel_engine::sdnotify::CONTAINER_SOCKET;
+    let dst = kennel_engine::lifecycle::sdnotify::CONTAINER_SOCKET;
     if let Some(mounts) = spec.mounts_mut() {
         mounts.push(bind(host_socket, dst, false)?);
     }

@@ -77,7 +77,9 @@ fn is_ours_alone(meta: &std::fs::Metadata) -> bool {
 /// write a program a later one loads. None when there is no such
 /// directory that is ours alone (nothing is kept then).
 pub fn dir() -> Option<PathBuf> {
-    let mut path = crate::state::default_root().ok()?.into_os_string();
+    let mut path = crate::lifecycle::state::default_root()
+        .ok()?
+        .into_os_string();
     path.push("-seccomp");
     let dir = PathBuf::from(path);
     let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);

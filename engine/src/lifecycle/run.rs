@@ -15,15 +15,15 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
-use crate::cgroup;
 use crate::child::tty::{self, SavedTerminal};
 use crate::child::{self, ChildOptions};
 use crate::host::maps::MapWriter;
+use crate::lifecycle::cgroup;
+use crate::lifecycle::sdnotify::Notify;
+use crate::lifecycle::state;
 use crate::net::netns::NetnsMaker;
 use crate::plan::config::Config;
 use crate::protocol::{Channel, ChildFailure, ToChild, ToParent};
-use crate::sdnotify::Notify;
-use crate::state;
 use crate::stop_at::{self, StopPoint};
 use crate::sys::{self, Forked};
 use crate::{child::reaper, Detached, Error, Options};
@@ -245,7 +245,7 @@ impl Plan {
         // from outside the container's (as runc joins them first).
         // A user or pid namespace is entered by a copy of us, which makes
         // the child (see `join`); the others by us, as runc does.
-        let fork_joins = crate::join::needs_fork(&cfg.join);
+        let fork_joins = crate::lifecycle::join::needs_fork(&cfg.join);
         if !fork_joins {
             join_namespaces(&cfg.join)?;
         }
@@ -284,14 +284,14 @@ impl Plan {
             .and_then(|p| p.leaf_fd.as_ref())
             .map(|fd| fd.as_fd());
         let mut born_in_leaf = leaf_fd.is_some();
-        let entry = crate::join::Entry {
+        let entry = crate::lifecycle::join::Entry {
             namespaces: &cfg.join,
             uid_map: &cfg.uid_map,
             gid_map: &cfg.gid_map,
         };
         let clone = |single: &sys::SingleThreaded, cgroup: Option<std::os::fd::BorrowedFd<'_>>| {
             match fork_joins {
-                true => crate::join::clone_inside(single, flags, cgroup, &entry),
+                true => crate::lifecycle::join::clone_inside(single, flags, cgroup, &entry),
                 false => Ok(sys::clone_process(single, flags, cgroup)),
             }
         };
@@ -455,7 +455,7 @@ fn join_namespaces(join: &[(CloneFlags, std::path::PathBuf)]) -> anyhow::Result<
             format!(
                 "cannot join the namespace {} (is it a {} namespace, and one you may enter?)",
                 path.display(),
-                crate::join::kind(*flag)
+                crate::lifecycle::join::kind(*flag)
             )
         })?;
     }

@@ -16,11 +16,11 @@ use oci_spec::runtime::Process;
 
 use crate::child::tty::SavedTerminal;
 use crate::child::{self, ChildOptions};
+use crate::lifecycle::run::{block_signals, clone_error, supervise, wait_for_exec, Started};
 use crate::plan::config::ProcessPlan;
 use crate::protocol::Channel;
-use crate::run::{block_signals, clone_error, supervise, wait_for_exec, Started};
 use crate::sys::{self, Forked};
-use crate::{host::passwd, state, Detached, Error, Exit, Options};
+use crate::{host::passwd, lifecycle::state, Detached, Error, Exit, Options};
 
 /// A command to run in a running container.
 #[derive(Debug, Clone, Default)]
@@ -216,7 +216,7 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
     )?;
     plan.landlock =
         crate::security::landlock::for_exec(running.state.kennel.landlock.as_ref(), &plan)?;
-    crate::run::check_preserved_fds(0, args.preserve_fds)?;
+    crate::lifecycle::run::check_preserved_fds(0, args.preserve_fds)?;
 
     sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
     let sigfd = block_signals()?;

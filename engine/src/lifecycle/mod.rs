@@ -2,6 +2,21 @@
 //! kill, pause, resume, delete, and what a front end reads (its state and
 //! processes). Each works from the container's record, so it works from
 //! any process, including after the one that created it is gone.
+//!
+//! Owns the container's life from the parent's side: `run` prepares the
+//! plan, creates the container and starts and waits for it; `exec` runs
+//! a command in a running one; `state` writes and reads the records;
+//! `cgroup` places it, `join` enters namespaces named by path, `sdnotify`
+//! speaks systemd's notify protocol.
+//!
+//! May import every other module: it is the top floor.
+
+pub(crate) mod cgroup;
+pub mod exec;
+pub(crate) mod join;
+pub(crate) mod run;
+pub mod sdnotify;
+pub mod state;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -14,8 +29,8 @@ use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 
-use crate::state::{self, State, Status, Store, START_FIFO};
 use crate::{sys, Event};
+use state::{State, Status, Store, START_FIFO};
 
 /// How long `delete` waits for a killed container to be gone.
 const DEATH_TIMEOUT: Duration = Duration::from_secs(10);
