@@ -163,7 +163,7 @@ pub fn state_json(
     annotations: &std::collections::BTreeMap<String, String>,
 ) -> String {
     serde_json::json!({
-        "ociVersion": crate::lifecycle::state::OCI_VERSION,
+        "ociVersion": crate::spec::OCI_VERSION,
         "id": id,
         "status": status,
         "pid": pid,

@@ -17,10 +17,8 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{Process, Spec};
 use serde::{Deserialize, Serialize};
 
+use crate::spec::OCI_VERSION;
 use crate::sys;
-
-/// The runtime-spec version kennel implements.
-pub const OCI_VERSION: &str = "1.2.0";
 
 /// A container's status, as the runtime spec names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

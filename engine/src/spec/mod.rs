@@ -4,6 +4,9 @@
 //!
 //! May import: `sys`, `protocol`, `inroot` and `stop_at`.
 
+/// The runtime-spec version kennel implements.
+pub const OCI_VERSION: &str = "1.2.0";
+
 pub mod bundle;
 pub(crate) mod devices;
 pub(crate) mod propagation;
