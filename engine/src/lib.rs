@@ -119,7 +119,7 @@ pub struct Options<'a> {
     pub notify: Option<lifecycle::sdnotify::Notify>,
     /// Called with each event; the default ignores them.
     pub events: Box<dyn Fn(&Event) + 'a>,
-    /// Where the records are (`--root`); None: `lifecycle::state::default_root`.
+    /// Where the records are (`--root`); None: `host::runtime_dir::records_dir`.
     pub state_root: Option<PathBuf>,
     /// The OCI lifecycle: the container is created for another process to
     /// start (`Container::detach`), and its record stays until `delete`.

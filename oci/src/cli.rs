@@ -112,7 +112,7 @@ impl GlobalOpts {
                 Ok(abs)
             }
             // The same records as kennel's own: `kennel ps` lists them.
-            None => kennel_engine::lifecycle::state::default_root(),
+            None => kennel_engine::host::runtime_dir::records_dir(),
         }
     }
 }

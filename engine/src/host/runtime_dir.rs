@@ -165,6 +165,12 @@ pub fn runtime_dir() -> Result<RuntimeDir, FallbackRefused> {
     })
 }
 
+/// The default directory of the records: `kennel` in the runtime
+/// directory (`/run/kennel` for real root).
+pub fn records_dir() -> anyhow::Result<PathBuf> {
+    Ok(runtime_dir()?.path.join("kennel"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

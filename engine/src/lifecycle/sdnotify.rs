@@ -157,7 +157,7 @@ impl Notify {
 
 /// A datagram socket the container's processes (any mapped uid) can write.
 fn bind_container_socket() -> Result<(UnixDatagram, PathBuf)> {
-    let dir = crate::lifecycle::state::default_root()?;
+    let dir = crate::host::runtime_dir::records_dir()?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(format!("notify-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);

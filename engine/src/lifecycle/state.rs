@@ -126,12 +126,6 @@ pub struct Running {
     pub pidfd: OwnedFd,
 }
 
-/// The default directory of the records: `kennel` in the runtime
-/// directory (`/run/kennel` for real root).
-pub fn default_root() -> Result<PathBuf> {
-    Ok(crate::host::runtime_dir::runtime_dir()?.path.join("kennel"))
-}
-
 /// The records under one root directory.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -160,7 +154,7 @@ impl Store {
         Ok(Store {
             root: match root {
                 Some(r) => r.to_path_buf(),
-                None => default_root()?,
+                None => crate::host::runtime_dir::records_dir()?,
             },
         })
     }

@@ -77,7 +77,7 @@ fn is_ours_alone(meta: &std::fs::Metadata) -> bool {
 /// write a program a later one loads. None when there is no such
 /// directory that is ours alone (nothing is kept then).
 pub fn dir() -> Option<PathBuf> {
-    let mut path = crate::lifecycle::state::default_root()
+    let mut path = crate::host::runtime_dir::records_dir()
         .ok()?
         .into_os_string();
     path.push("-seccomp");
