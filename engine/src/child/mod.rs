@@ -31,7 +31,9 @@ use nix::unistd::{Gid, Uid};
 use crate::inroot::{Make, Root};
 use crate::net::netns::{Maker, Netns};
 use crate::plan::config::{Config, ProcessPlan};
-use crate::protocol::{io_errno, Channel, ChildFailure, Stage, ToChild, ToParent};
+use crate::protocol::{
+    io_errno, namespace_failure, Channel, ChildFailure, Stage, ToChild, ToParent,
+};
 use crate::stop_at::{stop_if, StopPoint};
 use crate::sys;
 
@@ -406,27 +408,6 @@ fn maps_written(chan: &Channel, helper_socket: Option<&UnixStream>) -> bool {
         if ready(0) {
             return matches!(chan.recv_to_child(), Ok(Some(ToChild::MapsWritten)));
         }
-    }
-}
-
-/// A failure to create the namespace `which` (one flag), with the limit
-/// that refused it when that is the cause.
-pub fn namespace_failure(e: Errno, which: CloneFlags) -> ChildFailure {
-    let name = match which {
-        CloneFlags::CLONE_NEWNS => "mnt",
-        CloneFlags::CLONE_NEWUTS => "uts",
-        CloneFlags::CLONE_NEWIPC => "ipc",
-        CloneFlags::CLONE_NEWNET => "net",
-        CloneFlags::CLONE_NEWCGROUP => "cgroup",
-        _ => "other",
-    };
-    let f = ChildFailure::new(Stage::Namespaces, e, Some(format!("{name} namespace")));
-    if e == Errno::ENOSPC {
-        f.with_detail(format!(
-            "the limit user.max_{name}_namespaces is reached, here or in a user namespace kennel runs in; raise it, e.g. `sudo sysctl -w user.max_{name}_namespaces=15000`"
-        ))
-    } else {
-        f
     }
 }
 

@@ -36,8 +36,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, read, write, Pid};
 
-use crate::child::namespace_failure;
-use crate::protocol::{io_errno, ChildFailure, Stage};
+use crate::protocol::{io_errno, namespace_failure, ChildFailure, Stage};
 use crate::sys::{self, Forked};
 
 /// The runner's side of a maker, from before the clone until it is reaped.
