@@ -15,7 +15,8 @@ use crate::cli::{CgroupManager, NetMode, RunArgs, UsernsMode};
 use crate::idmap::IdPlan;
 use kennel_engine::host::ids::Caller;
 use kennel_engine::lifecycle::exec::apply_env_entry;
-use kennel_engine::net::publish::{Publish, NET_ANNOTATION, PUBLISH_ANNOTATION};
+use kennel_engine::net::annotation::NET_ANNOTATION;
+use kennel_engine::net::publish::{Publish, PUBLISH_ANNOTATION};
 use kennel_engine::{host::passwd, DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS};
 
 /// Docker's default capability set.

@@ -22,12 +22,9 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
-use crate::net::publish::NET_ANNOTATION;
+use crate::net::annotation::{bridge_of, NET_ANNOTATION};
 use crate::protocol::{serve_network_request, Channel};
 use crate::sys;
-
-/// The bridge `--net bridge` means when it names none.
-pub const DEFAULT_BRIDGE: &str = "kennel0";
 
 /// The helper's name, found as kennel-idmap is.
 pub const HELPER: &str = "kennel-net";
@@ -39,28 +36,6 @@ const CAP_NET_ADMIN_BIT: u32 = 1 << 12;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgePlan {
     pub bridge: String,
-}
-
-/// The bridge a `run.kennel.net` value names, if it asks for one:
-/// `bridge` or `bridge=NAME`.
-pub fn bridge_of(value: &str) -> Option<Result<String>> {
-    let name = match value.strip_prefix("bridge") {
-        Some("") => DEFAULT_BRIDGE,
-        Some(rest) => rest.strip_prefix('=')?,
-        None => return None,
-    };
-    let valid = !name.is_empty()
-        && name.len() <= 15
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    Some(if valid {
-        Ok(name.to_string())
-    } else {
-        Err(anyhow!(
-            "{NET_ANNOTATION}={value:?}: {name:?} is not an interface name (1 to 15 letters, digits, '-', '_' or '.')"
-        ))
-    })
 }
 
 /// Reads the annotations: None unless `run.kennel.net=bridge[=NAME]`.
@@ -213,13 +188,6 @@ mod tests {
 
     #[test]
     fn annotation_values() {
-        assert_eq!(bridge_of("bridge").unwrap().unwrap(), "kennel0");
-        assert_eq!(bridge_of("bridge=lab0").unwrap().unwrap(), "lab0");
-        assert!(bridge_of("bridge=").unwrap().is_err());
-        assert!(bridge_of("bridge=../x").unwrap().is_err());
-        assert!(bridge_of("bridge=waytoolonginterface").unwrap().is_err());
-        assert!(bridge_of("bridges").is_none());
-        assert!(bridge_of("pasta").is_none());
         let mut a = HashMap::new();
         assert_eq!(plan(Some(&a)).unwrap(), None);
         a.insert(NET_ANNOTATION.to_string(), "bridge=br1".to_string());

@@ -38,8 +38,9 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::{pipe2, Pid};
 
+use crate::net::annotation::NET_ANNOTATION;
 use crate::net::default_routes::{Families, Watch};
-use crate::net::publish::{PastaPlan, Protocol, Publish, NET_ANNOTATION};
+use crate::net::publish::{PastaPlan, Protocol, Publish};
 use crate::plan::config::MountPlan;
 use crate::protocol::{serve_network_request, Channel};
 use crate::sys;

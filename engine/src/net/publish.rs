@@ -11,7 +11,8 @@ use std::net::IpAddr;
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
-pub const NET_ANNOTATION: &str = "run.kennel.net";
+use crate::net::annotation::{bridge_of, NET_ANNOTATION};
+
 pub const PUBLISH_ANNOTATION: &str = "run.kennel.publish";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,8 +132,8 @@ pub fn plan(annotations: Option<&HashMap<String, String>>) -> Result<Option<Past
     match get(NET_ANNOTATION) {
         Some("pasta") => Ok(Some(PastaPlan { publish })),
         None | Some("private") if publish.is_empty() => Ok(None),
-        Some(v) if crate::net::bridge::bridge_of(v).is_some() && publish.is_empty() => Ok(None),
-        Some(v) if crate::net::bridge::bridge_of(v).is_some() => bail!(
+        Some(v) if bridge_of(v).is_some() && publish.is_empty() => Ok(None),
+        Some(v) if bridge_of(v).is_some() => bail!(
             "{PUBLISH_ANNOTATION} needs {NET_ANNOTATION}=pasta: a bridged container is reached at its own address, so there is nothing to publish"
         ),
         None | Some("private") => bail!(

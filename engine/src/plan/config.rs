@@ -382,7 +382,7 @@ impl Config {
         {
             bail!(
                 "{}={} needs a network namespace of the container's own: add {{\"type\": \"network\"}} to linux.namespaces",
-                crate::net::publish::NET_ANNOTATION,
+                crate::net::annotation::NET_ANNOTATION,
                 if pasta.is_some() { "pasta" } else { "bridge" }
             );
         }
