@@ -30,9 +30,10 @@ use std::path::PathBuf;
 
 pub use cgroup_delegate::Manager as CgroupManager;
 pub use lifecycle::run::{prepare, Container, Exit, Plan};
-pub use plan::config::{is_bind, mount_option_names, NAMESPACE_TYPES};
+pub use plan::config::NAMESPACE_TYPES;
 pub use protocol::{ChildFailure, Stage};
 pub use security::landlock::ANNOTATION as LANDLOCK_ANNOTATION;
+pub use spec::mounts::{is_bind, mount_option_names};
 pub use stop_at::StopPoint;
 pub use sys::{pidfd_send_signal, probe_user_namespace};
 

@@ -52,9 +52,10 @@ use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{chdir, mkdir, pivot_root};
 
 use crate::inroot::{self, Make, Root};
-use crate::plan::config::{Config, MountPlan};
+use crate::plan::config::Config;
 use crate::protocol::{ChildFailure, Stage};
 use crate::spec::devices::DevicePlan;
+use crate::spec::mounts::MountPlan;
 use crate::spec::propagation::Kind;
 use crate::sys;
 

@@ -41,8 +41,8 @@ use nix::unistd::{pipe2, Pid};
 use crate::net::annotation::NET_ANNOTATION;
 use crate::net::default_routes::{Families, Watch};
 use crate::net::publish::{PastaPlan, Protocol, Publish};
-use crate::plan::config::MountPlan;
 use crate::protocol::{serve_network_request, Channel};
+use crate::spec::mounts::MountPlan;
 use crate::sys;
 
 mod tun;
@@ -357,7 +357,7 @@ pub fn prepare(
         }
         prepared.resolv_conf = Some(text);
         prepared.resolv_point_in = writable_root.map(Path::to_path_buf);
-        let opts = crate::plan::config::parse_mount_options(&[
+        let opts = crate::spec::mounts::parse_mount_options(&[
             "rbind".into(),
             "ro".into(),
             "nosuid".into(),

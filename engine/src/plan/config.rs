@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::spec::mounts::{is_bind, parse_mount_options, MountOptions, MountPlan};
 use crate::spec::propagation::{self, Propagation};
 use anyhow::{bail, Context, Result};
 use kennel_idmap::MapLine;
@@ -14,37 +15,6 @@ use oci_spec::runtime::{
     LinuxIdMapping, LinuxNamespaceType, LinuxResources, LinuxSeccomp, PosixRlimitType, Process,
     Spec,
 };
-
-/// One mount, with its options already split into flags and data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountPlan {
-    pub destination: String,
-    pub fstype: String,
-    pub source: String,
-    pub flags: MsFlags,
-    /// Filesystem-specific options (e.g. `mode=755`).
-    pub data: String,
-    /// A bind mount (flags contain MS_BIND); read-only is applied by remount.
-    pub bind: bool,
-    pub readonly: bool,
-    /// `tmpcopyup` (a tmpfs only): what the image has at the destination
-    /// is copied into the fresh tmpfs before it covers it (see `copy_up`).
-    pub copy_up: bool,
-    /// The propagation its options name; None: private, kennel's default.
-    pub propagation: Option<Propagation>,
-}
-
-/// A mount's OCI options, split.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountOptions {
-    /// mount(2) flags.
-    pub flags: MsFlags,
-    /// Filesystem-specific options, comma-separated (mount(2)'s data).
-    pub data: String,
-    pub readonly: bool,
-    /// `tmpcopyup`: runc's and crun's extension, never given to mount(2).
-    pub copy_up: bool,
-}
 
 #[derive(Debug, Clone)]
 pub struct ProcessPlan {
@@ -123,42 +93,6 @@ impl Config {
     }
 }
 
-/// The OCI mount options that are mount(2) flags: name, flags set,
-/// flags cleared; later options override earlier ones.
-const FLAG_OPTIONS: &[(&str, MsFlags, MsFlags)] = &[
-    ("ro", MsFlags::MS_RDONLY, MsFlags::empty()),
-    ("rw", MsFlags::empty(), MsFlags::MS_RDONLY),
-    ("bind", MsFlags::MS_BIND, MsFlags::empty()),
-    (
-        "rbind",
-        MsFlags::MS_BIND.union(MsFlags::MS_REC),
-        MsFlags::empty(),
-    ),
-    ("nosuid", MsFlags::MS_NOSUID, MsFlags::empty()),
-    ("suid", MsFlags::empty(), MsFlags::MS_NOSUID),
-    ("nodev", MsFlags::MS_NODEV, MsFlags::empty()),
-    ("dev", MsFlags::empty(), MsFlags::MS_NODEV),
-    ("noexec", MsFlags::MS_NOEXEC, MsFlags::empty()),
-    ("exec", MsFlags::empty(), MsFlags::MS_NOEXEC),
-    ("noatime", MsFlags::MS_NOATIME, MsFlags::empty()),
-    ("nodiratime", MsFlags::MS_NODIRATIME, MsFlags::empty()),
-    ("relatime", MsFlags::MS_RELATIME, MsFlags::empty()),
-    ("norelatime", MsFlags::empty(), MsFlags::MS_RELATIME),
-    ("strictatime", MsFlags::MS_STRICTATIME, MsFlags::empty()),
-    ("sync", MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-];
-
-/// Every mount option the engine acts on itself rather than handing to the
-/// filesystem as data: what `kennel-oci features` reports.
-pub fn mount_option_names() -> Vec<&'static str> {
-    FLAG_OPTIONS
-        .iter()
-        .map(|(name, ..)| *name)
-        .chain(crate::spec::propagation::all().map(Propagation::name))
-        .chain(["tmpcopyup"])
-        .collect()
-}
-
 /// The namespace types the engine makes, as config.json spells them: what
 /// `kennel-oci features` reports.
 pub const NAMESPACE_TYPES: &[&str] = &["cgroup", "ipc", "mount", "network", "pid", "user", "uts"];
@@ -175,34 +109,6 @@ fn namespace_flag(typ: LinuxNamespaceType) -> Result<CloneFlags> {
         LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
         LinuxNamespaceType::Time => bail!("time namespaces are not supported yet"),
     })
-}
-
-/// Splits OCI mount options into mount(2) flags and data, as runc and crun
-/// do, and takes out their extensions (`tmpcopyup`).
-pub fn parse_mount_options(options: &[String]) -> MountOptions {
-    let mut flags = MsFlags::empty();
-    let mut data = Vec::new();
-    let mut readonly = false;
-    let mut copy_up = false;
-    for o in options {
-        if let Some((_, set, clear)) = FLAG_OPTIONS.iter().find(|(name, ..)| name == o) {
-            flags |= *set;
-            flags &= !*clear;
-            readonly = flags.contains(MsFlags::MS_RDONLY);
-        } else if o == "tmpcopyup" {
-            copy_up = true;
-        } else if Propagation::parse(o).is_none() {
-            // Propagation is not a flag of the mount itself: applied apart,
-            // after it is made (see `propagation::of_options` and `rootfs`).
-            data.push(o.to_string());
-        }
-    }
-    MountOptions {
-        flags,
-        data: data.join(","),
-        readonly,
-        copy_up,
-    }
 }
 
 fn map_lines(m: &Option<Vec<LinuxIdMapping>>) -> Vec<MapLine> {
@@ -488,15 +394,6 @@ fn cgroup_view(
     }
 }
 
-/// Whether the spec's mount `m` is a bind mount: its type says so, or one
-/// of its options (`bind`, `rbind`).
-pub fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
-    m.typ().as_deref() == Some("bind")
-        || parse_mount_options(m.options().as_deref().unwrap_or(&[]))
-            .flags
-            .contains(MsFlags::MS_BIND)
-}
-
 /// linux.resources as cgroup v2 limits. OCI's memory.swap is memory plus
 /// swap (Docker's meaning); -1 means unlimited swap.
 pub fn limits(r: Option<&LinuxResources>) -> Result<cgroup_delegate::Limits> {
@@ -632,10 +529,6 @@ impl ProcessPlan {
 mod tests {
     use super::*;
 
-    fn opts(o: &[&str]) -> Vec<String> {
-        o.iter().map(|s| s.to_string()).collect()
-    }
-
     #[test]
     fn a_cgroup_mount_becomes_what_a_user_namespace_can_have() {
         let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
@@ -649,12 +542,7 @@ mod tests {
     }
 
     #[test]
-    fn the_reported_names_are_the_ones_acted_on() {
-        for name in mount_option_names() {
-            let parsed = parse_mount_options(&opts(&[name]));
-            assert_eq!(parsed.data, "", "{name} would reach the filesystem as data");
-        }
-        assert!(mount_option_names().contains(&"rslave"));
+    fn the_reported_namespace_types_are_the_ones_made() {
         for name in [
             "cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time",
         ] {
@@ -665,34 +553,6 @@ mod tests {
                 "{name}"
             );
         }
-    }
-
-    #[test]
-    fn mount_options_split_into_flags_and_data() {
-        let o = parse_mount_options(&opts(&["nosuid", "strictatime", "mode=755", "size=65536k"]));
-        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
-        assert_eq!(o.data, "mode=755,size=65536k");
-        assert!(!o.readonly && !o.copy_up);
-        let o = parse_mount_options(&opts(&["rbind", "ro", "rprivate"]));
-        assert_eq!(
-            o.flags,
-            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY
-        );
-        assert!(o.readonly);
-        let o = parse_mount_options(&opts(&["ro", "rw"]));
-        assert!(!o.readonly && !o.flags.contains(MsFlags::MS_RDONLY));
-    }
-
-    #[test]
-    fn tmpcopyup_is_taken_out_of_the_mount_data() {
-        // What podman sends for --read-only's tmpfs mounts.
-        let o = parse_mount_options(&opts(&["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"]));
-        assert!(o.copy_up);
-        assert_eq!(o.data, "");
-        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
-        let o = parse_mount_options(&opts(&["tmpcopyup", "size=1m"]));
-        assert!(o.copy_up);
-        assert_eq!(o.data, "size=1m");
     }
 
     fn spec_with_mount(mount: serde_json::Value) -> Spec {

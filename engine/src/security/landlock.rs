@@ -62,8 +62,9 @@ use nix::sys::stat::SFlag;
 use serde::{Deserialize, Serialize};
 
 use crate::inroot::{self, Root};
-use crate::plan::config::{MountPlan, ProcessPlan};
+use crate::plan::config::ProcessPlan;
 use crate::protocol::{ChildFailure, Stage};
+use crate::spec::mounts::MountPlan;
 use crate::sys;
 
 /// The annotation that asks for Landlock.
@@ -449,7 +450,7 @@ fn allow_stdio(ruleset: &mut RulesetCreated) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::config::parse_mount_options;
+    use crate::spec::mounts::parse_mount_options;
 
     fn mount(destination: &str, fstype: &str, options: &[&str]) -> MountPlan {
         let o = parse_mount_options(&options.iter().map(|s| s.to_string()).collect::<Vec<_>>());

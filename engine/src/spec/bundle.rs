@@ -41,7 +41,7 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         let mounts = mounts
             .into_iter()
             .map(|mut m| {
-                let bind = crate::is_bind(&m);
+                let bind = crate::spec::mounts::is_bind(&m);
                 if let Some(src) = m.source().clone().filter(|s| bind && s.is_relative()) {
                     m.set_source(Some(dir.join(src)));
                 }

@@ -20,8 +20,8 @@ use nix::mount::MsFlags;
 use super::{fail, host_path, populate_dev, Fill, Mounts, Step, NEWROOT};
 use crate::child::copy_up;
 use crate::inroot::{self, Make, Root};
-use crate::plan::config::MountPlan;
 use crate::protocol::{ChildFailure, Stage};
+use crate::spec::mounts::MountPlan;
 use crate::spec::propagation::{Kind, Propagation};
 use crate::sys::{self, MountAttributes};
 

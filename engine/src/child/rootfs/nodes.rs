@@ -14,9 +14,9 @@ use nix::unistd::{fchownat, Gid, Uid};
 
 use super::{fail, host_path, Mounts, Step};
 use crate::inroot::{Make, Root};
-use crate::plan::config::MountPlan;
 use crate::protocol::{ChildFailure, Stage};
 use crate::spec::devices::{DevicePlan, NodeKind};
+use crate::spec::mounts::MountPlan;
 
 pub(super) fn make_all(root: &Root, mounts: &mut dyn Mounts, devices: &[DevicePlan]) -> Step {
     for d in devices {

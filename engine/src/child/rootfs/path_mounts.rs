@@ -17,8 +17,8 @@ use super::mountinfo::mounts_below;
 use super::{fail, host_path, open_staged, populate_dev, Fill, Mounts, Step, NEWROOT, OLDROOT};
 use crate::child::copy_up;
 use crate::inroot::{Make, Root};
-use crate::plan::config::MountPlan;
 use crate::protocol::{io_errno, Stage};
+use crate::spec::mounts::MountPlan;
 use crate::spec::propagation::{Kind, Propagation};
 
 /// The staging mount points made so far (/stage/1, /stage/2, ...), which
