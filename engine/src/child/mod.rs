@@ -30,10 +30,11 @@ use nix::unistd::{Gid, Uid};
 
 use crate::inroot::{Make, Root};
 use crate::net::netns::{Maker, Netns};
-use crate::plan::config::{Config, ProcessPlan};
+use crate::plan::config::Config;
 use crate::protocol::{
     io_errno, namespace_failure, Channel, ChildFailure, Stage, ToChild, ToParent,
 };
+use crate::spec::process::ProcessPlan;
 use crate::stop_at::{stop_if, StopPoint};
 use crate::sys;
 

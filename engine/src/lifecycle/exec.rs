@@ -17,8 +17,8 @@ use oci_spec::runtime::Process;
 use crate::child::tty::SavedTerminal;
 use crate::child::{self, ChildOptions};
 use crate::lifecycle::run::{block_signals, clone_error, supervise, wait_for_exec, Started};
-use crate::plan::config::ProcessPlan;
 use crate::protocol::Channel;
+use crate::spec::process::ProcessPlan;
 use crate::sys::{self, Forked};
 use crate::{host::passwd, lifecycle::state, Detached, Error, Exit, Options};
 

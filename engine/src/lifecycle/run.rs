@@ -112,7 +112,7 @@ pub struct Container<'a> {
     /// The container's id (its pid when it has no name), for hooks.
     id: String,
     hooks: crate::host::hooks::HookPlans,
-    landlock: Option<crate::security::landlock::Rules>,
+    landlock: Option<crate::spec::process::Rules>,
     /// PID 1 is kennel's --init, for the record.
     init: bool,
     events: Box<dyn Fn(&crate::Event) + 'a>,

@@ -88,7 +88,7 @@ pub struct Private {
     /// The container's Landlock rules, for `exec` to confine its command
     /// the same way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub landlock: Option<crate::security::landlock::Rules>,
+    pub landlock: Option<crate::spec::process::Rules>,
     /// The container's network (pasta, or a bridge), for `ps`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
@@ -353,7 +353,7 @@ pub struct Recorded<'a> {
     pub bundle: Option<&'a Path>,
     pub kept: bool,
     pub hooks: &'a crate::host::hooks::HookPlans,
-    pub landlock: Option<&'a crate::security::landlock::Rules>,
+    pub landlock: Option<&'a crate::spec::process::Rules>,
     pub init: bool,
     /// The address kennel-net gave a bridged container.
     pub bridge_address: Option<std::net::Ipv4Addr>,

@@ -59,12 +59,11 @@ use anyhow::{anyhow, bail, Result};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::SFlag;
-use serde::{Deserialize, Serialize};
 
 use crate::inroot::{self, Root};
-use crate::plan::config::ProcessPlan;
 use crate::protocol::{ChildFailure, Stage};
 use crate::spec::mounts::MountPlan;
+use crate::spec::process::{ProcessPlan, Rules};
 use crate::sys;
 
 /// The annotation that asks for Landlock.
@@ -83,17 +82,6 @@ pub enum Request {
     IfAvailable,
     /// Not asked for: only the fence (below), where the kernel has it.
     Fence,
-}
-
-/// The ruleset planned in the parent, applied by the child.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rules {
-    /// Paths inside the container beneath which writing is allowed.
-    pub writable: Vec<String>,
-    /// The fence: writing is allowed anywhere in the container's own tree
-    /// (`writable` is empty), and nowhere else.
-    #[serde(default)]
-    pub whole_root: bool,
 }
 
 /// What the spec asks for, before the kernel is asked what it has.

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::Filter;
+use crate::spec::process::Filter;
 
 /// The kernel's limit (BPF_MAXINSNS).
 const MAX_INSTRUCTIONS: usize = 4096;

@@ -33,7 +33,7 @@ use oci_spec::runtime::{
     LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
 
-use super::Filter;
+use crate::spec::process::Filter;
 
 /// seccomp(2)'s flags for SECCOMP_SET_MODE_FILTER.
 const FLAG_TSYNC: u32 = 1;

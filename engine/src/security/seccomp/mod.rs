@@ -17,6 +17,8 @@ use std::collections::HashMap;
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::LinuxSeccomp;
 
+use crate::spec::process::Filter;
+
 pub use compile::{compile, unknown_name_warnings};
 pub use keys::program as keys_program;
 pub use profile::{default_for_container as default_profile, for_container as profile_for};
@@ -25,32 +27,6 @@ pub use profile::{default_for_container as default_profile, for_container as pro
 /// `default`) where linux.seccomp is absent. `kennel run` sets it, with
 /// `unconfined` or a profile's path as other values, which only describe.
 pub const ANNOTATION: &str = "run.kennel.seccomp";
-
-/// A compiled filter: the program and seccomp(2)'s flags for it.
-#[derive(Clone)]
-pub struct Filter {
-    pub program: Vec<libc::sock_filter>,
-    pub flags: u32,
-    /// The program also answers as the keys filter (`keys_program`) does,
-    /// so a process that gets this one needs no other.
-    pub includes_keys: bool,
-}
-
-impl std::fmt::Debug for Filter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Filter({} instructions, flags {:#x}{})",
-            self.program.len(),
-            self.flags,
-            if self.includes_keys {
-                ", with the keys filter"
-            } else {
-                ""
-            }
-        )
-    }
-}
 
 /// `struct sock_filter`s from their bytes, in the machine's byte order, as
 /// libseccomp exports them and the cache keeps them (a partial last one
