@@ -9,7 +9,7 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::child::{exec, prepare_signals_for_exec};
+use crate::child::exec::{exec, prepare_signals_for_exec};
 use crate::protocol::{ChildFailure, Stage};
 use crate::sys;
 

@@ -14,8 +14,9 @@ use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use oci_spec::runtime::Process;
 
+use crate::child::options::ChildOptions;
+use crate::child::setup;
 use crate::child::tty::SavedTerminal;
-use crate::child::{self, ChildOptions};
 use crate::lifecycle::run::{block_signals, clone_error, supervise, wait_for_exec, Started};
 use crate::protocol::Channel;
 use crate::spec::process::ProcessPlan;
@@ -295,7 +296,7 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
                 become_root: false,
                 stop_at: None,
             };
-            child::run_process(&plan, child_end, &opts);
+            setup::run_process(&plan, child_end, &opts);
         }
         Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
         Err(e) => return Err(clone_error(e).into()),

@@ -15,8 +15,9 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
+use crate::child::options::{preserved_fds, ChildOptions};
+use crate::child::setup;
 use crate::child::tty::{self, SavedTerminal};
-use crate::child::{self, ChildOptions};
 use crate::host::maps::MapWriter;
 use crate::lifecycle::cgroup;
 use crate::lifecycle::sdnotify::Notify;
@@ -328,7 +329,7 @@ impl Plan {
                     stop_at: opts.stop_at,
                 };
                 let maker = netns_maker.as_mut().and_then(NetnsMaker::take_part);
-                child::run(cfg, child_end, &child_opts, maker);
+                setup::run(cfg, child_end, &child_opts, maker);
             }
             Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
             Err(e) => return Err(clone_error(e).into()),
@@ -464,7 +465,7 @@ fn join_namespaces(join: &[(CloneFlags, std::path::PathBuf)]) -> anyhow::Result<
 
 /// Checks that the `n` sockets systemd passed (fds 3 to 3+n-1) are open.
 fn check_listen_fds(n: u32) -> anyhow::Result<()> {
-    for fd in child::preserved_fds(n) {
+    for fd in preserved_fds(n) {
         if !sys::fd_is_open(fd) {
             bail!("LISTEN_FDS={n} names fd {fd}, which is not open: the unit's sockets did not reach kennel; check the .socket unit, or unset LISTEN_FDS and LISTEN_PID");
         }
@@ -484,7 +485,7 @@ pub fn check_preserved_fds(after: u32, n: u32) -> anyhow::Result<()> {
             end - 1
         );
     }
-    for fd in child::preserved_fds(after + n).skip(after as usize) {
+    for fd in preserved_fds(after + n).skip(after as usize) {
         if !sys::fd_is_open(fd) {
             bail!("--preserve-fds {n}: fd {fd} is not open");
         }
