@@ -17,7 +17,8 @@ use oci_spec::runtime::Process;
 use crate::child::options::ChildOptions;
 use crate::child::setup;
 use crate::child::tty::SavedTerminal;
-use crate::lifecycle::run::{block_signals, clone_error, supervise, wait_for_exec, Started};
+use crate::lifecycle::run::create::{check_preserved_fds, clone_error};
+use crate::lifecycle::supervise::{block_signals, supervise, wait_for_exec, Started};
 use crate::protocol::Channel;
 use crate::spec::process::ProcessPlan;
 use crate::sys::{self, Forked};
@@ -217,7 +218,7 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
     )?;
     plan.landlock =
         crate::security::landlock::for_exec(running.state.kennel.landlock.as_ref(), &plan)?;
-    crate::lifecycle::run::check_preserved_fds(0, args.preserve_fds)?;
+    check_preserved_fds(0, args.preserve_fds)?;
 
     sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
     let sigfd = block_signals()?;

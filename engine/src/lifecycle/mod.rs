@@ -4,8 +4,9 @@
 //! any process, including after the one that created it is gone.
 //!
 //! Owns the container's life from the parent's side: `run` prepares the
-//! plan, creates the container and starts and waits for it; `exec` runs
-//! a command in a running one; `state` writes and reads the records;
+//! plan, creates the container (`run::create`) and starts and waits for
+//! it; `supervise` watches a process to its end; `exec` runs a command
+//! in a running one; `state` writes and reads the records;
 //! `cgroup` places it, `join` enters namespaces named by path, `sdnotify`
 //! speaks systemd's notify protocol.
 //!
@@ -17,6 +18,7 @@ pub(crate) mod join;
 pub(crate) mod run;
 pub mod sdnotify;
 pub mod state;
+pub(crate) mod supervise;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
