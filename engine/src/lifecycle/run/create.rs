@@ -18,6 +18,7 @@ use crate::lifecycle::cgroup;
 use crate::lifecycle::state;
 use crate::lifecycle::supervise::block_signals;
 use crate::net::netns::NetnsMaker;
+use crate::plan::config::Config;
 use crate::protocol::{Channel, ToChild};
 use crate::stop_at::{self, StopPoint};
 use crate::sys::{self, Forked};
@@ -38,10 +39,19 @@ fn runner_unmapped(uid_map: &[MapLine], gid_map: &[MapLine]) -> bool {
     (!covers(uid_map, uid) || !covers(gid_map, gid)) && has_root(uid_map) && has_root(gid_map)
 }
 
+/// What `Plan::check` found, for the steps after the clone.
+struct Checked {
+    pasta_prepared: Option<crate::net::pasta::Prepared>,
+    bridge_helper: Option<std::path::PathBuf>,
+    /// The sockets systemd passed.
+    listen_fds: u32,
+}
+
 impl Plan {
-    /// Makes the container: its cgroup, namespaces and maps; the child then
-    /// builds its root filesystem and waits (see `Container::start`).
-    pub fn create<'a>(mut self, mut opts: Options<'a>) -> Result<Container<'a>, Error> {
+    /// What is decided and checked before anything exists: Landlock
+    /// against the kernel, pasta and kennel-net found, the user namespace,
+    /// the inherited fds, seccomp.
+    fn check(&mut self, opts: &Options<'_>) -> Result<Checked, Error> {
         let say = |warn: bool, text: &str| {
             if warn {
                 opts.warn(text)
@@ -111,6 +121,19 @@ impl Plan {
                 anyhow!("internal error: a container to be started later needs an id").into(),
             );
         }
+        Ok(Checked {
+            pasta_prepared,
+            bridge_helper,
+            listen_fds,
+        })
+    }
+
+    /// Makes the container: its cgroup, namespaces and maps; the child then
+    /// builds its root filesystem and waits (see `Container::start`).
+    pub fn create<'a>(mut self, mut opts: Options<'a>) -> Result<Container<'a>, Error> {
+        let checked = self.check(&opts)?;
+        let listen_fds = checked.listen_fds;
+        let cfg = &self.cfg;
         let reservation = match &opts.id {
             Some(name) => {
                 let store = state::Store::new(opts.state_root.as_deref())?;
@@ -291,18 +314,36 @@ impl Plan {
         if container.bundle.is_some() {
             container.record(state::Status::Creating)?;
         }
-        let parent_end = &container.chan;
+        container.bring_up(cfg, &checked, map_writer, born_in_leaf, &single, &opts)?;
+        Ok(container)
+    }
+}
+
+impl Container<'_> {
+    /// After the clone: the child joins its cgroup and gets its maps, then
+    /// its network and the createRuntime hooks while it builds its root.
+    fn bring_up(
+        &mut self,
+        cfg: &Config,
+        checked: &Checked,
+        map_writer: MapWriter,
+        born_in_leaf: bool,
+        single: &sys::SingleThreaded,
+        opts: &Options<'_>,
+    ) -> Result<(), Error> {
+        let pid = self.pid;
+        let parent_end = &self.chan;
 
         // cgroup v1 hierarchies cannot be entered at birth: the child
         // moves into them here, before its maps let it go on.
-        let moved = match (&container.leaf.0, born_in_leaf) {
+        let moved = match (&self.leaf.0, born_in_leaf) {
             (Some(p), false) => p.add_process(pid.as_raw()).map_err(anyhow::Error::from),
             (Some(p), true) => p.add_v1(pid.as_raw()).map_err(anyhow::Error::from),
             (None, _) => Ok(()),
         };
         // kennel-idmap tells the child itself (see `take_helper_socket`).
         let child_told = map_writer.uses_helper();
-        if let Err(e) = moved.and_then(|()| map_writer.write(pid, &container.pidfd)) {
+        if let Err(e) = moved.and_then(|()| map_writer.write(pid, &self.pidfd)) {
             // A child that failed on its own (creating its namespaces) has
             // already said why, and that is the cause worth reporting.
             if let Some(f) = crate::protocol::reported_failure(parent_end, pid) {
@@ -310,7 +351,7 @@ impl Plan {
             }
             return Err(e.context("preparing the container").into());
         }
-        if let Some(n) = &container.notify {
+        if let Some(n) = &self.notify {
             n.status("setting up the root filesystem");
         }
         // A child that is gone has left its reason on the channel, which
@@ -319,27 +360,43 @@ impl Plan {
             let _ = parent_end.send_to_child(&ToChild::MapsWritten);
         }
         stop_at::stop_if(opts.stop_at, StopPoint::MapsWritten);
-        if let (Some(plan), Some(prepared)) = (&cfg.pasta, pasta_prepared.as_ref()) {
-            if let Some(n) = &container.notify {
+        self.start_network(cfg, checked, single, opts)?;
+        if cfg.hooks.during_create() {
+            self.run_create_hooks()?;
+        }
+        Ok(())
+    }
+
+    /// pasta, or the veth on a bridge, once the child asks for it from its
+    /// network namespace.
+    fn start_network(
+        &mut self,
+        cfg: &Config,
+        checked: &Checked,
+        single: &sys::SingleThreaded,
+        opts: &Options<'_>,
+    ) -> Result<(), Error> {
+        if let (Some(plan), Some(prepared)) = (&cfg.pasta, checked.pasta_prepared.as_ref()) {
+            if let Some(n) = &self.notify {
                 n.status("starting the container's network (pasta)");
             }
-            container.pasta = Some(crate::net::pasta::start_when_asked(
-                &container.chan,
-                container.pid,
-                container.pidfd.as_fd(),
+            self.pasta = Some(crate::net::pasta::start_when_asked(
+                &self.chan,
+                self.pid,
+                self.pidfd.as_fd(),
                 plan,
                 prepared,
-                &single,
+                single,
             )?);
         }
-        if let (Some(plan), Some(helper)) = (&cfg.bridge, bridge_helper.as_ref()) {
-            if let Some(n) = &container.notify {
+        if let (Some(plan), Some(helper)) = (&cfg.bridge, checked.bridge_helper.as_ref()) {
+            if let Some(n) = &self.notify {
                 n.status("linking the container to its bridge (kennel-net)");
             }
             let attached = crate::net::bridge::attach_when_asked(
-                &container.chan,
-                container.pid,
-                container.pidfd.as_fd(),
+                &self.chan,
+                self.pid,
+                self.pidfd.as_fd(),
                 plan,
                 helper,
             )?;
@@ -351,12 +408,9 @@ impl Plan {
                 plan.bridge,
                 attached.host_link
             ));
-            container.bridge = Some(attached);
+            self.bridge = Some(attached);
         }
-        if cfg.hooks.during_create() {
-            container.run_create_hooks()?;
-        }
-        Ok(container)
+        Ok(())
     }
 }
 
