@@ -10,21 +10,26 @@
 //! engine prints nothing and picks no exit code: it returns typed errors
 //! and reports what it decided through `Options::events`.
 
-mod child;
-pub mod host;
+// The floors, lowest first: each module imports only from its own floor
+// and the ones below (tests/test_engine_layout.py holds the order).
 mod inroot;
-pub mod lifecycle;
-pub mod net;
-mod plan;
 mod protocol;
-mod security;
-pub mod spec;
-pub use security::seccomp::{
-    describe as describe_seccomp, profile_for as seccomp_profile_for,
-    ANNOTATION as SECCOMP_ANNOTATION,
-};
 pub mod stop_at;
 mod sys;
+
+pub mod spec;
+
+pub mod host;
+
+mod security;
+
+pub mod net;
+
+mod plan;
+
+mod child;
+
+pub mod lifecycle;
 
 use std::path::PathBuf;
 
@@ -33,6 +38,10 @@ pub use lifecycle::run::{prepare, Container, Exit, Plan};
 pub use plan::config::NAMESPACE_TYPES;
 pub use protocol::{ChildFailure, Stage};
 pub use security::landlock::ANNOTATION as LANDLOCK_ANNOTATION;
+pub use security::seccomp::{
+    describe as describe_seccomp, profile_for as seccomp_profile_for,
+    ANNOTATION as SECCOMP_ANNOTATION,
+};
 pub use spec::mounts::{is_bind, mount_option_names};
 pub use stop_at::StopPoint;
 pub use sys::{pidfd_send_signal, probe_user_namespace};
