@@ -17,7 +17,7 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::mount::MsFlags;
 
-use super::{fail, host_path, populate_dev, Fill, Mounts, Step, NEWROOT};
+use super::mounts::{fail, host_path, populate_dev, Fill, Mounts, Step, NEWROOT};
 use crate::child::copy_up;
 use crate::inroot::{self, Make, Root};
 use crate::protocol::{ChildFailure, Stage};

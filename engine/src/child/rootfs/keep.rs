@@ -16,7 +16,7 @@ use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::mountinfo::{mounts_below, propagation_of};
-use super::{fail, host_path, Step};
+use super::mounts::{fail, host_path, Step};
 use crate::plan::config::Config;
 use crate::protocol::{io_errno, Stage};
 use crate::spec::propagation::{Kind, Propagation};

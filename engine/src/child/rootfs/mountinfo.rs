@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{fail, Step, OLDROOT};
+use super::mounts::{fail, Step, OLDROOT};
 use crate::protocol::{io_errno, Stage};
 
 /// The mount points strictly below `top` (a path in the staging root), in

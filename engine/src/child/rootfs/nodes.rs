@@ -12,7 +12,7 @@ use nix::errno::Errno;
 use nix::sys::stat::{fstatat, mknodat, umask, Mode, SFlag};
 use nix::unistd::{fchownat, Gid, Uid};
 
-use super::{fail, host_path, Mounts, Step};
+use super::mounts::{fail, host_path, Mounts, Step};
 use crate::inroot::{Make, Root};
 use crate::protocol::{ChildFailure, Stage};
 use crate::spec::devices::{DevicePlan, NodeKind};

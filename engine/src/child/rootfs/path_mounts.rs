@@ -14,7 +14,9 @@ use nix::mount::{mount, MsFlags};
 use nix::sys::statvfs::{statvfs, FsFlags};
 
 use super::mountinfo::mounts_below;
-use super::{fail, host_path, open_staged, populate_dev, Fill, Mounts, Step, NEWROOT, OLDROOT};
+use super::mounts::{
+    fail, host_path, open_staged, populate_dev, Fill, Mounts, Step, NEWROOT, OLDROOT,
+};
 use crate::child::copy_up;
 use crate::inroot::{Make, Root};
 use crate::protocol::{io_errno, Stage};
