@@ -38,7 +38,7 @@ fn libseccomp_version() -> String {
 pub fn key(what: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
-    h.update(super::COMPILER_ID.to_le_bytes());
+    h.update(super::program::COMPILER_ID.to_le_bytes());
     h.update(format!("libseccomp {}", libseccomp_version()).as_bytes());
     for part in what {
         h.update((part.len() as u64).to_le_bytes());
@@ -60,7 +60,7 @@ pub fn default_key(profile_id: u64, arch: &str, capabilities: u64) -> String {
     format!(
         "default-{}-{:016x}-{profile_id:016x}-{arch}-{capabilities:016x}-libseccomp-{}",
         env!("CARGO_PKG_VERSION"),
-        super::COMPILER_ID,
+        super::program::COMPILER_ID,
         libseccomp_version()
     )
 }
@@ -169,7 +169,7 @@ pub fn decode(bytes: &[u8]) -> Option<Filter> {
     Some(Filter {
         flags: u32::from_ne_bytes(*flags),
         includes_keys,
-        program: super::instructions(program),
+        program: super::program::instructions(program),
     })
 }
 
@@ -179,7 +179,7 @@ mod tests {
 
     fn filter() -> Filter {
         Filter {
-            program: super::super::keys_program(),
+            program: super::super::keys::program(),
             flags: 4,
             includes_keys: true,
         }

@@ -37,7 +37,7 @@ use crate::spec::process::Filter;
 
 /// seccomp(2)'s flags for SECCOMP_SET_MODE_FILTER.
 const FLAG_TSYNC: u32 = 1;
-use super::FLAG_LOG;
+use super::program::FLAG_LOG;
 const FLAG_SPEC_ALLOW: u32 = 1 << 2;
 
 fn action(a: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction> {
@@ -209,5 +209,5 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
     file.rewind()?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
-    Ok(super::instructions(&bytes))
+    Ok(super::program::instructions(&bytes))
 }

@@ -11,6 +11,7 @@ mod equivalence;
 mod keys;
 mod layout;
 mod profile;
+mod program;
 
 use std::collections::HashMap;
 
@@ -18,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use oci_spec::runtime::LinuxSeccomp;
 
 use crate::spec::process::Filter;
+use program::FLAG_LOG;
 
 pub use compile::{compile, unknown_name_warnings};
 pub use keys::program as keys_program;
@@ -27,21 +29,6 @@ pub use profile::{default_for_container as default_profile, for_container as pro
 /// `default`) where linux.seccomp is absent. `kennel run` sets it, with
 /// `unconfined` or a profile's path as other values, which only describe.
 pub const ANNOTATION: &str = "run.kennel.seccomp";
-
-/// `struct sock_filter`s from their bytes, in the machine's byte order, as
-/// libseccomp exports them and the cache keeps them (a partial last one
-/// is dropped).
-fn instructions(bytes: &[u8]) -> Vec<libc::sock_filter> {
-    bytes
-        .chunks_exact(8)
-        .map(|c| libc::sock_filter {
-            code: u16::from_ne_bytes([c[0], c[1]]),
-            jt: c[2],
-            jf: c[3],
-            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-        })
-        .collect()
-}
 
 /// Which profile a container has, in a few words (for `--verbose` and
 /// `kennel ps`).
@@ -54,30 +41,6 @@ pub fn describe(annotations: Option<&HashMap<String, String>>, has_profile: bool
         (_, false) => "none".into(),
     }
 }
-
-/// FNV-1a of `bytes`, at compile time.
-pub(crate) const fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut i = 0;
-    while i < bytes.len() {
-        hash ^= bytes[i] as u64;
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        i += 1;
-    }
-    hash
-}
-
-/// Tells one build of the code that turns profiles into programs from
-/// another, for the kept programs' names: a changed compiler must not
-/// reuse what an older one compiled.
-const COMPILER_ID: u64 = fnv1a(include_str!("compile.rs").as_bytes())
-    ^ fnv1a(include_str!("profile.rs").as_bytes()).rotate_left(1)
-    ^ fnv1a(include_str!("layout.rs").as_bytes()).rotate_left(2)
-    ^ fnv1a(include_str!("keys.rs").as_bytes()).rotate_left(3)
-    ^ fnv1a(include_str!("cache.rs").as_bytes()).rotate_left(4);
-
-/// seccomp(2)'s SECCOMP_FILTER_FLAG_LOG.
-const FLAG_LOG: u32 = 1 << 1;
 
 /// libseccomp's program for a profile, laid out again (see `layout`) with
 /// the keys filter stacked in, so the process installs one short filter

@@ -19,7 +19,7 @@ const DEFAULT: &str = include_str!("default.json");
 
 /// Tells one text of the default profile from another, so a compiled
 /// program is kept per text without hashing it at each start.
-pub const DEFAULT_ID: u64 = super::fnv1a(DEFAULT.as_bytes());
+pub const DEFAULT_ID: u64 = super::program::fnv1a(DEFAULT.as_bytes());
 
 // Unknown fields are errors: a misspelt condition must not silently widen
 // a rule.
@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn the_default_profile_compiles() {
         let s = default_for_container(&[], std::env::consts::ARCH).unwrap();
-        assert!(super::super::compile(&s).unwrap().program.len() > 100);
+        assert!(super::super::compile::compile(&s).unwrap().program.len() > 100);
     }
 
     #[test]
