@@ -4,12 +4,11 @@
 
 use std::path::PathBuf;
 
-use crate::spec::mounts::{is_bind, parse_mount_options, MountOptions, MountPlan};
+use crate::spec::mounts::MountPlan;
 use crate::spec::process::ProcessPlan;
 use crate::spec::propagation::{self, Propagation};
 use anyhow::{bail, Context, Result};
 use kennel_idmap::MapLine;
-use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, LinuxResources, LinuxSeccomp, Spec};
 
@@ -128,83 +127,7 @@ impl Config {
             bail!("the spec must ask for a new mount namespace");
         }
         let sysctl = sysctls(linux, &clone_flags, &join)?;
-        for m in spec.mounts().iter().flatten() {
-            if let Some(o) = m
-                .options()
-                .iter()
-                .flatten()
-                .find(|o| matches!(o.as_str(), "idmap" | "ridmap"))
-            {
-                bail!(
-                    "the mount on {} asks for an idmapped mount ({o}), which kennel does not implement yet; remove the option",
-                    m.destination().display()
-                );
-            }
-            if let Some(src) = m
-                .source()
-                .as_ref()
-                .filter(|s| is_bind(m) && s.is_relative())
-            {
-                bail!(
-                    "the bind mount on {} has a relative source {}: name it absolutely (in a bundle, relative to the bundle)",
-                    m.destination().display(),
-                    src.display()
-                );
-            }
-        }
-        let mounts = spec
-            .mounts()
-            .iter()
-            .flatten()
-            .map(|m| {
-                let MountOptions {
-                    flags,
-                    data,
-                    readonly,
-                    copy_up,
-                } = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
-                let destination = m.destination().display().to_string();
-                let propagation =
-                    propagation::of_options(m.options().as_deref().unwrap_or(&[]), &destination)?;
-                let fstype = m.typ().clone().unwrap_or_else(|| "bind".into());
-                let source = m
-                    .source()
-                    .as_ref()
-                    .map(|s| s.display().to_string())
-                    .unwrap_or_else(|| fstype.clone());
-                let (fstype, source, flags) = match fstype.as_str() {
-                    "cgroup" => cgroup_view(
-                        flags,
-                        clone_flags.contains(CloneFlags::CLONE_NEWCGROUP),
-                        cgroup_delegate::cgroup2_mounted(),
-                    ),
-                    _ => (fstype, source, flags),
-                };
-                let bind = flags.contains(MsFlags::MS_BIND) || fstype == "bind";
-                if copy_up && (bind || fstype != "tmpfs") {
-                    bail!(
-                        "the mount on {} has the option tmpcopyup, which only a tmpfs takes (this one is {})",
-                        m.destination().display(),
-                        if bind { "a bind mount".to_string() } else { format!("of type {fstype}") }
-                    );
-                }
-                Ok(MountPlan {
-                    destination,
-                    source,
-                    fstype,
-                    flags: if bind {
-                        flags | MsFlags::MS_BIND
-                    } else {
-                        flags
-                    },
-                    data,
-                    bind,
-                    readonly,
-                    copy_up,
-                    propagation,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mounts = crate::spec::mounts::plan(spec, clone_flags)?;
         let process = ProcessPlan::from_process(process)?
             .with_seccomp(spec.annotations().as_ref(), linux.seccomp().as_ref())?;
         let landlock = crate::security::landlock::plan(
@@ -305,28 +228,6 @@ fn sysctls(
     Ok(out)
 }
 
-/// A mount of type `cgroup` (what `runc spec` writes) as kennel can make
-/// it in a user namespace: the unified hierarchy of the container's own
-/// cgroup namespace where it has one on a cgroup v2 host, else the host's
-/// /sys/fs/cgroup bound with the same options (read-only in runc's specs),
-/// as runc does without a cgroup namespace. A v1 hierarchy cannot be
-/// mounted from a user namespace at all.
-fn cgroup_view(
-    flags: MsFlags,
-    own_namespace: bool,
-    cgroup2_host: bool,
-) -> (String, String, MsFlags) {
-    if own_namespace && cgroup2_host {
-        ("cgroup2".into(), "cgroup2".into(), flags)
-    } else {
-        (
-            "bind".into(),
-            "/sys/fs/cgroup".into(),
-            flags | MsFlags::MS_BIND | MsFlags::MS_REC,
-        )
-    }
-}
-
 /// linux.resources as cgroup v2 limits. OCI's memory.swap is memory plus
 /// swap (Docker's meaning); -1 means unlimited swap.
 pub fn limits(r: Option<&LinuxResources>) -> Result<cgroup_delegate::Limits> {
@@ -395,18 +296,7 @@ impl ProcessPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_cgroup_mount_becomes_what_a_user_namespace_can_have() {
-        let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
-        let own = cgroup_view(ro, true, true);
-        assert_eq!(own, ("cgroup2".into(), "cgroup2".into(), ro));
-        for (ns, v2) in [(false, true), (true, false), (false, false)] {
-            let (t, src, f) = cgroup_view(ro, ns, v2);
-            assert_eq!((t.as_str(), src.as_str()), ("bind", "/sys/fs/cgroup"));
-            assert_eq!(f, ro | MsFlags::MS_BIND | MsFlags::MS_REC);
-        }
-    }
+    use nix::mount::MsFlags;
 
     #[test]
     fn the_reported_namespace_types_are_the_ones_made() {

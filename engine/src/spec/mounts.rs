@@ -1,9 +1,13 @@
-//! The spec's mounts as the engine acts on them: their OCI options split
-//! into mount(2) flags, filesystem data and kennel's own extensions.
+//! The spec's mounts as the engine acts on them: checked, their OCI
+//! options split into mount(2) flags, filesystem data and kennel's own
+//! extensions.
 
+use anyhow::{bail, Result};
 use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use oci_spec::runtime::Spec;
 
-use crate::spec::propagation::Propagation;
+use crate::spec::propagation::{self, Propagation};
 
 /// One mount, with its options already split into flags and data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +113,117 @@ pub fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
             .contains(MsFlags::MS_BIND)
 }
 
+/// The spec's mounts as the child makes them. An idmapped mount, a
+/// relative bind source or tmpcopyup on anything but a tmpfs is refused;
+/// a `cgroup` mount becomes what a user namespace can have.
+pub fn plan(spec: &Spec, clone_flags: CloneFlags) -> Result<Vec<MountPlan>> {
+    refuse_unsupported(spec)?;
+    spec
+        .mounts()
+        .iter()
+        .flatten()
+        .map(|m| {
+            let MountOptions {
+                flags,
+                data,
+                readonly,
+                copy_up,
+            } = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
+            let destination = m.destination().display().to_string();
+            let propagation =
+                propagation::of_options(m.options().as_deref().unwrap_or(&[]), &destination)?;
+            let fstype = m.typ().clone().unwrap_or_else(|| "bind".into());
+            let source = m
+                .source()
+                .as_ref()
+                .map(|s| s.display().to_string())
+                .unwrap_or_else(|| fstype.clone());
+            let (fstype, source, flags) = match fstype.as_str() {
+                "cgroup" => cgroup_view(
+                    flags,
+                    clone_flags.contains(CloneFlags::CLONE_NEWCGROUP),
+                    cgroup_delegate::cgroup2_mounted(),
+                ),
+                _ => (fstype, source, flags),
+            };
+            let bind = flags.contains(MsFlags::MS_BIND) || fstype == "bind";
+            if copy_up && (bind || fstype != "tmpfs") {
+                bail!(
+                    "the mount on {} has the option tmpcopyup, which only a tmpfs takes (this one is {})",
+                    m.destination().display(),
+                    if bind { "a bind mount".to_string() } else { format!("of type {fstype}") }
+                );
+            }
+            Ok(MountPlan {
+                destination,
+                source,
+                fstype,
+                flags: if bind {
+                    flags | MsFlags::MS_BIND
+                } else {
+                    flags
+                },
+                data,
+                bind,
+                readonly,
+                copy_up,
+                propagation,
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+}
+
+/// An idmapped mount, or a bind mount with a relative source.
+fn refuse_unsupported(spec: &Spec) -> Result<()> {
+    for m in spec.mounts().iter().flatten() {
+        if let Some(o) = m
+            .options()
+            .iter()
+            .flatten()
+            .find(|o| matches!(o.as_str(), "idmap" | "ridmap"))
+        {
+            bail!(
+                "the mount on {} asks for an idmapped mount ({o}), which kennel does not implement yet; remove the option",
+                m.destination().display()
+            );
+        }
+        if let Some(src) = m
+            .source()
+            .as_ref()
+            .filter(|s| is_bind(m) && s.is_relative())
+        {
+            bail!(
+                "the bind mount on {} has a relative source {}: name it absolutely (in a bundle, relative to the bundle)",
+                m.destination().display(),
+                src.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A mount of type `cgroup` (what `runc spec` writes) as kennel can make
+/// it in a user namespace: the unified hierarchy of the container's own
+/// cgroup namespace where it has one on a cgroup v2 host, else the host's
+/// /sys/fs/cgroup bound with the same options (read-only in runc's specs),
+/// as runc does without a cgroup namespace. A v1 hierarchy cannot be
+/// mounted from a user namespace at all.
+fn cgroup_view(
+    flags: MsFlags,
+    own_namespace: bool,
+    cgroup2_host: bool,
+) -> (String, String, MsFlags) {
+    if own_namespace && cgroup2_host {
+        ("cgroup2".into(), "cgroup2".into(), flags)
+    } else {
+        (
+            "bind".into(),
+            "/sys/fs/cgroup".into(),
+            flags | MsFlags::MS_BIND | MsFlags::MS_REC,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +267,17 @@ mod tests {
         let o = parse_mount_options(&opts(&["tmpcopyup", "size=1m"]));
         assert!(o.copy_up);
         assert_eq!(o.data, "size=1m");
+    }
+
+    #[test]
+    fn a_cgroup_mount_becomes_what_a_user_namespace_can_have() {
+        let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
+        let own = cgroup_view(ro, true, true);
+        assert_eq!(own, ("cgroup2".into(), "cgroup2".into(), ro));
+        for (ns, v2) in [(false, true), (true, false), (false, false)] {
+            let (t, src, f) = cgroup_view(ro, ns, v2);
+            assert_eq!((t.as_str(), src.as_str()), ("bind", "/sys/fs/cgroup"));
+            assert_eq!(f, ro | MsFlags::MS_BIND | MsFlags::MS_REC);
+        }
     }
 }
