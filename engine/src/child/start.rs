@@ -34,43 +34,9 @@ pub fn start_process(
     bounding_dropped: bool,
     start_hooks: Option<(Vec<crate::host::hooks::HookPlan>, String)>,
 ) -> Step<Infallible> {
-    if p.terminal {
-        let master = open_terminal()?;
-        chan.send_to_parent(&ToParent::PtyMaster, Some(master.as_raw_fd()))
-            .map_err(|e| ChildFailure::new(Stage::Terminal, e, None))?;
-    } else {
-        // Out of the caller's session, so the caller's terminal is never our
-        // controlling terminal: TIOCSTI on it is refused (bubblewrap's
-        // CVE-2017-5226). It stays usable as plain stdio.
-        nix::unistd::setsid()
-            .map_err(|e| ChildFailure::new(Stage::Terminal, e, Some("setsid".into())))?;
-    }
-    // From here on code of the container's may run (in an init that never
-    // execs, or through a working directory under /proc/self/fd): only the
-    // channel, stdio and the preserved fds may exist.
-    let keep: Vec<RawFd> = [0, 1, 2, chan.raw_fd()]
-        .into_iter()
-        .chain(opts.start_fifo.as_ref().map(|f| f.as_raw_fd()))
-        .chain(preserved_fds(opts.preserve_fds))
-        .collect();
-    sys::close_fds_except(&keep).map_err(|e| {
-        ChildFailure::new(Stage::Exec, e, None).with_detail("closing the runner's descriptors")
-    })?;
-    for (resource, soft, hard) in &p.rlimits {
-        nix::sys::resource::setrlimit(*resource, *soft, *hard).map_err(|e| {
-            ChildFailure::new(
-                Stage::Rlimit,
-                e,
-                Some(format!("{resource:?}={soft}:{hard}")),
-            )
-        })?;
-    }
-    if let Some(adj) = p.oom_score_adj {
-        set_oom_score_adj(adj)?;
-    }
-    if let Some(mask) = p.umask {
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
-    }
+    take_terminal(p, chan)?;
+    close_inherited(chan, opts)?;
+    set_limits(p)?;
     // The working directory is resolved inside the final root by the
     // kernel. Created as root, before the switch, so a workdir in a
     // root-owned tree can appear (Docker does the same); entering it is
@@ -139,6 +105,59 @@ pub fn start_process(
         let envp = crate::host::socket_activation::environment(&envp, opts.activation.as_ref());
         Err(exec(&program, &argv, &envp, &p.args[0]))
     }
+}
+
+/// Gives the process its own terminal (`process.terminal`), or takes it
+/// out of the caller's session.
+fn take_terminal(p: &ProcessPlan, chan: &Channel) -> Step {
+    if p.terminal {
+        let master = open_terminal()?;
+        chan.send_to_parent(&ToParent::PtyMaster, Some(master.as_raw_fd()))
+            .map_err(|e| ChildFailure::new(Stage::Terminal, e, None))?;
+    } else {
+        // Out of the caller's session, so the caller's terminal is never our
+        // controlling terminal: TIOCSTI on it is refused (bubblewrap's
+        // CVE-2017-5226). It stays usable as plain stdio.
+        nix::unistd::setsid()
+            .map_err(|e| ChildFailure::new(Stage::Terminal, e, Some("setsid".into())))?;
+    }
+    Ok(())
+}
+
+/// Closes every descriptor but the channel, stdio, the start fifo and the
+/// preserved fds, before anything of the container's can run.
+fn close_inherited(chan: &Channel, opts: &ChildOptions) -> Step {
+    // From here on code of the container's may run (in an init that never
+    // execs, or through a working directory under /proc/self/fd): only the
+    // channel, stdio and the preserved fds may exist.
+    let keep: Vec<RawFd> = [0, 1, 2, chan.raw_fd()]
+        .into_iter()
+        .chain(opts.start_fifo.as_ref().map(|f| f.as_raw_fd()))
+        .chain(preserved_fds(opts.preserve_fds))
+        .collect();
+    sys::close_fds_except(&keep).map_err(|e| {
+        ChildFailure::new(Stage::Exec, e, None).with_detail("closing the runner's descriptors")
+    })
+}
+
+/// process.rlimits, oomScoreAdj and umask.
+fn set_limits(p: &ProcessPlan) -> Step {
+    for (resource, soft, hard) in &p.rlimits {
+        nix::sys::resource::setrlimit(*resource, *soft, *hard).map_err(|e| {
+            ChildFailure::new(
+                Stage::Rlimit,
+                e,
+                Some(format!("{resource:?}={soft}:{hard}")),
+            )
+        })?;
+    }
+    if let Some(adj) = p.oom_score_adj {
+        set_oom_score_adj(adj)?;
+    }
+    if let Some(mask) = p.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    Ok(())
 }
 
 /// The OCI lifecycle's pause between create and start: the runner is told
