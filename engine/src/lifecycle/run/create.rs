@@ -219,34 +219,7 @@ impl Plan {
             && runner_unmapped(&cfg.uid_map, &cfg.gid_map);
         let at_clone = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID;
         let flags = (cfg.clone_flags & at_clone).bits() as u64;
-        let leaf_fd = leaf
-            .0
-            .as_ref()
-            .and_then(|p| p.leaf_fd.as_ref())
-            .map(|fd| fd.as_fd());
-        let mut born_in_leaf = leaf_fd.is_some();
-        let entry = crate::lifecycle::join::Entry {
-            namespaces: &cfg.join,
-            uid_map: &cfg.uid_map,
-            gid_map: &cfg.gid_map,
-        };
-        let clone = |single: &sys::SingleThreaded, cgroup: Option<std::os::fd::BorrowedFd<'_>>| {
-            match fork_joins {
-                true => crate::lifecycle::join::clone_inside(single, flags, cgroup, &entry),
-                false => Ok(sys::clone_process(single, flags, cgroup)),
-            }
-        };
-        let forked = match clone(&single, leaf_fd)? {
-            Err(e) if born_in_leaf => {
-                opts.decided(&format!(
-                    "clone3 into the cgroup failed ({}); moving the child before it starts",
-                    e.desc()
-                ));
-                born_in_leaf = false;
-                clone(&single, None)?
-            }
-            other => other,
-        };
+        let (forked, born_in_leaf) = clone_child(cfg, &opts, flags, fork_joins, &leaf, &single)?;
         let (pid, pidfd) = match forked {
             Ok(Forked::Child(single)) => {
                 drop(parent_end);
@@ -412,6 +385,49 @@ impl Container<'_> {
         }
         Ok(())
     }
+}
+
+/// Clones the child: into its cgroup leaf where it has one (and again
+/// outside it, to be moved in before it starts, if the kernel refuses),
+/// through a copy of us when a namespace to join needs one (see `join`).
+/// Says whether the child was born in the leaf.
+fn clone_child(
+    cfg: &Config,
+    opts: &Options<'_>,
+    flags: u64,
+    fork_joins: bool,
+    leaf: &LeafGuard,
+    single: &sys::SingleThreaded,
+) -> anyhow::Result<(Result<Forked, Errno>, bool)> {
+    let leaf_fd = leaf
+        .0
+        .as_ref()
+        .and_then(|p| p.leaf_fd.as_ref())
+        .map(|fd| fd.as_fd());
+    let mut born_in_leaf = leaf_fd.is_some();
+    let entry = crate::lifecycle::join::Entry {
+        namespaces: &cfg.join,
+        uid_map: &cfg.uid_map,
+        gid_map: &cfg.gid_map,
+    };
+    let clone = |single: &sys::SingleThreaded, cgroup: Option<std::os::fd::BorrowedFd<'_>>| {
+        match fork_joins {
+            true => crate::lifecycle::join::clone_inside(single, flags, cgroup, &entry),
+            false => Ok(sys::clone_process(single, flags, cgroup)),
+        }
+    };
+    let forked = match clone(single, leaf_fd)? {
+        Err(e) if born_in_leaf => {
+            opts.decided(&format!(
+                "clone3 into the cgroup failed ({}); moving the child before it starts",
+                e.desc()
+            ));
+            born_in_leaf = false;
+            clone(single, None)?
+        }
+        other => other,
+    };
+    Ok((forked, born_in_leaf))
 }
 
 /// Enters each namespace named by path (network, ipc, uts).
