@@ -14,9 +14,8 @@ use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use oci_spec::runtime::Process;
 
-use crate::child::options::ChildOptions;
-use crate::child::setup;
 use crate::child::tty::SavedTerminal;
+use crate::child::{self, options::ChildOptions};
 use crate::lifecycle::run::create::{check_preserved_fds, clone_error};
 use crate::lifecycle::supervise::{block_signals, supervise, wait_for_exec, Started};
 use crate::protocol::Channel;
@@ -297,7 +296,7 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
                 become_root: false,
                 stop_at: None,
             };
-            setup::run_process(&plan, child_end, &opts);
+            child::run_process(&plan, child_end, &opts);
         }
         Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
         Err(e) => return Err(clone_error(e).into()),

@@ -10,8 +10,8 @@ use nix::errno::Errno;
 use nix::sched::CloneFlags;
 
 use super::{Container, LeafGuard, Plan};
+use crate::child;
 use crate::child::options::{preserved_fds, ChildOptions};
-use crate::child::setup;
 use crate::child::tty::SavedTerminal;
 use crate::host::maps::MapWriter;
 use crate::lifecycle::cgroup;
@@ -242,7 +242,7 @@ impl Plan {
                     stop_at: opts.stop_at,
                 };
                 let maker = netns_maker.as_mut().and_then(NetnsMaker::take_part);
-                setup::run(cfg, child_end, &child_opts, maker);
+                child::run(cfg, child_end, &child_opts, maker);
             }
             Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
             Err(e) => return Err(clone_error(e).into()),
