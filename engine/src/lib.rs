@@ -10,57 +10,39 @@
 //! engine prints nothing and picks no exit code: it returns typed errors
 //! and reports what it decided through `Options::events`.
 
-pub mod bridge;
-pub mod build_info;
-pub mod bundle;
-mod cgroup;
-mod child;
-mod config;
-mod copy_up;
-mod default_routes;
-mod device_rules;
-mod device_rules_v1;
-mod devices;
-pub mod exec;
-mod hooks;
-pub mod ids;
+// The floors, lowest first: each module imports only from its own floor
+// and the ones below (tests/test_engine_layout.py holds the order).
 mod inroot;
-pub mod install_kind;
-mod join;
-mod landlock;
-pub mod lifecycle;
-mod maps;
-mod netns;
-pub mod passwd;
-pub mod pasta;
-mod propagation;
 mod protocol;
-pub mod publish;
-mod reaper;
-mod resolv_point;
-mod rootfs;
-mod run;
-pub mod runtime_dir;
-pub mod sdnotify;
-mod seccomp;
-pub mod socket_activation;
-pub use seccomp::{
-    describe as describe_seccomp, profile_for as seccomp_profile_for,
-    ANNOTATION as SECCOMP_ANNOTATION,
-};
-mod spec_fields;
-pub mod state;
 pub mod stop_at;
 mod sys;
-mod tty;
+
+pub mod spec;
+
+pub mod host;
+
+mod security;
+
+pub mod net;
+
+mod plan;
+
+mod child;
+
+pub mod lifecycle;
 
 use std::path::PathBuf;
 
 pub use cgroup_delegate::Manager as CgroupManager;
-pub use config::{is_bind, mount_option_names, NAMESPACE_TYPES};
-pub use landlock::ANNOTATION as LANDLOCK_ANNOTATION;
+pub use lifecycle::run::{prepare, Container, Exit, Plan};
+pub use plan::config::NAMESPACE_TYPES;
 pub use protocol::{ChildFailure, Stage};
-pub use run::{prepare, Container, Exit, Plan};
+pub use security::landlock::ANNOTATION as LANDLOCK_ANNOTATION;
+pub use security::seccomp::{
+    describe as describe_seccomp, profile_for as seccomp_profile_for,
+    ANNOTATION as SECCOMP_ANNOTATION,
+};
+pub use spec::mounts::{is_bind, mount_option_names};
 pub use stop_at::StopPoint;
 pub use sys::{pidfd_send_signal, probe_user_namespace};
 
@@ -129,25 +111,25 @@ pub enum Event<'a> {
 /// How the container is run: everything besides the spec.
 pub struct Options<'a> {
     /// Who runs the container.
-    pub caller: ids::Caller,
+    pub caller: host::ids::Caller,
     /// The container's id: its state record's name. None runs it unnamed.
     pub id: Option<String>,
     /// PID 1 is a small init that reaps and forwards signals.
     pub init: bool,
     /// Fds 3 to 3+N-1 are passed to the container's process.
     pub preserve_fds: u32,
-    /// Sockets systemd passed to us (`socket_activation::inherited`): fds
+    /// Sockets systemd passed to us (`host::socket_activation::inherited`): fds
     /// 3 to 3+count-1, before the `preserve_fds` ones, as runc orders them.
-    pub activation: Option<socket_activation::Activation>,
+    pub activation: Option<host::socket_activation::Activation>,
     /// kennel-idmap, for maps this process may not write itself.
     pub helper: Option<PathBuf>,
     pub cgroup_manager: CgroupManager,
     pub cgroup_parent: Option<PathBuf>,
     /// The systemd notify protocol, when run as a `Type=notify` unit.
-    pub notify: Option<sdnotify::Notify>,
+    pub notify: Option<lifecycle::sdnotify::Notify>,
     /// Called with each event; the default ignores them.
     pub events: Box<dyn Fn(&Event) + 'a>,
-    /// Where the records are (`--root`); None: `state::default_root`.
+    /// Where the records are (`--root`); None: `host::runtime_dir::records_dir`.
     pub state_root: Option<PathBuf>,
     /// The OCI lifecycle: the container is created for another process to
     /// start (`Container::detach`), and its record stays until `delete`.
@@ -168,7 +150,7 @@ pub struct Detached {
 
 impl<'a> Options<'a> {
     /// Options for `caller` with every default.
-    pub fn new(caller: ids::Caller) -> Options<'a> {
+    pub fn new(caller: host::ids::Caller) -> Options<'a> {
         Options {
             caller,
             id: None,

@@ -37,6 +37,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use anyhow::anyhow;
 use nix::errno::Errno;
+use nix::sched::CloneFlags;
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
     SockFlag, SockType,
@@ -136,6 +137,27 @@ impl ChildFailure {
 
     pub fn errno(&self) -> Errno {
         Errno::from_raw(self.errno)
+    }
+}
+
+/// A failure to create the namespace `which` (one flag), with the limit
+/// that refused it when that is the cause.
+pub fn namespace_failure(e: Errno, which: CloneFlags) -> ChildFailure {
+    let name = match which {
+        CloneFlags::CLONE_NEWNS => "mnt",
+        CloneFlags::CLONE_NEWUTS => "uts",
+        CloneFlags::CLONE_NEWIPC => "ipc",
+        CloneFlags::CLONE_NEWNET => "net",
+        CloneFlags::CLONE_NEWCGROUP => "cgroup",
+        _ => "other",
+    };
+    let f = ChildFailure::new(Stage::Namespaces, e, Some(format!("{name} namespace")));
+    if e == Errno::ENOSPC {
+        f.with_detail(format!(
+            "the limit user.max_{name}_namespaces is reached, here or in a user namespace kennel runs in; raise it, e.g. `sudo sysctl -w user.max_{name}_namespaces=15000`"
+        ))
+    } else {
+        f
     }
 }
 

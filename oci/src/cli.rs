@@ -20,7 +20,7 @@ use crate::values::{
 /// potentiallyUnsafeConfigAnnotations), which is what the engine reads.
 pub const OCI_VERSION: &str = "1.2.0";
 
-pub use kennel_engine::build_info::{GIT_COMMIT, VERSION};
+pub use kennel_engine::host::build_info::{GIT_COMMIT, VERSION};
 
 /// The text of `kennel-oci --version`. The first three lines are runc's,
 /// because callers (go-runc's parseVersion among them) read them line by
@@ -28,7 +28,7 @@ pub use kennel_engine::build_info::{GIT_COMMIT, VERSION};
 pub fn version_text() -> String {
     format!(
         "kennel-oci version {VERSION}\ncommit: {GIT_COMMIT}\nspec: {OCI_VERSION}\n{}",
-        kennel_engine::build_info::features()
+        kennel_engine::host::build_info::features()
     )
 }
 
@@ -112,7 +112,7 @@ impl GlobalOpts {
                 Ok(abs)
             }
             // The same records as kennel's own: `kennel ps` lists them.
-            None => kennel_engine::state::default_root(),
+            None => kennel_engine::host::runtime_dir::records_dir(),
         }
     }
 }

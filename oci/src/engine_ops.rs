@@ -6,9 +6,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use kennel_engine::exec::ExecRequest;
-use kennel_engine::ids::Caller;
-use kennel_engine::state::{self, Status, Store};
+use kennel_engine::host::ids::Caller;
+use kennel_engine::lifecycle::exec::ExecRequest;
+use kennel_engine::lifecycle::state::{self, Status, Store};
 use kennel_engine::{lifecycle, CgroupManager, Detached, Event, Options};
 use oci_spec::runtime::{Process, Spec};
 use serde_json::json;
@@ -225,7 +225,7 @@ impl Engine {
     fn create_detached(&self, ctx: &Context, args: &CreateArgs) -> Result<Detached> {
         let bundle =
             std::path::absolute(args.bundle.clone().unwrap_or_else(|| PathBuf::from(".")))?;
-        let loaded = kennel_engine::bundle::load(&bundle)?;
+        let loaded = kennel_engine::spec::bundle::load(&bundle)?;
         for warning in &loaded.warnings {
             ctx.log.warn(warning);
         }
@@ -240,7 +240,7 @@ impl Engine {
             id: Some(args.id.clone()),
             preserve_fds: args.preserve_fds,
             // runc passes the sockets systemd gave it, before --preserve-fds.
-            activation: kennel_engine::socket_activation::inherited()?,
+            activation: kennel_engine::host::socket_activation::inherited()?,
             cgroup_manager,
             cgroup_parent,
             events: events(ctx.log),
@@ -371,7 +371,7 @@ impl Lifecycle for Engine {
             Some(file) => {
                 let text = std::fs::read(file)
                     .with_context(|| format!("cannot read {}", file.display()))?;
-                let (p, warnings) = kennel_engine::bundle::process_from_json(&text, file)?;
+                let (p, warnings) = kennel_engine::spec::bundle::process_from_json(&text, file)?;
                 for warning in &warnings {
                     ctx.log.warn(warning);
                 }
@@ -425,7 +425,8 @@ impl Lifecycle for Engine {
                 args.pidfd_socket.as_deref(),
                 args.pid_file.as_deref(),
             )?;
-            let detached = kennel_engine::exec::exec_detached(&req, &opts).map_err(engine_error)?;
+            let detached =
+                kennel_engine::lifecycle::exec::exec_detached(&req, &opts).map_err(engine_error)?;
             if let Err(e) = handover.give(&detached) {
                 // exec fails, so its caller never learns of the process: it
                 // must not outlive us. It is our child, not yet waited for,
@@ -441,7 +442,7 @@ impl Lifecycle for Engine {
         if args.console_socket.is_some() {
             bail!("--console-socket needs --detach (without it the terminal is this one)");
         }
-        let exit = kennel_engine::exec::exec(&req, &opts).map_err(engine_error)?;
+        let exit = kennel_engine::lifecycle::exec::exec(&req, &opts).map_err(engine_error)?;
         Ok(exit.code)
     }
 

@@ -180,9 +180,9 @@ pub enum NetMode {
 
 /// `--net`'s value.
 pub fn parse_net(value: &str) -> Result<NetMode, String> {
-    if let Some(bridge) = kennel_engine::bridge::bridge_of(value) {
+    if let Some(bridge) = kennel_engine::net::annotation::bridge_of(value) {
         return bridge.map(NetMode::Bridge).map_err(|e| {
-            format!("{e:#}").replace(kennel_engine::publish::NET_ANNOTATION, "--net")
+            format!("{e:#}").replace(kennel_engine::net::annotation::NET_ANNOTATION, "--net")
         });
     }
     match value {

@@ -5,7 +5,7 @@ use std::os::fd::AsFd;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{KillArgs, OutputFormat, PsArgs, StatsArgs};
-use kennel_engine::{pidfd_send_signal, state};
+use kennel_engine::{lifecycle::state, pidfd_send_signal};
 
 pub fn ps(args: &PsArgs) -> Result<i32> {
     let list: Vec<_> = state::list(&state::Store::new(None)?)?

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::Result;
-use kennel_engine::install_kind::Installed;
+use kennel_engine::host::install_kind::Installed;
 use nix::errno::Errno;
 
 use crate::doctor_check::{fail, ok, warn, Check, Outcome};
@@ -188,7 +188,7 @@ fn no_new_privs_check() -> Check {
 /// Where `--name`, `ps` and `exec` keep records. Only those need it, so a
 /// problem is a warning: unnamed containers start without it.
 fn runtime_dir_check(uid: u32) -> Check {
-    use kennel_engine::runtime_dir::{self as rd, Source};
+    use kennel_engine::host::runtime_dir::{self as rd, Source};
     let name = "runtime directory";
     let dir = match rd::runtime_dir() {
         Ok(dir) => dir,
@@ -319,7 +319,7 @@ fn cgroup_checks(host: &Host) -> Vec<Check> {
 /// whether it can open /dev/net/tun here.
 fn pasta_checks(uid: u32) -> Vec<Check> {
     const NAME: &str = "pasta (user-mode network)";
-    let Some(path) = kennel_engine::pasta::find() else {
+    let Some(path) = kennel_engine::net::pasta::find() else {
         return vec![warn(
             NAME,
             "pasta is not installed: `--net pasta` and `-p` are unavailable, and a --rootfs container gets a loopback-only network",
@@ -380,7 +380,7 @@ fn passt_git_date(version: &str) -> Option<u32> {
 /// for a user is a FAIL: their default `kennel run --rootfs` fails. Root's
 /// default is --net private, so for root it is a warning.
 fn tun_check(uid: u32) -> Check {
-    use kennel_engine::pasta::{check_tun, TUN_DEVICE};
+    use kennel_engine::net::pasta::{check_tun, TUN_DEVICE};
     match check_tun() {
         Ok(()) => ok(TUN_DEVICE, "you can open it, as pasta must"),
         Err(e) if uid == 0 => warn(TUN_DEVICE, e.cause(), e.fix()),

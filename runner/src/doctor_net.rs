@@ -6,9 +6,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use kennel_engine::bridge::HELPER;
-use kennel_engine::ids::Caller;
-use kennel_engine::install_kind::Installed;
+use kennel_engine::host::ids::Caller;
+use kennel_engine::host::install_kind::Installed;
+use kennel_engine::net::bridge::HELPER;
 use kennel_net::{parse_policy, Requester, POLICY_FILE};
 
 use crate::doctor_check::{fail, ok, warn, Check};
@@ -36,12 +36,12 @@ fn group_names() -> Vec<String> {
 
 fn helper_check() -> Check {
     let installed = Installed::this();
-    let Some(path) = kennel_engine::ids::find_helper_program(HELPER) else {
+    let Some(path) = kennel_engine::host::ids::find_helper_program(HELPER) else {
         return warn(
             HELPER_CHECK,
             format!(
                 "not found next to kennel, in {} or on PATH: --net bridge is unavailable",
-                kennel_engine::ids::libexec_dir().display()
+                kennel_engine::host::ids::libexec_dir().display()
             ),
             installed.missing_helper_fix(HELPER),
         );
@@ -57,14 +57,14 @@ fn helper_check() -> Check {
             format!("sudo chmod ug-s {shown}"),
         );
     }
-    if kennel_engine::ids::on_nosuid_mount(&path) {
+    if kennel_engine::host::ids::on_nosuid_mount(&path) {
         return warn(
             HELPER_CHECK,
             format!("{shown} is on a filesystem mounted nosuid, where the kernel ignores file capabilities"),
             installed.nosuid_fix(&path),
         );
     }
-    match kennel_engine::bridge::usable_helper() {
+    match kennel_engine::net::bridge::usable_helper() {
         Ok(_) => ok(HELPER_CHECK, format!("{shown} has cap_net_admin=ep")),
         Err(e) => warn(
             HELPER_CHECK,

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use kennel_idmap::{IdRange, MapLine};
 
 use crate::cli::UsernsMode;
-pub use kennel_engine::ids::*;
+pub use kennel_engine::host::ids::*;
 
 /// Container ids that keep-id fills (0..65535, like podman).
 const KEEP_ID_SPAN: u32 = 65536;

@@ -17,7 +17,7 @@ use kennel::{cli, idmap, spec_build};
 
 use anyhow::Result;
 use clap::Parser;
-use kennel_engine::sdnotify::Notify;
+use kennel_engine::lifecycle::sdnotify::Notify;
 use kennel_engine::{CgroupManager, Event, Options, Stage, StopPoint};
 use nix::errno::Errno;
 
@@ -90,15 +90,15 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
     };
     let plan = idmap::plan(mode, &host.caller, &subids, &helper)?;
     let notify = Notify::from_env(match args.sdnotify {
-        cli::SdNotifyMode::Exec => kennel_engine::sdnotify::SdNotifyMode::Exec,
-        cli::SdNotifyMode::Container => kennel_engine::sdnotify::SdNotifyMode::Container,
-        cli::SdNotifyMode::Ignore => kennel_engine::sdnotify::SdNotifyMode::Ignore,
+        cli::SdNotifyMode::Exec => kennel_engine::lifecycle::sdnotify::SdNotifyMode::Exec,
+        cli::SdNotifyMode::Container => kennel_engine::lifecycle::sdnotify::SdNotifyMode::Container,
+        cli::SdNotifyMode::Ignore => kennel_engine::lifecycle::sdnotify::SdNotifyMode::Ignore,
     })?;
     if verbose && args.bundle.is_none() {
         let (net, why) = spec_build::choose_net(
             args,
             host.caller.uid,
-            kennel_engine::pasta::find().is_some(),
+            kennel_engine::net::pasta::find().is_some(),
         )?;
         eprintln!("kennel: network: {net:?} ({why})");
     }
@@ -133,7 +133,7 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
         id: args.name.clone(),
         init: args.init,
         preserve_fds: args.preserve_fds,
-        activation: kennel_engine::socket_activation::inherited()?,
+        activation: kennel_engine::host::socket_activation::inherited()?,
         helper: plan.helper.clone(),
         cgroup_manager: match args.cgroup.cgroup_manager {
             cli::CgroupManager::Auto => CgroupManager::Auto,
@@ -157,7 +157,7 @@ fn run(args: &RunArgs, verbose: bool) -> Result<i32> {
 }
 
 fn exec(args: &cli::ExecArgs, verbose: bool) -> Result<i32> {
-    let req = kennel_engine::exec::ExecRequest {
+    let req = kennel_engine::lifecycle::exec::ExecRequest {
         id: args.name.clone(),
         command: args.command.clone(),
         tty: args.process.tty,
@@ -170,7 +170,7 @@ fn exec(args: &cli::ExecArgs, verbose: bool) -> Result<i32> {
         events: events(verbose),
         ..Options::new(Host::current()?.caller)
     };
-    finish(kennel_engine::exec::exec(&req, &opts))
+    finish(kennel_engine::lifecycle::exec::exec(&req, &opts))
 }
 
 /// Folds clap's multi-line error into kennel's one-line form, keeping the
@@ -192,7 +192,7 @@ fn one_line_usage_error(text: &str) -> String {
 /// `kennel --version`: clap's one line, then the commit and what was
 /// compiled in, so a bug report says which build it came from.
 fn version_text() -> String {
-    use kennel_engine::build_info::{features, GIT_COMMIT, VERSION};
+    use kennel_engine::host::build_info::{features, GIT_COMMIT, VERSION};
     format!("kennel {VERSION}\ncommit: {GIT_COMMIT}\n{}", features())
 }
 

@@ -13,10 +13,11 @@ use oci_spec::runtime::{
 
 use crate::cli::{CgroupManager, NetMode, RunArgs, UsernsMode};
 use crate::idmap::IdPlan;
-use kennel_engine::exec::apply_env_entry;
-use kennel_engine::ids::Caller;
-use kennel_engine::publish::{Publish, NET_ANNOTATION, PUBLISH_ANNOTATION};
-use kennel_engine::{passwd, DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS};
+use kennel_engine::host::ids::Caller;
+use kennel_engine::lifecycle::exec::apply_env_entry;
+use kennel_engine::net::annotation::NET_ANNOTATION;
+use kennel_engine::net::publish::{Publish, PUBLISH_ANNOTATION};
+use kennel_engine::{host::passwd, DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS};
 
 /// Docker's default capability set.
 pub const DEFAULT_CAPS: [&str; 14] = [
@@ -43,7 +44,7 @@ const SANDBOX_HOST_DIRS: [&str; 8] = [
 
 /// Gives the container the notify socket (`--sdnotify=container`).
 pub fn add_notify_socket(spec: &mut Spec, host_socket: &Path) -> Result<()> {
-    let dst = kennel_engine::sdnotify::CONTAINER_SOCKET;
+    let dst = kennel_engine::lifecycle::sdnotify::CONTAINER_SOCKET;
     if let Some(mounts) = spec.mounts_mut() {
         mounts.push(bind(host_socket, dst, false)?);
     }
@@ -410,7 +411,7 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
     let (net, _) = choose_net(
         args,
         host.caller.uid,
-        kennel_engine::pasta::find().is_some(),
+        kennel_engine::net::pasta::find().is_some(),
     )?;
     let (first, sys) = system_mounts(&net, maps_contain(&ids.gid_map, 5))?;
     mounts.extend(first);
@@ -586,7 +587,7 @@ pub fn choose_net(args: &RunArgs, uid: u32, pasta_found: bool) -> Result<(NetMod
         ),
         None if !args.publish.is_empty() => bail!(
             "-p needs pasta, which is not installed: {}",
-            kennel_engine::pasta::INSTALL_HINT
+            kennel_engine::net::pasta::INSTALL_HINT
         ),
         None => (
             NetMode::Private,
@@ -596,7 +597,7 @@ pub fn choose_net(args: &RunArgs, uid: u32, pasta_found: bool) -> Result<(NetMod
     if net == NetMode::Pasta && !pasta_found {
         bail!(
             "--net pasta: pasta is not installed; {}",
-            kennel_engine::pasta::INSTALL_HINT
+            kennel_engine::net::pasta::INSTALL_HINT
         );
     }
     if net != NetMode::Pasta && !args.publish.is_empty() {
@@ -619,7 +620,7 @@ pub fn default_userns(args: &RunArgs) -> UsernsMode {
 /// bundle. Without maps of its own it gets `ids`' (rootless needs some);
 /// with them, the second value describes them: they are what runs.
 pub fn load_bundle(dir: &Path, ids: &IdPlan) -> Result<(Spec, Option<String>)> {
-    let loaded = kennel_engine::bundle::load(dir)?;
+    let loaded = kennel_engine::spec::bundle::load(dir)?;
     for warning in &loaded.warnings {
         eprintln!("kennel: {warning}");
     }

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{container_name, load, start_args, BoxConfig};
 use crate::cli::BoxEnterArgs;
-use kennel_engine::{exec::ExecRequest, state, Options};
+use kennel_engine::{lifecycle::exec::ExecRequest, lifecycle::state, Options};
 
 /// Variables an enter passes from the caller: the terminal's and the locale's.
 fn passed_through(key: &str) -> bool {
@@ -76,7 +76,7 @@ pub fn enter(args: &BoxEnterArgs, verbose: bool) -> Result<i32> {
         events: crate::events(verbose),
         ..Options::new(crate::spec_build::Host::current()?.caller)
     };
-    crate::finish(kennel_engine::exec::exec(&req, &opts))
+    crate::finish(kennel_engine::lifecycle::exec::exec(&req, &opts))
 }
 
 /// Starts the box's `kennel run` in its own process group, out of the

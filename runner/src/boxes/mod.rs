@@ -20,7 +20,7 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{BoxCommand, BoxCreateArgs, Cli, Command, ShareItem};
-use kennel_engine::state;
+use kennel_engine::lifecycle::state;
 
 pub use enter::enter;
 
