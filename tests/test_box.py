@@ -1,9 +1,13 @@
 """`kennel box`, as the test user, from the Debian minbase tarball that
 test_distrobox.py builds (it has sudo): create, enter as the same user
 with passwordless sudo, the shared home, an isolated home, a share item,
-export, stop and rm leaving nothing behind, bad input."""
+export, the user unit of `create --unit` (its commands run on
+the host as written; there is no user manager here), stop and rm leaving
+nothing behind, bad input."""
 
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -115,8 +119,63 @@ def test_export_runs_the_binary_in_the_box(kb, main_box):
     assert cp.returncode == 0 and "bookworm" in cp.stdout, cp.stderr
 
 
-def test_two_boxes_then_stop_and_rm_leave_nothing(kb, main_box, h):
-    ok(kb("create", "two", "--image", kb.image, timeout=300))
+@pytest.fixture(scope="module")
+def unit_box(kb):
+    """Box `two`, made with --unit."""
+    out = ok(kb("create", "two", "--image", kb.image, "--unit", timeout=300))
+    assert "kennel-box-two.service" in out, out
+    return "two"
+
+
+def unit_commands(path):
+    """The environment, ExecStart and ExecStop of a unit file, split as
+    systemd splits them (the unit's words need no more than shlex)."""
+    env, cmds = {}, {}
+    for line in open(path):
+        key, _, value = line.rstrip("\n").partition("=")
+        if key == "Environment":
+            for word in shlex.split(value):
+                k, _, v = word.partition("=")
+                env[k] = v
+        elif key in ("ExecStart", "ExecStop"):
+            cmds[key] = shlex.split(value)
+    return env, cmds
+
+
+def test_the_unit_starts_and_stops_the_box(kb, unit_box, h):
+    path = os.path.join(kb.home, ".config", "systemd", "user", "kennel-box-two.service")
+    text = open(path).read()
+    assert re.search(r"^Type=notify$", text, re.M), text
+    if shutil.which("systemd-analyze"):
+        # `verify` loads the unit as the user manager would, command paths included.
+        cp = h.user.run(["systemd-analyze", "--user", "verify", path], env=kb.env, cwd=kb.home)
+        assert cp.returncode == 0 and "kennel-box-two" not in cp.stderr, cp.stderr
+    env, cmds = unit_commands(path)
+    assert cmds["ExecStart"][1:] == ["box", "start", "two", "--foreground"], cmds
+    # As the user manager would run it: the unit's environment over a login's.
+    start = h.user.popen(cmds["ExecStart"], env=dict(kb.env, **env), cwd=kb.home)
+    try:
+        for _ in range(300):
+            if "box.two " in ok(h.user.run([h.kennel, "ps"], env=kb.env)):
+                break
+            assert start.poll() is None, start.communicate()
+            time.sleep(0.1)
+        assert ok(kb("enter", unit_box, "--", "cat", "/proc/sys/kernel/hostname")).strip() == unit_box
+        assert re.search(r"^two +running ", ok(kb("list")), re.M)
+        ok(h.user.run(cmds["ExecStop"], env=dict(kb.env, **env), cwd=kb.home))
+        rc = start.wait(timeout=30)
+    finally:
+        if start.poll() is None:
+            start.kill()
+            start.wait()
+    # The unit's SuccessExitStatus covers what the stop made it exit with.
+    success = {0} | {int(w) for l in text.splitlines() if l.startswith("SuccessExitStatus=")
+                     for w in l.partition("=")[2].split()}
+    assert rc in success, (rc, start.stderr.read())
+    assert "box.two " not in ok(h.user.run([h.kennel, "ps"], env=kb.env))
+
+
+def test_two_boxes_then_stop_and_rm_leave_nothing(kb, main_box, unit_box, h):
     ok(kb("enter", "two", "--", "true"))
     ok(kb("enter", main_box, "--", "true"))
     listing = ok(kb("list"))
@@ -127,17 +186,28 @@ def test_two_boxes_then_stop_and_rm_leave_nothing(kb, main_box, h):
     ok(kb("stop", "two"))
     assert not os.path.exists(f"/proc/{pid}")
     assert "box.two" not in ok(h.user.run([h.kennel, "ps"], env=kb.env))
-    ok(kb("rm", "two"))
+    out = ok(kb("rm", "two"))
     assert not os.path.exists(os.path.join(kb.data, "kennel", "boxes", "two"))
+    # The unit `create --unit` wrote goes with the box.
+    assert not os.path.exists(os.path.join(kb.home, ".config", "systemd", "user", "kennel-box-two.service")), out
     with open("/proc/self/mountinfo") as f:
         assert "boxes/two" not in f.read()
 
 
-def test_bad_input(kb, main_box, tmp_path):
+def test_bad_input(kb, main_box, h):
     cp = kb("enter", "missing", "--", "true")
     assert cp.returncode == 125 and "no box named" in cp.stderr, cp.stderr
     cp = kb("create", main_box, "--image", kb.image)
     assert cp.returncode == 125 and "exists already" in cp.stderr, cp.stderr
     cp = kb("create", "bad", "--image", "/nonexistent.tar")
     assert cp.returncode == 125 and "cannot read the image" in cp.stderr, cp.stderr
+    assert not os.path.exists(os.path.join(kb.data, "kennel", "boxes", "bad"))
+    # A unit of the user's own is never overwritten, and the box is not made.
+    units = os.path.join(kb.home, ".config", "systemd", "user")
+    ok(h.user.run(["mkdir", "-p", units]))
+    mine = os.path.join(units, "kennel-box-bad.service")
+    ok(h.user.run(["sh", "-c", f"echo mine > {mine}"]))
+    cp = kb("create", "bad", "--image", kb.image, "--unit")
+    assert cp.returncode == 125 and "exists already" in cp.stderr and mine in cp.stderr, cp.stderr
+    assert open(mine).read() == "mine\n"
     assert not os.path.exists(os.path.join(kb.data, "kennel", "boxes", "bad"))

@@ -56,6 +56,17 @@ pub enum BoxCommand {
     /// A shell (or CMD) in the box, as you, in the same directory when it is
     /// shared; starts the box on first use.
     Enter(BoxEnterArgs),
+    /// Start the box's init without entering it (detached, as the first
+    /// enter does); with --foreground it stays until the box stops, which
+    /// is what the unit of `create --unit` runs.
+    Start {
+        /// The box.
+        name: String,
+        /// Stay in the foreground until the box stops (its init's exit code
+        /// is this command's; READY=1 to systemd once it runs).
+        #[arg(long)]
+        foreground: bool,
+    },
     /// The boxes: name, image, status, home, shared items.
     List,
     /// Stop a running box (every process in it).
@@ -63,7 +74,8 @@ pub enum BoxCommand {
         /// The box.
         name: String,
     },
-    /// Stop and delete a box; asks before deleting a home the box made.
+    /// Stop and delete a box (and the unit `create --unit` wrote); asks
+    /// before deleting a home the box made.
     Rm {
         /// The box.
         name: String,
@@ -114,6 +126,11 @@ pub struct BoxCreateArgs {
     /// The host's root filesystem at /run/host, read-only.
     #[arg(long)]
     pub host_root: bool,
+    /// Also write the systemd user unit kennel-box-NAME.service (in
+    /// ~/.config/systemd/user), which starts the box's init and stops it;
+    /// `kennel box rm` removes it.
+    #[arg(long)]
+    pub unit: bool,
 }
 
 #[derive(Debug, Args)]

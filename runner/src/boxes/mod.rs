@@ -12,6 +12,7 @@
 mod enter;
 mod export;
 mod shares;
+mod unit;
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,9 @@ pub struct BoxConfig {
     pub host_root: bool,
     pub uid: u32,
     pub gid: u32,
+    /// The systemd user unit `create --unit` wrote (then `rm` removes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<PathBuf>,
 }
 
 /// The container name of box `name`.
@@ -118,6 +122,10 @@ pub fn main(cmd: &BoxCommand, verbose: bool) -> Result<i32> {
     match cmd {
         BoxCommand::Create(args) => create(args, verbose),
         BoxCommand::Enter(args) => enter(args, verbose),
+        BoxCommand::Start { name, foreground } => match foreground {
+            true => run_box(name, verbose),
+            false => enter::start_detached(name, verbose),
+        },
         BoxCommand::List => list(),
         BoxCommand::Stop { name } => {
             load(name)?;
@@ -167,6 +175,10 @@ fn create(args: &BoxCreateArgs, verbose: bool) -> Result<i32> {
     let name_of_user = host.caller.name.clone();
     // Checked before anything is made: nothing is left behind on a refusal.
     shares::resolve(&args.share, args.host_root)?;
+    let unit_path = match args.unit {
+        true => Some(unit::check_free(name)?),
+        false => None,
+    };
     let (home, home_owned, home_shared) = match &args.home {
         None => (host.home.clone(), false, true),
         Some(h) => {
@@ -210,6 +222,7 @@ fn create(args: &BoxCreateArgs, verbose: bool) -> Result<i32> {
         host_root: args.host_root,
         uid,
         gid,
+        unit: unit_path.clone(),
     };
     let made = (|| -> Result<()> {
         if home_owned {
@@ -221,10 +234,21 @@ fn create(args: &BoxCreateArgs, verbose: bool) -> Result<i32> {
         set_up_user(&dir.join("root"), &config, &name_of_user, &group, verbose)?;
         let text = serde_json::to_string_pretty(&config)?;
         std::fs::write(dir.join("box.json"), text + "\n")
-            .with_context(|| format!("box create: cannot write {}/box.json", dir.display()))
+            .with_context(|| format!("box create: cannot write {}/box.json", dir.display()))?;
+        if let Some(path) = &unit_path {
+            let kennel = std::env::current_exe()
+                .context("box create --unit: cannot find kennel's own binary")?;
+            let data = dir.parent().and_then(Path::parent).and_then(Path::parent);
+            let data = data.expect("a box directory is DATA/kennel/boxes/NAME");
+            unit::write(path, &unit::text(name, &kennel, data))?;
+        }
+        Ok(())
     })();
     if let Err(e) = made {
         // A failed create leaves nothing behind.
+        if let Some(path) = &unit_path {
+            let _ = unit::remove(path);
+        }
         let _ = remove_tree(&dir, verbose);
         if home_owned {
             let _ = std::fs::remove_dir_all(&home);
@@ -235,6 +259,13 @@ fn create(args: &BoxCreateArgs, verbose: bool) -> Result<i32> {
         "box {name}: created from {} (enter it with `kennel box enter {name}`)",
         image.display()
     );
+    if let Some(path) = &unit_path {
+        println!(
+            "box {name}: wrote {}; start it with `systemctl --user daemon-reload && systemctl --user start {}` (`enable` for every login)",
+            path.display(),
+            unit::unit_name(name)
+        );
+    }
     Ok(0)
 }
 
@@ -460,11 +491,30 @@ fn rm(name: &str, force: bool, verbose: bool) -> Result<i32> {
         std::fs::remove_dir_all(&c.home)
             .with_context(|| format!("box rm: cannot remove the home {}", c.home.display()))?;
     }
+    if let Some(path) = &c.unit {
+        unit::remove(path)?;
+        println!(
+            "box {name}: removed {} (run `systemctl --user daemon-reload`)",
+            path.display()
+        );
+    }
     println!("box {name}: removed");
     Ok(0)
 }
 
-/// The `kennel run` that starts box `c` (detached by the caller).
+/// `kennel box start NAME --foreground`: the box's init, in this process,
+/// until the box stops. The one way a box starts: the first enter runs
+/// this command detached, and the unit of `create --unit` runs it.
+fn run_box(name: &str, verbose: bool) -> Result<i32> {
+    let (dir, c) = load(name)?;
+    let store = state::Store::new(None)?;
+    if state::find(&store, &container_name(name))?.is_some() {
+        bail!("box start: box {name:?} is running already; stop it first with `kennel box stop {name}`");
+    }
+    run_argv(&start_args(&c, &dir)?, verbose)
+}
+
+/// The `kennel run` that starts box `c`.
 fn start_args(c: &BoxConfig, dir: &Path) -> Result<Vec<String>> {
     let plan = shares::resolve(&c.shares, c.host_root)?;
     let mut argv = strings(&[
