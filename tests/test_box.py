@@ -1,7 +1,7 @@
 """`kennel box`, as the test user, from the Debian minbase tarball that
 test_distrobox.py builds (it has sudo): create, enter as the same user
 with passwordless sudo, the shared home, an isolated home, a share item,
-export, the user unit of `create --unit` (its commands run on
+export, a terminal, the user unit of `create --unit` (its commands run on
 the host as written; there is no user manager here), stop and rm leaving
 nothing behind, bad input."""
 
@@ -58,6 +58,25 @@ def test_exit_code_and_the_shared_working_directory(kb, main_box):
     cp = kb("enter", main_box, "--", "sh", "-c", "pwd; exit 7")
     assert cp.returncode == 7, cp.stderr
     assert cp.stdout.strip() == kb.home, cp.stdout
+
+
+def test_enter_on_a_terminal_gets_a_pty_with_term_and_the_exit_code(kb, main_box, h):
+    if not shutil.which("script"):
+        pytest.skip("script(1) is not installed (bsdutils)")
+    # script(1) gives the enter a pty on stdin and returns its exit code.
+    cp = h.user.run(["script", "-qec", f"{h.kennel} box enter {main_box}", "/dev/null"],
+                    input="tty\necho T=$TERM\nexit 5\n", env=dict(kb.env, TERM="xterm-kennel"), cwd=kb.home,
+                    timeout=60)
+    # Each answer follows the shell's prompt; the typed lines come back too.
+    out = cp.stdout.replace("\r", "")
+    assert re.search(r"^(\S*[$#] )?/dev/pts/\d+$", out, re.M), out
+    assert re.search(r"^(\S*[$#] )?T=xterm-kennel$", out, re.M), out
+    assert cp.returncode == 5, f"exit {cp.returncode}\n{out}\n{cp.stderr}"
+
+
+def test_enter_without_a_terminal_gets_none(kb, main_box):
+    cp = kb("enter", main_box, "--", "sh", "-c", "tty; echo rc=$?", stdin=subprocess.DEVNULL)
+    assert cp.stdout.split() == ["not", "a", "tty", "rc=1"], cp.stdout + cp.stderr
 
 
 def test_two_enters_at_once_share_one_box(kb, main_box, h):
