@@ -269,6 +269,12 @@ fn create(args: &BoxCreateArgs, verbose: bool) -> Result<i32> {
     Ok(0)
 }
 
+/// A container on the host's tools in which the box's tree, owned by the
+/// user's mapped ids through keep-id, is root's to write.
+fn as_mapped_root(volumes: &[String], command: &[&str]) -> Result<crate::cli::RunArgs> {
+    crate::rootfs_import::host_tool("keep-id", Some("0:0"), volumes, command)
+}
+
 /// Unpacks (a tarball) or copies (a directory) the image into `root`,
 /// through the keep-id map: the image's root is the user's mapped root,
 /// the user's own uid stays itself.
@@ -278,27 +284,18 @@ fn unpack(image: &Path, root: &Path, verbose: bool) -> Result<()> {
         crate::run(&args, verbose)?
     } else {
         std::fs::create_dir(root)?;
-        run_argv(
+        let args = as_mapped_root(
             &[
-                "--userns=keep-id",
-                "-u",
-                "0:0",
-                "--no-home",
-                "--net=private",
-                "-w",
-                "/",
-                "-v",
-                &format!("{}:/import/image:ro", image.display()),
-                "-v",
-                &format!("{}:/import/root", root.display()),
-                "--",
+                format!("{}:/import/image:ro", image.display()),
+                format!("{}:/import/root", root.display()),
+            ],
+            &[
                 "sh",
                 "-c",
                 "tar -C /import/image -cf - . | tar -C /import/root -xf - --numeric-owner",
-            ]
-            .map(String::from),
-            verbose,
-        )?
+            ],
+        )?;
+        crate::run(&args, verbose)?
     };
     if code != 0 {
         bail!(
@@ -369,24 +366,11 @@ fn set_up_user(root: &Path, c: &BoxConfig, user: &str, group: &str, verbose: boo
 /// from a container where those ids are root's to remove.
 fn remove_tree(dir: &Path, verbose: bool) -> Result<()> {
     if dir.join("root").exists() {
-        let code = run_argv(
-            &strings(&[
-                "--userns=keep-id",
-                "-u",
-                "0:0",
-                "--no-home",
-                "--net=private",
-                "-w",
-                "/",
-                "-v",
-                &format!("{}:/box", dir.display()),
-                "--",
-                "rm",
-                "-rf",
-                "/box/root",
-            ]),
-            verbose,
+        let args = as_mapped_root(
+            &[format!("{}:/box", dir.display())],
+            &["rm", "-rf", "/box/root"],
         )?;
+        let code = crate::run(&args, verbose)?;
         if code != 0 {
             bail!("box: removing {}/root failed (exit {code})", dir.display());
         }
