@@ -5,11 +5,16 @@ export, a terminal, the user unit of `create --unit` (its commands run on
 the host as written; there is no user manager here), stop and rm leaving
 nothing behind, bad input."""
 
+import gzip
+import hashlib
+import io
+import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import tarfile
 import time
 
 import pytest
@@ -28,7 +33,7 @@ def kb(h, debian_tar):  # noqa: F811
 
     run.home, run.env, run.image, run.data = home, env, debian_tar, data
     yield run
-    for name in ("main", "iso", "two", "share"):
+    for name in ("main", "iso", "two", "share", "oci", "x"):
         run("rm", "--force", name)
 
 
@@ -230,3 +235,138 @@ def test_bad_input(kb, main_box, h):
     assert cp.returncode == 125 and "exists already" in cp.stderr and mine in cp.stderr, cp.stderr
     assert open(mine).read() == "mine\n"
     assert not os.path.exists(os.path.join(kb.data, "kennel", "boxes", "bad"))
+
+
+# An OCI image layout: the suite's one image as its base layer (zstd, by
+# skopeo), then layers made here: whiteouts and an opaque directory
+# (gzip), and an attack (plain tar) through an absolute and a climbing
+# symlink, aimed at a host directory; further manifests for the choices.
+
+def add_blob(layout, data):
+    digest = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(layout, "blobs", "sha256", digest), "wb") as f:
+        f.write(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+def layer(entries, compress=None):
+    """A tar of (name, kind, data-or-target) entries, owned by root."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, kind, value in entries:
+            info = tarfile.TarInfo(name)
+            info.uid = info.gid = 0
+            info.mtime = 1700000000
+            if kind == "dir":
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                t.addfile(info)
+            elif kind == "link":
+                info.type, info.linkname = tarfile.SYMTYPE, value
+                t.addfile(info)
+            else:
+                info.size, info.mode = len(value), 0o644
+                t.addfile(info, io.BytesIO(value))
+    data = buf.getvalue()
+    if compress == "gzip":
+        data = gzip.compress(data)
+    return data
+
+
+def add_manifest(layout, ref, layers, config):
+    """layers: [(mediaType, bytes)]; the manifest tagged `ref` in index.json."""
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config,
+                "layers": [dict(add_blob(layout, data), mediaType=mt) for mt, data in layers]}
+    desc = add_blob(layout, json.dumps(manifest).encode())
+    index_path = os.path.join(layout, "index.json")
+    index = json.load(open(index_path))
+    index["manifests"].append(dict(desc, mediaType=manifest["mediaType"],
+                                   annotations={"org.opencontainers.image.ref.name": ref}))
+    with open(index_path, "w") as f:
+        json.dump(index, f)
+
+
+@pytest.fixture(scope="module")
+def oci(kb, h):
+    require = shutil.which("skopeo")
+    if not require:
+        pytest.skip("skopeo is not installed (packaging/install-deps.sh test installs it)")
+    base = h.tempdir()
+    layout = os.path.join(base, "layout")
+    cp = subprocess.run(["skopeo", "copy", "--dest-compress-format", "zstd", f"tarball:{kb.image}",
+                         f"oci:{layout}:bookworm"], capture_output=True, text=True, timeout=300)
+    assert cp.returncode == 0, cp.stderr
+    index = json.load(open(os.path.join(layout, "index.json")))
+    blob = lambda d: os.path.join(layout, "blobs", "sha256", d["digest"].split(":")[1])  # noqa: E731
+    manifest = json.load(open(blob(index["manifests"][0])))
+    base_layers = [(l["mediaType"], open(blob(l), "rb").read()) for l in manifest["layers"]]
+    host = h.tempdir(owner=h.user)  # what the attack aims at
+    for name in ("victim", "victim2"):
+        with open(os.path.join(host, name), "w") as f:
+            f.write("host\n")
+    inner = host.lstrip("/")
+    whiteouts = layer([
+        ("usr/share/doc/kept", "file", b"kept\n"),
+        ("usr/share/doc/.wh..wh..opq", "file", b""),
+        ("etc/.wh.motd", "file", b""),
+        # The host directory's path, inside the image too, and two ways
+        # a later layer could try to reach the host's through a symlink.
+        (inner, "dir", None),
+        (f"{inner}/victim", "file", b"image\n"),
+        (f"{inner}/victim2", "file", b"image\n"),
+        ("abs", "link", host),
+        ("up", "link", "../../../../../../../../.."),
+    ], "gzip")
+    attack = layer([
+        ("abs/planted", "file", b"x\n"),
+        ("abs/.wh.victim", "file", b""),
+        (f"up/{inner}/planted2", "file", b"x\n"),
+        (f"up/{inner}/.wh.victim2", "file", b""),
+    ])
+    gz, tar = "application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.oci.image.layer.v1.tar"
+    # Replaces the index skopeo wrote: every manifest is added here.
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": []}, f)
+    add_manifest(layout, "bookworm", base_layers + [(gz, whiteouts), (tar, attack)], manifest["config"])
+    add_manifest(layout, "other", [(tar, layer([("x", "file", b"x\n")]))], manifest["config"])
+    add_manifest(layout, "weird", [("application/vnd.example.squashfs", b"not a tar")], manifest["config"])
+    add_manifest(layout, "climb", [(tar, layer([("../escaped", "file", b"x\n")]))], manifest["config"])
+    # A whiteout of `..` would remove the root's parent.
+    add_manifest(layout, "whclimb", [(tar, layer([("keep", "file", b"x\n"), (".wh..", "file", b"")]))],
+                 manifest["config"])
+    subprocess.run(["chmod", "-R", "a+rX", base], check=True)
+    ok(kb("create", "oci", "--image", f"{layout}:bookworm", timeout=300))
+    return layout, host
+
+
+def test_an_oci_layout_is_unpacked_with_its_whiteouts(kb, oci, h):
+    out = ok(kb("enter", "oci", "--", "sh", "-c",
+                "grep -q bookworm /etc/os-release && echo BOOKWORM; sudo -n id -u; ls -A /usr/share/doc; test -e /etc/motd || echo NO-MOTD"))
+    assert out.split() == ["BOOKWORM", "0", "kept", "NO-MOTD"], out
+    assert "oci" in ok(kb("list"))
+
+
+def test_an_oci_layer_never_writes_outside_the_root(kb, oci):
+    layout, host = oci
+    # The host directory is as it was ...
+    assert sorted(os.listdir(host)) == ["victim", "victim2"]
+    assert all(open(os.path.join(host, n)).read() == "host\n" for n in ("victim", "victim2"))
+    # ... and the layers' writes and whiteouts landed in the image's copy.
+    inner = os.path.join(kb.data, "kennel", "boxes", "oci", "root", host.lstrip("/"))
+    assert sorted(os.listdir(inner)) == ["planted", "planted2"], os.listdir(inner)
+
+
+def test_oci_layout_choices_and_refusals_change_nothing(kb, oci):
+    layout, _ = oci
+    boxes = os.path.join(kb.data, "kennel", "boxes")
+    before = sorted(os.listdir(boxes))
+    cp = kb("create", "x", "--image", layout)
+    assert cp.returncode == 125 and all(r in cp.stderr for r in ("bookworm", "other", ":REF")), cp.stderr
+    cp = kb("create", "x", "--image", f"{layout}:nope")
+    assert cp.returncode == 125 and "tagged \"nope\"" in cp.stderr, cp.stderr
+    cp = kb("create", "x", "--image", f"{layout}:weird")
+    assert cp.returncode == 125 and "application/vnd.example.squashfs" in cp.stderr, cp.stderr
+    cp = kb("create", "x", "--image", f"{layout}:climb", timeout=120)
+    assert cp.returncode == 125 and "../escaped" in cp.stderr, cp.stderr
+    cp = kb("create", "x", "--image", f"{layout}:whclimb", timeout=120)
+    assert cp.returncode == 125 and "names no entry" in cp.stderr, cp.stderr
+    assert sorted(os.listdir(boxes)) == before

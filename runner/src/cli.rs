@@ -85,6 +85,14 @@ pub enum BoxCommand {
     },
     /// Write a launcher on your PATH that runs BIN in the box.
     Export(BoxExportArgs),
+    /// Apply an OCI image's layers to ROOT, bottom first (what `create`
+    /// runs inside its unpacking container).
+    #[command(hide = true)]
+    UnpackLayers {
+        root: PathBuf,
+        /// Each KIND:BLOB, KIND one of tar, gzip, zstd.
+        layers: Vec<String>,
+    },
 }
 
 /// What a box may share with the host, each a named item.
@@ -111,9 +119,12 @@ pub enum ShareItem {
 pub struct BoxCreateArgs {
     /// The box's name.
     pub name: String,
-    /// An image tarball (podman export, mmdebstrap; compressed or not) or a
-    /// root filesystem directory, copied into the box.
-    #[arg(long, value_name = "TAR|DIR")]
+    /// An image tarball (podman export, mmdebstrap; compressed or not), a
+    /// root filesystem directory (copied into the box), or an OCI image
+    /// layout directory (skopeo's oci:DIR, podman save --format oci-dir),
+    /// whose layers are unpacked; DIR:REF picks one of several images by
+    /// its ref name.
+    #[arg(long, value_name = "TAR|DIR|LAYOUT[:REF]")]
     pub image: PathBuf,
     /// An isolated home: DIR (made if missing, then the box's own) is your
     /// home in the box, in place of your real one [default: your $HOME, shared].

@@ -11,6 +11,8 @@
 
 mod enter;
 mod export;
+mod layers;
+mod layout;
 mod shares;
 mod unit;
 
@@ -134,6 +136,7 @@ pub fn main(cmd: &BoxCommand, verbose: bool) -> Result<i32> {
         }
         BoxCommand::Rm { name, force } => rm(name, *force, verbose),
         BoxCommand::Export(args) => export::export(args),
+        BoxCommand::UnpackLayers { root, layers } => layers::unpack(root, layers),
     }
 }
 
@@ -156,8 +159,20 @@ fn host_shell_and_group(uid: u32, gid: u32) -> (String, String) {
 fn create(args: &BoxCreateArgs, verbose: bool) -> Result<i32> {
     let name = &args.name;
     let dir = box_dir(name)?;
-    let image = std::fs::canonicalize(&args.image)
+    let (given, tag) = match layout::split_tag(&args.image) {
+        Some((dir, tag)) => (dir, Some(tag)),
+        None => (args.image.clone(), None),
+    };
+    let image = std::fs::canonicalize(&given)
         .with_context(|| format!("box create: cannot read the image {}", args.image.display()))?;
+    // Read and checked before anything is made.
+    let layers = match layout::is_layout(&image) {
+        true => Some(
+            layout::layers(&image, tag.as_deref())
+                .map_err(|e| anyhow::anyhow!("box create: {e:#}"))?,
+        ),
+        false => None,
+    };
     if !image.is_file() && !image.is_dir() {
         bail!(
             "box create: the image {} is neither a tarball nor a directory",
@@ -212,7 +227,10 @@ fn create(args: &BoxCreateArgs, verbose: bool) -> Result<i32> {
     let (shell, group) = host_shell_and_group(uid, gid);
     let config = BoxConfig {
         name: name.clone(),
-        image: image.clone(),
+        image: match &tag {
+            Some(t) => PathBuf::from(format!("{}:{t}", image.display())),
+            None => image.clone(),
+        },
         home: home.clone(),
         user_home: host.home.clone(),
         home_owned,
@@ -230,7 +248,10 @@ fn create(args: &BoxCreateArgs, verbose: bool) -> Result<i32> {
                 format!("box create: cannot create the home {}", home.display())
             })?;
         }
-        unpack(&image, &dir.join("root"), verbose)?;
+        match &layers {
+            Some(layers) => unpack_layers(&image, layers, &dir.join("root"), verbose)?,
+            None => unpack(&image, &dir.join("root"), verbose)?,
+        }
         set_up_user(&dir.join("root"), &config, &name_of_user, &group, verbose)?;
         let text = serde_json::to_string_pretty(&config)?;
         std::fs::write(dir.join("box.json"), text + "\n")
@@ -273,6 +294,53 @@ fn create(args: &BoxCreateArgs, verbose: bool) -> Result<i32> {
 /// user's mapped ids through keep-id, is root's to write.
 fn as_mapped_root(volumes: &[String], command: &[&str]) -> Result<crate::cli::RunArgs> {
     crate::rootfs_import::host_tool("keep-id", Some("0:0"), volumes, command)
+}
+
+/// Applies an OCI layout's `layers` to `root` through the keep-id map,
+/// by kennel's own `box unpack-layers` in the container (no host tool
+/// knows whiteouts, nor keeps a layer's paths inside the root).
+fn unpack_layers(image: &Path, layers: &[layout::Layer], root: &Path, verbose: bool) -> Result<()> {
+    std::fs::create_dir(root)
+        .with_context(|| format!("box create: cannot create {}", root.display()))?;
+    let exe = std::env::current_exe().context("box create: cannot find kennel's own binary")?;
+    let (Some(bin), Some(exe_name)) = (exe.parent(), exe.file_name()) else {
+        bail!(
+            "box create: kennel's binary {} has no directory",
+            exe.display()
+        );
+    };
+    if bin.to_string_lossy().contains([':', ',']) {
+        bail!("box create: kennel's directory {} contains ':' or ',', which a volume cannot name; install kennel in a plain path", bin.display());
+    }
+    let inside_exe = format!("/import/bin/{}", exe_name.to_string_lossy());
+    let mut command = vec![
+        inside_exe,
+        "box".into(),
+        "unpack-layers".into(),
+        "/import/root".into(),
+    ];
+    command.extend(
+        layers
+            .iter()
+            .map(|l| format!("{}:/import/blobs/{}", l.compression.name(), l.hex)),
+    );
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    let args = as_mapped_root(
+        &[
+            format!("{}:/import/blobs:ro", image.join("blobs/sha256").display()),
+            format!("{}:/import/root", root.display()),
+            format!("{}:/import/bin:ro", bin.display()),
+        ],
+        &command,
+    )?;
+    let code = crate::run(&args, verbose)?;
+    if code != 0 {
+        bail!(
+            "box create: unpacking the layers of {} failed (exit {code}; its messages are above)",
+            image.display()
+        );
+    }
+    Ok(())
 }
 
 /// Unpacks (a tarball) or copies (a directory) the image into `root`,
