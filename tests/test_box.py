@@ -2,8 +2,9 @@
 test_distrobox.py builds (it has sudo): create, enter as the same user
 with passwordless sudo, the shared home, an isolated home, a share item,
 export, a terminal, the user unit of `create --unit` (its commands run on
-the host as written; there is no user manager here), stop and rm leaving
-nothing behind, bad input."""
+the host as written; there is no user manager here: vm_cases.py's
+box_user_unit runs it under systemd), an OCI image layout, stop and rm
+leaving nothing behind, bad input."""
 
 import gzip
 import hashlib
