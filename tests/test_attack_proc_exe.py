@@ -44,10 +44,16 @@ def attempt(pid):
             print("WROTE", pid, "directly", flush=True)
     for flags in (os.O_PATH, os.O_RDONLY):
         try:
-            held.append((pid, os.open(f"/proc/{pid}/exe", flags)))
-            print("HELD", pid, flush=True)
+            fd = os.open(f"/proc/{pid}/exe", flags)
         except OSError as e:
             print("REFUSED", pid, e.strerror, flush=True)
+            continue
+        held.append((pid, fd))
+        # Which binary: a process may have exec'd its payload by the open.
+        try:
+            print("HELD", pid, os.readlink(f"/proc/self/fd/{fd}"), flush=True)
+        except OSError:
+            print("HELD", pid, "?", flush=True)
 while True:
     for pid in (pids.split(",") if pids != "new" else os.listdir("/proc")):
         if pid.isdigit() and pid not in seen and pid != me:

@@ -243,3 +243,69 @@ def test_device_rules_hold_for_root_without_a_limit(h, oci_runtime, allow_kmsg):
         assert left == [], left
     finally:
         o.cleanup()
+
+
+def pure_v1_wrapper(h, oci_runtime):
+    """kennel-oci run in a mount namespace of its own where the hybrid
+    host's cgroup2 mount is gone: what a pure cgroup v1 host looks like
+    to it (the host's mounts are untouched: the namespace is private)."""
+    path = os.path.join(h.tempdir(), "kennel-oci-pure-v1")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n"
+                "exec unshare --mount --propagation private sh -c "
+                f"'umount /sys/fs/cgroup/unified && exec {oci_runtime} \"$@\"' kennel-oci \"$@\"\n")
+    os.chmod(path, 0o755)
+    return path
+
+
+@pytest.mark.parametrize("allow_kmsg", [False, True], ids=["deny-all", "kmsg-allowed"])
+def test_device_rules_hold_on_pure_cgroup_v1(h, oci_runtime, allow_kmsg):
+    """Root on a host whose controllers are all on cgroup v1: the v1
+    devices controller keeps the spec's rules, as on v2 the program does,
+    and the container's devices cgroup goes with it."""
+    if unified_tree() != "/sys/fs/cgroup/unified" or not os.path.isdir("/sys/fs/cgroup/devices"):
+        pytest.skip("not a hybrid host with a v1 devices hierarchy: no pure v1 view to make")
+    o = Oci(h, pure_v1_wrapper(h, oci_runtime), "root")
+    try:
+        def edit(config):
+            with_devices(KMSG)(config)
+            rules = config["linux"]["resources"]["devices"]
+            if allow_kmsg:
+                rules.append({"allow": True, "type": "c", "major": 1, "minor": 11, "access": "w"})
+            config["linux"]["cgroupsPath"] = "kennel-test-device-rules-v1"
+        bundle = o.bundle(["sh", "-c", WRITE_BOTH], edit=edit)
+        cp = o("--debug", "run", "--bundle", bundle, "devrules-v1", timeout=60)
+        assert "NULL-WRITTEN" in cp.stdout, describe(cp)
+        assert "cgroup v1 devices controller" in cp.stderr, describe(cp)
+        if allow_kmsg:
+            assert "KMSG-WRITTEN" in cp.stdout, describe(cp)
+        else:
+            assert "KMSG-WRITTEN" not in cp.stdout and "Operation not permitted" in cp.stderr, describe(cp)
+        left = [d for d, _, _ in os.walk("/sys/fs/cgroup/devices") if d.endswith("kennel-test-device-rules-v1")]
+        assert left == [], left
+    finally:
+        o.cleanup()
+
+
+def test_device_rules_v1_cannot_keep_are_refused(h, oci_runtime):
+    """A deny narrower than an earlier allow, which the v1 controller would
+    leave open: an error naming the device, and no container, no cgroup."""
+    if unified_tree() != "/sys/fs/cgroup/unified" or not os.path.isdir("/sys/fs/cgroup/devices"):
+        pytest.skip("not a hybrid host with a v1 devices hierarchy: no pure v1 view to make")
+    o = Oci(h, pure_v1_wrapper(h, oci_runtime), "root")
+    try:
+        def edit(config):
+            config["linux"]["resources"]["devices"] = [
+                {"allow": False, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 1, "access": "rw"},
+                {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "rw"}]
+            config["linux"]["cgroupsPath"] = "kennel-test-device-rules-v1"
+        bundle = o.bundle(["true"], edit=edit)
+        cp = o("run", "--bundle", bundle, "devrules-v1-bad", timeout=60)
+        assert cp.returncode != 0 and "cannot be kept on cgroup v1" in cp.stderr, describe(cp)
+        assert "char 1:11" in cp.stderr, describe(cp)
+        assert o("state", "devrules-v1-bad").returncode != 0
+        left = [d for d, _, _ in os.walk("/sys/fs/cgroup/devices") if d.endswith("kennel-test-device-rules-v1")]
+        assert left == [], left
+    finally:
+        o.cleanup()

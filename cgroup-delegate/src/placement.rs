@@ -47,8 +47,10 @@ pub struct PlaceRequest {
     pub path: Option<PathBuf>,
     pub limits: Limits,
     /// linux.resources.devices has rules, which an eBPF program on a v2
-    /// cgroup enforces: on a hybrid host, as root, that is a reason to
-    /// make the container's unified leaf even without a limit.
+    /// cgroup enforces (or, on a pure v1 host, the devices controller): as
+    /// root on a v1 or hybrid host that is a reason to make the
+    /// container's cgroup (the unified leaf, or the devices one) even
+    /// without a limit.
     pub device_rules: bool,
     /// Timeout for systemd's job.
     pub timeout: Duration,
@@ -181,7 +183,7 @@ fn place_v1(req: &PlaceRequest) -> Result<Option<Placed>> {
     let root = nix::unistd::geteuid().is_root() && crate::systemd::host_uid().is_none();
     // Rootless, device rules are skipped (see the engine's device_rules):
     // they ask for a leaf only where the program can go on one.
-    let for_devices = req.device_rules && root && layout.unified.is_some();
+    let for_devices = req.device_rules && root;
     let asked = !req.limits.is_empty() || req.manager == Manager::Cgroupfs || for_devices;
     if !asked {
         return Ok(None);

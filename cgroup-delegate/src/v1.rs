@@ -227,6 +227,19 @@ fn place_in(
         }
         write_limit(&dir, f)?;
     }
+    // Without a unified tree for a device program, the devices controller
+    // keeps the rules (written by the caller: `write_device_rules`).
+    if req.device_rules && layout.unified.is_none() {
+        let h = layout.with("devices").ok_or(CgroupError::NoV1Controller {
+            controller: "devices",
+            limit: "linux.resources.devices",
+        })?;
+        let dir = inner.at(&h.mount, &h.own);
+        if !v1.contains(&dir) {
+            make_leaf(&dir, made)?;
+            v1.push(dir);
+        }
+    }
     let unified = match &layout.unified {
         Some(u) => {
             let dir = inner.at(&u.mount, &u.own);
@@ -341,6 +354,32 @@ fn raise_swap_first(files: &mut [LimitFile], layout: &Layout, dirs: &[PathBuf]) 
     if raising && memsw > mem {
         files.swap(mem, memsw);
     }
+}
+
+/// Writes device rules, each a (devices.allow or devices.deny, line)
+/// pair in order, into the devices cgroup among `dirs`.
+pub fn write_device_rules(dirs: &[PathBuf], lines: &[(&'static str, String)]) -> Result<()> {
+    let layout = Layout::read()?;
+    let dir = layout
+        .with("devices")
+        .and_then(|h| dirs.iter().find(|d| d.starts_with(&h.mount)))
+        .ok_or(CgroupError::NoV1Controller {
+            controller: "devices",
+            limit: "linux.resources.devices",
+        })?;
+    for (file, line) in lines {
+        // One rule a write: the kernel parses each write as one.
+        std::fs::write(dir.join(file), line).map_err(|cause| CgroupError::LimitRefused {
+            file,
+            value: line.clone(),
+            hint: match cause.raw_os_error() {
+                Some(libc::EPERM) => " (a cgroup may allow no device its parent denies)",
+                _ => "",
+            },
+            cause,
+        })?;
+    }
+    Ok(())
 }
 
 /// Moves `pid` into each of `dirs`.

@@ -8,6 +8,7 @@ use cgroup_delegate::{PlaceRequest, Placed, Placement};
 
 use crate::config::Config;
 use crate::device_rules::{self, Applied};
+use crate::device_rules_v1;
 use crate::Options;
 
 /// How long systemd may take to start the scope job.
@@ -27,7 +28,19 @@ pub fn place(cfg: &Config, opts: &Options<'_>, id: &str) -> Result<Option<Placem
         Placed::Leaf(p) => {
             opts.decided(&format!("cgroup {} ({:?})", p.leaf.display(), p.how));
             if device_rules::wanted(&cfg.device_rules) {
-                match device_rules::apply(&cfg.device_rules, &p.leaf) {
+                let applied = if p.leaf_fd.is_none() && !p.v1.is_empty() {
+                    // A pure cgroup v1 host: no v2 leaf for a program.
+                    device_rules_v1::lines(&cfg.device_rules).and_then(|lines| {
+                        cgroup_delegate::v1::write_device_rules(&p.v1, &lines)?;
+                        Ok(Applied::Enforced)
+                    })
+                } else {
+                    device_rules::apply(&cfg.device_rules, &p.leaf)
+                };
+                match applied {
+                    Ok(Applied::Enforced) if p.leaf_fd.is_none() => {
+                        opts.decided("linux.resources.devices: the cgroup v1 devices controller")
+                    }
                     Ok(Applied::Enforced) => opts
                         .decided("linux.resources.devices: an eBPF device program on the cgroup"),
                     Ok(Applied::Skipped(why)) => opts.decided(&why),

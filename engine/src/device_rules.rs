@@ -23,12 +23,12 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 use crate::sys::Insn;
 
 /// The kernel's access bits (`BPF_DEVCG_ACC_*`).
-const MKNOD: u32 = 1;
-const READ: u32 = 2;
-const WRITE: u32 = 4;
+pub const MKNOD: u32 = 1;
+pub const READ: u32 = 2;
+pub const WRITE: u32 = 4;
 /// The kernel's device types (`BPF_DEVCG_DEV_*`).
-const BLOCK: u32 = 1;
-const CHAR: u32 = 2;
+pub const BLOCK: u32 = 1;
+pub const CHAR: u32 = 2;
 
 /// One rule: None matches any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ const fn char_rule(major: u32, minor: Option<u32>) -> Rule {
 }
 
 /// What every container may reach, appended after the spec's rules.
-const DEFAULTS: [Rule; 10] = [
+pub const DEFAULTS: [Rule; 10] = [
     Rule {
         allow: true,
         kind: Some(CHAR),
@@ -263,9 +263,8 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
 }
 
 /// What the program decides, computed the same way: the last matching
-/// rule wins, none denies.
-#[cfg(test)]
-fn decide(rules: &[Rule], kind: u32, major: u32, minor: u32, access: u32) -> bool {
+/// rule wins, none denies. (cgroup v1's rules are checked against it.)
+pub fn decide(rules: &[Rule], kind: u32, major: u32, minor: u32, access: u32) -> bool {
     rules
         .iter()
         .chain(DEFAULTS.iter())

@@ -19,6 +19,7 @@ mod config;
 mod copy_up;
 mod default_routes;
 mod device_rules;
+mod device_rules_v1;
 mod devices;
 pub mod exec;
 mod hooks;

@@ -54,6 +54,11 @@ pub fn run_as_init(
     // The preserved fds are the command's: we keep nothing but stdio.
     sys::close_fds_except(&[0, 1, 2])
         .map_err(|e| ChildFailure::new(Stage::Init, e, None).with_detail("closing fds"))?;
+    // From here on this process only waits: the code and freed heap of the
+    // set-up need not stay resident for as long as the container runs. A
+    // failure leaves them mapped, which costs memory and nothing else.
+    let _ = sys::release_clean_image_pages();
+    sys::release_free_heap();
 
     let mut waited = SigSet::empty();
     for s in FORWARDED {

@@ -17,6 +17,17 @@ pub use kennel_sys::{fd_is_open, pidfd_send_signal, receive_fd, send_fd};
 
 mod bpf;
 pub use bpf::{attach_device_program, load_device_program, Insn};
+mod image_pages;
+pub use image_pages::release_clean_image_pages;
+
+/// Returns the heap's free pages to the kernel (glibc's malloc_trim).
+pub fn release_free_heap() {
+    // SAFETY: malloc_trim only gives back memory malloc holds free; no
+    // allocation in use moves or changes.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
 
 /// Proof that this process had a single thread when it was checked:
 /// clone3 and fork copy only the calling thread, and one a library left
