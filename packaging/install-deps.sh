@@ -44,7 +44,7 @@ clients="$podman containerd:containerd containerd:ctr bsdutils:script"
 # tests/test_distrobox.py: both tools over rootless podman, on an image
 # mmdebstrap makes; toolbox create asks for a system bus, which the test
 # starts with dbus-daemon where none runs.
-boxes="distrobox:distrobox podman-toolbox:toolbox mmdebstrap:mmdebstrap dbus-daemon:dbus-daemon"
+boxes="distrobox:distrobox podman-toolbox:toolbox mmdebstrap:mmdebstrap dbus-daemon:dbus-daemon skopeo:skopeo zstd:zstd"
 package="dpkg-dev:dpkg-buildpackage debhelper:dh lintian:lintian rpm:rpmbuild libseccomp-dev:/usr/lib/*/libseccomp.so $runtime man-db:man groff-base:groff bubblewrap:bwrap debootstrap:debootstrap"
 vm="qemu-system-x86:qemu-system-x86_64 debootstrap:debootstrap e2fsprogs:mkfs.ext4"
 case "${1:-}" in

@@ -355,6 +355,23 @@ def test_bad_container_file_gets_a_message_and_no_unit(vm):
         '"lots" is not a size such as 512k, 64M or 1G; no unit written for kg-bad.service'), out
 
 
+def test_box_unit_is_started_and_stopped_by_the_user_manager(vm):
+    """`kennel box create --unit`'s unit, started by systemd, is active once
+    the box runs (READY=1), the box `enter` joins; its stop leaves no
+    container, and `box rm` removes the unit file."""
+    out = case(vm, "box_user_unit")
+    for key in ("CREATE-RC", "VERIFY-RC", "START-RC", "RM-RC"):
+        assert field(out, key) == "0", out
+    assert field(out, "ACTIVE") == "active", out
+    assert field(out, "ENTER") == "vb", out
+    assert field(out, "LISTED") == "running", out
+    assert field(out, "STOPPED") == "inactive", out
+    assert field(out, "STOP-RESULT") == "success", out
+    assert field(out, "STOP-PS") == "0", out
+    assert field(out, "UNIT-FILE") == "gone", out
+    no_leftovers(out)
+
+
 def test_container_file_in_etc_becomes_a_system_unit(vm):
     out = case(vm, "container_file_system_unit")
     assert field(out, "SYS-START-RC") == "0", out

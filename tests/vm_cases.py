@@ -437,6 +437,29 @@ rm -rf ~/.config/kennel ~/kg-args
 systemctl --user daemon-reload
 ''' + LEFTOVERS, 240),
 
+    # `kennel box create --unit`: the unit it writes, started and stopped
+    # by kuser's user manager, is the box `enter` joins; rm removes it.
+    # The busybox rootfs is the image (what create's set-up needs added).
+    "box_user_unit": ("kuser", ROOTFS + r'''
+for a in sed mkdir chown chmod rm; do ln -s busybox "$R/bin/$a"; done
+echo 'root:x:0:' > "$R/etc/group"
+kennel box create vb --image "$R" --unit > /dev/null; echo "CREATE-RC: $?"
+U=~/.config/systemd/user/kennel-box-vb.service
+systemd-analyze --user verify "$U"; echo "VERIFY-RC: $?"
+systemctl --user daemon-reload
+systemctl --user start kennel-box-vb; echo "START-RC: $?"
+echo "ACTIVE: $(systemctl --user is-active kennel-box-vb)"
+echo "ENTER: $(kennel box enter vb -- cat /proc/sys/kernel/hostname)"
+echo "LISTED: $(kennel box list | awk '$1 == "vb" {print $2}')"
+systemctl --user stop kennel-box-vb
+echo "STOPPED: $(systemctl --user is-active kennel-box-vb)"
+echo "STOP-RESULT: $(systemctl --user show -p Result --value kennel-box-vb)"
+echo "STOP-PS: $(kennel ps | grep -c '^box[.]vb ')"
+kennel box rm vb > /dev/null; echo "RM-RC: $?"
+echo "UNIT-FILE: $([ -e "$U" ] && echo present || echo gone)"
+systemctl --user daemon-reload
+''' + LEFTOVERS, 120),
+
     # The same generator for the system manager, from /etc/kennel.
     "container_file_system_unit": ("root", ROOTFS + r'''
 mkdir -p /etc/kennel

@@ -45,7 +45,9 @@ fn kennel_pages(out: &Path) -> Result<()> {
 }
 
 fn subcommand_pages(dir: &Path, parent: &Command, path: &str) -> Result<()> {
-    for sub in parent.get_subcommands().filter(|s| s.get_name() != "help") {
+    // A hidden subcommand is kennel's own plumbing, not for users to read.
+    let shown = |s: &&Command| s.get_name() != "help" && !s.is_hide_set();
+    for sub in parent.get_subcommands().filter(shown) {
         // clap takes names as &'static str unless its `string` feature is
         // on, which would change the binaries' clap too; this program
         // lives for a moment.

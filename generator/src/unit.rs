@@ -25,7 +25,7 @@ pub struct Unit {
 /// kennel exits 143 when the SIGTERM of a stop ends the container: that
 /// is a clean stop, as a service killed by SIGTERM is to systemd, not a
 /// failure.
-const SERVICE_DEFAULTS: &str = "Type=notify
+pub const SERVICE_DEFAULTS: &str = "Type=notify
 NotifyAccess=main
 Delegate=yes
 KillMode=mixed

@@ -56,6 +56,17 @@ pub enum BoxCommand {
     /// A shell (or CMD) in the box, as you, in the same directory when it is
     /// shared; starts the box on first use.
     Enter(BoxEnterArgs),
+    /// Start the box's init without entering it (detached, as the first
+    /// enter does); with --foreground it stays until the box stops, which
+    /// is what the unit of `create --unit` runs.
+    Start {
+        /// The box.
+        name: String,
+        /// Stay in the foreground until the box stops (its init's exit code
+        /// is this command's; READY=1 to systemd once it runs).
+        #[arg(long)]
+        foreground: bool,
+    },
     /// The boxes: name, image, status, home, shared items.
     List,
     /// Stop a running box (every process in it).
@@ -63,7 +74,8 @@ pub enum BoxCommand {
         /// The box.
         name: String,
     },
-    /// Stop and delete a box; asks before deleting a home the box made.
+    /// Stop and delete a box (and the unit `create --unit` wrote); asks
+    /// before deleting a home the box made.
     Rm {
         /// The box.
         name: String,
@@ -73,6 +85,14 @@ pub enum BoxCommand {
     },
     /// Write a launcher on your PATH that runs BIN in the box.
     Export(BoxExportArgs),
+    /// Apply an OCI image's layers to ROOT, bottom first (what `create`
+    /// runs inside its unpacking container).
+    #[command(hide = true)]
+    UnpackLayers {
+        root: PathBuf,
+        /// Each KIND:BLOB, KIND one of tar, gzip, zstd.
+        layers: Vec<String>,
+    },
 }
 
 /// What a box may share with the host, each a named item.
@@ -99,9 +119,12 @@ pub enum ShareItem {
 pub struct BoxCreateArgs {
     /// The box's name.
     pub name: String,
-    /// An image tarball (podman export, mmdebstrap; compressed or not) or a
-    /// root filesystem directory, copied into the box.
-    #[arg(long, value_name = "TAR|DIR")]
+    /// An image tarball (podman export, mmdebstrap; compressed or not), a
+    /// root filesystem directory (copied into the box), or an OCI image
+    /// layout directory (skopeo's oci:DIR, podman save --format oci-dir),
+    /// whose layers are unpacked; DIR:REF picks one of several images by
+    /// its ref name.
+    #[arg(long, value_name = "TAR|DIR|LAYOUT[:REF]")]
     pub image: PathBuf,
     /// An isolated home: DIR (made if missing, then the box's own) is your
     /// home in the box, in place of your real one [default: your $HOME, shared].
@@ -114,6 +137,11 @@ pub struct BoxCreateArgs {
     /// The host's root filesystem at /run/host, read-only.
     #[arg(long)]
     pub host_root: bool,
+    /// Also write the systemd user unit kennel-box-NAME.service (in
+    /// ~/.config/systemd/user), which starts the box's init and stops it;
+    /// `kennel box rm` removes it.
+    #[arg(long)]
+    pub unit: bool,
 }
 
 #[derive(Debug, Args)]

@@ -75,6 +75,7 @@ fn prepare(tarball: &Path, dir: &Path) -> Result<(PathBuf, PathBuf)> {
 
 /// The `kennel run` that unpacks `tarball` into `dir`.
 pub fn run_args(tarball: &Path, dir: &Path) -> Result<RunArgs> {
+    // Anything less would give the image's other owners wrong ids.
     run_args_with(tarball, dir, "subids", None)
 }
 
@@ -95,40 +96,52 @@ pub fn run_args_with(
         }
     }
     let (tarball, dir) = prepare(tarball, dir)?;
-    let userns = format!("--userns={userns}");
-    let user = user.map(|u| ["-u", u]);
-    let argv: Vec<String> = [
-        "kennel", "run",
-        // Anything less would give the image's other owners wrong ids.
-        &userns,
-    ]
-    .into_iter()
-    .chain(user.iter().flatten().copied())
-    .chain([
-        "--no-home",
-        "--net=private",
-        "-w",
-        "/",
-        "-v",
-        &format!("{}:/import/image.tar:ro", tarball.display()),
-        "-v",
-        &format!("{}:/import/root", dir.display()),
-        "--",
-        "tar",
-        "-xf",
-        "/import/image.tar",
-        "-C",
-        "/import/root",
-        "--numeric-owner",
-        // Device nodes cannot be made in a user namespace; the container
-        // gets its own /dev. Anchored: tar's default would also drop every
-        // other directory named dev (usr/lib/x/dev/...).
-        "--anchored",
-        "--exclude=./dev/*",
-        "--exclude=dev/*",
-    ])
-    .map(String::from)
-    .collect();
+    host_tool(
+        userns,
+        user,
+        &[
+            format!("{}:/import/image.tar:ro", tarball.display()),
+            format!("{}:/import/root", dir.display()),
+        ],
+        &[
+            "tar",
+            "-xf",
+            "/import/image.tar",
+            "-C",
+            "/import/root",
+            "--numeric-owner",
+            // Device nodes cannot be made in a user namespace; the container
+            // gets its own /dev. Anchored: tar's default would also drop every
+            // other directory named dev (usr/lib/x/dev/...).
+            "--anchored",
+            "--exclude=./dev/*",
+            "--exclude=dev/*",
+        ],
+    )
+}
+
+/// The `kennel run` of a throwaway container on the host's own tools
+/// (no --rootfs): `userns`'s map, as `user` when given, no home, no
+/// network, in `/`, with `volumes` (each `SRC:DST[:ro]`) and `command`.
+/// What the user's mapped ids own is made, copied or deleted only here.
+pub fn host_tool(
+    userns: &str,
+    user: Option<&str>,
+    volumes: &[String],
+    command: &[&str],
+) -> Result<RunArgs> {
+    let mut argv: Vec<String> = ["kennel", "run", &format!("--userns={userns}")]
+        .map(String::from)
+        .to_vec();
+    if let Some(user) = user {
+        argv.extend(["-u".to_string(), user.to_string()]);
+    }
+    argv.extend(["--no-home", "--net=private", "-w", "/"].map(String::from));
+    for v in volumes {
+        argv.extend(["-v".to_string(), v.clone()]);
+    }
+    argv.push("--".into());
+    argv.extend(command.iter().map(|c| c.to_string()));
     match Cli::try_parse_from(argv)?.command {
         Command::Run(args) => Ok(*args),
         _ => unreachable!("the argv above is a run command"),

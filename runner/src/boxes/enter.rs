@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::{container_name, load, start_args, BoxConfig};
+use super::{container_name, load, BoxConfig};
 use crate::cli::BoxEnterArgs;
 use kennel_engine::{lifecycle::exec::ExecRequest, lifecycle::state, Options};
 
@@ -44,7 +44,7 @@ pub fn enter(args: &BoxEnterArgs, verbose: bool) -> Result<i32> {
     let id = container_name(&args.name);
     let store = state::Store::new(None)?;
     if state::find(&store, &id)?.is_none() {
-        start(&c, &dir, &store, &id)?;
+        start(&c, &dir, &store, &id, verbose)?;
     }
     let mut env: Vec<String> = std::env::vars()
         .filter(|(k, _)| passed_through(k))
@@ -79,18 +79,32 @@ pub fn enter(args: &BoxEnterArgs, verbose: bool) -> Result<i32> {
     crate::finish(kennel_engine::lifecycle::exec::exec(&req, &opts))
 }
 
-/// Starts the box's `kennel run` in its own process group, out of the
-/// caller's terminal, and waits until its record says it runs.
-fn start(c: &BoxConfig, dir: &Path, store: &state::Store, id: &str) -> Result<()> {
-    let argv = start_args(c, dir)?;
+/// `kennel box start NAME`: the box running, without entering it.
+pub fn start_detached(name: &str, verbose: bool) -> Result<i32> {
+    let (dir, c) = load(name)?;
+    let id = container_name(name);
+    let store = state::Store::new(None)?;
+    match state::find(&store, &id)? {
+        Some(_) => println!("box {name}: running already"),
+        None => {
+            start(&c, &dir, &store, &id, verbose)?;
+            println!("box {name}: running");
+        }
+    }
+    Ok(0)
+}
+
+/// Runs `kennel box start NAME --foreground` in its own process group,
+/// out of the caller's terminal, and waits until its record says it runs.
+fn start(c: &BoxConfig, dir: &Path, store: &state::Store, id: &str, verbose: bool) -> Result<()> {
     let log = dir.join("start.log");
     let out = std::fs::File::create(&log)
         .with_context(|| format!("box enter: cannot write {}", log.display()))?;
     let exe: PathBuf =
         std::env::current_exe().context("box enter: cannot find kennel's own binary")?;
     let mut child = std::process::Command::new(&exe)
-        .arg("run")
-        .args(&argv)
+        .args(verbose.then_some("--verbose"))
+        .args(["box", "start", &c.name, "--foreground"])
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)

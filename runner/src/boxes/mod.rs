@@ -11,7 +11,10 @@
 
 mod enter;
 mod export;
+mod layers;
+mod layout;
 mod shares;
+mod unit;
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +46,9 @@ pub struct BoxConfig {
     pub host_root: bool,
     pub uid: u32,
     pub gid: u32,
+    /// The systemd user unit `create --unit` wrote (then `rm` removes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<PathBuf>,
 }
 
 /// The container name of box `name`.
@@ -118,6 +124,10 @@ pub fn main(cmd: &BoxCommand, verbose: bool) -> Result<i32> {
     match cmd {
         BoxCommand::Create(args) => create(args, verbose),
         BoxCommand::Enter(args) => enter(args, verbose),
+        BoxCommand::Start { name, foreground } => match foreground {
+            true => run_box(name, verbose),
+            false => enter::start_detached(name, verbose),
+        },
         BoxCommand::List => list(),
         BoxCommand::Stop { name } => {
             load(name)?;
@@ -126,6 +136,7 @@ pub fn main(cmd: &BoxCommand, verbose: bool) -> Result<i32> {
         }
         BoxCommand::Rm { name, force } => rm(name, *force, verbose),
         BoxCommand::Export(args) => export::export(args),
+        BoxCommand::UnpackLayers { root, layers } => layers::unpack(root, layers),
     }
 }
 
@@ -148,8 +159,20 @@ fn host_shell_and_group(uid: u32, gid: u32) -> (String, String) {
 fn create(args: &BoxCreateArgs, verbose: bool) -> Result<i32> {
     let name = &args.name;
     let dir = box_dir(name)?;
-    let image = std::fs::canonicalize(&args.image)
+    let (given, tag) = match layout::split_tag(&args.image) {
+        Some((dir, tag)) => (dir, Some(tag)),
+        None => (args.image.clone(), None),
+    };
+    let image = std::fs::canonicalize(&given)
         .with_context(|| format!("box create: cannot read the image {}", args.image.display()))?;
+    // Read and checked before anything is made.
+    let layers = match layout::is_layout(&image) {
+        true => Some(
+            layout::layers(&image, tag.as_deref())
+                .map_err(|e| anyhow::anyhow!("box create: {e:#}"))?,
+        ),
+        false => None,
+    };
     if !image.is_file() && !image.is_dir() {
         bail!(
             "box create: the image {} is neither a tarball nor a directory",
@@ -167,6 +190,10 @@ fn create(args: &BoxCreateArgs, verbose: bool) -> Result<i32> {
     let name_of_user = host.caller.name.clone();
     // Checked before anything is made: nothing is left behind on a refusal.
     shares::resolve(&args.share, args.host_root)?;
+    let unit_path = match args.unit {
+        true => Some(unit::check_free(name)?),
+        false => None,
+    };
     let (home, home_owned, home_shared) = match &args.home {
         None => (host.home.clone(), false, true),
         Some(h) => {
@@ -200,7 +227,10 @@ fn create(args: &BoxCreateArgs, verbose: bool) -> Result<i32> {
     let (shell, group) = host_shell_and_group(uid, gid);
     let config = BoxConfig {
         name: name.clone(),
-        image: image.clone(),
+        image: match &tag {
+            Some(t) => PathBuf::from(format!("{}:{t}", image.display())),
+            None => image.clone(),
+        },
         home: home.clone(),
         user_home: host.home.clone(),
         home_owned,
@@ -210,6 +240,7 @@ fn create(args: &BoxCreateArgs, verbose: bool) -> Result<i32> {
         host_root: args.host_root,
         uid,
         gid,
+        unit: unit_path.clone(),
     };
     let made = (|| -> Result<()> {
         if home_owned {
@@ -217,14 +248,28 @@ fn create(args: &BoxCreateArgs, verbose: bool) -> Result<i32> {
                 format!("box create: cannot create the home {}", home.display())
             })?;
         }
-        unpack(&image, &dir.join("root"), verbose)?;
+        match &layers {
+            Some(layers) => unpack_layers(&image, layers, &dir.join("root"), verbose)?,
+            None => unpack(&image, &dir.join("root"), verbose)?,
+        }
         set_up_user(&dir.join("root"), &config, &name_of_user, &group, verbose)?;
         let text = serde_json::to_string_pretty(&config)?;
         std::fs::write(dir.join("box.json"), text + "\n")
-            .with_context(|| format!("box create: cannot write {}/box.json", dir.display()))
+            .with_context(|| format!("box create: cannot write {}/box.json", dir.display()))?;
+        if let Some(path) = &unit_path {
+            let kennel = std::env::current_exe()
+                .context("box create --unit: cannot find kennel's own binary")?;
+            let data = dir.parent().and_then(Path::parent).and_then(Path::parent);
+            let data = data.expect("a box directory is DATA/kennel/boxes/NAME");
+            unit::write(path, &unit::text(name, &kennel, data))?;
+        }
+        Ok(())
     })();
     if let Err(e) = made {
         // A failed create leaves nothing behind.
+        if let Some(path) = &unit_path {
+            let _ = unit::remove(path);
+        }
         let _ = remove_tree(&dir, verbose);
         if home_owned {
             let _ = std::fs::remove_dir_all(&home);
@@ -235,7 +280,67 @@ fn create(args: &BoxCreateArgs, verbose: bool) -> Result<i32> {
         "box {name}: created from {} (enter it with `kennel box enter {name}`)",
         image.display()
     );
+    if let Some(path) = &unit_path {
+        println!(
+            "box {name}: wrote {}; start it with `systemctl --user daemon-reload && systemctl --user start {}` (`enable` for every login)",
+            path.display(),
+            unit::unit_name(name)
+        );
+    }
     Ok(0)
+}
+
+/// A container on the host's tools in which the box's tree, owned by the
+/// user's mapped ids through keep-id, is root's to write.
+fn as_mapped_root(volumes: &[String], command: &[&str]) -> Result<crate::cli::RunArgs> {
+    crate::rootfs_import::host_tool("keep-id", Some("0:0"), volumes, command)
+}
+
+/// Applies an OCI layout's `layers` to `root` through the keep-id map,
+/// by kennel's own `box unpack-layers` in the container (no host tool
+/// knows whiteouts, nor keeps a layer's paths inside the root).
+fn unpack_layers(image: &Path, layers: &[layout::Layer], root: &Path, verbose: bool) -> Result<()> {
+    std::fs::create_dir(root)
+        .with_context(|| format!("box create: cannot create {}", root.display()))?;
+    let exe = std::env::current_exe().context("box create: cannot find kennel's own binary")?;
+    let (Some(bin), Some(exe_name)) = (exe.parent(), exe.file_name()) else {
+        bail!(
+            "box create: kennel's binary {} has no directory",
+            exe.display()
+        );
+    };
+    if bin.to_string_lossy().contains([':', ',']) {
+        bail!("box create: kennel's directory {} contains ':' or ',', which a volume cannot name; install kennel in a plain path", bin.display());
+    }
+    let inside_exe = format!("/import/bin/{}", exe_name.to_string_lossy());
+    let mut command = vec![
+        inside_exe,
+        "box".into(),
+        "unpack-layers".into(),
+        "/import/root".into(),
+    ];
+    command.extend(
+        layers
+            .iter()
+            .map(|l| format!("{}:/import/blobs/{}", l.compression.name(), l.hex)),
+    );
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    let args = as_mapped_root(
+        &[
+            format!("{}:/import/blobs:ro", image.join("blobs/sha256").display()),
+            format!("{}:/import/root", root.display()),
+            format!("{}:/import/bin:ro", bin.display()),
+        ],
+        &command,
+    )?;
+    let code = crate::run(&args, verbose)?;
+    if code != 0 {
+        bail!(
+            "box create: unpacking the layers of {} failed (exit {code}; its messages are above)",
+            image.display()
+        );
+    }
+    Ok(())
 }
 
 /// Unpacks (a tarball) or copies (a directory) the image into `root`,
@@ -247,27 +352,18 @@ fn unpack(image: &Path, root: &Path, verbose: bool) -> Result<()> {
         crate::run(&args, verbose)?
     } else {
         std::fs::create_dir(root)?;
-        run_argv(
+        let args = as_mapped_root(
             &[
-                "--userns=keep-id",
-                "-u",
-                "0:0",
-                "--no-home",
-                "--net=private",
-                "-w",
-                "/",
-                "-v",
-                &format!("{}:/import/image:ro", image.display()),
-                "-v",
-                &format!("{}:/import/root", root.display()),
-                "--",
+                format!("{}:/import/image:ro", image.display()),
+                format!("{}:/import/root", root.display()),
+            ],
+            &[
                 "sh",
                 "-c",
                 "tar -C /import/image -cf - . | tar -C /import/root -xf - --numeric-owner",
-            ]
-            .map(String::from),
-            verbose,
-        )?
+            ],
+        )?;
+        crate::run(&args, verbose)?
     };
     if code != 0 {
         bail!(
@@ -338,24 +434,11 @@ fn set_up_user(root: &Path, c: &BoxConfig, user: &str, group: &str, verbose: boo
 /// from a container where those ids are root's to remove.
 fn remove_tree(dir: &Path, verbose: bool) -> Result<()> {
     if dir.join("root").exists() {
-        let code = run_argv(
-            &strings(&[
-                "--userns=keep-id",
-                "-u",
-                "0:0",
-                "--no-home",
-                "--net=private",
-                "-w",
-                "/",
-                "-v",
-                &format!("{}:/box", dir.display()),
-                "--",
-                "rm",
-                "-rf",
-                "/box/root",
-            ]),
-            verbose,
+        let args = as_mapped_root(
+            &[format!("{}:/box", dir.display())],
+            &["rm", "-rf", "/box/root"],
         )?;
+        let code = crate::run(&args, verbose)?;
         if code != 0 {
             bail!("box: removing {}/root failed (exit {code})", dir.display());
         }
@@ -460,11 +543,30 @@ fn rm(name: &str, force: bool, verbose: bool) -> Result<i32> {
         std::fs::remove_dir_all(&c.home)
             .with_context(|| format!("box rm: cannot remove the home {}", c.home.display()))?;
     }
+    if let Some(path) = &c.unit {
+        unit::remove(path)?;
+        println!(
+            "box {name}: removed {} (run `systemctl --user daemon-reload`)",
+            path.display()
+        );
+    }
     println!("box {name}: removed");
     Ok(0)
 }
 
-/// The `kennel run` that starts box `c` (detached by the caller).
+/// `kennel box start NAME --foreground`: the box's init, in this process,
+/// until the box stops. The one way a box starts: the first enter runs
+/// this command detached, and the unit of `create --unit` runs it.
+fn run_box(name: &str, verbose: bool) -> Result<i32> {
+    let (dir, c) = load(name)?;
+    let store = state::Store::new(None)?;
+    if state::find(&store, &container_name(name))?.is_some() {
+        bail!("box start: box {name:?} is running already; stop it first with `kennel box stop {name}`");
+    }
+    run_argv(&start_args(&c, &dir)?, verbose)
+}
+
+/// The `kennel run` that starts box `c`.
 fn start_args(c: &BoxConfig, dir: &Path) -> Result<Vec<String>> {
     let plan = shares::resolve(&c.shares, c.host_root)?;
     let mut argv = strings(&[
