@@ -357,13 +357,18 @@ def test_bad_container_file_gets_a_message_and_no_unit(vm):
 
 def test_box_unit_is_started_and_stopped_by_the_user_manager(vm):
     """`kennel box create --unit`'s unit, started by systemd, is active once
-    the box runs (READY=1), the box `enter` joins; its stop leaves no
+    the box runs (READY=1), the box `enter` joins (in its cgroup, where
+    cgroup2 is mounted with nsdelegate, as systemd mounts it); its stop leaves no
     container, and `box rm` removes the unit file."""
     out = case(vm, "box_user_unit")
     for key in ("CREATE-RC", "VERIFY-RC", "START-RC", "RM-RC"):
         assert field(out, key) == "0", out
     assert field(out, "ACTIVE") == "active", out
     assert field(out, "ENTER") == "vb", out
+    # The entered command is in the box's cgroup: the root of the box's
+    # cgroup namespace, with nothing said about running outside its limits.
+    assert field(out, "ENTER-WARNED") == "0", out
+    assert field(out, "ENTER-CGROUP") == "0::/", out
     assert field(out, "LISTED") == "running", out
     assert field(out, "STOPPED") == "inactive", out
     assert field(out, "STOP-RESULT") == "success", out

@@ -450,6 +450,8 @@ systemctl --user daemon-reload
 systemctl --user start kennel-box-vb; echo "START-RC: $?"
 echo "ACTIVE: $(systemctl --user is-active kennel-box-vb)"
 echo "ENTER: $(kennel box enter vb -- cat /proc/sys/kernel/hostname)"
+echo "ENTER-WARNED: $(kennel box enter vb -- true 2>&1 | grep -c 'outside the container')"
+echo "ENTER-CGROUP: $(kennel box enter vb -- cat /proc/self/cgroup)"
 echo "LISTED: $(kennel box list | awk '$1 == "vb" {print $2}')"
 systemctl --user stop kennel-box-vb
 echo "STOPPED: $(systemctl --user is-active kennel-box-vb)"

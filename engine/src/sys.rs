@@ -20,6 +20,14 @@ pub use bpf::{attach_device_program, load_device_program, Insn};
 mod image_pages;
 pub use image_pages::release_clean_image_pages;
 
+/// setns(2) on an fd this process inherited by number (a pidfd or a
+/// namespace fd of the runner's, open until exec).
+pub fn setns_raw(fd: RawFd, flags: nix::sched::CloneFlags) -> Result<(), Errno> {
+    // SAFETY: setns reads no memory of ours; a number that is no longer a
+    // namespace or pidfd is an error (EBADF, EINVAL), not undefined.
+    Errno::result(unsafe { libc::setns(fd, flags.bits()) }).map(drop)
+}
+
 /// Returns the heap's free pages to the kernel (glibc's malloc_trim).
 pub fn release_free_heap() {
     // SAFETY: malloc_trim only gives back memory malloc holds free; no

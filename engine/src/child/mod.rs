@@ -58,9 +58,19 @@ pub fn run(cfg: &Config, chan: Channel, opts: &ChildOptions, maker: Option<Maker
 pub fn run_process(p: &ProcessPlan, chan: Channel, opts: &ChildOptions) -> ! {
     sys::reset_signals_default(opts.ignored_signals);
     let keys_filter = needs_keys_filter(p, opts, false);
-    let started =
-        isolate_keys(keys_filter).and_then(|()| start_process(p, &chan, opts, false, None));
+    let started = join_cgroupns(opts)
+        .and_then(|()| isolate_keys(keys_filter))
+        .and_then(|()| start_process(p, &chan, opts, false, None));
     report_and_exit(&chan, started)
+}
+
+fn join_cgroupns(opts: &ChildOptions) -> Step<()> {
+    let Some(fd) = opts.join_cgroupns else {
+        return Ok(());
+    };
+    sys::setns_raw(fd, CloneFlags::CLONE_NEWCGROUP).map_err(|e| {
+        ChildFailure::new(Stage::Namespaces, e, None).with_detail("joining its cgroup namespace")
+    })
 }
 
 fn report_and_exit(chan: &Channel, result: Step<Infallible>) -> ! {

@@ -22,6 +22,12 @@ pub struct ChildOptions {
     /// Unshare a cgroup namespace once the maps are written (by then the
     /// child sits in its cgroup leaf, so the namespace is rooted there).
     pub new_cgroupns: bool,
+    /// `exec`: a pidfd of the container's process whose cgroup namespace
+    /// the command joins once born in the container's cgroup. Joined
+    /// before the clone, it would have the kernel refuse the clone into
+    /// the leaf where cgroup2 is mounted with nsdelegate (as systemd
+    /// mounts it): the caller's own cgroup lies outside that namespace.
+    pub join_cgroupns: Option<RawFd>,
     /// Set when kennel-idmap writes the maps: our copy of the runner's end of
     /// its socket, on which it sends one byte once they are written. The
     /// maps take long to arrive then (the helper is starting up), and the

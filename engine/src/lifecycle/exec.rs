@@ -5,7 +5,7 @@
 //! the new pid namespace. The child goes through the same process setup as
 //! `run` (user, capabilities, no_new_privs, terminal) and execs.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 
 use anyhow::{anyhow, Context};
@@ -252,14 +252,16 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
         })?),
     };
     let flags = namespaces_to_join(pid);
-    nix::sched::setns(join_fd.as_ref().unwrap_or(&running.pidfd).as_fd(), flags).with_context(
-        || {
-            format!(
-                "cannot join the namespaces of container {:?} (pid {pid})",
-                args.id
-            )
-        },
-    )?;
+    let target = join_fd.as_ref().unwrap_or(&running.pidfd);
+    // The cgroup namespace is the command's to join, once born in the
+    // leaf (see ChildOptions::join_cgroupns).
+    let cgroupns = flags.contains(CloneFlags::CLONE_NEWCGROUP);
+    nix::sched::setns(target.as_fd(), flags - CloneFlags::CLONE_NEWCGROUP).with_context(|| {
+        format!(
+            "cannot join the namespaces of container {:?} (pid {pid})",
+            args.id
+        )
+    })?;
     let forked = match sys::clone_process(&single, 0, leaf.as_ref().map(|l| l.as_fd())) {
         // Moving into a cgroup needs write access at the common ancestor of
         // ours and the container's, which a login shell may not have.
@@ -287,6 +289,7 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
                 activation: None,
                 unshare: nix::sched::CloneFlags::empty(),
                 new_cgroupns: false,
+                join_cgroupns: cgroupns.then(|| target.as_raw_fd()),
                 helper_socket: None,
                 ignored_signals: single.ignored_signals(),
                 single,

@@ -233,6 +233,7 @@ impl Plan {
                         - CloneFlags::CLONE_NEWCGROUP
                         - CloneFlags::CLONE_NEWNET,
                     new_cgroupns: cfg.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP),
+                    join_cgroupns: None,
                     helper_socket: map_writer.take_helper_socket(),
                     ignored_signals: single.ignored_signals(),
                     single,
