@@ -1,0 +1,94 @@
+//! The mounts every spec built from flags starts with: the host
+//! sandbox's read-only system directories, the kernel filesystems, and
+//! where /sys goes among them.
+
+use std::path::Path;
+
+use anyhow::Result;
+use oci_spec::runtime::{Mount, MountBuilder};
+
+use crate::cli::NetMode;
+
+/// Host directories the sandbox (no `--rootfs`) binds read-only.
+pub(super) const SANDBOX_HOST_DIRS: [&str; 8] = [
+    "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
+
+pub(super) fn mount(dst: &str, typ: &str, src: &str, options: &[&str]) -> Result<Mount> {
+    Ok(MountBuilder::default()
+        .destination(dst)
+        .typ(typ)
+        .source(src)
+        .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()?)
+}
+
+pub(super) fn bind(src: &Path, dst: &str, readonly: bool) -> Result<Mount> {
+    let mut opts = vec!["rbind", "nosuid"];
+    if readonly {
+        opts.push("ro");
+    }
+    mount(dst, "bind", &src.to_string_lossy(), &opts)
+}
+
+/// The standard kernel filesystems every container gets: (the ones made
+/// first, the /sys one).
+pub(super) fn system_mounts(net: &NetMode, gid5_mapped: bool) -> Result<(Vec<Mount>, Mount)> {
+    let mut pts = vec![
+        "nosuid",
+        "noexec",
+        "newinstance",
+        "ptmxmode=0666",
+        "mode=0620",
+    ];
+    if gid5_mapped {
+        pts.push("gid=5");
+    }
+    let sys = match net {
+        // A sysfs instance belongs to a network namespace; without our own,
+        // the kernel refuses a new one, so show the host's, read-only.
+        NetMode::Host => bind(Path::new("/sys"), "/sys", true)?,
+        NetMode::Private | NetMode::Pasta | NetMode::Bridge(_) => mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?,
+    };
+    let first = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount("/dev/pts", "devpts", "devpts", &pts)?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777"])?,
+        mount("/run", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=755"])?,
+    ];
+    Ok((first, sys))
+}
+
+/// Puts the /sys mounts as late as they can go: a sysfs shows the network
+/// namespace it is mounted in, which the engine makes in parallel with the
+/// mounts before it. Mounts the user asked for under /sys still come after.
+pub(super) fn place_sys_mounts(mounts: &mut Vec<Mount>, sys: Vec<Mount>) {
+    let at = mounts
+        .iter()
+        .position(|m| m.destination().starts_with("/sys"))
+        .unwrap_or(mounts.len());
+    mounts.splice(at..at, sys);
+}
