@@ -1,27 +1,27 @@
 //! `kennel run` flags -> an OCI runtime `Spec`. The engine only ever runs a
 //! `Spec`; `--bundle` reads one from config.json instead of building it.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace,
-    LinuxNamespaceBuilder, LinuxNamespaceType, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    Linux, LinuxBuilder, LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxSeccomp, Root, RootBuilder, Spec,
 };
 
 mod flag_values;
 mod mounts;
+mod process;
 
-use crate::cli::{CgroupManager, NetMode, RunArgs, UsernsMode};
+use crate::cli::{NetMode, RunArgs, UsernsMode};
 use crate::idmap::IdPlan;
-use flag_values::{capability_set, parse_ulimit, parse_volume};
+use flag_values::capability_set;
 use kennel_engine::host::ids::Caller;
-use kennel_engine::lifecycle::exec::apply_env_entry;
 use kennel_engine::net::annotation::NET_ANNOTATION;
 use kennel_engine::net::publish::{Publish, PUBLISH_ANNOTATION};
-use kennel_engine::{host::passwd, DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS};
-use mounts::{bind, mount, place_sys_mounts, system_mounts, SANDBOX_HOST_DIRS};
+use kennel_engine::{host::passwd, MASKED_PATHS, READONLY_PATHS};
+use mounts::bind;
 
 /// Gives the container the notify socket (`--sdnotify=container`).
 pub fn add_notify_socket(spec: &mut Spec, host_socket: &Path) -> Result<()> {
@@ -84,169 +84,82 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
     if args.command.is_empty() {
         bail!("no command given: usage is kennel run [OPTIONS] -- CMD [ARGS...]");
     }
-    let sandbox = args.rootfs.is_none();
-    let rootfs = match &args.rootfs {
-        Some(dir) => {
-            let abs = std::fs::canonicalize(dir)
-                .with_context(|| format!("rootfs {} does not exist", dir.display()))?;
-            if !abs.is_dir() {
-                bail!("rootfs {} is not a directory", abs.display());
-            }
-            Some(abs)
-        }
-        None => None,
-    };
+    let rootfs = rootfs_dir(args)?;
     // Where /etc/passwd comes from for names and HOME.
     let etc_root = rootfs.clone().unwrap_or_else(|| PathBuf::from("/"));
-
-    // The user inside.
-    let (uid, gid, home) = match &args.process.user {
-        Some(u) => {
-            let who = passwd::resolve_user(&etc_root, u)?;
-            (who.uid, who.gid, who.home)
-        }
-        // keep-id: the caller's own uid is mapped onto itself; run as it.
-        None if host.caller.uid != 0
-            && ids
-                .uid_map
-                .iter()
-                .any(|l| l.inner == host.caller.uid && l.outer == host.caller.uid) =>
-        {
-            (host.caller.uid, host.caller.gid, Some(host.home.clone()))
-        }
-        None => (0, 0, passwd::home_of(&etc_root, 0)?),
-    };
-    if !maps_contain(&ids.uid_map, uid) || !maps_contain(&ids.gid_map, gid) {
-        bail!(
-            "user {uid}:{gid} is not mapped in the container (maps: {}); use --userns=auto or --userns=keep-id with subordinate ids, or pick a mapped user",
-            ids.reason
-        );
-    }
-    let home = home.unwrap_or_else(|| PathBuf::from(if uid == 0 { "/root" } else { "/" }));
-
     let hostname = args
         .hostname
         .clone()
         .or_else(|| args.name.clone())
         .unwrap_or_else(|| "kennel".to_string());
 
-    let mut env = vec![
-        format!("PATH={DEFAULT_PATH}"),
-        format!("HOME={}", home.display()),
-        format!(
-            "TERM={}",
-            std::env::var("TERM").unwrap_or_else(|_| "xterm".into())
-        ),
-        format!("HOSTNAME={hostname}"),
-        "container=kennel".to_string(),
-    ];
-    for file in &args.env_file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("--env-file {} cannot be read", file.display()))?;
-        for line in text.lines().map(str::trim) {
-            if !line.is_empty() && !line.starts_with('#') {
-                apply_env_entry(line, &mut env);
-            }
-        }
-    }
-    for e in &args.process.env {
-        if e.is_empty() || e.starts_with('=') {
-            bail!("--env {e:?} is malformed: expected KEY=VALUE or KEY");
-        }
-        apply_env_entry(e, &mut env);
-    }
-
-    let cwd = match &args.process.workdir {
-        Some(w) if w.starts_with('/') => w.clone(),
-        Some(w) => bail!("--workdir {w:?} must be an absolute path"),
-        None if sandbox && !args.no_home => match &host.cwd {
-            Some(c) if c.starts_with(&host.home) => c.display().to_string(),
-            _ => host.home.display().to_string(),
-        },
-        None => "/".to_string(),
-    };
-
     let caps = capability_set(&args.cap_add, &args.cap_drop)?;
     let seccomp = crate::security_opt::seccomp(&args.security_opt, &caps)?;
-    let capabilities = LinuxCapabilitiesBuilder::default()
-        .bounding(caps.clone())
-        .permitted(caps.clone())
-        .effective(caps)
-        .inheritable(HashSet::new())
-        .ambient(HashSet::new())
-        .build()?;
-    let rlimits = args
-        .ulimit
-        .iter()
-        .map(|u| parse_ulimit(u))
-        .collect::<Result<Vec<_>>>()?;
-
-    let process = ProcessBuilder::default()
-        .terminal(args.process.tty)
-        .user(UserBuilder::default().uid(uid).gid(gid).build()?)
-        .args(args.command.clone())
-        .env(env)
-        .cwd(cwd)
-        .capabilities(capabilities)
-        .rlimits(rlimits)
-        .no_new_privileges(!args.allow_new_privs)
-        .build()?;
-
-    // Mounts, in the order they are made.
-    let mut mounts = Vec::new();
-    if sandbox {
-        for dir in SANDBOX_HOST_DIRS {
-            if Path::new(dir).exists() {
-                mounts.push(bind(Path::new(dir), dir, true)?);
-            }
-        }
-    }
+    let process = process::process(args, host, ids, &etc_root, &hostname, caps)?;
     let (net, _) = choose_net(
         args,
         host.caller.uid,
         kennel_engine::net::pasta::find().is_some(),
     )?;
-    let (first, sys) = system_mounts(&net, maps_contain(&ids.gid_map, 5))?;
-    mounts.extend(first);
-    let mut sys_mounts = vec![sys];
-    if sandbox && !args.no_home {
-        let home = std::fs::canonicalize(&host.home).with_context(|| {
-            format!(
-                "your home {} does not exist (use --no-home)",
-                host.home.display()
-            )
-        })?;
-        mounts.push(bind(&home, &home.to_string_lossy(), false)?);
+    let mounts = mounts::mounts(args, host, ids, &net)?;
+    let linux = linux(args, ids, &net, seccomp.profile)?;
+
+    let mut spec = Spec::default();
+    spec.set_hostname(Some(hostname))
+        .set_process(Some(process))
+        .set_mounts(Some(mounts))
+        .set_linux(Some(linux))
+        .set_annotations(Some(annotations(args, &net, seccomp.annotation)))
+        .set_root(root(args, rootfs)?);
+    Ok(spec)
+}
+
+/// `--rootfs`, resolved; None for the host sandbox.
+fn rootfs_dir(args: &RunArgs) -> Result<Option<PathBuf>> {
+    let Some(dir) = &args.rootfs else {
+        return Ok(None);
+    };
+    let abs = std::fs::canonicalize(dir)
+        .with_context(|| format!("rootfs {} does not exist", dir.display()))?;
+    if !abs.is_dir() {
+        bail!("rootfs {} is not a directory", abs.display());
     }
-    for v in &args.volumes {
-        let (src, dst, ro) = parse_volume(v, host.cwd.as_deref())?;
-        mounts.push(bind(&src, &dst, ro)?);
-    }
-    for t in &args.tmpfs {
-        if !t.starts_with('/') {
-            bail!("--tmpfs {t:?} must be an absolute path");
+    Ok(Some(abs))
+}
+
+/// The spec's root: `rootfs`, read-only with `--read-only`.
+fn root(args: &RunArgs, rootfs: Option<PathBuf>) -> Result<Option<Root>> {
+    let Some(dir) = rootfs else {
+        if args.read_only {
+            bail!("--read-only needs --rootfs (the host sandbox's system directories are already read-only)");
         }
-        mounts.push(mount(
-            t,
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "nodev", "mode=1777"],
-        )?);
+        return Ok(None);
+    };
+    // /proc inside a rootfs must be a real directory: a symlink would
+    // send the fresh procfs somewhere the image chose.
+    let proc_dir = dir.join("proc");
+    if proc_dir.is_symlink() {
+        bail!(
+            "{} is a symlink; refusing to mount /proc through it",
+            proc_dir.display()
+        );
     }
+    Ok(Some(
+        RootBuilder::default()
+            .path(dir)
+            .readonly(args.read_only)
+            .build()?,
+    ))
+}
 
-    if args.cgroup.cgroup_manager != CgroupManager::Disabled && cgroup_delegate::cgroup2_mounted() {
-        // The container's own cgroup namespace, rooted at its leaf. (On a
-        // v1 or hybrid host there is no unified tree worth showing.)
-        let mode = if args.cgroup.cgroup_rw { "rw" } else { "ro" };
-        sys_mounts.push(mount(
-            "/sys/fs/cgroup",
-            "cgroup2",
-            "cgroup2",
-            &["nosuid", "noexec", "nodev", mode],
-        )?);
-    }
-    place_sys_mounts(&mut mounts, sys_mounts);
-
+/// The namespaces (all but the network one on `--net host`), the id
+/// maps, the cgroup limits, the seccomp profile and the masked paths.
+fn linux(
+    args: &RunArgs,
+    ids: &IdPlan,
+    net: &NetMode,
+    seccomp: Option<LinuxSeccomp>,
+) -> Result<Linux> {
     let mut namespaces: Vec<LinuxNamespace> = Vec::new();
     for typ in [
         LinuxNamespaceType::User,
@@ -257,7 +170,7 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
         LinuxNamespaceType::Cgroup,
         LinuxNamespaceType::Network,
     ] {
-        if typ == LinuxNamespaceType::Network && net == NetMode::Host {
+        if typ == LinuxNamespaceType::Network && *net == NetMode::Host {
             continue;
         }
         namespaces.push(LinuxNamespaceBuilder::default().typ(typ).build()?);
@@ -266,10 +179,10 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
     if let Some(r) = crate::resource_flags::resources(&args.cgroup)? {
         linux = linux.resources(r);
     }
-    if let Some(profile) = seccomp.profile {
+    if let Some(profile) = seccomp {
         linux = linux.seccomp(profile);
     }
-    let linux = linux
+    Ok(linux
         .uid_mappings(id_mappings(&ids.uid_map)?)
         .gid_mappings(id_mappings(&ids.gid_map)?)
         .namespaces(namespaces)
@@ -285,54 +198,26 @@ pub fn build(args: &RunArgs, host: &Host, ids: &IdPlan) -> Result<Spec> {
                 .map(|s| s.to_string())
                 .collect::<Vec<_>>(),
         )
-        .build()?;
+        .build()?)
+}
 
-    let mut spec = Spec::default();
-    spec.set_hostname(Some(hostname))
-        .set_process(Some(process))
-        .set_mounts(Some(mounts))
-        .set_linux(Some(linux))
-        .set_annotations(Some(
-            [(
-                kennel_engine::SECCOMP_ANNOTATION.to_string(),
-                seccomp.annotation,
-            )]
-            .into(),
-        ))
-        .set_root(None);
-    if let NetMode::Bridge(bridge) = &net {
-        let mut annotations = spec.annotations().clone().unwrap_or_default();
-        annotations.insert(NET_ANNOTATION.to_string(), format!("bridge={bridge}"));
-        spec.set_annotations(Some(annotations));
-    }
-    if net == NetMode::Pasta {
-        let mut annotations = spec.annotations().clone().unwrap_or_default();
-        annotations.insert(NET_ANNOTATION.to_string(), "pasta".to_string());
-        if !args.publish.is_empty() {
-            annotations.insert(PUBLISH_ANNOTATION.to_string(), args.publish.join(","));
+/// The annotations that carry what the spec has no field for: the
+/// seccomp choice, and the network (bridge or pasta, with `-p`).
+fn annotations(args: &RunArgs, net: &NetMode, seccomp: String) -> HashMap<String, String> {
+    let mut annotations = HashMap::from([(kennel_engine::SECCOMP_ANNOTATION.to_string(), seccomp)]);
+    match net {
+        NetMode::Bridge(bridge) => {
+            annotations.insert(NET_ANNOTATION.to_string(), format!("bridge={bridge}"));
         }
-        spec.set_annotations(Some(annotations));
-    }
-    if let Some(dir) = rootfs {
-        // /proc inside a rootfs must be a real directory: a symlink would
-        // send the fresh procfs somewhere the image chose.
-        let proc_dir = dir.join("proc");
-        if proc_dir.is_symlink() {
-            bail!(
-                "{} is a symlink; refusing to mount /proc through it",
-                proc_dir.display()
-            );
+        NetMode::Pasta => {
+            annotations.insert(NET_ANNOTATION.to_string(), "pasta".to_string());
+            if !args.publish.is_empty() {
+                annotations.insert(PUBLISH_ANNOTATION.to_string(), args.publish.join(","));
+            }
         }
-        spec.set_root(Some(
-            RootBuilder::default()
-                .path(dir)
-                .readonly(args.read_only)
-                .build()?,
-        ));
-    } else if args.read_only {
-        bail!("--read-only needs --rootfs (the host sandbox's system directories are already read-only)");
+        NetMode::Host | NetMode::Private => {}
     }
-    Ok(spec)
+    annotations
 }
 
 /// Sets the annotation that asks the engine for Landlock: `--landlock`
@@ -452,6 +337,7 @@ fn describe_mappings(maps: &[LinuxIdMapping]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kennel_engine::lifecycle::exec::apply_env_entry;
 
     /// oci-spec checks execCPUAffinity with the regex API, which regex-lite
     /// serves here (shims/regex): a bundle using it still loads, and a bad

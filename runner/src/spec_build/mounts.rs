@@ -4,17 +4,80 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{Mount, MountBuilder};
 
-use crate::cli::NetMode;
+use super::flag_values::parse_volume;
+use super::{maps_contain, Host};
+use crate::cli::{CgroupManager, NetMode, RunArgs};
+use crate::idmap::IdPlan;
+
+/// The mounts for `args` on network `net`, in the order they are made:
+/// the host sandbox's system directories, the kernel filesystems, the
+/// caller's home, `--volume`s, `--tmpfs`es, then /sys and its cgroup2.
+pub(super) fn mounts(
+    args: &RunArgs,
+    host: &Host,
+    ids: &IdPlan,
+    net: &NetMode,
+) -> Result<Vec<Mount>> {
+    let sandbox = args.rootfs.is_none();
+    let mut mounts = Vec::new();
+    if sandbox {
+        for dir in SANDBOX_HOST_DIRS {
+            if Path::new(dir).exists() {
+                mounts.push(bind(Path::new(dir), dir, true)?);
+            }
+        }
+    }
+    let (first, sys) = system_mounts(net, maps_contain(&ids.gid_map, 5))?;
+    mounts.extend(first);
+    let mut sys_mounts = vec![sys];
+    if sandbox && !args.no_home {
+        let home = std::fs::canonicalize(&host.home).with_context(|| {
+            format!(
+                "your home {} does not exist (use --no-home)",
+                host.home.display()
+            )
+        })?;
+        mounts.push(bind(&home, &home.to_string_lossy(), false)?);
+    }
+    for v in &args.volumes {
+        let (src, dst, ro) = parse_volume(v, host.cwd.as_deref())?;
+        mounts.push(bind(&src, &dst, ro)?);
+    }
+    for t in &args.tmpfs {
+        if !t.starts_with('/') {
+            bail!("--tmpfs {t:?} must be an absolute path");
+        }
+        mounts.push(mount(
+            t,
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "nodev", "mode=1777"],
+        )?);
+    }
+    if args.cgroup.cgroup_manager != CgroupManager::Disabled && cgroup_delegate::cgroup2_mounted() {
+        // The container's own cgroup namespace, rooted at its leaf. (On a
+        // v1 or hybrid host there is no unified tree worth showing.)
+        let mode = if args.cgroup.cgroup_rw { "rw" } else { "ro" };
+        sys_mounts.push(mount(
+            "/sys/fs/cgroup",
+            "cgroup2",
+            "cgroup2",
+            &["nosuid", "noexec", "nodev", mode],
+        )?);
+    }
+    place_sys_mounts(&mut mounts, sys_mounts);
+    Ok(mounts)
+}
 
 /// Host directories the sandbox (no `--rootfs`) binds read-only.
-pub(super) const SANDBOX_HOST_DIRS: [&str; 8] = [
+const SANDBOX_HOST_DIRS: [&str; 8] = [
     "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
 ];
 
-pub(super) fn mount(dst: &str, typ: &str, src: &str, options: &[&str]) -> Result<Mount> {
+fn mount(dst: &str, typ: &str, src: &str, options: &[&str]) -> Result<Mount> {
     Ok(MountBuilder::default()
         .destination(dst)
         .typ(typ)
@@ -33,7 +96,7 @@ pub(super) fn bind(src: &Path, dst: &str, readonly: bool) -> Result<Mount> {
 
 /// The standard kernel filesystems every container gets: (the ones made
 /// first, the /sys one).
-pub(super) fn system_mounts(net: &NetMode, gid5_mapped: bool) -> Result<(Vec<Mount>, Mount)> {
+fn system_mounts(net: &NetMode, gid5_mapped: bool) -> Result<(Vec<Mount>, Mount)> {
     let mut pts = vec![
         "nosuid",
         "noexec",
@@ -85,7 +148,7 @@ pub(super) fn system_mounts(net: &NetMode, gid5_mapped: bool) -> Result<(Vec<Mou
 /// Puts the /sys mounts as late as they can go: a sysfs shows the network
 /// namespace it is mounted in, which the engine makes in parallel with the
 /// mounts before it. Mounts the user asked for under /sys still come after.
-pub(super) fn place_sys_mounts(mounts: &mut Vec<Mount>, sys: Vec<Mount>) {
+fn place_sys_mounts(mounts: &mut Vec<Mount>, sys: Vec<Mount>) {
     let at = mounts
         .iter()
         .position(|m| m.destination().starts_with("/sys"))
