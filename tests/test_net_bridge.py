@@ -156,6 +156,15 @@ def test_container_gets_eth0_with_an_address_and_a_route(h, net):
     assert f"default via {GATEWAY} dev eth0" in out.stdout, out.stdout
 
 
+def test_verbose_names_the_address_and_the_host_end(h, net):
+    out = as_user(h.user, [h.kennel, "--verbose", "run", "--rootfs", h.rootfs,
+                           "--net", f"bridge={BRIDGE}", "--", "ip", "-4", "-o", "addr", "show", "eth0"])
+    assert out.returncode == 0, out.stderr
+    address = out.stdout.split()[3]
+    assert f"kennel: network: eth0 {address} via {GATEWAY} on bridge {BRIDGE} (host end " in out.stderr, \
+        out.stderr
+
+
 def test_host_and_container_talk_over_the_veth(h, net, bridged):
     # Container -> host: the bridge's address answers ping, and a TCP
     # server the test runs on it receives what the container sends.

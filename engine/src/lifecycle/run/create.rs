@@ -334,7 +334,7 @@ impl Container<'_> {
             let _ = parent_end.send_to_child(&ToChild::MapsWritten);
         }
         stop_at::stop_if(opts.stop_at, StopPoint::MapsWritten);
-        self.start_network(cfg, checked, single, opts)?;
+        self.start_network(cfg, checked, single)?;
         if cfg.hooks.during_create() {
             self.run_create_hooks()?;
         }
@@ -348,7 +348,6 @@ impl Container<'_> {
         cfg: &Config,
         checked: &Checked,
         single: &sys::SingleThreaded,
-        opts: &Options<'_>,
     ) -> Result<(), Error> {
         if let (Some(plan), Some(prepared)) = (&cfg.pasta, checked.pasta_prepared.as_ref()) {
             if let Some(n) = &self.notify {
@@ -374,14 +373,14 @@ impl Container<'_> {
                 plan,
                 helper,
             )?;
-            opts.decided(&format!(
+            (self.events)(&crate::Event::Decided(&format!(
                 "network: eth0 {}/{} via {} on bridge {} (host end {})",
                 attached.address,
                 attached.prefix,
                 attached.gateway,
                 plan.bridge,
                 attached.host_link
-            ));
+            )));
             self.bridge = Some(attached);
         }
         Ok(())
