@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
+use nix::sys::signalfd::SignalFd;
 
 use super::{Container, LeafGuard, Plan};
 use crate::child;
@@ -15,6 +16,7 @@ use crate::child::options::{preserved_fds, ChildOptions};
 use crate::child::tty::SavedTerminal;
 use crate::host::maps::MapWriter;
 use crate::lifecycle::cgroup;
+use crate::lifecycle::sdnotify::Notify;
 use crate::lifecycle::state;
 use crate::lifecycle::supervise::block_signals;
 use crate::net::netns::NetnsMaker;
@@ -37,6 +39,47 @@ fn runner_unmapped(uid_map: &[MapLine], gid_map: &[MapLine]) -> bool {
         nix::unistd::getegid().as_raw(),
     );
     (!covers(uid_map, uid) || !covers(gid_map, gid)) && has_root(uid_map) && has_root(gid_map)
+}
+
+/// The namespaces clone3 makes: a pid namespace can only be entered at
+/// birth, and the user namespace owns the others.
+const AT_CLONE: CloneFlags = CloneFlags::CLONE_NEWUSER.union(CloneFlags::CLONE_NEWPID);
+
+/// The child's options that follow from the plan alone; `create` adds
+/// what the clone's preparation made (fds, the helper's socket).
+fn child_options(cfg: &Config, opts: &Options<'_>, single: sys::SingleThreaded) -> ChildOptions {
+    ChildOptions {
+        init: opts.init,
+        preserve_fds: opts.preserve_fds,
+        activation: opts.activation.clone(),
+        // The network namespace has its own path (see `netns`).
+        unshare: cfg.clone_flags
+            - AT_CLONE
+            - CloneFlags::CLONE_NEWCGROUP
+            - CloneFlags::CLONE_NEWNET,
+        new_cgroupns: cfg.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP),
+        join_cgroupns: None,
+        helper_socket: None,
+        ignored_signals: single.ignored_signals(),
+        single,
+        outlives_parent: false,
+        start_fifo: None,
+        become_root: false,
+        stop_at: opts.stop_at,
+    }
+}
+
+/// The network namespace's maker, forked now; without it the container
+/// makes its network namespace itself, which is said, not refused.
+fn start_netns_maker(single: &sys::SingleThreaded, opts: &Options<'_>) -> Option<NetnsMaker> {
+    NetnsMaker::start(single)
+        .inspect_err(|e| {
+            opts.decided(&format!(
+                "cannot fork the network namespace's maker ({}); the container makes it itself",
+                e.desc()
+            ))
+        })
+        .ok()
 }
 
 /// What `Plan::check` found, for the steps after the clone.
@@ -134,82 +177,24 @@ impl Plan {
         let checked = self.check(&opts)?;
         let listen_fds = checked.listen_fds;
         let cfg = &self.cfg;
-        let reservation = match &opts.id {
-            Some(name) => {
-                let store = state::Store::new(opts.state_root.as_deref())?;
-                Some(state::reserve(&store, name)?)
-            }
-            None => None,
-        };
-        // Made before the clone, so the child inherits it.
-        let start_fifo = match (&reservation, &opts.bundle) {
-            (Some(res), Some(_)) => Some(make_start_fifo(res.dir())?),
-            _ => None,
-        };
-        // Nothing of ours may leak into the container or the helper; the
-        // preserved fds are reopened for exec by the child.
-        sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
-        let sigfd = block_signals()?;
-        // Before the clone: the container may change it from its first moment.
-        let saved_terminal = (!cfg.process.terminal).then(SavedTerminal::save);
+        let BeforeClone {
+            reservation,
+            start_fifo,
+            sigfd,
+            saved_terminal,
+            notify,
+            leaf,
+            mut map_writer,
+            fork_joins,
+            single,
+            mut netns_maker,
+            parent_end,
+            child_end,
+        } = before_clone(cfg, &mut opts)?;
 
-        let notify = opts.notify.take();
-        let status = |text: &str| {
-            if let Some(n) = &notify {
-                n.status(text);
-            }
-        };
-        status("creating the container's cgroup");
-        let id = opts
-            .id
-            .clone()
-            .unwrap_or_else(|| std::process::id().to_string());
-        let leaf = LeafGuard(cgroup::place(cfg, &opts, &id)?);
-        if let (Some(res), Some(p)) = (&reservation, &leaf.0) {
-            state::record_cgroups(res, &p.leaf, &p.v1)?;
+        if let Some(n) = &notify {
+            n.status("creating the container's namespaces");
         }
-        // After the placement: a helper still in a delegated unit's cgroup
-        // would keep kennel from enabling controllers there (no internal
-        // processes).
-        let mut map_writer = match cfg.clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
-            true => MapWriter::prepare(
-                &opts.caller,
-                &cfg.uid_map,
-                &cfg.gid_map,
-                &opts,
-                opts.helper.as_deref(),
-            )?,
-            false => MapWriter::Nothing,
-        };
-        // Entered here, so the child is born in them: a namespace owned by
-        // a user namespace other than the container's can only be joined
-        // from outside the container's (as runc joins them first).
-        // A user or pid namespace is entered by a copy of us, which makes
-        // the child (see `join`); the others by us, as runc does.
-        let fork_joins = crate::lifecycle::join::needs_fork(&cfg.join);
-        if !fork_joins {
-            join_namespaces(&cfg.join)?;
-        }
-        let single = sys::check_before_clone()?;
-        // After the placement (the maker must not sit in a delegated unit's
-        // cgroup either), before the sync channel (which the maker must not
-        // hold open). Without it, or with kennel-idmap, the child makes the
-        // namespace itself (see `netns`).
-        let mut netns_maker = match cfg.new_net() && !map_writer.uses_helper() {
-            true => NetnsMaker::start(&single)
-                .inspect_err(|e| {
-                    opts.decided(&format!(
-                        "cannot fork the network namespace's maker ({}); the container makes it itself",
-                        e.desc()
-                    ))
-                })
-                .ok(),
-            false => None,
-        };
-        let (parent_end, child_end) =
-            Channel::pair().context("cannot create the sync socketpair")?;
-
-        status("creating the container's namespaces");
         // clone3 makes only the user and pid namespaces (a pid namespace can
         // only be entered at birth). The child unshares the others itself,
         // in parallel with our map writing (kennel-idmap's start-up above
@@ -217,30 +202,18 @@ impl Plan {
         // namespace is rooted there on either path below.
         let become_root = cfg.clone_flags.contains(CloneFlags::CLONE_NEWUSER)
             && runner_unmapped(&cfg.uid_map, &cfg.gid_map);
-        let at_clone = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID;
-        let flags = (cfg.clone_flags & at_clone).bits() as u64;
+        let flags = (cfg.clone_flags & AT_CLONE).bits() as u64;
         let (forked, born_in_leaf) = clone_child(cfg, &opts, flags, fork_joins, &leaf, &single)?;
         let (pid, pidfd) = match forked {
             Ok(Forked::Child(single)) => {
                 drop(parent_end);
                 let child_opts = ChildOptions {
-                    init: opts.init,
                     preserve_fds: listen_fds + opts.preserve_fds,
-                    activation: opts.activation.clone(),
-                    // The network namespace has its own path (see `netns`).
-                    unshare: cfg.clone_flags
-                        - at_clone
-                        - CloneFlags::CLONE_NEWCGROUP
-                        - CloneFlags::CLONE_NEWNET,
-                    new_cgroupns: cfg.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP),
-                    join_cgroupns: None,
                     helper_socket: map_writer.take_helper_socket(),
-                    ignored_signals: single.ignored_signals(),
-                    single,
                     outlives_parent: start_fifo.is_some(),
                     start_fifo,
                     become_root,
-                    stop_at: opts.stop_at,
+                    ..child_options(cfg, &opts, single)
                 };
                 let maker = netns_maker.as_mut().and_then(NetnsMaker::take_part);
                 child::run(cfg, child_end, &child_opts, maker);
@@ -385,6 +358,106 @@ impl Container<'_> {
         }
         Ok(())
     }
+}
+
+/// What `create` makes before the clone, which the child inherits or the
+/// parent keeps.
+struct BeforeClone {
+    reservation: Option<state::Reservation>,
+    start_fifo: Option<OwnedFd>,
+    sigfd: SignalFd,
+    saved_terminal: Option<SavedTerminal>,
+    notify: Option<Notify>,
+    leaf: LeafGuard,
+    map_writer: MapWriter,
+    fork_joins: bool,
+    single: sys::SingleThreaded,
+    netns_maker: Option<NetnsMaker>,
+    parent_end: Channel,
+    child_end: Channel,
+}
+
+/// The record's reservation and start fifo, the blocked signals, the
+/// cgroup leaf, the map writer, the namespaces joined, the network
+/// namespace's maker and the sync channel, in the order they must come.
+fn before_clone(cfg: &Config, opts: &mut Options<'_>) -> Result<BeforeClone, Error> {
+    let reservation = match &opts.id {
+        Some(name) => {
+            let store = state::Store::new(opts.state_root.as_deref())?;
+            Some(state::reserve(&store, name)?)
+        }
+        None => None,
+    };
+    // Made before the clone, so the child inherits it.
+    let start_fifo = match (&reservation, &opts.bundle) {
+        (Some(res), Some(_)) => Some(make_start_fifo(res.dir())?),
+        _ => None,
+    };
+    // Nothing of ours may leak into the container or the helper; the
+    // preserved fds are reopened for exec by the child.
+    sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
+    let sigfd = block_signals()?;
+    // Before the clone: the container may change it from its first moment.
+    let saved_terminal = (!cfg.process.terminal).then(SavedTerminal::save);
+
+    let notify = opts.notify.take();
+    if let Some(n) = &notify {
+        n.status("creating the container's cgroup");
+    }
+    let id = opts
+        .id
+        .clone()
+        .unwrap_or_else(|| std::process::id().to_string());
+    let leaf = LeafGuard(cgroup::place(cfg, opts, &id)?);
+    if let (Some(res), Some(p)) = (&reservation, &leaf.0) {
+        state::record_cgroups(res, &p.leaf, &p.v1)?;
+    }
+    // After the placement: a helper still in a delegated unit's cgroup
+    // would keep kennel from enabling controllers there (no internal
+    // processes).
+    let map_writer = match cfg.clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
+        true => MapWriter::prepare(
+            &opts.caller,
+            &cfg.uid_map,
+            &cfg.gid_map,
+            opts,
+            opts.helper.as_deref(),
+        )?,
+        false => MapWriter::Nothing,
+    };
+    // Entered here, so the child is born in them: a namespace owned by
+    // a user namespace other than the container's can only be joined
+    // from outside the container's (as runc joins them first).
+    // A user or pid namespace is entered by a copy of us, which makes
+    // the child (see `join`); the others by us, as runc does.
+    let fork_joins = crate::lifecycle::join::needs_fork(&cfg.join);
+    if !fork_joins {
+        join_namespaces(&cfg.join)?;
+    }
+    let single = sys::check_before_clone()?;
+    // After the placement (the maker must not sit in a delegated unit's
+    // cgroup either), before the sync channel (which the maker must not
+    // hold open). Without it, or with kennel-idmap, the child makes the
+    // namespace itself (see `netns`).
+    let netns_maker = match cfg.new_net() && !map_writer.uses_helper() {
+        true => start_netns_maker(&single, opts),
+        false => None,
+    };
+    let (parent_end, child_end) = Channel::pair().context("cannot create the sync socketpair")?;
+    Ok(BeforeClone {
+        reservation,
+        start_fifo,
+        sigfd,
+        saved_terminal,
+        notify,
+        leaf,
+        map_writer,
+        fork_joins,
+        single,
+        netns_maker,
+        parent_end,
+        child_end,
+    })
 }
 
 /// Clones the child: into its cgroup leaf where it has one (and again
