@@ -158,20 +158,14 @@ pub fn exec_detached(req: &ExecRequest, opts: &Options<'_>) -> Result<Detached, 
     })
 }
 
-struct ExecStarted {
-    pid: nix::unistd::Pid,
-    pidfd: std::os::fd::OwnedFd,
-    sigfd: nix::sys::signalfd::SignalFd,
-    master: Option<std::os::fd::OwnedFd>,
-    _terminal: Option<SavedTerminal>,
-}
-
-fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecStarted, Error> {
-    let args = req;
-    let store = state::Store::new(opts.state_root.as_deref())?;
-    let running = state::find(&store, &args.id)?
-        .with_context(|| format!("no running container named {:?}", args.id))?;
-    let (pid, join_fd) = join_target(&running, &args.id)?;
+/// The process `req` runs in `running` (its command's pid is `pid`):
+/// the container's own process with `req`'s command, env, workdir and
+/// user, under the container's seccomp filter and Landlock rules.
+fn process_plan(
+    args: &ExecRequest,
+    running: &state::Running,
+    pid: i32,
+) -> Result<ProcessPlan, Error> {
     let mut process = match &args.process {
         Some(p) => p.clone(),
         None => {
@@ -217,6 +211,79 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
     )?;
     plan.landlock =
         crate::security::landlock::for_exec(running.state.kennel.landlock.as_ref(), &plan)?;
+    Ok(plan)
+}
+
+/// The options of a command joining a running container: it makes no
+/// namespace and is passed no socket.
+fn child_options(
+    args: &ExecRequest,
+    single: sys::SingleThreaded,
+    detached: bool,
+    join_cgroupns: Option<std::os::fd::RawFd>,
+) -> ChildOptions {
+    ChildOptions {
+        init: false,
+        preserve_fds: args.preserve_fds,
+        activation: None,
+        unshare: nix::sched::CloneFlags::empty(),
+        new_cgroupns: false,
+        join_cgroupns,
+        helper_socket: None,
+        ignored_signals: single.ignored_signals(),
+        single,
+        start_fifo: None,
+        outlives_parent: detached,
+        // The process's own user switch comes before anything it makes.
+        become_root: false,
+        stop_at: None,
+    }
+}
+
+/// Clones the command into the container's cgroup leaf where it can
+/// (outside it, with a warning, where this caller may not move it
+/// there); the parent then leaves the v1 hierarchies it `entered`.
+fn clone_in_leaf(
+    single: &sys::SingleThreaded,
+    leaf: Option<&std::os::fd::OwnedFd>,
+    entered: Option<cgroup_delegate::v1::Entered>,
+    opts: &Options<'_>,
+) -> Result<Result<Forked, nix::errno::Errno>, Error> {
+    let forked = match sys::clone_process(single, 0, leaf.as_ref().map(|l| l.as_fd())) {
+        // Moving into a cgroup needs write access at the common ancestor of
+        // ours and the container's, which a login shell may not have.
+        Err(e) if leaf.is_some() => {
+            opts.warn(&format!(
+                "cannot start the command in the container's cgroup ({}); it runs outside the container's limits",
+                e.desc()
+            ));
+            sys::clone_process(single, 0, None)
+        }
+        other => other,
+    };
+    if let (Some(entered), Ok(Forked::Parent { .. }) | Err(_)) = (entered, &forked) {
+        entered
+            .leave()
+            .context("cannot leave the container's cgroups after starting the command")?;
+    }
+    Ok(forked)
+}
+
+struct ExecStarted {
+    pid: nix::unistd::Pid,
+    pidfd: std::os::fd::OwnedFd,
+    sigfd: nix::sys::signalfd::SignalFd,
+    master: Option<std::os::fd::OwnedFd>,
+    _terminal: Option<SavedTerminal>,
+}
+
+fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecStarted, Error> {
+    let args = req;
+    let store = state::Store::new(opts.state_root.as_deref())?;
+    let running = state::find(&store, &args.id)?
+        .with_context(|| format!("no running container named {:?}", args.id))?;
+    let (pid, join_fd) = join_target(&running, &args.id)?;
+    let plan = process_plan(args, &running, pid)?;
     check_preserved_fds(0, args.preserve_fds)?;
 
     sys::cloexec_from(3).context("cannot mark fds close-on-exec")?;
@@ -262,43 +329,11 @@ fn start(req: &ExecRequest, opts: &Options<'_>, detached: bool) -> Result<ExecSt
             args.id
         )
     })?;
-    let forked = match sys::clone_process(&single, 0, leaf.as_ref().map(|l| l.as_fd())) {
-        // Moving into a cgroup needs write access at the common ancestor of
-        // ours and the container's, which a login shell may not have.
-        Err(e) if leaf.is_some() => {
-            opts.warn(&format!(
-                "cannot start the command in the container's cgroup ({}); it runs outside the container's limits",
-                e.desc()
-            ));
-            sys::clone_process(&single, 0, None)
-        }
-        other => other,
-    };
-    if let (Some(entered), Ok(Forked::Parent { .. }) | Err(_)) = (entered, &forked) {
-        entered
-            .leave()
-            .context("cannot leave the container's cgroups after starting the command")?;
-    }
+    let forked = clone_in_leaf(&single, leaf.as_ref(), entered, opts)?;
     let (child_pid, child_pidfd) = match forked {
         Ok(Forked::Child(single)) => {
             drop(parent_end);
-            let opts = ChildOptions {
-                init: false,
-                preserve_fds: args.preserve_fds,
-                // `exec` joins a running container: no socket is passed.
-                activation: None,
-                unshare: nix::sched::CloneFlags::empty(),
-                new_cgroupns: false,
-                join_cgroupns: cgroupns.then(|| target.as_raw_fd()),
-                helper_socket: None,
-                ignored_signals: single.ignored_signals(),
-                single,
-                start_fifo: None,
-                outlives_parent: detached,
-                // The process's own user switch comes before anything it makes.
-                become_root: false,
-                stop_at: None,
-            };
+            let opts = child_options(args, single, detached, cgroupns.then(|| target.as_raw_fd()));
             child::run_process(&plan, child_end, &opts);
         }
         Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
