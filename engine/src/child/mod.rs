@@ -94,12 +94,16 @@ fn report_and_exit(chan: &Channel, result: Step<Infallible>) -> ! {
     });
 }
 
-fn setup_and_exec(
+/// From birth until the maps are written and after: die with the runner,
+/// reset the signals, isolate the keyring, make the namespaces (the
+/// network one by the runner's maker or by us), set the hostname, then,
+/// mapped, become the namespace's root and unshare the cgroup namespace.
+fn make_namespaces(
     cfg: &Config,
     chan: &Channel,
     opts: &ChildOptions,
     maker: Option<Maker>,
-) -> Step<Infallible> {
+) -> Step<Option<Netns>> {
     // Die with the runner. Set before waiting, so a parent that dies from
     // here on takes us with it; one that died before makes recv see EOF.
     prctl::set_pdeathsig(Signal::SIGKILL)
@@ -117,7 +121,7 @@ fn setup_and_exec(
     // which is all that creating namespaces and naming the host take: done
     // here, it overlaps the parent's map writing. The network namespace is
     // made beside us by the runner's maker (see `netns`), or by us.
-    let mut netns = match cfg.new_net() {
+    let netns = match cfg.new_net() {
         true => Some(Netns::start(maker)?),
         false => None,
     };
@@ -141,6 +145,16 @@ fn setup_and_exec(
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| namespace_failure(e, CloneFlags::CLONE_NEWCGROUP))?;
     }
+    Ok(netns)
+}
+
+fn setup_and_exec(
+    cfg: &Config,
+    chan: &Channel,
+    opts: &ChildOptions,
+    maker: Option<Maker>,
+) -> Step<Infallible> {
+    let mut netns = make_namespaces(cfg, chan, opts, maker)?;
     // The network comes up before anything of the container's can run
     // (hooks included), so its first connect() finds a route; it is
     // asked for here, and the rootfs is built while it comes.
