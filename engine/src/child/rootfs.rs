@@ -86,6 +86,17 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
     )
     .map_err(|e| fail(Stage::Mount, e, "/").with_detail("make the host's mounts private"))?;
 
+    let root = new_root(cfg, &mut *mounts, &mut keeps)?;
+    mount_all(cfg, &root, &mut *mounts, &mut keeps, before_sysfs)?;
+    mounts.finish()?;
+    drop(root);
+    pivot(cfg, &mut *mounts)
+}
+
+/// The new root, from the image (or the keep's copy of it) or a tmpfs
+/// for the host sandbox; a read-only root lacking a mount point is
+/// layered so the points can be made without writing the image.
+fn new_root(cfg: &Config, mounts: &mut dyn Mounts, keeps: &mut keep::Keeps) -> Step<Root> {
     // Until the pivot the host is reachable at /oldroot: every path of the
     // image is resolved inside the new root by the kernel, and mounted
     // onto through its fd.
@@ -109,7 +120,18 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
             };
         }
     }
+    Ok(root)
+}
 
+/// The spec's mounts in order, the devices, and the kernel paths
+/// protected; `before_sysfs` runs before the first sysfs mount.
+fn mount_all(
+    cfg: &Config,
+    root: &Root,
+    mounts: &mut dyn Mounts,
+    keeps: &mut keep::Keeps,
+    before_sysfs: &mut dyn FnMut() -> Step,
+) -> Step {
     // Kernel paths protected before the first sysfs mount, if there is one.
     let mut protected_early: Option<Vec<(String, bool)>> = None;
     for (i, m) in cfg.mounts.iter().enumerate() {
@@ -122,24 +144,28 @@ pub fn setup(cfg: &Config, before_sysfs: &mut dyn FnMut() -> Step) -> Step {
                 .map(|(p, readonly)| (p.clone(), readonly))
                 .collect();
             for (p, readonly) in &early {
-                protect(&root, &mut *mounts, Path::new(p), *readonly)?;
+                protect(root, &mut *mounts, Path::new(p), *readonly)?;
             }
             protected_early = Some(early);
             before_sysfs()?;
         }
-        mount_one(&root, &mut *mounts, m, keeps.mount(i), cfg)?;
+        mount_one(root, &mut *mounts, m, keeps.mount(i), cfg)?;
         keeps.release_mount(i)?;
     }
-    nodes::make_all(&root, &mut *mounts, &cfg.devices)?;
+    nodes::make_all(root, &mut *mounts, &cfg.devices)?;
     // The kernel paths a later mount touched (a sysfs one, say), now that
     // every mount is made.
     let early = protected_early.unwrap_or_default();
     for (p, readonly) in kernel_paths(cfg).filter(|(p, _)| !early.iter().any(|(q, _)| q == *p)) {
-        protect(&root, &mut *mounts, Path::new(p), readonly)?;
+        protect(root, &mut *mounts, Path::new(p), readonly)?;
     }
-    mounts.finish()?;
-    drop(root);
+    Ok(())
+}
 
+/// Into the new root, the old one detached; then the root's propagation
+/// and read-only flag, which only apply once it is `/`.
+fn pivot(cfg: &Config, mounts: &mut dyn Mounts) -> Step {
+    let none: Option<&str> = None;
     chdir(NEWROOT).map_err(|e| fail(Stage::PivotRoot, e, describe_root(cfg)))?;
     pivot_root(".", ".").map_err(|e| {
         fail(Stage::PivotRoot, e, describe_root(cfg)).with_detail("is the rootfs a mount point?")
