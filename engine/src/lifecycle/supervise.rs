@@ -75,6 +75,41 @@ fn status_code(status: WaitStatus) -> Option<i32> {
     }
 }
 
+/// What a signal for the supervisor does: SIGCHLD reaps the container
+/// (its exit code, once it has one), SIGWINCH copies the window size,
+/// any other goes on to the container.
+fn on_signal(
+    sig: Signal,
+    pid: Pid,
+    pidfd: &OwnedFd,
+    master: Option<&OwnedFd>,
+    notify: Option<&Notify>,
+) -> Option<i32> {
+    match sig {
+        Signal::SIGCHLD => {
+            let code = status_code(waitpid(pid, Some(WaitPidFlag::WNOHANG)).ok()?)?;
+            if let Some(m) = master {
+                tty::drain(m);
+            }
+            if let Some(n) = notify {
+                n.stopping();
+            }
+            return Some(code);
+        }
+        Signal::SIGWINCH => {
+            if let Some(m) = master {
+                tty::copy_window_size(m.as_fd());
+            }
+        }
+        other => {
+            if sys::pidfd_send_signal(pidfd.as_fd(), other as i32).is_err() {
+                let _ = kill(pid, other);
+            }
+        }
+    }
+    None
+}
+
 /// Waits for the container, forwarding signals and relaying the terminal.
 pub fn supervise(
     pid: Pid,
@@ -104,10 +139,15 @@ pub fn supervise(
             }
         }
         let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+        // Where the terminal's fds sit among those polled, if they are.
+        let mut master_at = None;
+        let mut stdin_at = None;
         if let (Some(m), true) = (master, master_open) {
+            master_at = Some(fds.len());
             fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
         }
         if stdin_open && master_open {
+            stdin_at = Some(fds.len());
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
         if let Some(fd) = notify_fd {
@@ -127,10 +167,11 @@ pub fn supervise(
             .iter()
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
-        if let (Some(m), true) = (master, ready.get(1).copied().unwrap_or(false)) {
+        let is_ready = |at: Option<usize>| at.is_some_and(|i| ready[i]);
+        if let (Some(m), true) = (master, is_ready(master_at)) {
             master_open = tty::pump(m.as_fd(), stdout.as_fd());
         }
-        if let (Some(m), true) = (master, ready.get(2).copied().unwrap_or(false)) {
+        if let (Some(m), true) = (master, is_ready(stdin_at)) {
             stdin_open = tty::pump(stdin.as_fd(), m.as_fd());
         }
         if !ready[0] {
@@ -142,30 +183,8 @@ pub fn supervise(
         let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
             continue;
         };
-        match sig {
-            Signal::SIGCHLD => {
-                if let Ok(status) = waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                    if let Some(code) = status_code(status) {
-                        if let Some(m) = master {
-                            tty::drain(m);
-                        }
-                        if let Some(n) = notify {
-                            n.stopping();
-                        }
-                        return code;
-                    }
-                }
-            }
-            Signal::SIGWINCH => {
-                if let Some(m) = master {
-                    tty::copy_window_size(m.as_fd());
-                }
-            }
-            other => {
-                if sys::pidfd_send_signal(pidfd.as_fd(), other as i32).is_err() {
-                    let _ = kill(pid, other);
-                }
-            }
+        if let Some(code) = on_signal(sig, pid, pidfd, master, notify) {
+            return code;
         }
     }
 }
