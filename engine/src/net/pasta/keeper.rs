@@ -32,21 +32,9 @@ pub(super) fn keep(
     status: OwnedFd,
 ) -> ! {
     let (program, dir) = (prepared.program.as_path(), prepared.dir.as_path());
-    let _ = nix::unistd::setsid();
-    // Only what the keeper uses: not the runner's channel to the child
-    // (whose end-of-file tells the child the runner is gone), nor stdio.
     let mut kept = vec![container.as_raw_fd(), status.as_raw_fd()];
     kept.extend(netlink.as_ref().map(AsRawFd::as_raw_fd));
-    let _ = sys::close_fds_except(&kept);
-    if let Ok(null) = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        for fd in 0..=2 {
-            let _ = sys::dup_onto(null.as_fd(), fd);
-        }
-    }
+    leave_the_runner(&kept);
     let report = |text: &str| {
         let _ = nix::unistd::write(&status, text.as_bytes());
     };
@@ -61,7 +49,7 @@ pub(super) fn keep(
         .as_deref()
         .and_then(crate::net::resolv_point::claim);
     report("prepared\n");
-    // With published ports, readiness is the pid file (see the top).
+    // With published ports, readiness is the pid file (see `pasta`).
     let watch = match (prepared.publishes, netlink) {
         (false, Some(socket)) => {
             Watch::subscribe(socket, Families::with_host_default_route()).unwrap_or(None)
@@ -93,34 +81,7 @@ pub(super) fn keep(
             sys::exit_now(1);
         }
     };
-    // `status` stays open until what the user can see of pasta is gone;
-    // its end-of-file lets the runner return.
-    let pasta_fd = sys::pidfd_open(Pid::from_raw(pasta.id() as i32)).ok();
-    let mut fds = vec![PollFd::new(container, PollFlags::POLLIN)];
-    if let Some(fd) = &pasta_fd {
-        fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-    }
-    while let Err(Errno::EINTR) = poll(&mut fds, PollTimeout::NONE) {}
-    if let Some(fd) = &pasta_fd {
-        let _ = sys::pidfd_send_signal(fd.as_fd(), Signal::SIGKILL as i32);
-    }
-    if let Some(point) = point {
-        point.release();
-    }
-    // A killed pasta takes a while to end (the kernel removes its tap
-    // device as its files are closed), and its published ports may stay
-    // bound until it has ended. Without published ports nothing of it is
-    // in the user's way, so the
-    // runner need not wait: pasta is reaped and its directory removed
-    // here, just after.
-    let mut status = Some(status);
-    if !prepared.publishes {
-        drop(status.take());
-    }
-    let _ = waitpid(Pid::from_raw(pasta.id() as i32), None);
-    let _ = std::fs::remove_dir_all(dir);
-    drop(status);
-    sys::exit_now(0)
+    outlive_the_container(prepared, container, pasta, point, status)
 }
 
 /// The keeper's directory, and the container's resolv.conf in it.
@@ -226,18 +187,7 @@ fn run_until_ready(
             let _ = inotify.read_events();
         }
         if exited {
-            let code = child.wait().ok().and_then(|s| s.code());
-            let said = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
-            let log: Vec<String> = [said("log"), said("stderr")]
-                .iter()
-                .flat_map(|t| t.lines().map(str::to_string).collect::<Vec<_>>())
-                .filter(|l| !l.contains("syslog") && !l.starts_with("pasta "))
-                .collect();
-            bail!(
-                "pasta exited ({}) before the network was up: {}",
-                code.map_or("killed".to_string(), |c| format!("status {c}")),
-                log.join("; ")
-            );
+            return Err(exited_early(&mut child, dir));
         }
         if announced {
             match watch.as_mut().map(Watch::configured) {
@@ -248,4 +198,79 @@ fn run_until_ready(
             }
         }
     }
+}
+
+/// Why pasta, reaped here, exited before the network was up: its status
+/// and what its log and stderr said (less its banner and syslog notes).
+fn exited_early(child: &mut std::process::Child, dir: &Path) -> anyhow::Error {
+    let code = child.wait().ok().and_then(|s| s.code());
+    let said = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let log: Vec<String> = [said("log"), said("stderr")]
+        .iter()
+        .flat_map(|t| t.lines().map(str::to_string).collect::<Vec<_>>())
+        .filter(|l| !l.contains("syslog") && !l.starts_with("pasta "))
+        .collect();
+    anyhow::anyhow!(
+        "pasta exited ({}) before the network was up: {}",
+        code.map_or("killed".to_string(), |c| format!("status {c}")),
+        log.join("; ")
+    )
+}
+
+/// The keeper's own session, so a terminal's ^C reaches the container,
+/// not pasta; and only the fds it uses (`kept`): not the runner's channel
+/// to the child (whose end-of-file tells the child the runner is gone),
+/// nor stdio.
+fn leave_the_runner(kept: &[std::os::fd::RawFd]) {
+    let _ = nix::unistd::setsid();
+    let _ = sys::close_fds_except(kept);
+    if let Ok(null) = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..=2 {
+            let _ = sys::dup_onto(null.as_fd(), fd);
+        }
+    }
+}
+
+/// Waits for the container's process to end, then kills pasta, gives
+/// back the resolv.conf mount point, and removes pasta's directory.
+fn outlive_the_container(
+    prepared: &Prepared,
+    container: BorrowedFd<'_>,
+    pasta: std::process::Child,
+    point: Option<crate::net::resolv_point::Claim>,
+    status: OwnedFd,
+) -> ! {
+    let dir = prepared.dir.as_path();
+    // `status` stays open until what the user can see of pasta is gone;
+    // its end-of-file lets the runner return.
+    let pasta_fd = sys::pidfd_open(Pid::from_raw(pasta.id() as i32)).ok();
+    let mut fds = vec![PollFd::new(container, PollFlags::POLLIN)];
+    if let Some(fd) = &pasta_fd {
+        fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+    }
+    while let Err(Errno::EINTR) = poll(&mut fds, PollTimeout::NONE) {}
+    if let Some(fd) = &pasta_fd {
+        let _ = sys::pidfd_send_signal(fd.as_fd(), Signal::SIGKILL as i32);
+    }
+    if let Some(point) = point {
+        point.release();
+    }
+    // A killed pasta takes a while to end (the kernel removes its tap
+    // device as its files are closed), and its published ports may stay
+    // bound until it has ended. Without published ports nothing of it is
+    // in the user's way, so the
+    // runner need not wait: pasta is reaped and its directory removed
+    // here, just after.
+    let mut status = Some(status);
+    if !prepared.publishes {
+        drop(status.take());
+    }
+    let _ = waitpid(Pid::from_raw(pasta.id() as i32), None);
+    let _ = std::fs::remove_dir_all(dir);
+    drop(status);
+    sys::exit_now(0)
 }
