@@ -233,8 +233,20 @@ pub fn human_bytes(b: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Asserts that `files` are `want`: (file, value) pairs, in order.
+    #[track_caller]
+    pub(crate) fn assert_files(files: Result<Vec<LimitFile>>, want: &[(&str, &str)]) {
+        let got: Vec<(&str, String)> = files
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.file, f.value))
+            .collect();
+        let want: Vec<(&str, String)> = want.iter().map(|&(f, v)| (f, v.to_string())).collect();
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn files_and_controllers() {
@@ -247,22 +259,16 @@ mod tests {
             io_weight: Some(300),
             ..Default::default()
         };
-        let files: Vec<(String, String)> = l
-            .files()
-            .unwrap()
-            .into_iter()
-            .map(|f| (f.file.to_string(), f.value))
-            .collect();
-        assert_eq!(
-            files,
-            vec![
-                ("memory.max".into(), "67108864".into()),
-                ("memory.swap.max".into(), "33554432".into()),
-                ("pids.max".into(), "50".into()),
-                ("cpu.max".into(), "150000 100000".into()),
-                ("cpu.weight".into(), "200".into()),
-                ("io.weight".into(), "default 300".into()),
-            ]
+        assert_files(
+            l.files(),
+            &[
+                ("memory.max", "67108864"),
+                ("memory.swap.max", "33554432"),
+                ("pids.max", "50"),
+                ("cpu.max", "150000 100000"),
+                ("cpu.weight", "200"),
+                ("io.weight", "default 300"),
+            ],
         );
         assert_eq!(
             l.controllers().unwrap(),
@@ -307,18 +313,9 @@ mod tests {
             memory_reservation: Some(1 << 20),
             ..Default::default()
         };
-        let files: Vec<(&str, String)> = l
-            .files()
-            .unwrap()
-            .into_iter()
-            .map(|f| (f.file, f.value))
-            .collect();
-        assert_eq!(
-            files,
-            vec![
-                ("memory.low", "1048576".into()),
-                ("cpu.weight", "20".into())
-            ]
+        assert_files(
+            l.files(),
+            &[("memory.low", "1048576"), ("cpu.weight", "20")],
         );
         let explicit = Limits {
             cpu_weight: Some(300),

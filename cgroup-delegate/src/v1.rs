@@ -548,6 +548,7 @@ mod tests {
 
     #[test]
     fn v1_files() {
+        use crate::limits::tests::assert_files;
         use crate::limits::Swap;
         let l = Limits {
             memory: Some(64 << 20),
@@ -558,23 +559,17 @@ mod tests {
             cpu_shares: Some(512),
             ..Default::default()
         };
-        let files: Vec<(&str, String)> = l
-            .files_v1()
-            .unwrap()
-            .into_iter()
-            .map(|f| (f.file, f.value))
-            .collect();
-        assert_eq!(
-            files,
-            vec![
-                ("memory.limit_in_bytes", "67108864".to_string()),
-                ("memory.memsw.limit_in_bytes", "100663296".into()),
-                ("memory.soft_limit_in_bytes", "33554432".into()),
-                ("pids.max", "20".into()),
-                ("cpu.cfs_period_us", "100000".into()),
-                ("cpu.cfs_quota_us", "50000".into()),
-                ("cpu.shares", "512".into()),
-            ]
+        assert_files(
+            l.files_v1(),
+            &[
+                ("memory.limit_in_bytes", "67108864"),
+                ("memory.memsw.limit_in_bytes", "100663296"),
+                ("memory.soft_limit_in_bytes", "33554432"),
+                ("pids.max", "20"),
+                ("cpu.cfs_period_us", "100000"),
+                ("cpu.cfs_quota_us", "50000"),
+                ("cpu.shares", "512"),
+            ],
         );
         let v2_only = Limits {
             cpu_weight: Some(100),

@@ -1,6 +1,6 @@
 //! Fuzzes the decoder of the parent/child sync protocol
-//! (engine/src/protocol.rs): any frame is a message or a clean refusal,
-//! never a panic, and never more memory than the frame describes.
+//! (engine/src/protocol/messages.rs): any frame is a message or a clean
+//! refusal, never a panic, and never more memory than the frame describes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -170,8 +170,21 @@ fn normal(path: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A character device 1:3 at /dev/mydev, mode 0620, owned by 1:2.
+    pub(crate) fn mydev() -> DevicePlan {
+        DevicePlan {
+            path: "/dev/mydev".into(),
+            kind: NodeKind::Char,
+            major: 1,
+            minor: 3,
+            mode: 0o620,
+            uid: 1,
+            gid: 2,
+        }
+    }
 
     fn devices(json: &str) -> Vec<LinuxDevice> {
         serde_json::from_str(json).unwrap()
@@ -184,19 +197,9 @@ mod tests {
                 {"path": "/run/fifo", "type": "p"}]"#,
         );
         let p = plan(Some(&d)).unwrap();
-        assert_eq!(
-            p[0],
-            DevicePlan {
-                path: "/dev/mydev".into(),
-                kind: NodeKind::Char,
-                major: 1,
-                minor: 3,
-                // 0o20620: the type bits are dropped, as runc drops them.
-                mode: 0o620,
-                uid: 1,
-                gid: 2,
-            }
-        );
+        // fileMode 8592 is 0o20620: the type bits are dropped, as runc
+        // drops them.
+        assert_eq!(p[0], mydev());
         assert_eq!((p[1].kind, p[1].mode, p[1].uid), (NodeKind::Fifo, 0, 0));
         assert_eq!(p[0].describe(), "c 1:3");
     }

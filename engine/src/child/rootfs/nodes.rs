@@ -168,29 +168,18 @@ fn bind_from_host(root: &Root, mounts: &mut dyn Mounts, d: &DevicePlan, denied: 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn null() -> DevicePlan {
-        DevicePlan {
-            path: "/dev/mydev".into(),
-            kind: NodeKind::Char,
-            major: 1,
-            minor: 3,
-            mode: 0o620,
-            uid: 1,
-            gid: 2,
-        }
-    }
+    use crate::spec::devices::tests::mydev;
 
     #[test]
     fn a_node_matches_by_type_and_number() {
         let rdev = nix::sys::stat::makedev(1, 3);
-        assert!(is_node(SFlag::S_IFCHR.bits() | 0o666, rdev, &null()));
-        assert!(!is_node(SFlag::S_IFBLK.bits(), rdev, &null()));
+        assert!(is_node(SFlag::S_IFCHR.bits() | 0o666, rdev, &mydev()));
+        assert!(!is_node(SFlag::S_IFBLK.bits(), rdev, &mydev()));
         assert!(!is_node(
             SFlag::S_IFCHR.bits(),
             nix::sys::stat::makedev(1, 5),
-            &null()
+            &mydev()
         ));
-        assert!(!is_node(SFlag::S_IFREG.bits(), 0, &null()));
+        assert!(!is_node(SFlag::S_IFREG.bits(), 0, &mydev()));
     }
 }

@@ -33,7 +33,10 @@ pub const fn fnv1a(bytes: &[u8]) -> u64 {
 /// reuse what an older one compiled.
 pub const COMPILER_ID: u64 = fnv1a(include_str!("compile.rs").as_bytes())
     ^ fnv1a(include_str!("profile.rs").as_bytes()).rotate_left(1)
-    ^ fnv1a(include_str!("layout.rs").as_bytes()).rotate_left(2)
+    ^ fnv1a(include_str!("layout/mod.rs").as_bytes()).rotate_left(2)
+    ^ fnv1a(include_str!("layout/read.rs").as_bytes()).rotate_left(5)
+    ^ fnv1a(include_str!("layout/stack.rs").as_bytes()).rotate_left(6)
+    ^ fnv1a(include_str!("layout/emit.rs").as_bytes()).rotate_left(7)
     ^ fnv1a(include_str!("keys.rs").as_bytes()).rotate_left(3)
     ^ fnv1a(include_str!("cache.rs").as_bytes()).rotate_left(4);
 
