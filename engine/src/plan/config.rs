@@ -4,13 +4,17 @@
 
 use std::path::PathBuf;
 
+use crate::net::bridge::BridgePlan;
+use crate::net::publish::PastaPlan;
 use crate::spec::mounts::MountPlan;
 use crate::spec::process::ProcessPlan;
 use crate::spec::propagation::{self, Propagation};
 use anyhow::{bail, Context, Result};
 use kennel_idmap::MapLine;
 use nix::sched::CloneFlags;
-use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, LinuxResources, LinuxSeccomp, Spec};
+use oci_spec::runtime::{
+    Linux, LinuxIdMapping, LinuxNamespaceType, LinuxResources, LinuxSeccomp, Spec,
+};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -47,10 +51,10 @@ pub struct Config {
     pub landlock: Option<crate::security::landlock::Wanted>,
     /// User-mode networking (`run.kennel.net=pasta`): started by the
     /// runner once the child is in its network namespace.
-    pub pasta: Option<crate::net::publish::PastaPlan>,
+    pub pasta: Option<PastaPlan>,
     /// A veth on a bridge (`run.kennel.net=bridge[=NAME]`): made by
     /// kennel-net once the child is in its network namespace.
-    pub bridge: Option<crate::net::bridge::BridgePlan>,
+    pub bridge: Option<BridgePlan>,
     /// What the spec asks for that is applied only in part, as runc
     /// applies it: said once the container is being made.
     pub warnings: Vec<String>,
@@ -91,6 +95,49 @@ fn map_lines(m: &Option<Vec<LinuxIdMapping>>) -> Vec<MapLine> {
         .collect()
 }
 
+/// The namespaces the spec asks for: those to make (as clone flags) and
+/// those to join by path, a user namespace first (the others joined
+/// belong to it).
+fn namespaces(linux: &Linux) -> Result<(CloneFlags, Vec<(CloneFlags, PathBuf)>)> {
+    let mut clone_flags = CloneFlags::empty();
+    let mut join = Vec::new();
+    for ns in linux.namespaces().iter().flatten() {
+        let flag = namespace_flag(ns.typ())?;
+        match ns.path() {
+            None => clone_flags |= flag,
+            Some(path) if flag == CloneFlags::CLONE_NEWNS => bail!(
+                "joining an existing mount namespace by path ({}) is not supported: kennel builds the container's root in a mount namespace of its own, and would re-root the one named; drop the path to give the container a new one",
+                path.display()
+            ),
+            Some(_) if flag == CloneFlags::CLONE_NEWCGROUP => bail!(
+                "joining an existing cgroup namespace by path is not supported: drop the path to give the container a new one"
+            ),
+            Some(path) => join.push((flag, path.clone())),
+        }
+    }
+    // A user namespace first: the others joined belong to it.
+    join.sort_by_key(|(f, _)| *f != CloneFlags::CLONE_NEWUSER);
+    Ok((clone_flags, join))
+}
+
+/// pasta or a bridge, from the spec's annotations; either needs a network
+/// namespace of the container's own.
+fn network(
+    spec: &Spec,
+    clone_flags: CloneFlags,
+) -> Result<(Option<PastaPlan>, Option<BridgePlan>)> {
+    let pasta = crate::net::publish::plan(spec.annotations().as_ref())?;
+    let bridge = crate::net::bridge::plan(spec.annotations().as_ref())?;
+    if (pasta.is_some() || bridge.is_some()) && !clone_flags.contains(CloneFlags::CLONE_NEWNET) {
+        bail!(
+            "{}={} needs a network namespace of the container's own: add {{\"type\": \"network\"}} to linux.namespaces",
+            crate::net::annotation::NET_ANNOTATION,
+            if pasta.is_some() { "pasta" } else { "bridge" }
+        );
+    }
+    Ok((pasta, bridge))
+}
+
 impl Config {
     pub fn from_spec(spec: &Spec) -> Result<Config> {
         let unsupported = crate::spec::spec_fields::unsupported(spec);
@@ -105,24 +152,7 @@ impl Config {
             .linux()
             .as_ref()
             .context("the spec has no linux section")?;
-        let mut clone_flags = CloneFlags::empty();
-        let mut join = Vec::new();
-        for ns in linux.namespaces().iter().flatten() {
-            let flag = namespace_flag(ns.typ())?;
-            match ns.path() {
-                None => clone_flags |= flag,
-                Some(path) if flag == CloneFlags::CLONE_NEWNS => bail!(
-                    "joining an existing mount namespace by path ({}) is not supported: kennel builds the container's root in a mount namespace of its own, and would re-root the one named; drop the path to give the container a new one",
-                    path.display()
-                ),
-                Some(_) if flag == CloneFlags::CLONE_NEWCGROUP => bail!(
-                    "joining an existing cgroup namespace by path is not supported: drop the path to give the container a new one"
-                ),
-                Some(path) => join.push((flag, path.clone())),
-            }
-        }
-        // A user namespace first: the others joined belong to it.
-        join.sort_by_key(|(f, _)| *f != CloneFlags::CLONE_NEWUSER);
+        let (clone_flags, join) = namespaces(linux)?;
         if !clone_flags.contains(CloneFlags::CLONE_NEWNS) {
             bail!("the spec must ask for a new mount namespace");
         }
@@ -138,16 +168,7 @@ impl Config {
             &mounts,
             &process,
         )?;
-        let pasta = crate::net::publish::plan(spec.annotations().as_ref())?;
-        let bridge = crate::net::bridge::plan(spec.annotations().as_ref())?;
-        if (pasta.is_some() || bridge.is_some()) && !clone_flags.contains(CloneFlags::CLONE_NEWNET)
-        {
-            bail!(
-                "{}={} needs a network namespace of the container's own: add {{\"type\": \"network\"}} to linux.namespaces",
-                crate::net::annotation::NET_ANNOTATION,
-                if pasta.is_some() { "pasta" } else { "bridge" }
-            );
-        }
+        let (pasta, bridge) = network(spec, clone_flags)?;
         Ok(Config {
             clone_flags,
             uid_map: map_lines(linux.uid_mappings()),
