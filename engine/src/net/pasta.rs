@@ -39,7 +39,9 @@ use crate::spec::mounts::MountPlan;
 use crate::sys;
 
 mod keeper;
+mod prepared;
 mod tun;
+pub use prepared::Prepared;
 pub use tun::{check_tun, TunDenied, TUN_DEVICE};
 
 /// The address the container sends DNS queries to; pasta forwards them
@@ -278,25 +280,6 @@ pub fn start_when_asked(
         |netlink| Ok(Pasta::start(plan, prepared, pid, pidfd, netlink, single)?),
         |starting| Ok(starting.ready()?),
     )
-}
-
-/// What a pasta container needs before it is cloned: pasta's path, and
-/// the name of the directory its keeper will make (0700) for pasta's pid
-/// file and log and the container's resolv.conf. Nothing is on disk
-/// until the keeper exists, and the keeper removes it all, so a runner
-/// killed at any point leaves nothing behind.
-pub struct Prepared {
-    program: PathBuf,
-    dir: PathBuf,
-    /// What the keeper writes to `dir`/resolv.conf, when kennel provides it.
-    resolv_conf: Option<String>,
-    /// The writable rootfs where the keeper holds (and may make) the
-    /// mount point of that resolv.conf (see `resolv_point`).
-    resolv_point_in: Option<PathBuf>,
-    /// Whether host ports are published: then the runner is told pasta
-    /// is gone only once it is reaped, so they are free again when
-    /// `kennel run` returns (see `keeper::keep`).
-    publishes: bool,
 }
 
 /// Checks what can be checked before anything exists (pasta installed,

@@ -15,7 +15,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
-use super::Prepared;
+use super::prepared::Prepared;
 use crate::net::default_routes::{Families, Watch};
 use crate::sys;
 
