@@ -140,19 +140,7 @@ fn apply_entry<R: Read>(root: &Root, e: &mut tar::Entry<R>, done: &mut Applied) 
     };
     let kind = e.header().entry_type();
     if name == OPAQUE {
-        let Ok(dir) = readable(root, parent) else {
-            return Ok(());
-        };
-        let dir_path = root.dir(parent, false)?;
-        for child in children(dir)? {
-            let mut p = parent.to_vec();
-            p.push(child.clone());
-            if !done.written.contains(&p) {
-                remove_all(&dir_path, &child)
-                    .with_context(|| format!("removing {}", p.join("/")))?;
-            }
-        }
-        return Ok(());
+        return clear_opaque_dir(root, parent, done);
     }
     if let Some(hidden) = name.strip_prefix(WHITEOUT) {
         // `..` here would remove the directory's parent, past the root.
@@ -179,11 +167,47 @@ fn apply_entry<R: Read>(root: &Root, e: &mut tar::Entry<R>, done: &mut Applied) 
         remove_all(&dir, name)?;
     }
     let mode = Mode::from_bits_truncate(e.header().mode()? & 0o7777);
-    match kind {
+    make_entry(root, &dir, name, e, mode, existing_dir)?;
+    if kind != tar::EntryType::Link {
+        // A hard link's inode is the target's, with its owner and mode.
+        set_owner_mode_time(&dir, name, e, mode)?;
+    }
+    done.written.insert(path);
+    Ok(())
+}
+
+/// An opaque marker: removes what lower layers put in its directory, all
+/// but what this layer wrote.
+fn clear_opaque_dir(root: &Root, parent: &[String], done: &Applied) -> Result<()> {
+    let Ok(dir) = readable(root, parent) else {
+        return Ok(());
+    };
+    let dir_path = root.dir(parent, false)?;
+    for child in children(dir)? {
+        let mut p = parent.to_vec();
+        p.push(child.clone());
+        if !done.written.contains(&p) {
+            remove_all(&dir_path, &child).with_context(|| format!("removing {}", p.join("/")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes entry `e` as `name` in `dir`, under that one name, never through
+/// a symlink; a hard link's target is resolved inside `root`.
+fn make_entry<R: Read>(
+    root: &Root,
+    dir: &OwnedFd,
+    name: &str,
+    e: &mut tar::Entry<R>,
+    mode: Mode,
+    existing_dir: bool,
+) -> Result<()> {
+    match e.header().entry_type() {
         tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
             let fd = openat2(
                 dir.as_fd(),
-                name.as_str(),
+                name,
                 OpenHow::new()
                     .flags(
                         OFlag::O_WRONLY
@@ -199,12 +223,12 @@ fn apply_entry<R: Read>(root: &Root, e: &mut tar::Entry<R>, done: &mut Applied) 
         }
         tar::EntryType::Directory => {
             if !existing_dir {
-                mkdirat(dir.as_fd(), name.as_str(), Mode::from_bits_truncate(0o700))?;
+                mkdirat(dir.as_fd(), name, Mode::from_bits_truncate(0o700))?;
             }
         }
         tar::EntryType::Symlink => {
             let target = e.link_name()?.context("a symlink without a target")?;
-            symlinkat(target.as_ref(), dir.as_fd(), name.as_str())?;
+            symlinkat(target.as_ref(), dir.as_fd(), name)?;
         }
         tar::EntryType::Link => {
             let target = e.link_name()?.context("a hard link without a target")?;
@@ -215,49 +239,49 @@ fn apply_entry<R: Read>(root: &Root, e: &mut tar::Entry<R>, done: &mut Applied) 
                 tdir.as_fd(),
                 tname.as_str(),
                 dir.as_fd(),
-                name.as_str(),
+                name,
                 AtFlags::empty(),
             )?;
         }
         tar::EntryType::Fifo => {
-            mknodat(dir.as_fd(), name.as_str(), SFlag::S_IFIFO, mode, 0)?;
+            mknodat(dir.as_fd(), name, SFlag::S_IFIFO, mode, 0)?;
         }
         other => bail!("an entry of tar type {other:?}, which kennel does not unpack"),
     }
-    if kind == tar::EntryType::Link {
-        // The inode is the target's, with its owner and mode.
-        done.written.insert(path);
-        return Ok(());
-    }
+    Ok(())
+}
+
+/// The entry's owner (its PAX id where ustar's is too small), its mode
+/// after the chown (which clears set-id bits), and its mtime.
+fn set_owner_mode_time<R: Read>(
+    dir: &OwnedFd,
+    name: &str,
+    e: &mut tar::Entry<R>,
+    mode: Mode,
+) -> Result<()> {
     let uid = pax_id(e, "uid")?.unwrap_or(e.header().uid()?);
     let gid = pax_id(e, "gid")?.unwrap_or(e.header().gid()?);
     fchownat(
         dir.as_fd(),
-        name.as_str(),
+        name,
         Some(Uid::from_raw(uid as u32)),
         Some(Gid::from_raw(gid as u32)),
         AtFlags::AT_SYMLINK_NOFOLLOW,
     )
     .with_context(|| format!("owner {uid}:{gid} (is it in your subordinate ids?)"))?;
-    if kind != tar::EntryType::Symlink {
+    if e.header().entry_type() != tar::EntryType::Symlink {
         // After the chown, which clears set-id bits. `name` is what this
         // process made just now under this fd, not a symlink.
-        fchmodat(
-            dir.as_fd(),
-            name.as_str(),
-            mode,
-            FchmodatFlags::FollowSymlink,
-        )?;
+        fchmodat(dir.as_fd(), name, mode, FchmodatFlags::FollowSymlink)?;
     }
     let mtime = TimeSpec::new(e.header().mtime()? as i64, 0);
     utimensat(
         dir.as_fd(),
-        name.as_str(),
+        name,
         &mtime,
         &mtime,
         UtimensatFlags::NoFollowSymlink,
     )?;
-    done.written.insert(path);
     Ok(())
 }
 
