@@ -406,9 +406,15 @@ def test_installed_deb_runs_a_full_map_container_and_purges_clean(installed):
         source /usr/share/bash-completion/completions/kennel
         COMP_WORDS=(kennel ru); COMP_CWORD=1; _kennel kennel ru kennel; echo "${COMPREPLY[*]}"
         COMP_WORDS=(kennel run --roo); COMP_CWORD=2; _kennel kennel --roo run; echo "${COMPREPLY[*]}"
+        COMP_WORDS=(kennel box ""); COMP_CWORD=2; _kennel kennel "" box; echo "${COMPREPLY[*]}"
         source /usr/share/bash-completion/completions/kennel-oci'""")
     assert complete.returncode == 0 and complete.stderr == "", complete.stderr
-    assert complete.stdout.splitlines() == ["run", "--rootfs"], complete.stdout
+    lines = complete.stdout.splitlines()
+    assert lines[:2] == ["run", "--rootfs"], complete.stdout
+    # `box` offers its commands, not kennel's own plumbing.
+    box_words = lines[2].split()
+    assert "create" in box_words and "enter" in box_words, complete.stdout
+    assert "unpack-layers" not in box_words, complete.stdout
 
     purge = _in_root(tree, "DEBIAN_FRONTEND=noninteractive apt-get purge -y kennel 2>&1")
     assert purge.returncode == 0, purge.stdout + purge.stderr

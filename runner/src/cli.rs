@@ -85,15 +85,22 @@ pub enum BoxCommand {
     },
     /// Write a launcher on your PATH that runs BIN in the box.
     Export(BoxExportArgs),
-    /// Apply an OCI image's layers to ROOT, bottom first (what `create`
-    /// runs inside its unpacking container).
-    #[command(hide = true)]
-    UnpackLayers {
-        root: PathBuf,
-        /// Each KIND:BLOB, KIND one of tar, gzip, zstd.
-        layers: Vec<String>,
-    },
 }
+
+/// `kennel box unpack-layers ROOT KIND:BLOB...`: applies an OCI image's
+/// layers to ROOT, bottom first. It is kennel's own plumbing, which `box
+/// create` runs inside its unpacking container, so it is parsed apart
+/// from `Cli`: no help page or shell completion offers it.
+#[derive(Debug, Parser)]
+#[command(name = "kennel box unpack-layers", no_binary_name = true)]
+pub struct UnpackLayersArgs {
+    pub root: PathBuf,
+    /// Each KIND:BLOB, KIND one of tar, gzip, zstd.
+    pub layers: Vec<String>,
+}
+
+/// The words that start `UnpackLayersArgs`, after the program's name.
+pub const UNPACK_LAYERS: [&str; 2] = ["box", "unpack-layers"];
 
 /// What a box may share with the host, each a named item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]

@@ -198,6 +198,15 @@ fn version_text() -> String {
 
 /// Called by `sys::main`, the process entry point.
 fn kennel_main() -> ! {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.len() > cli::UNPACK_LAYERS.len()
+        && argv[1..=cli::UNPACK_LAYERS.len()] == cli::UNPACK_LAYERS
+    {
+        let result = cli::UnpackLayersArgs::try_parse_from(&argv[1 + cli::UNPACK_LAYERS.len()..])
+            .map_err(anyhow::Error::from)
+            .and_then(|args| boxes::unpack_layers(&args));
+        exit_with(result);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayVersion => {
@@ -238,6 +247,10 @@ fn kennel_main() -> ! {
             })
         }
     };
+    exit_with(result)
+}
+
+fn exit_with(result: anyhow::Result<i32>) -> ! {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -121,6 +121,11 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
+/// `kennel box unpack-layers` (see `cli::UnpackLayersArgs`).
+pub fn unpack_layers(args: &crate::cli::UnpackLayersArgs) -> Result<i32> {
+    layers::unpack(&args.root, &args.layers)
+}
+
 pub fn main(cmd: &BoxCommand, verbose: bool) -> Result<i32> {
     match cmd {
         BoxCommand::Create(args) => create::create(args, verbose),
@@ -137,7 +142,6 @@ pub fn main(cmd: &BoxCommand, verbose: bool) -> Result<i32> {
         }
         BoxCommand::Rm { name, force } => rm(name, *force, verbose),
         BoxCommand::Export(args) => export::export(args),
-        BoxCommand::UnpackLayers { root, layers } => layers::unpack(root, layers),
     }
 }
 
