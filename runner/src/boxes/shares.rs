@@ -43,89 +43,17 @@ fn existing(item: &str, path: &Path, from: &str) -> Result<PathBuf> {
 /// from this process's environment.
 pub fn resolve(items: &[ShareItem], host_root: bool) -> Result<Plan> {
     let mut plan = Plan::default();
-    let mut bind = |p: PathBuf| {
-        let dst = p.to_string_lossy().into_owned();
-        plan.binds.push((p, dst));
-    };
-    let mut env = Vec::new();
     for item in items {
-        match item {
-            ShareItem::Wayland => {
-                let dir = runtime_dir("wayland")?;
-                let Some(display) = var("WAYLAND_DISPLAY") else {
-                    bail!("box: --share wayland: WAYLAND_DISPLAY is not set here (no Wayland session); drop --share wayland");
-                };
-                let sock = match display.starts_with('/') {
-                    true => PathBuf::from(&display),
-                    false => Path::new(&dir).join(&display),
-                };
-                bind(existing("wayland", &sock, "$WAYLAND_DISPLAY")?);
-                env.push(format!("WAYLAND_DISPLAY={}", sock.display()));
-            }
-            ShareItem::X11 => {
-                let Some(display) = var("DISPLAY") else {
-                    bail!("box: --share x11: DISPLAY is not set here (no X session); drop --share x11");
-                };
-                bind(existing(
-                    "x11",
-                    Path::new("/tmp/.X11-unix"),
-                    "the X server's sockets",
-                )?);
-                env.push(format!("DISPLAY={display}"));
-                if let Some(auth) = var("XAUTHORITY") {
-                    bind(existing("x11", Path::new(&auth), "$XAUTHORITY")?);
-                    env.push(format!("XAUTHORITY={auth}"));
-                }
-            }
-            ShareItem::Pipewire => {
-                let sock = Path::new(&runtime_dir("pipewire")?).join("pipewire-0");
-                bind(existing("pipewire", &sock, "PipeWire's socket")?);
-                env.push(format!("PIPEWIRE_REMOTE={}", sock.display()));
-            }
-            ShareItem::Pulseaudio => {
-                let sock = match var("PULSE_SERVER") {
-                    Some(s) => match s.strip_prefix("unix:") {
-                        Some(p) => PathBuf::from(p),
-                        None => bail!("box: --share pulseaudio: PULSE_SERVER={s:?} is not a unix: socket, which is all a box can share"),
-                    },
-                    None => Path::new(&runtime_dir("pulseaudio")?).join("pulse/native"),
-                };
-                bind(existing("pulseaudio", &sock, "PulseAudio's socket")?);
-                env.push(format!("PULSE_SERVER=unix:{}", sock.display()));
-            }
-            ShareItem::Dbus => {
-                let Some(addr) = var("DBUS_SESSION_BUS_ADDRESS") else {
-                    bail!("box: --share dbus: DBUS_SESSION_BUS_ADDRESS is not set here (no session bus); drop --share dbus");
-                };
-                let path = addr.split(';').find_map(|a| {
-                    a.strip_prefix("unix:")?
-                        .split(',')
-                        .find_map(|kv| kv.strip_prefix("path="))
-                });
-                let Some(path) = path else {
-                    bail!("box: --share dbus: DBUS_SESSION_BUS_ADDRESS={addr:?} names no unix:path= socket (an abstract socket cannot be bound into a box)");
-                };
-                bind(existing(
-                    "dbus",
-                    Path::new(path),
-                    "$DBUS_SESSION_BUS_ADDRESS",
-                )?);
-                env.push(format!("DBUS_SESSION_BUS_ADDRESS=unix:path={path}"));
-            }
-            ShareItem::SshAgent => {
-                let Some(sock) = var("SSH_AUTH_SOCK") else {
-                    bail!("box: --share ssh-agent: SSH_AUTH_SOCK is not set here (no agent); start one (eval $(ssh-agent)) or drop --share ssh-agent");
-                };
-                bind(existing("ssh-agent", Path::new(&sock), "$SSH_AUTH_SOCK")?);
-                env.push(format!("SSH_AUTH_SOCK={sock}"));
-            }
-            ShareItem::Gpu => bind(existing("gpu", Path::new("/dev/dri"), "the GPU's devices")?),
+        let (binds, env) = share(*item)?;
+        for p in binds {
+            let dst = p.to_string_lossy().into_owned();
+            plan.binds.push((p, dst));
         }
+        plan.env.extend(env);
     }
     if host_root {
         plan.binds.push((PathBuf::from("/"), "/run/host:ro".into()));
     }
-    plan.env = env;
     for (src, _) in &plan.binds {
         if src.to_string_lossy().contains([':', ',']) {
             bail!(
@@ -135,4 +63,94 @@ pub fn resolve(items: &[ShareItem], host_root: bool) -> Result<Plan> {
         }
     }
     Ok(plan)
+}
+
+/// What sharing `item` binds (each at its own path) and sets.
+fn share(item: ShareItem) -> Result<(Vec<PathBuf>, Vec<String>)> {
+    Ok(match item {
+        ShareItem::Wayland => wayland()?,
+        ShareItem::X11 => x11()?,
+        ShareItem::Pipewire => {
+            let sock = Path::new(&runtime_dir("pipewire")?).join("pipewire-0");
+            let sock = existing("pipewire", &sock, "PipeWire's socket")?;
+            let env = format!("PIPEWIRE_REMOTE={}", sock.display());
+            (vec![sock], vec![env])
+        }
+        ShareItem::Pulseaudio => pulseaudio()?,
+        ShareItem::Dbus => dbus()?,
+        ShareItem::SshAgent => {
+            let Some(sock) = var("SSH_AUTH_SOCK") else {
+                bail!("box: --share ssh-agent: SSH_AUTH_SOCK is not set here (no agent); start one (eval $(ssh-agent)) or drop --share ssh-agent");
+            };
+            let bound = existing("ssh-agent", Path::new(&sock), "$SSH_AUTH_SOCK")?;
+            (vec![bound], vec![format!("SSH_AUTH_SOCK={sock}")])
+        }
+        ShareItem::Gpu => (
+            vec![existing("gpu", Path::new("/dev/dri"), "the GPU's devices")?],
+            vec![],
+        ),
+    })
+}
+
+fn wayland() -> Result<(Vec<PathBuf>, Vec<String>)> {
+    let dir = runtime_dir("wayland")?;
+    let Some(display) = var("WAYLAND_DISPLAY") else {
+        bail!("box: --share wayland: WAYLAND_DISPLAY is not set here (no Wayland session); drop --share wayland");
+    };
+    let sock = match display.starts_with('/') {
+        true => PathBuf::from(&display),
+        false => Path::new(&dir).join(&display),
+    };
+    let sock = existing("wayland", &sock, "$WAYLAND_DISPLAY")?;
+    let env = format!("WAYLAND_DISPLAY={}", sock.display());
+    Ok((vec![sock], vec![env]))
+}
+
+fn x11() -> Result<(Vec<PathBuf>, Vec<String>)> {
+    let Some(display) = var("DISPLAY") else {
+        bail!("box: --share x11: DISPLAY is not set here (no X session); drop --share x11");
+    };
+    let mut binds = vec![existing(
+        "x11",
+        Path::new("/tmp/.X11-unix"),
+        "the X server's sockets",
+    )?];
+    let mut env = vec![format!("DISPLAY={display}")];
+    if let Some(auth) = var("XAUTHORITY") {
+        binds.push(existing("x11", Path::new(&auth), "$XAUTHORITY")?);
+        env.push(format!("XAUTHORITY={auth}"));
+    }
+    Ok((binds, env))
+}
+
+fn pulseaudio() -> Result<(Vec<PathBuf>, Vec<String>)> {
+    let sock = match var("PULSE_SERVER") {
+        Some(s) => match s.strip_prefix("unix:") {
+            Some(p) => PathBuf::from(p),
+            None => bail!("box: --share pulseaudio: PULSE_SERVER={s:?} is not a unix: socket, which is all a box can share"),
+        },
+        None => Path::new(&runtime_dir("pulseaudio")?).join("pulse/native"),
+    };
+    let sock = existing("pulseaudio", &sock, "PulseAudio's socket")?;
+    let env = format!("PULSE_SERVER=unix:{}", sock.display());
+    Ok((vec![sock], vec![env]))
+}
+
+fn dbus() -> Result<(Vec<PathBuf>, Vec<String>)> {
+    let Some(addr) = var("DBUS_SESSION_BUS_ADDRESS") else {
+        bail!("box: --share dbus: DBUS_SESSION_BUS_ADDRESS is not set here (no session bus); drop --share dbus");
+    };
+    let path = addr.split(';').find_map(|a| {
+        a.strip_prefix("unix:")?
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("path="))
+    });
+    let Some(path) = path else {
+        bail!("box: --share dbus: DBUS_SESSION_BUS_ADDRESS={addr:?} names no unix:path= socket (an abstract socket cannot be bound into a box)");
+    };
+    let bound = existing("dbus", Path::new(path), "$DBUS_SESSION_BUS_ADDRESS")?;
+    Ok((
+        vec![bound],
+        vec![format!("DBUS_SESSION_BUS_ADDRESS=unix:path={path}")],
+    ))
 }
