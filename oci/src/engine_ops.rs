@@ -308,6 +308,40 @@ fn print_json(v: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
+/// The process `exec` runs: `--process FILE`'s, or the container's own
+/// (`own`) with the flags' terminal, capabilities, no_new_privs and
+/// groups.
+fn exec_process(ctx: &Context, args: &ExecArgs, own: &Process) -> Result<Option<Process>> {
+    Ok(match &args.process {
+        Some(file) => {
+            let text =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let (p, warnings) = kennel_engine::spec::bundle::process_from_json(&text, file)?;
+            for warning in &warnings {
+                ctx.log.warn(warning);
+            }
+            Some(p)
+        }
+        None => {
+            let mut p = own.clone();
+            // As runc: --tty alone decides, whatever the container's own process has.
+            p.set_terminal(Some(args.tty));
+            if !args.cap.is_empty() {
+                add_capabilities(&mut p, &args.cap)?;
+            }
+            if let Some(nnp) = args.no_new_privs {
+                p.set_no_new_privileges(Some(nnp));
+            }
+            if !args.additional_gids.is_empty() {
+                let mut user = p.user().clone();
+                user.set_additional_gids(Some(args.additional_gids.clone()));
+                p.set_user(user);
+            }
+            Some(p)
+        }
+    })
+}
+
 impl Lifecycle for Engine {
     fn create(&self, ctx: &Context, args: &CreateArgs) -> Result<i32> {
         self.create_detached(ctx, args).map(|_| 0)
@@ -367,34 +401,7 @@ impl Lifecycle for Engine {
             bail!("exec args cannot be empty");
         }
         let (st, _) = lifecycle::state(&store, &id)?;
-        let process = match &args.process {
-            Some(file) => {
-                let text = std::fs::read(file)
-                    .with_context(|| format!("cannot read {}", file.display()))?;
-                let (p, warnings) = kennel_engine::spec::bundle::process_from_json(&text, file)?;
-                for warning in &warnings {
-                    ctx.log.warn(warning);
-                }
-                Some(p)
-            }
-            None => {
-                let mut p = st.kennel.process.clone();
-                // As runc: --tty alone decides, whatever the container's own process has.
-                p.set_terminal(Some(args.tty));
-                if !args.cap.is_empty() {
-                    add_capabilities(&mut p, &args.cap)?;
-                }
-                if let Some(nnp) = args.no_new_privs {
-                    p.set_no_new_privileges(Some(nnp));
-                }
-                if !args.additional_gids.is_empty() {
-                    let mut user = p.user().clone();
-                    user.set_additional_gids(Some(args.additional_gids.clone()));
-                    p.set_user(user);
-                }
-                Some(p)
-            }
-        };
+        let process = exec_process(ctx, args, &st.kennel.process)?;
         crate::exe_guard::guard_exec(st.pid, st.status == Status::Created, process.as_ref())?;
         let req = ExecRequest {
             id,
