@@ -161,13 +161,39 @@ impl<'a> Builder<'a> {
     }
 
     fn finish(mut self, stem: &str) -> Result<Container, Error> {
+        self.refuse_image()?;
+        let name = self.name(stem)?;
+        self.flag("--name", name.clone());
+        self.root_and_user()?;
+        self.network()?;
+        self.switches()?;
+        self.mounts()?;
+        self.process()?;
+        self.security()?;
+        self.limits()?;
+        self.notify_and_kennel_args()?;
+        let command = self.command()?;
+        self.args.push("--".to_string());
+        self.args.extend(command);
+        Ok(Container {
+            name,
+            run_args: self.args,
+        })
+    }
+
+    fn refuse_image(&self) -> Result<(), Error> {
         if let Some(e) = self.one("Image") {
             return Err(e.error(
                 "kennel cannot pull or run images: unpack the image into a directory \
                  (docs/run.md, \"A root filesystem\") and name it with Rootfs=",
             ));
         }
-        let name = match self.one("Name") {
+        Ok(())
+    }
+
+    /// Name=, or else the file's name.
+    fn name(&self, stem: &str) -> Result<String, Error> {
+        Ok(match self.one("Name") {
             Some(e) if valid_name(&e.value) => e.value.clone(),
             Some(e) => return Err(e.error(format!("{:?}: {NAME_RULE}", e.value))),
             None if valid_name(stem) => stem.to_string(),
@@ -177,8 +203,11 @@ impl<'a> Builder<'a> {
                     format!("the file's name makes the container name {stem:?}, but {NAME_RULE}; rename the file or set Name="),
                 ))
             }
-        };
-        self.flag("--name", name.clone());
+        })
+    }
+
+    /// Rootfs=, UserNS=, User=, WorkingDir= and Hostname=.
+    fn root_and_user(&mut self) -> Result<(), Error> {
         if let Some(e) = self.one("Rootfs") {
             let path = self.host_path(e, &e.value)?;
             self.flag("--rootfs", path);
@@ -196,6 +225,11 @@ impl<'a> Builder<'a> {
                 self.flag(flag, e.value.clone());
             }
         }
+        Ok(())
+    }
+
+    /// Network= and PublishPort=.
+    fn network(&mut self) -> Result<(), Error> {
         if let Some(e) = self.one("Network") {
             if e.value == "bridge" {
                 return Err(e.error(
@@ -208,6 +242,11 @@ impl<'a> Builder<'a> {
         for e in self.all("PublishPort") {
             self.flag("--publish", e.value.clone());
         }
+        Ok(())
+    }
+
+    /// The booleans ReadOnly=, NoHome= and Init=.
+    fn switches(&mut self) -> Result<(), Error> {
         for (key, flag) in [("ReadOnly", "--read-only"), ("NoHome", "--no-home")] {
             if let Some(e) = self.one(key) {
                 if boolean(e)? {
@@ -221,6 +260,11 @@ impl<'a> Builder<'a> {
         if self.one("Init").map(boolean).transpose()?.unwrap_or(true) {
             self.args.push("--init".to_string());
         }
+        Ok(())
+    }
+
+    /// Volume= and Tmpfs=.
+    fn mounts(&mut self) -> Result<(), Error> {
         for e in self.all("Volume") {
             let volume = self.volume(e)?;
             self.flag("--volume", volume);
@@ -234,6 +278,11 @@ impl<'a> Builder<'a> {
             }
             self.flag("--tmpfs", e.value.clone());
         }
+        Ok(())
+    }
+
+    /// Environment=, EnvironmentFile= and Ulimit=.
+    fn process(&mut self) -> Result<(), Error> {
         for e in self.all("Environment") {
             for word in split(e)? {
                 match word.split_once('=') {
@@ -249,6 +298,11 @@ impl<'a> Builder<'a> {
         for e in self.all("Ulimit") {
             self.flag("--ulimit", e.value.clone());
         }
+        Ok(())
+    }
+
+    /// AddCapability=, DropCapability=, SecurityOpt= and Landlock=.
+    fn security(&mut self) -> Result<(), Error> {
         for (key, flag) in [
             ("AddCapability", "--cap-add"),
             ("DropCapability", "--cap-drop"),
@@ -266,7 +320,11 @@ impl<'a> Builder<'a> {
             let on = boolean(e)?;
             self.args.push(format!("--landlock={on}"));
         }
-        self.limits()?;
+        Ok(())
+    }
+
+    /// Notify=, then KennelArgs= as given.
+    fn notify_and_kennel_args(&mut self) -> Result<(), Error> {
         if let Some(e) = self.one("Notify") {
             if boolean(e)? {
                 self.flag("--sdnotify", "container");
@@ -275,6 +333,11 @@ impl<'a> Builder<'a> {
         for e in self.all("KennelArgs") {
             self.args.extend(split(e)?);
         }
+        Ok(())
+    }
+
+    /// Exec=, split into words: the command after `--`.
+    fn command(&self) -> Result<Vec<String>, Error> {
         let Some(exec) = self.one("Exec") else {
             return Err(Error::file(
                 Some("Exec"),
@@ -285,12 +348,7 @@ impl<'a> Builder<'a> {
         if command.is_empty() {
             return Err(exec.error("is empty: name the command to run"));
         }
-        self.args.push("--".to_string());
-        self.args.extend(command);
-        Ok(Container {
-            name,
-            run_args: self.args,
-        })
+        Ok(command)
     }
 
     fn volume(&self, e: &Entry) -> Result<String, Error> {

@@ -51,26 +51,26 @@
 
 #![cfg_attr(not(test), no_main)]
 
+mod attach;
+mod caller;
+mod checks;
+mod failure;
+mod lock;
 mod netlink;
 mod sys;
 
 use std::collections::HashSet;
-use std::fmt;
-use std::io::{Read, Write};
-use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::io::Write;
 
+use attach::attach;
+use caller::{check_privileges, limit_caps, read_policy, Caller};
 use caps::Capability;
-use kennel_net::{
-    container_mac, host_name, parse_args, parse_policy, port_filter, Command, Policy, Record,
-    Requester, Subnet, UsageError, LOCK_FILE, POLICY_FILE, USAGE,
-};
-use kennel_sys::cap_helper::{Helper, SelfCheckFailure};
+use failure::{sys, Failure};
+use kennel_net::{parse_args, Command, Record, Subnet, UsageError, POLICY_FILE, USAGE};
+use kennel_sys::cap_helper::Helper;
+use lock::lock;
 use netlink::Netlink;
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag};
-use nix::sys::stat::{fstat, Mode};
 
 kennel_sys::helper_entry_point!(helper_main);
 
@@ -80,132 +80,6 @@ static NET: Helper = Helper {
     work: "create a veth",
     otherwise: ", or use --net pasta",
 };
-
-/// How long a request waits for another's lock.
-const LOCK_WAIT: Duration = Duration::from_secs(5);
-
-/// How long a request at its quota waits for the veths of namespaces
-/// being torn down to go.
-const DYING_WAIT: Duration = Duration::from_millis(1000);
-
-/// nsfs's magic number (linux/magic.h).
-const NSFS_MAGIC: i64 = 0x6e73_6673;
-
-/// procfs's magic number (linux/magic.h).
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-
-/// Why the helper did not do its job. One line each.
-#[derive(Debug)]
-enum Failure {
-    Usage(UsageError),
-    SelfCheck(SelfCheckFailure),
-    NotRoot,
-    UnsafePolicy,
-    NoGrant {
-        user: String,
-        bridge: String,
-    },
-    NoGrantAnywhere {
-        user: String,
-    },
-    NoSubnet {
-        bridge: String,
-    },
-    NoBridge {
-        bridge: String,
-        subnet: Subnet,
-    },
-    QuotaFull {
-        user: String,
-        bridge: String,
-        quota: u32,
-    },
-    SubnetFull {
-        bridge: String,
-        subnet: Subnet,
-    },
-    BadFd(i32),
-    NotNetns(i32),
-    NotYours(i32),
-    NotRouteSocket(i32),
-    OtherNamespace(i32),
-    AlreadyLinked,
-    NoLock,
-    LockBusy,
-    Sys {
-        what: String,
-        errno: Errno,
-    },
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Usage(e) => write!(f, "{e} (see --help)"),
-            Failure::SelfCheck(e) => write!(f, "{e}"),
-            Failure::NotRoot => f.write_str("setup-bridge is root's: run it with sudo"),
-            Failure::UnsafePolicy => write!(
-                f,
-                "refused: {POLICY_FILE} must be owned by root and writable by no one else (sudo chown root: {POLICY_FILE}; sudo chmod 0644 {POLICY_FILE})"
-            ),
-            Failure::NoGrant { user, bridge } => write!(
-                f,
-                "refused: no line in {POLICY_FILE} lets {user} attach veths to bridge {bridge}; root can add: {user} veth {bridge} 4"
-            ),
-            Failure::NoGrantAnywhere { user } => write!(
-                f,
-                "refused: no line in {POLICY_FILE} lets {user} attach veths to any bridge, so there is nothing of theirs to collect"
-            ),
-            Failure::NoSubnet { bridge } => write!(
-                f,
-                "refused: {POLICY_FILE} gives bridge {bridge} no subnet; root can add: bridge {bridge} 10.88.0.0/24"
-            ),
-            Failure::NoBridge { bridge, subnet } => write!(
-                f,
-                "bridge {bridge} (in {POLICY_FILE}) does not exist in this network namespace; root creates it with: kennel-net setup-bridge {bridge} {subnet}"
-            ),
-            Failure::QuotaFull { user, bridge, quota } => write!(
-                f,
-                "refused: {user} already has {quota} veth(s) on bridge {bridge}, the quota in {POLICY_FILE}; stop one of your bridged containers, or ask root to raise the count"
-            ),
-            Failure::SubnetFull { bridge, subnet } => write!(
-                f,
-                "bridge {bridge}'s subnet {subnet} has no free address; root can give it a larger subnet in {POLICY_FILE}"
-            ),
-            Failure::BadFd(n) => write!(f, "refused: fd:{n} is not an open inherited descriptor"),
-            Failure::NotNetns(n) => write!(f, "refused: fd:{n} is not a network namespace (give an fd of /proc/PID/ns/net)"),
-            Failure::NotYours(n) => write!(
-                f,
-                "refused: the network namespace on fd:{n} is not one of yours (it must belong to a user namespace you created)"
-            ),
-            Failure::NotRouteSocket(n) => write!(f, "refused: fd:{n} is not a NETLINK_ROUTE socket"),
-            Failure::OtherNamespace(n) => write!(
-                f,
-                "refused: the socket on fd:{n} was made in another network namespace than the one given"
-            ),
-            Failure::AlreadyLinked => f.write_str(
-                "refused: this network namespace already has a veth from kennel-net, or an eth0 of its own",
-            ),
-            Failure::NoLock => write!(
-                f,
-                "{LOCK_FILE}, which kennel-net locks, is missing or not on procfs: it needs /proc mounted and IPv4 in this network namespace"
-            ),
-            Failure::LockBusy => write!(
-                f,
-                "another kennel-net has held its lock ({LOCK_FILE}) for {} s; try again",
-                LOCK_WAIT.as_secs()
-            ),
-            Failure::Sys { what, errno } => {
-                write!(f, "failed: {what}: {} ({})", errno.desc(), *errno as i32)
-            }
-        }
-    }
-}
-
-fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> Failure {
-    let what = what.into();
-    move |errno| Failure::Sys { what, errno }
-}
 
 /// Called by `main`, the process entry point.
 fn helper_main() -> ! {
@@ -253,304 +127,6 @@ fn run(argv: Vec<std::ffi::OsString>) -> Result<String, Failure> {
     };
     limit_caps(&HashSet::new(), &HashSet::new())?;
     out
-}
-
-/// The caller: their real ids and what the policy knows them by.
-struct Caller {
-    uid: u32,
-    name: String,
-    groups: Vec<String>,
-}
-
-impl Caller {
-    fn requester(&self) -> Requester<'_> {
-        Requester {
-            name: &self.name,
-            uid: self.uid,
-            groups: &self.groups,
-        }
-    }
-}
-
-/// Refuses stray privilege, explains missing privilege, and finds the
-/// caller's names.
-fn check_privileges() -> Result<Caller, Failure> {
-    let ids =
-        kennel_sys::cap_helper::check_privileges(&NET, |_| [Capability::CAP_NET_ADMIN].into())
-            .map_err(Failure::SelfCheck)?;
-    let uid = ids.uid;
-    let mut gid_list = nix::unistd::getgroups().unwrap_or_default();
-    gid_list.push(nix::unistd::Gid::from_raw(ids.gid));
-    let group_file = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let groups = group_file
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            let gid: u32 = f.get(2)?.parse().ok()?;
-            gid_list
-                .iter()
-                .any(|g| g.as_raw() == gid)
-                .then(|| f[0].to_string())
-        })
-        .collect();
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let name = passwd
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.get(2)?.parse::<u32>().ok()? == uid).then(|| f[0].to_string())
-        })
-        .unwrap_or_else(|| uid.to_string());
-    Ok(Caller { uid, name, groups })
-}
-
-/// Narrows our capabilities to `permitted`, of which `effective` are in
-/// effect (see `kennel_sys::cap_helper::limit_caps`).
-fn limit_caps(
-    permitted: &HashSet<Capability>,
-    effective: &HashSet<Capability>,
-) -> Result<(), Failure> {
-    kennel_sys::cap_helper::limit_caps(permitted, effective).map_err(sys("capset"))
-}
-
-/// Reads the policy, refusing one that someone but root could have written.
-fn read_policy() -> Result<Policy, Failure> {
-    let file = match std::fs::File::open(POLICY_FILE) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Policy::default()),
-        Err(e) => return Err(sys(format!("reading {POLICY_FILE}"))(io_errno(e))),
-    };
-    let st = fstat(file.as_fd()).map_err(sys(format!("fstat {POLICY_FILE}")))?;
-    if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
-        return Err(Failure::UnsafePolicy);
-    }
-    let mut text = String::new();
-    std::io::BufReader::new(file)
-        .read_to_string(&mut text)
-        .map_err(|e| sys(format!("reading {POLICY_FILE}"))(io_errno(e)))?;
-    Ok(parse_policy(&text))
-}
-
-fn io_errno(e: std::io::Error) -> Errno {
-    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
-}
-
-/// The inode of the network namespace on `fd`, once it is known to be one
-/// whose user namespace the caller created (below our own).
-fn check_netns(caller: &Caller, n: i32, ns: BorrowedFd<'_>) -> Result<u64, Failure> {
-    let on_nsfs = nix::sys::statfs::fstatfs(ns)
-        .map(|s| s.filesystem_type().0 == NSFS_MAGIC)
-        .unwrap_or(false);
-    if !on_nsfs || sys::ns_type(ns) != Ok(libc::CLONE_NEWNET) {
-        return Err(Failure::NotNetns(n));
-    }
-    let id = |fd: BorrowedFd<'_>| fstat(fd).map(|s| (s.st_dev, s.st_ino));
-    let own = nix::sys::stat::stat("/proc/self/ns/user")
-        .map(|s| (s.st_dev, s.st_ino))
-        .map_err(sys("stat /proc/self/ns/user"))?;
-    let not_yours = |_| Failure::NotYours(n);
-    let mut userns = sys::ns_owning_userns(ns).map_err(not_yours)?;
-    loop {
-        if id(userns.as_fd()).map_err(not_yours)? == own {
-            // The host's namespace, or one root made without a user
-            // namespace of its own.
-            return Err(Failure::NotYours(n));
-        }
-        let parent = sys::ns_parent(userns.as_fd()).map_err(not_yours)?;
-        if id(parent.as_fd()).map_err(not_yours)? == own {
-            // `userns` is the top of the chain below ours: its creator
-            // made everything beneath it.
-            if sys::ns_owner_uid(&userns).map_err(not_yours)? != caller.uid {
-                return Err(Failure::NotYours(n));
-            }
-            return id(ns).map(|(_, ino)| ino).map_err(not_yours);
-        }
-        userns = parent;
-    }
-}
-
-/// Checks that `sock` is a NETLINK_ROUTE socket made in the namespace
-/// whose inode is `netns`.
-fn check_socket(n: i32, sock: BorrowedFd<'_>, netns: u64) -> Result<(), Failure> {
-    match sys::socket_domain_protocol(sock) {
-        Ok((libc::AF_NETLINK, libc::NETLINK_ROUTE)) => {}
-        _ => return Err(Failure::NotRouteSocket(n)),
-    }
-    let its = sys::socket_netns(sock).map_err(|_| Failure::OtherNamespace(n))?;
-    let ino = fstat(its.as_fd())
-        .map_err(sys("fstat the socket's namespace"))?
-        .st_ino;
-    if ino != netns {
-        return Err(Failure::OtherNamespace(n));
-    }
-    Ok(())
-}
-
-/// Takes the lock every request that reads or changes records holds (see
-/// `LOCK_FILE`: only root and CAP_NET_ADMIN can open it). Called only
-/// once the caller has passed the policy.
-fn lock() -> Result<Flock<std::fs::File>, Failure> {
-    let fd = match nix::fcntl::open(
-        LOCK_FILE,
-        OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT) => return Err(Failure::NoLock),
-        Err(e) => return Err(sys(format!("opening {LOCK_FILE}"))(e)),
-    };
-    let on_proc = nix::sys::statfs::fstatfs(&fd)
-        .map(|s| s.filesystem_type().0 == PROC_SUPER_MAGIC)
-        .unwrap_or(false);
-    if !on_proc {
-        return Err(Failure::NoLock);
-    }
-    let mut file = std::fs::File::from(fd);
-    let deadline = Instant::now() + LOCK_WAIT;
-    loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(locked) => return Ok(locked),
-            Err((f, Errno::EWOULDBLOCK | Errno::EINTR)) if Instant::now() < deadline => {
-                file = f;
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err((_, Errno::EWOULDBLOCK)) => return Err(Failure::LockBusy),
-            Err((_, e)) => return Err(sys(format!("flock {LOCK_FILE}"))(e)),
-        }
-    }
-}
-
-fn attach(caller: &Caller, bridge: &str, netns_n: i32, netlink_n: i32) -> Result<String, Failure> {
-    // The policy first: a user it does not name learns nothing more.
-    let policy = read_policy()?;
-    let quota = policy
-        .quota(&caller.requester(), bridge)
-        .ok_or_else(|| Failure::NoGrant {
-            user: caller.name.clone(),
-            bridge: bridge.into(),
-        })?;
-    let subnet = policy.subnet(bridge).ok_or_else(|| Failure::NoSubnet {
-        bridge: bridge.into(),
-    })?;
-    if netns_n == netlink_n {
-        return Err(Failure::NotRouteSocket(netlink_n));
-    }
-    let netns = sys::take_inherited_fd(netns_n).ok_or(Failure::BadFd(netns_n))?;
-    let sock = sys::take_inherited_fd(netlink_n).ok_or(Failure::BadFd(netlink_n))?;
-    let netns_ino = check_netns(caller, netns_n, netns.as_fd())?;
-    check_socket(netlink_n, sock.as_fd(), netns_ino)?;
-
-    let _lock = lock()?;
-    let mut host = Netlink::open().map_err(sys("opening a netlink socket"))?;
-    let mut links = host.links().map_err(sys("listing links"))?;
-    // A container that just ended leaves its namespace to the kernel's
-    // clean-up, which removes the veth a moment later: give that moment
-    // before calling the quota spent.
-    let deadline = Instant::now() + DYING_WAIT;
-    let (br_index, br_mtu, records) = loop {
-        let Some(br) = links.iter().find(|l| l.name == bridge && l.is_bridge) else {
-            return Err(Failure::NoBridge {
-                bridge: bridge.into(),
-                subnet,
-            });
-        };
-        // Only kennel-net's own veths count, for the quota and addresses.
-        let records: Vec<Record> = links
-            .iter()
-            .filter(|l| l.controller == Some(br.index))
-            .filter_map(|l| Record::of_link(&l.facts()))
-            .collect();
-        let mine = records.iter().filter(|r| r.uid == caller.uid).count();
-        if mine < quota as usize {
-            break (br.index, br.mtu, records);
-        }
-        if quota == 0 || Instant::now() >= deadline {
-            return Err(Failure::QuotaFull {
-                user: caller.name.clone(),
-                bridge: bridge.into(),
-                quota,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(5));
-        links = host.links().map_err(sys("listing links"))?;
-    };
-    let used: Vec<Ipv4Addr> = records.iter().map(|r| r.address).collect();
-    let address = subnet.pick(&used).ok_or_else(|| Failure::SubnetFull {
-        bridge: bridge.into(),
-        subnet,
-    })?;
-    let name = host_name(netns_ino);
-    // Made down and on no bridge: until it is recorded and attached below,
-    // nothing the container sends reaches anyone. The bridge's MTU, so a
-    // bridge set up for jumbo frames carries them to the container too.
-    match host.create_veth(&name, "eth0", container_mac(address), netns.as_fd(), br_mtu) {
-        Ok(()) => {}
-        Err(Errno::EEXIST) => return Err(Failure::AlreadyLinked),
-        Err(e) => return Err(sys(format!("creating veth {name} on {bridge}"))(e)),
-    }
-    // We hold the lock and the name is unique to the namespace, so the
-    // link of that name is the one just made (only CAP_NET_ADMIN renames).
-    let link = match host.link_named(&name) {
-        Ok(l) if l.is_veth => l,
-        Ok(_) => return Err(sys(format!("finding {name}"))(Errno::ENODEV)),
-        Err(e) => return Err(sys(format!("finding {name}"))(e)),
-    };
-    let record = Record {
-        uid: caller.uid,
-        address,
-        netns: netns_ino,
-        ifindex: link.index,
-    };
-    let filter = port_filter(container_mac(address), address);
-    let configured = host
-        .set_alias(link.index, &record.alias())
-        .map_err(sys(format!("recording {name}")))
-        .and_then(|()| {
-            // Before the link carries anything: the container may send
-            // only from the MAC and address it was given.
-            host.add_port_filter(link.index, &filter)
-                .map_err(sys(format!(
-                    "filtering what {name} may send (needs cls_bpf and the clsact qdisc)"
-                )))
-        })
-        .and_then(|()| {
-            host.attach_up(link.index, br_index)
-                .map_err(sys(format!("attaching {name} to {bridge}")))
-        })
-        .and_then(|()| configure_inside(sock, address, subnet));
-    if let Err(f) = configured {
-        // Ours by its index; deleting the host end takes the container's
-        // end with it.
-        let _ = host.delete_link(link.index);
-        return Err(f);
-    }
-    Ok(format!(
-        "{address}/{} {} {name}\n",
-        subnet.prefix(),
-        subnet.gateway()
-    ))
-}
-
-/// eth0's address, eth0 up, and the default route via the bridge, through
-/// the socket made inside the container's namespace.
-fn configure_inside(sock: OwnedFd, address: Ipv4Addr, subnet: Subnet) -> Result<(), Failure> {
-    let mut inside = Netlink::from_socket(sys::netlink_socket_from(sock))
-        .map_err(sys("using the container's netlink socket"))?;
-    let eth0 = inside
-        .link_named("eth0")
-        .map_err(sys("finding eth0 in the container"))?
-        .index;
-    inside
-        .add_address(eth0, address, subnet.prefix())
-        .map_err(sys(format!("adding {address}/{} to eth0", subnet.prefix())))?;
-    inside.set_up(eth0).map_err(sys("bringing eth0 up"))?;
-    inside
-        .add_default_route(eth0, subnet.gateway())
-        .map_err(sys(format!(
-            "adding the default route via {}",
-            subnet.gateway()
-        )))?;
-    Ok(())
 }
 
 fn gc(caller: &Caller) -> Result<String, Failure> {
@@ -625,6 +201,10 @@ fn setup_bridge(caller: &Caller, name: &str, subnet: Subnet) -> Result<String, F
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
+    use kennel_sys::cap_helper::SelfCheckFailure;
+
     use super::*;
 
     #[test]
